@@ -1,0 +1,3 @@
+from tcplens.views.cli import main
+
+main()

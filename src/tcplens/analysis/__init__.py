@@ -1,0 +1,1 @@
+"""Analysis turns records into data (counts, findings, diffs); it never prints."""

@@ -1,0 +1,85 @@
+"""One root exception for the whole package, leaves named by cause.
+
+Every error carries the data a user needs to find the problem (path, line,
+byte offset, state, event) so that the CLI can print a single line and choose
+an exit code without parsing messages.  Layers raise these; only the CLI
+decides how they are shown.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tcplens.model.states import State
+
+
+class TcplensError(Exception):
+    """Root of every error tcplens raises on purpose."""
+
+    #: exit code the CLI uses for this kind of error (2: usage or input error)
+    exit_code: int = 2
+
+
+class UnknownStateError(TcplensError, ValueError):
+    """A state spelling that no table knows; carries the closest known names."""
+
+    def __init__(self, text: str, suggestions: list[str]) -> None:
+        self.text = text
+        self.suggestions = suggestions
+        hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
+        super().__init__(f"unknown TCP state {text!r}{hint}")
+
+
+class IllegalTransition(TcplensError):
+    """An event the state machine does not accept in the current state."""
+
+    def __init__(self, state: State, event: str, detail: str = "") -> None:
+        self.state = state
+        self.event = event
+        extra = f": {detail}" if detail else ""
+        super().__init__(f"event {event} is not allowed in state {state}{extra}")
+
+
+class InputError(TcplensError):
+    """Bad input read from a file, stream or buffer, located as precisely as known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        offset: int | None = None,
+        record: int | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.offset = offset
+        self.record = record
+        self.reason = message
+        where = []
+        if path is not None:
+            where.append(str(path))
+        if line is not None:
+            where.append(f"line {line}")
+        if record is not None:
+            where.append(f"record {record}")
+        if offset is not None:
+            where.append(f"byte {offset}")
+        prefix = ": ".join([" ".join(where)]) + ": " if where else ""
+        super().__init__(f"{prefix}{message}")
+
+
+class TruncatedInput(InputError):
+    """Input ended in the middle of a record; what came before it is still valid."""
+
+    exit_code = 1
+
+
+class SourceError(TcplensError):
+    """A live source could not be read at all (missing proc root, no netlink)."""
+
+
+class ScenarioError(TcplensError):
+    """A simulation or lab scenario is unknown or malformed."""

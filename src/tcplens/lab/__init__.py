@@ -1,0 +1,1 @@
+"""Lab: scenarios on real sockets that check kernel, model and capture agree."""

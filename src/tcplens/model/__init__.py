@@ -1,0 +1,10 @@
+"""The RFC 9293 connection state machine as a pure library.
+
+No I/O and no imports from other layers (a test checks this in a fresh
+interpreter): sources, packets, analysis and views all import their state
+names, transitions and explanation texts from here.
+"""
+
+from tcplens.model.states import KERNEL_CODES, SPELLINGS, STATE_GROUPS, State, parse_state_filter
+
+__all__ = ["KERNEL_CODES", "SPELLINGS", "STATE_GROUPS", "State", "parse_state_filter"]

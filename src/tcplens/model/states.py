@@ -1,0 +1,294 @@
+"""TCP connection states and every spelling of them that users paste.
+
+The enum's values are what Linux net-tools ``netstat`` prints, because that is
+the vocabulary of the articles and outputs our users start from.  Every other
+spelling is an alias that lives in the tables below, each table citing where
+its spellings come from, so that parsers, views and the exporter never carry
+their own copy.
+
+Sources of the spellings:
+
+* Linux kernel codes: ``include/net/tcp_states.h`` (``TCP_ESTABLISHED = 1`` …
+  ``TCP_NEW_SYN_RECV = 12``, ``TCP_BOUND_INACTIVE = 13``), printed in hex by
+  ``/proc/net/tcp``.  ``NEW_SYN_RECV`` is the request-socket form of SYN_RECV
+  that Linux uses since 4.4; users see it as SYN_RECV.
+* net-tools ``netstat``: ``tcp_state[]`` in ``netstat.c`` (note ``CLOSE``
+  rather than ``CLOSED``).
+* iproute2 ``ss``: ``sstate_name[]`` in ``misc/ss.c`` (``ESTAB``,
+  ``SYN-RECV``, ``FIN-WAIT-1``, ``UNCONN`` for code 7).
+* RFC 9293 section 3.3.2 (``SYN-RECEIVED``, ``FIN-WAIT-1``).
+* Windows ``MIB_TCP_STATE`` as printed by ``netstat`` (``LISTENING``,
+  ``SYN_RECEIVED``, ``FIN_WAIT_1``, ``DELETE_TCB``).
+* BSD/macOS ``tcpstates[]`` in ``netinet/tcp_fsm.h`` (``SYN_RCVD``,
+  ``FIN_WAIT_1``); Solaris adds ``IDLE`` and ``BOUND``.
+* psutil ``CONN_*`` constants (``NONE`` for sockets without a state).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Final
+
+from tcplens.errors import UnknownStateError
+
+__all__ = [
+    "KERNEL_CODES",
+    "SPELLINGS",
+    "STATE_GROUPS",
+    "State",
+    "parse_state_filter",
+]
+
+
+class State(StrEnum):
+    """The 11 RFC 9293 states plus UNKNOWN, named as Linux ``netstat`` prints them."""
+
+    LISTEN = "LISTEN"
+    SYN_SENT = "SYN_SENT"
+    SYN_RECV = "SYN_RECV"
+    ESTABLISHED = "ESTABLISHED"
+    FIN_WAIT1 = "FIN_WAIT1"
+    FIN_WAIT2 = "FIN_WAIT2"
+    CLOSE_WAIT = "CLOSE_WAIT"
+    CLOSING = "CLOSING"
+    LAST_ACK = "LAST_ACK"
+    TIME_WAIT = "TIME_WAIT"
+    CLOSED = "CLOSED"
+    UNKNOWN = "UNKNOWN"
+
+    @classmethod
+    def parse(cls, text: str | int | State) -> State:
+        """Return the state for any spelling users paste (see the module docstring).
+
+        Case, ``-``, ``_`` and spaces do not matter; two-digit hex strings are
+        kernel codes from ``/proc/net/tcp`` and ints are kernel codes too.
+        Raises :class:`UnknownStateError` with the closest names otherwise.
+        """
+        if isinstance(text, State):
+            return text
+        if isinstance(text, int):
+            try:
+                return KERNEL_CODES[text]
+            except KeyError:
+                raise UnknownStateError(str(text), []) from None
+        raw = text.strip()
+        if _HEX_CODE.fullmatch(raw):
+            code = int(raw, 16)
+            if code in KERNEL_CODES:
+                return KERNEL_CODES[code]
+            raise UnknownStateError(text, [])
+        key = _compact(raw)
+        try:
+            return _ALIASES[key]
+        except KeyError:
+            pass
+        close = difflib.get_close_matches(key, list(_ALIASES), n=6, cutoff=0.6)
+        names: list[str] = []
+        for match in close:
+            name = _ALIASES[match].value
+            if name not in names:
+                names.append(name)
+        raise UnknownStateError(text, names[:3])
+
+    @property
+    def kernel_code(self) -> int | None:
+        """The Linux ``tcp_states.h`` number, or None for UNKNOWN."""
+        return _CODE_OF.get(self)
+
+    @property
+    def synchronized(self) -> bool:
+        """True once both sides' sequence numbers are known (RFC 9293 3.5.2)."""
+        return self in STATE_GROUPS["synchronized"]
+
+
+def _compact(text: str) -> str:
+    return re.sub(r"[\s_\-]+", "", text).upper()
+
+
+_HEX_CODE: Final = re.compile(r"0[0-9A-Fa-f]")
+
+#: Linux ``include/net/tcp_states.h``; 12 (NEW_SYN_RECV) and 13 (BOUND_INACTIVE)
+#: are kernel-internal forms users know as SYN_RECV and an unconnected socket.
+KERNEL_CODES: Final = MappingProxyType(
+    {
+        1: State.ESTABLISHED,
+        2: State.SYN_SENT,
+        3: State.SYN_RECV,
+        4: State.FIN_WAIT1,
+        5: State.FIN_WAIT2,
+        6: State.TIME_WAIT,
+        7: State.CLOSED,
+        8: State.CLOSE_WAIT,
+        9: State.LAST_ACK,
+        10: State.LISTEN,
+        11: State.CLOSING,
+        12: State.SYN_RECV,
+        13: State.CLOSED,
+    }
+)
+_CODE_OF: Final = {state: code for code, state in sorted(KERNEL_CODES.items(), reverse=True)}
+
+#: How each tool spells each state; the first entry is the canonical spelling
+#: shown by ``tcplens explain``.  Keys of the inner dicts are tool names.
+SPELLINGS: Final[MappingProxyType[State, MappingProxyType[str, tuple[str, ...]]]] = (
+    MappingProxyType(
+        {
+            state: MappingProxyType(tools)
+            for state, tools in {
+                State.LISTEN: {
+                    "netstat (Linux)": ("LISTEN",),
+                    "ss": ("LISTEN",),
+                    "RFC 9293": ("LISTEN",),
+                    "Windows": ("LISTENING",),
+                    "BSD/macOS": ("LISTEN",),
+                    "/proc/net/tcp": ("0A",),
+                },
+                State.SYN_SENT: {
+                    "netstat (Linux)": ("SYN_SENT",),
+                    "ss": ("SYN-SENT",),
+                    "RFC 9293": ("SYN-SENT",),
+                    "Windows": ("SYN_SENT",),
+                    "BSD/macOS": ("SYN_SENT",),
+                    "/proc/net/tcp": ("02",),
+                },
+                State.SYN_RECV: {
+                    "netstat (Linux)": ("SYN_RECV",),
+                    "ss": ("SYN-RECV",),
+                    "RFC 9293": ("SYN-RECEIVED",),
+                    "Windows": ("SYN_RECEIVED",),
+                    "BSD/macOS": ("SYN_RCVD",),
+                    "/proc/net/tcp": ("03", "0C (NEW_SYN_RECV)"),
+                },
+                State.ESTABLISHED: {
+                    "netstat (Linux)": ("ESTABLISHED",),
+                    "ss": ("ESTAB",),
+                    "RFC 9293": ("ESTABLISHED",),
+                    "Windows": ("ESTABLISHED",),
+                    "BSD/macOS": ("ESTABLISHED",),
+                    "/proc/net/tcp": ("01",),
+                },
+                State.FIN_WAIT1: {
+                    "netstat (Linux)": ("FIN_WAIT1",),
+                    "ss": ("FIN-WAIT-1",),
+                    "RFC 9293": ("FIN-WAIT-1",),
+                    "Windows": ("FIN_WAIT_1",),
+                    "BSD/macOS": ("FIN_WAIT_1",),
+                    "/proc/net/tcp": ("04",),
+                },
+                State.FIN_WAIT2: {
+                    "netstat (Linux)": ("FIN_WAIT2",),
+                    "ss": ("FIN-WAIT-2",),
+                    "RFC 9293": ("FIN-WAIT-2",),
+                    "Windows": ("FIN_WAIT_2",),
+                    "BSD/macOS": ("FIN_WAIT_2",),
+                    "/proc/net/tcp": ("05",),
+                },
+                State.CLOSE_WAIT: {
+                    "netstat (Linux)": ("CLOSE_WAIT",),
+                    "ss": ("CLOSE-WAIT",),
+                    "RFC 9293": ("CLOSE-WAIT",),
+                    "Windows": ("CLOSE_WAIT",),
+                    "BSD/macOS": ("CLOSE_WAIT",),
+                    "/proc/net/tcp": ("08",),
+                },
+                State.CLOSING: {
+                    "netstat (Linux)": ("CLOSING",),
+                    "ss": ("CLOSING",),
+                    "RFC 9293": ("CLOSING",),
+                    "Windows": ("CLOSING",),
+                    "BSD/macOS": ("CLOSING",),
+                    "/proc/net/tcp": ("0B",),
+                },
+                State.LAST_ACK: {
+                    "netstat (Linux)": ("LAST_ACK",),
+                    "ss": ("LAST-ACK",),
+                    "RFC 9293": ("LAST-ACK",),
+                    "Windows": ("LAST_ACK",),
+                    "BSD/macOS": ("LAST_ACK",),
+                    "/proc/net/tcp": ("09",),
+                },
+                State.TIME_WAIT: {
+                    "netstat (Linux)": ("TIME_WAIT",),
+                    "ss": ("TIME-WAIT",),
+                    "RFC 9293": ("TIME-WAIT",),
+                    "Windows": ("TIME_WAIT",),
+                    "BSD/macOS": ("TIME_WAIT",),
+                    "/proc/net/tcp": ("06",),
+                },
+                State.CLOSED: {
+                    "netstat (Linux)": ("CLOSE",),
+                    "ss": ("UNCONN",),
+                    "RFC 9293": ("CLOSED",),
+                    "Windows": ("CLOSED", "DELETE_TCB"),
+                    "BSD/macOS": ("CLOSED",),
+                    "Solaris": ("IDLE", "BOUND"),
+                    "/proc/net/tcp": ("07",),
+                },
+                State.UNKNOWN: {
+                    "netstat (Linux)": ("UNKNOWN",),
+                    "ss": ("UNKNOWN",),
+                },
+            }.items()
+        }
+    )
+)
+
+# Spellings that are not in any "canonical" column above but that users paste:
+# psutil's CONN_* values, older and looser forms, the seeds' lower-case forms
+# (handled by case folding) and ss's short forms.
+_EXTRA_ALIASES: Final = {
+    "CLOSE": State.CLOSED,
+    "NONE": State.CLOSED,  # psutil CONN_NONE: UDP and other stateless sockets
+    "NEW_SYN_RECV": State.SYN_RECV,
+    "SYN_RECEIVED": State.SYN_RECV,
+    "SYNRCVD": State.SYN_RECV,
+    "BOUND_INACTIVE": State.CLOSED,
+    "ESTAB": State.ESTABLISHED,
+    "LISTENING": State.LISTEN,
+    "UNCONNECTED": State.CLOSED,
+    "TIMEWAIT": State.TIME_WAIT,
+    "TW": State.TIME_WAIT,
+    "UNKNOWN": State.UNKNOWN,
+}
+
+
+def _build_aliases() -> dict[str, State]:
+    aliases: dict[str, State] = {}
+    for state in State:
+        aliases[_compact(state.value)] = state
+        for spellings in SPELLINGS[state].values():
+            for spelling in spellings:
+                if not _HEX_CODE.match(spelling):
+                    aliases[_compact(spelling)] = state
+    for spelling, state in _EXTRA_ALIASES.items():
+        aliases[_compact(spelling)] = state
+    return aliases
+
+
+_ALIASES: Final = MappingProxyType(_build_aliases())
+
+_ALL: Final = frozenset(State)
+_BUCKET: Final = frozenset({State.SYN_RECV, State.TIME_WAIT})
+_CONNECTED: Final = _ALL - {State.LISTEN, State.CLOSED, State.UNKNOWN}
+
+#: ss's state groups (``man ss``, STATE-FILTER): minisockets live in "bucket".
+STATE_GROUPS: Final = MappingProxyType(
+    {
+        "all": _ALL,
+        "connected": _CONNECTED,
+        "synchronized": _CONNECTED - {State.SYN_SENT, State.SYN_RECV},
+        "bucket": _BUCKET,
+        "big": _ALL - _BUCKET,
+    }
+)
+
+
+def parse_state_filter(text: str) -> frozenset[State]:
+    """Resolve a ``--state`` argument: an ss group name or any state spelling."""
+    group = STATE_GROUPS.get(text.strip().lower())
+    if group is not None:
+        return group
+    return frozenset({State.parse(text)})

@@ -1,0 +1,1 @@
+"""Packets: capture readers, decoders and the per-connection state tracker."""

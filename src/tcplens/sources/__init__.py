@@ -1,0 +1,5 @@
+"""Sources read sockets and normalise them into :class:`Snapshot` records; they never print."""
+
+from tcplens.sources.records import Addr, ParseWarning, Snapshot, Socket, TcpInfo, Timer
+
+__all__ = ["Addr", "ParseWarning", "Snapshot", "Socket", "TcpInfo", "Timer"]

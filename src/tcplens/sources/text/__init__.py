@@ -1,0 +1,1 @@
+"""Parsers for saved netstat/ss/proc text of any OS."""

@@ -1,0 +1,119 @@
+"""The ``tcplens`` command: dispatch to one module per verb, choose exit codes.
+
+Verbs are registered in :data:`COMMANDS` with a one-line summary and one
+example, so ``tcplens --help`` lists every verb without importing them all
+(the netlink, capture and exporter modules are only imported when used).
+Each verb module exposes a click command named ``command``; it computes
+nothing itself, it calls sources/analysis and renders through views.
+
+Exit codes (documented in the README): 0 success, 1 findings or a partial
+result (doctor findings, truncated capture), 2 usage or input error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass
+from typing import NoReturn
+
+import click
+
+from tcplens.errors import TcplensError
+
+__all__ = ["COMMANDS", "main"]
+
+
+@dataclass(frozen=True)
+class Verb:
+    module: str
+    summary: str
+    example: str
+
+
+#: name -> (module with a click ``command``, summary, example); order is help order.
+COMMANDS: dict[str, Verb] = {
+    "explain": Verb(
+        "tcplens.views.commands.explain",
+        "What a TCP state means, how one gets there, and what to do.",
+        "tcplens explain close-wait --lang zh",
+    ),
+    "diagram": Verb(
+        "tcplens.views.commands.diagram",
+        "The TCP state diagram, generated from the transition table.",
+        "tcplens diagram --format dot | dot -Tsvg > tcp.svg",
+    ),
+    "simulate": Verb(
+        "tcplens.views.commands.simulate",
+        "Play a scenario through two model endpoints as a ladder chart.",
+        "tcplens simulate simultaneous-close",
+    ),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        verb = COMMANDS.get(cmd_name)
+        if verb is None:
+            return None
+        module = importlib.import_module(verb.module)
+        command: click.Command = module.command
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, f"{verb.summary}  e.g. {verb.example}") for name, verb in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(
+    cls=LazyGroup,
+    invoke_without_command=True,
+    context_settings=CONTEXT,
+    epilog="Exit codes: 0 ok, 1 findings or partial input, 2 usage or input error.",
+)
+@click.version_option(package_name="tcplens", prog_name="tcplens")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Make TCP connection states visible and understandable.
+
+    With no command, shows this machine at a glance.
+
+    Example: tcplens explain TIME_WAIT
+    """
+    if ctx.invoked_subcommand is None:
+        default = "status" if "status" in COMMANDS else "explain"
+        ctx.invoke(LazyGroup.get_command(cli, ctx, default) or cli)  # type: ignore[arg-type]
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Console entry point: turn every tcplens error into one line and an exit code."""
+    try:
+        result = cli.main(args=argv, prog_name="tcplens", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except TcplensError as exc:
+        click.echo(f"tcplens: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        # `tcplens ls | head`: the reader went away; that is not an error.
+        sys.stderr.close()
+        sys.exit(0)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    # Verbs return an int exit code (doctor: 1 when it has findings) or None.
+    sys.exit(result if isinstance(result, int) else 0)

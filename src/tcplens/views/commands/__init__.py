@@ -1,0 +1,1 @@
+"""One module per CLI verb, loaded lazily by ``tcplens.views.cli``."""

@@ -1,0 +1,50 @@
+"""The one contract every source's output must satisfy (run by each source's tests)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from tcplens.model import State
+from tcplens.sources.records import Addr, Snapshot, Socket
+
+
+def check_addr(addr: Addr, family: int, *, text_source: bool = False) -> None:
+    assert isinstance(addr, Addr), addr
+    assert isinstance(addr.ip, str) and addr.ip, addr
+    if addr.ip != "*":
+        try:
+            parsed = ipaddress.ip_address(addr.ip.split("%")[0])
+        except ValueError:
+            assert text_source, f"not an IP address: {addr.ip!r}"
+        else:
+            assert str(parsed) == addr.ip.split("%")[0], f"not compressed: {addr.ip!r}"
+            if family == 4:
+                assert parsed.version == 4, addr
+    assert addr.port is None or (isinstance(addr.port, int) and 0 <= addr.port <= 65535), addr
+
+
+def check_socket(sock: Socket, *, text_source: bool = False) -> None:
+    assert sock.proto in ("tcp", "udp"), sock
+    assert sock.family in (4, 6), sock
+    assert isinstance(sock.state, State), sock
+    check_addr(sock.local, sock.family, text_source=text_source)
+    check_addr(sock.remote, sock.family, text_source=text_source)
+    for name in ("recv_q", "send_q", "uid", "inode", "pid", "fd"):
+        value = getattr(sock, name)
+        assert value is None or (isinstance(value, int) and value >= 0), (name, sock)
+    if sock.proto == "tcp" and sock.state is State.LISTEN:
+        assert sock.remote.port in (None, 0), sock
+    if sock.timer is not None:
+        assert sock.timer.kind in {"on", "keepalive", "timewait", "persist", "probe", "other", "off"}
+        assert sock.timer.remaining >= 0
+    if sock.process is not None:
+        assert isinstance(sock.process, str)
+
+
+def check_snapshot(snap: Snapshot, *, text_source: bool = False) -> None:
+    assert isinstance(snap, Snapshot)
+    assert snap.source
+    assert snap.taken_at > 0
+    assert all(isinstance(m, str) and m for m in snap.missing)
+    for sock in snap.sockets:
+        check_socket(sock, text_source=text_source)
