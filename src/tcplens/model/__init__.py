@@ -5,6 +5,30 @@ interpreter): sources, packets, analysis and views all import their state
 names, transitions and explanation texts from here.
 """
 
+from tcplens.model.machine import (
+    TRANSITIONS,
+    Endpoint,
+    Event,
+    Flags,
+    Opening,
+    Segment,
+    Transition,
+    format_flags,
+)
 from tcplens.model.states import KERNEL_CODES, SPELLINGS, STATE_GROUPS, State, parse_state_filter
 
-__all__ = ["KERNEL_CODES", "SPELLINGS", "STATE_GROUPS", "State", "parse_state_filter"]
+__all__ = [
+    "KERNEL_CODES",
+    "SPELLINGS",
+    "STATE_GROUPS",
+    "TRANSITIONS",
+    "Endpoint",
+    "Event",
+    "Flags",
+    "Opening",
+    "Segment",
+    "State",
+    "Transition",
+    "format_flags",
+    "parse_state_filter",
+]

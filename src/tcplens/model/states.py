@@ -133,107 +133,103 @@ _CODE_OF: Final = {state: code for code, state in sorted(KERNEL_CODES.items(), r
 
 #: How each tool spells each state; the first entry is the canonical spelling
 #: shown by ``tcplens explain``.  Keys of the inner dicts are tool names.
+_SPELLINGS: dict[State, dict[str, tuple[str, ...]]] = {
+    State.LISTEN: {
+        "netstat (Linux)": ("LISTEN",),
+        "ss": ("LISTEN",),
+        "RFC 9293": ("LISTEN",),
+        "Windows": ("LISTENING",),
+        "BSD/macOS": ("LISTEN",),
+        "/proc/net/tcp": ("0A",),
+    },
+    State.SYN_SENT: {
+        "netstat (Linux)": ("SYN_SENT",),
+        "ss": ("SYN-SENT",),
+        "RFC 9293": ("SYN-SENT",),
+        "Windows": ("SYN_SENT",),
+        "BSD/macOS": ("SYN_SENT",),
+        "/proc/net/tcp": ("02",),
+    },
+    State.SYN_RECV: {
+        "netstat (Linux)": ("SYN_RECV",),
+        "ss": ("SYN-RECV",),
+        "RFC 9293": ("SYN-RECEIVED",),
+        "Windows": ("SYN_RECEIVED",),
+        "BSD/macOS": ("SYN_RCVD",),
+        "/proc/net/tcp": ("03", "0C (NEW_SYN_RECV)"),
+    },
+    State.ESTABLISHED: {
+        "netstat (Linux)": ("ESTABLISHED",),
+        "ss": ("ESTAB",),
+        "RFC 9293": ("ESTABLISHED",),
+        "Windows": ("ESTABLISHED",),
+        "BSD/macOS": ("ESTABLISHED",),
+        "/proc/net/tcp": ("01",),
+    },
+    State.FIN_WAIT1: {
+        "netstat (Linux)": ("FIN_WAIT1",),
+        "ss": ("FIN-WAIT-1",),
+        "RFC 9293": ("FIN-WAIT-1",),
+        "Windows": ("FIN_WAIT_1",),
+        "BSD/macOS": ("FIN_WAIT_1",),
+        "/proc/net/tcp": ("04",),
+    },
+    State.FIN_WAIT2: {
+        "netstat (Linux)": ("FIN_WAIT2",),
+        "ss": ("FIN-WAIT-2",),
+        "RFC 9293": ("FIN-WAIT-2",),
+        "Windows": ("FIN_WAIT_2",),
+        "BSD/macOS": ("FIN_WAIT_2",),
+        "/proc/net/tcp": ("05",),
+    },
+    State.CLOSE_WAIT: {
+        "netstat (Linux)": ("CLOSE_WAIT",),
+        "ss": ("CLOSE-WAIT",),
+        "RFC 9293": ("CLOSE-WAIT",),
+        "Windows": ("CLOSE_WAIT",),
+        "BSD/macOS": ("CLOSE_WAIT",),
+        "/proc/net/tcp": ("08",),
+    },
+    State.CLOSING: {
+        "netstat (Linux)": ("CLOSING",),
+        "ss": ("CLOSING",),
+        "RFC 9293": ("CLOSING",),
+        "Windows": ("CLOSING",),
+        "BSD/macOS": ("CLOSING",),
+        "/proc/net/tcp": ("0B",),
+    },
+    State.LAST_ACK: {
+        "netstat (Linux)": ("LAST_ACK",),
+        "ss": ("LAST-ACK",),
+        "RFC 9293": ("LAST-ACK",),
+        "Windows": ("LAST_ACK",),
+        "BSD/macOS": ("LAST_ACK",),
+        "/proc/net/tcp": ("09",),
+    },
+    State.TIME_WAIT: {
+        "netstat (Linux)": ("TIME_WAIT",),
+        "ss": ("TIME-WAIT",),
+        "RFC 9293": ("TIME-WAIT",),
+        "Windows": ("TIME_WAIT",),
+        "BSD/macOS": ("TIME_WAIT",),
+        "/proc/net/tcp": ("06",),
+    },
+    State.CLOSED: {
+        "netstat (Linux)": ("CLOSE",),
+        "ss": ("UNCONN",),
+        "RFC 9293": ("CLOSED",),
+        "Windows": ("CLOSED", "DELETE_TCB"),
+        "BSD/macOS": ("CLOSED",),
+        "Solaris": ("IDLE", "BOUND"),
+        "/proc/net/tcp": ("07",),
+    },
+    State.UNKNOWN: {
+        "netstat (Linux)": ("UNKNOWN",),
+        "ss": ("UNKNOWN",),
+    },
+}
 SPELLINGS: Final[MappingProxyType[State, MappingProxyType[str, tuple[str, ...]]]] = (
-    MappingProxyType(
-        {
-            state: MappingProxyType(tools)
-            for state, tools in {
-                State.LISTEN: {
-                    "netstat (Linux)": ("LISTEN",),
-                    "ss": ("LISTEN",),
-                    "RFC 9293": ("LISTEN",),
-                    "Windows": ("LISTENING",),
-                    "BSD/macOS": ("LISTEN",),
-                    "/proc/net/tcp": ("0A",),
-                },
-                State.SYN_SENT: {
-                    "netstat (Linux)": ("SYN_SENT",),
-                    "ss": ("SYN-SENT",),
-                    "RFC 9293": ("SYN-SENT",),
-                    "Windows": ("SYN_SENT",),
-                    "BSD/macOS": ("SYN_SENT",),
-                    "/proc/net/tcp": ("02",),
-                },
-                State.SYN_RECV: {
-                    "netstat (Linux)": ("SYN_RECV",),
-                    "ss": ("SYN-RECV",),
-                    "RFC 9293": ("SYN-RECEIVED",),
-                    "Windows": ("SYN_RECEIVED",),
-                    "BSD/macOS": ("SYN_RCVD",),
-                    "/proc/net/tcp": ("03", "0C (NEW_SYN_RECV)"),
-                },
-                State.ESTABLISHED: {
-                    "netstat (Linux)": ("ESTABLISHED",),
-                    "ss": ("ESTAB",),
-                    "RFC 9293": ("ESTABLISHED",),
-                    "Windows": ("ESTABLISHED",),
-                    "BSD/macOS": ("ESTABLISHED",),
-                    "/proc/net/tcp": ("01",),
-                },
-                State.FIN_WAIT1: {
-                    "netstat (Linux)": ("FIN_WAIT1",),
-                    "ss": ("FIN-WAIT-1",),
-                    "RFC 9293": ("FIN-WAIT-1",),
-                    "Windows": ("FIN_WAIT_1",),
-                    "BSD/macOS": ("FIN_WAIT_1",),
-                    "/proc/net/tcp": ("04",),
-                },
-                State.FIN_WAIT2: {
-                    "netstat (Linux)": ("FIN_WAIT2",),
-                    "ss": ("FIN-WAIT-2",),
-                    "RFC 9293": ("FIN-WAIT-2",),
-                    "Windows": ("FIN_WAIT_2",),
-                    "BSD/macOS": ("FIN_WAIT_2",),
-                    "/proc/net/tcp": ("05",),
-                },
-                State.CLOSE_WAIT: {
-                    "netstat (Linux)": ("CLOSE_WAIT",),
-                    "ss": ("CLOSE-WAIT",),
-                    "RFC 9293": ("CLOSE-WAIT",),
-                    "Windows": ("CLOSE_WAIT",),
-                    "BSD/macOS": ("CLOSE_WAIT",),
-                    "/proc/net/tcp": ("08",),
-                },
-                State.CLOSING: {
-                    "netstat (Linux)": ("CLOSING",),
-                    "ss": ("CLOSING",),
-                    "RFC 9293": ("CLOSING",),
-                    "Windows": ("CLOSING",),
-                    "BSD/macOS": ("CLOSING",),
-                    "/proc/net/tcp": ("0B",),
-                },
-                State.LAST_ACK: {
-                    "netstat (Linux)": ("LAST_ACK",),
-                    "ss": ("LAST-ACK",),
-                    "RFC 9293": ("LAST-ACK",),
-                    "Windows": ("LAST_ACK",),
-                    "BSD/macOS": ("LAST_ACK",),
-                    "/proc/net/tcp": ("09",),
-                },
-                State.TIME_WAIT: {
-                    "netstat (Linux)": ("TIME_WAIT",),
-                    "ss": ("TIME-WAIT",),
-                    "RFC 9293": ("TIME-WAIT",),
-                    "Windows": ("TIME_WAIT",),
-                    "BSD/macOS": ("TIME_WAIT",),
-                    "/proc/net/tcp": ("06",),
-                },
-                State.CLOSED: {
-                    "netstat (Linux)": ("CLOSE",),
-                    "ss": ("UNCONN",),
-                    "RFC 9293": ("CLOSED",),
-                    "Windows": ("CLOSED", "DELETE_TCB"),
-                    "BSD/macOS": ("CLOSED",),
-                    "Solaris": ("IDLE", "BOUND"),
-                    "/proc/net/tcp": ("07",),
-                },
-                State.UNKNOWN: {
-                    "netstat (Linux)": ("UNKNOWN",),
-                    "ss": ("UNKNOWN",),
-                },
-            }.items()
-        }
-    )
+    MappingProxyType({state: MappingProxyType(tools) for state, tools in _SPELLINGS.items()})
 )
 
 # Spellings that are not in any "canonical" column above but that users paste:

@@ -1,0 +1,499 @@
+"""The RFC 9293 connection state machine, as data, with a sans-IO endpoint.
+
+Theory of operation
+-------------------
+:data:`TRANSITIONS` is the whole state diagram: ``state -> key -> Transition``
+where a key is an :class:`Event` or, where the same event leads to different
+states depending on how the connection was opened, an ``(Event, Opening)``
+pair (RST in SYN_RECV returns a passive opener to LISTEN and an active one to
+CLOSED).  Every state has an entry; UNKNOWN maps to nothing.  The rows are RFC
+9293 section 3.3.2 (figure 5) plus what Linux does where the figure is
+silent: FIN_WAIT1 + FIN that also acknowledges our FIN goes straight to
+TIME_WAIT, an RST kills TIME_WAIT (``tcp_rfc1337=0``), an orphaned FIN_WAIT2
+gives up after ``tcp_fin_timeout``, retransmission timers re-send SYN,
+SYN+ACK and FIN, and retransmitted FINs are re-acknowledged.
+
+What cannot be a row lives in :class:`Endpoint`:
+
+* **Classifying a segment** into an event needs sequence numbers: an ACK is
+  ``RCV_ACK`` only when it acknowledges our SYN or FIN; a FIN is
+  ``RCV_FIN_ACK`` when it also acknowledges our FIN.  Anything else with an ACK
+  is ``RCV_DATA``, which never changes state.
+* **RST acceptability** (RFC 9293 3.10.7.3/3.10.7.4): in SYN_SENT an RST counts
+  only if it acknowledges our SYN; elsewhere only if its sequence number lies in
+  the receive window.  An unacceptable RST is ignored (returns no segments and
+  changes nothing), as the kernel does.
+* **Data acknowledgement**: received payload advances ``rcv_nxt`` and is
+  acknowledged with a bare ACK; that is flow, not state, so it is not a row.
+* **Timers**: time is passed in (``now``), never read.  Entering TIME_WAIT arms
+  the 2MSL timer (``timer_deadline = now + 2*msl``); a retransmitted FIN in
+  TIME_WAIT re-arms it.  ``TIMEOUT_2MSL`` before the deadline is illegal;
+  :meth:`Endpoint.expire` fires it only when due.
+
+An event with no row raises :class:`~tcplens.errors.IllegalTransition` and
+changes nothing: every check happens before any field is written.
+
+The model treats a passive open the way RFC 9293 does: the LISTEN endpoint
+itself becomes the connection.  Linux keeps the listener in LISTEN and
+creates a child socket; ``tcplens.lab`` compares the child with the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntFlag, StrEnum
+from types import MappingProxyType
+from typing import Final
+
+from tcplens.errors import IllegalTransition
+from tcplens.model.states import State
+
+__all__ = [
+    "TRANSITIONS",
+    "Endpoint",
+    "Event",
+    "Flags",
+    "Key",
+    "Opening",
+    "Segment",
+    "Transition",
+    "format_flags",
+]
+
+#: Receive window assumed for RST acceptability; the model does not do flow control.
+RCV_WINDOW: Final = 65535
+
+
+class Flags(IntFlag):
+    """TCP header flag bits, with their wire values."""
+
+    FIN = 0x01
+    SYN = 0x02
+    RST = 0x04
+    PSH = 0x08
+    ACK = 0x10
+    URG = 0x20
+
+
+_FLAG_ORDER: Final = (Flags.SYN, Flags.FIN, Flags.RST, Flags.PSH, Flags.ACK, Flags.URG)
+
+
+def format_flags(flags: Flags) -> str:
+    """``SYN+ACK``, ``FIN+ACK``: the order Wireshark users read them in."""
+    names = [f.name or "" for f in _FLAG_ORDER if f in flags]
+    return "+".join(names) if names else "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A TCP segment as the state machine sees it: flags, numbers, payload size."""
+
+    flags: Flags
+    seq: int = 0
+    ack: int = 0
+    length: int = 0
+
+    @property
+    def end_seq(self) -> int:
+        """Sequence number after this segment (SYN and FIN occupy one each)."""
+        return (
+            self.seq
+            + self.length
+            + (1 if Flags.SYN in self.flags else 0)
+            + (1 if Flags.FIN in self.flags else 0)
+        )
+
+    def __str__(self) -> str:
+        text = f"{format_flags(self.flags)} seq={self.seq}"
+        if Flags.ACK in self.flags:
+            text += f" ack={self.ack}"
+        if self.length:
+            text += f" len={self.length}"
+        return text
+
+
+class Event(StrEnum):
+    """What drives an endpoint: application calls, received segments, timers."""
+
+    # application calls
+    LISTEN = "listen"
+    CONNECT = "connect"
+    SEND = "send"
+    CLOSE = "close"
+    ABORT = "abort"
+    # segments received (see Endpoint.classify)
+    RCV_SYN = "rcv SYN"
+    RCV_SYN_ACK = "rcv SYN+ACK"
+    RCV_ACK = "rcv ACK"
+    RCV_DATA = "rcv data"
+    RCV_FIN = "rcv FIN"
+    RCV_FIN_ACK = "rcv FIN+ACK"
+    RCV_RST = "rcv RST"
+    # timers
+    TIMEOUT_RTO = "retransmit timeout"
+    TIMEOUT_2MSL = "2MSL timeout"
+    TIMEOUT_CONNECT = "give up"
+
+    @property
+    def kind(self) -> str:
+        """``call``, ``segment`` or ``timer``: how the event reaches an endpoint."""
+        if self.name.startswith("RCV_"):
+            return "segment"
+        if self.name.startswith("TIMEOUT_"):
+            return "timer"
+        return "call"
+
+
+class Opening(StrEnum):
+    """How the connection was opened; decides where an RST in SYN_RECV leads."""
+
+    PASSIVE = "passive"
+    ACTIVE = "active"
+
+
+Key = Event | tuple[Event, Opening]
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One row: the next state, the segments sent (as flags), and why."""
+
+    next: State
+    send: tuple[Flags, ...]
+    note: str
+
+
+_SA = Flags.SYN | Flags.ACK
+_FA = Flags.FIN | Flags.ACK
+_RA = Flags.RST | Flags.ACK
+_DATA = Flags.PSH | Flags.ACK
+_A = Flags.ACK
+S = State
+E = Event
+
+
+def _t(next_state: State, send: tuple[Flags, ...], note: str) -> Transition:
+    return Transition(next_state, send, note)
+
+
+_TABLE: dict[State, dict[Key, Transition]] = {
+    S.CLOSED: {
+        E.LISTEN: _t(S.LISTEN, (), "passive open: listen()"),
+        E.CONNECT: _t(S.SYN_SENT, (Flags.SYN,), "active open: connect() sends SYN"),
+        E.CLOSE: _t(S.CLOSED, (), "close() on a socket with no connection"),
+        E.ABORT: _t(S.CLOSED, (), "abort with no connection"),
+        E.RCV_SYN: _t(S.CLOSED, (_RA,), "no listener on the port: connection refused"),
+        E.RCV_ACK: _t(S.CLOSED, (Flags.RST,), "segment for no connection is reset"),
+        E.RCV_DATA: _t(S.CLOSED, (Flags.RST,), "segment for no connection is reset"),
+        E.RCV_FIN: _t(S.CLOSED, (Flags.RST,), "segment for no connection is reset"),
+        E.RCV_RST: _t(S.CLOSED, (), "RST for no connection is ignored"),
+    },
+    S.LISTEN: {
+        E.RCV_SYN: _t(S.SYN_RECV, (_SA,), "SYN received: reply SYN+ACK (handshake 2 of 3)"),
+        E.RCV_ACK: _t(S.LISTEN, (Flags.RST,), "ACK for no connection is reset"),
+        E.RCV_DATA: _t(S.LISTEN, (Flags.RST,), "segment for no connection is reset"),
+        E.RCV_RST: _t(S.LISTEN, (), "RST to a listener is ignored"),
+        E.CLOSE: _t(S.CLOSED, (), "close() of the listening socket"),
+        E.ABORT: _t(S.CLOSED, (), "abort of the listening socket"),
+    },
+    S.SYN_SENT: {
+        E.RCV_SYN_ACK: _t(S.ESTABLISHED, (_A,), "SYN+ACK received: reply ACK (handshake 3 of 3)"),
+        E.RCV_SYN: _t(S.SYN_RECV, (_SA,), "simultaneous open: SYN received, reply SYN+ACK"),
+        E.RCV_RST: _t(S.CLOSED, (), "RST for our SYN: connection refused (ECONNREFUSED)"),
+        E.TIMEOUT_RTO: _t(S.SYN_SENT, (Flags.SYN,), "no answer: retransmit SYN"),
+        E.TIMEOUT_CONNECT: _t(S.CLOSED, (), "SYN retries exhausted: connect() times out"),
+        E.CLOSE: _t(S.CLOSED, (), "close() before the handshake completed"),
+        E.ABORT: _t(S.CLOSED, (), "abort before the handshake completed"),
+    },
+    S.SYN_RECV: {
+        E.RCV_ACK: _t(S.ESTABLISHED, (), "ACK of our SYN: handshake complete"),
+        E.RCV_SYN_ACK: _t(S.ESTABLISHED, (), "simultaneous open: peer's SYN+ACK acks our SYN"),
+        E.RCV_SYN: _t(S.SYN_RECV, (_SA,), "retransmitted SYN: repeat SYN+ACK"),
+        (E.RCV_RST, Opening.PASSIVE): _t(S.LISTEN, (), "RST during a passive open: back to LISTEN"),
+        (E.RCV_RST, Opening.ACTIVE): _t(S.CLOSED, (), "RST during simultaneous open: refused"),
+        E.TIMEOUT_RTO: _t(S.SYN_RECV, (_SA,), "final ACK missing: retransmit SYN+ACK"),
+        (E.TIMEOUT_CONNECT, Opening.PASSIVE): _t(
+            S.LISTEN, (), "SYN+ACK retries exhausted: half-open connection dropped"
+        ),
+        (E.TIMEOUT_CONNECT, Opening.ACTIVE): _t(
+            S.CLOSED, (), "SYN+ACK retries exhausted: connect() times out"
+        ),
+        E.CLOSE: _t(S.FIN_WAIT1, (_FA,), "close() before the final ACK: send FIN"),
+        E.ABORT: _t(S.CLOSED, (_RA,), "abort: send RST"),
+    },
+    S.ESTABLISHED: {
+        E.SEND: _t(S.ESTABLISHED, (_DATA,), "send data"),
+        E.RCV_DATA: _t(S.ESTABLISHED, (), "data or ACK received"),
+        E.RCV_FIN: _t(S.CLOSE_WAIT, (_A,), "peer closed (passive close): ACK its FIN"),
+        E.RCV_RST: _t(S.CLOSED, (), "connection reset by peer (ECONNRESET)"),
+        E.CLOSE: _t(S.FIN_WAIT1, (_FA,), "close() first (active close): send FIN"),
+        E.ABORT: _t(S.CLOSED, (_RA,), "abort (SO_LINGER 0): send RST"),
+    },
+    S.FIN_WAIT1: {
+        E.RCV_ACK: _t(S.FIN_WAIT2, (), "our FIN acknowledged: wait for the peer's FIN"),
+        E.RCV_FIN: _t(S.CLOSING, (_A,), "simultaneous close: peer's FIN before the ACK of ours"),
+        E.RCV_FIN_ACK: _t(S.TIME_WAIT, (_A,), "peer's FIN also acks ours: straight to TIME_WAIT"),
+        E.RCV_DATA: _t(S.FIN_WAIT1, (), "half-close: data still arrives from the peer"),
+        E.RCV_RST: _t(S.CLOSED, (), "reset by peer while closing"),
+        E.TIMEOUT_RTO: _t(S.FIN_WAIT1, (_FA,), "FIN unacknowledged: retransmit FIN"),
+        E.TIMEOUT_CONNECT: _t(S.CLOSED, (), "FIN retries exhausted: connection dropped"),
+        E.CLOSE: _t(S.FIN_WAIT1, (), "close() after shutdown(): FIN already sent"),
+        E.ABORT: _t(S.CLOSED, (_RA,), "abort while closing: send RST"),
+    },
+    S.FIN_WAIT2: {
+        E.RCV_FIN: _t(S.TIME_WAIT, (_A,), "peer's FIN: ACK it and wait 2MSL"),
+        E.RCV_DATA: _t(S.FIN_WAIT2, (), "half-close: data still flows toward this side"),
+        E.RCV_RST: _t(S.CLOSED, (), "reset by peer while closing"),
+        E.TIMEOUT_CONNECT: _t(S.CLOSED, (), "orphaned FIN_WAIT2 times out (tcp_fin_timeout)"),
+        E.CLOSE: _t(S.FIN_WAIT2, (), "close() after shutdown(): FIN already sent"),
+        E.ABORT: _t(S.CLOSED, (_RA,), "abort while closing: send RST"),
+    },
+    S.CLOSE_WAIT: {
+        E.SEND: _t(S.CLOSE_WAIT, (_DATA,), "half-close: this side may still send"),
+        E.RCV_DATA: _t(S.CLOSE_WAIT, (), "ACK received"),
+        E.RCV_FIN: _t(S.CLOSE_WAIT, (_A,), "retransmitted FIN: ACK it again"),
+        E.RCV_RST: _t(S.CLOSED, (), "reset by peer"),
+        E.CLOSE: _t(S.LAST_ACK, (_FA,), "application calls close(): send FIN"),
+        E.ABORT: _t(S.CLOSED, (_RA,), "abort: send RST"),
+    },
+    S.CLOSING: {
+        E.RCV_ACK: _t(S.TIME_WAIT, (), "our FIN acknowledged: wait 2MSL"),
+        E.RCV_FIN_ACK: _t(S.TIME_WAIT, (_A,), "retransmitted FIN that acks ours: wait 2MSL"),
+        E.RCV_FIN: _t(S.CLOSING, (_A,), "retransmitted FIN: ACK it again"),
+        E.RCV_DATA: _t(S.CLOSING, (), "ACK that does not cover our FIN"),
+        E.RCV_RST: _t(S.CLOSED, (), "reset by peer while closing"),
+        E.TIMEOUT_RTO: _t(S.CLOSING, (_FA,), "FIN unacknowledged: retransmit FIN"),
+        E.TIMEOUT_CONNECT: _t(S.CLOSED, (), "FIN retries exhausted: connection dropped"),
+        E.CLOSE: _t(S.CLOSING, (), "close() after shutdown(): FIN already sent"),
+        E.ABORT: _t(S.CLOSED, (_RA,), "abort while closing: send RST"),
+    },
+    S.LAST_ACK: {
+        E.RCV_ACK: _t(S.CLOSED, (), "our FIN acknowledged: connection gone"),
+        E.RCV_FIN_ACK: _t(S.CLOSED, (_A,), "retransmitted FIN that acks ours: connection gone"),
+        E.RCV_FIN: _t(S.LAST_ACK, (_A,), "retransmitted FIN: ACK it again"),
+        E.RCV_DATA: _t(S.LAST_ACK, (), "ACK that does not cover our FIN"),
+        E.RCV_RST: _t(S.CLOSED, (), "reset by peer"),
+        E.TIMEOUT_RTO: _t(S.LAST_ACK, (_FA,), "final ACK lost: retransmit FIN"),
+        E.TIMEOUT_CONNECT: _t(S.CLOSED, (), "FIN retries exhausted: connection dropped"),
+        E.CLOSE: _t(S.LAST_ACK, (), "close() again: FIN already sent"),
+        E.ABORT: _t(S.CLOSED, (_RA,), "abort: send RST"),
+    },
+    S.TIME_WAIT: {
+        E.TIMEOUT_2MSL: _t(S.CLOSED, (), "2MSL elapsed: connection forgotten"),
+        E.RCV_FIN: _t(S.TIME_WAIT, (_A,), "FIN again (our ACK was lost): ACK, restart 2MSL"),
+        E.RCV_DATA: _t(S.TIME_WAIT, (), "stray segment absorbed by TIME_WAIT"),
+        E.RCV_RST: _t(S.CLOSED, (), "RST ends TIME_WAIT early (Linux, tcp_rfc1337=0)"),
+        E.CLOSE: _t(S.TIME_WAIT, (), "close() after shutdown(): nothing left to send"),
+        E.ABORT: _t(S.CLOSED, (), "abort: forget the TIME_WAIT connection"),
+    },
+    S.UNKNOWN: {},
+}
+
+#: The transition table: ``state -> (event | (event, opening)) -> Transition``.
+TRANSITIONS: Final = MappingProxyType({s: MappingProxyType(rows) for s, rows in _TABLE.items()})
+
+
+class Endpoint:
+    """One side of a connection, sans IO: feed it events, it returns segments to send."""
+
+    def __init__(
+        self,
+        state: State = State.CLOSED,
+        *,
+        name: str = "",
+        msl: float = 30.0,
+        isn: int = 0,
+        now: float = 0.0,
+        opening: Opening | None = None,
+    ) -> None:
+        self.name = name
+        self.msl = msl
+        self.isn = isn
+        self.state = state
+        self.opening = opening
+        self.history: list[tuple[float, State, str]] = [(now, state, "initial")]
+        self.timer_deadline: float | None = now + 2 * msl if state is State.TIME_WAIT else None
+        self.snd_una = isn
+        self.snd_nxt = isn
+        self.rcv_nxt: int | None = None
+        self.fin_seq: int | None = None  # sequence number of our FIN, once sent
+        self.peer_fin_seq: int | None = None
+        self.last_transition: Transition | None = None
+
+    def __repr__(self) -> str:
+        label = f" {self.name}" if self.name else ""
+        return f"<Endpoint{label} {self.state}>"
+
+    # -- classification -------------------------------------------------
+    def _acks_our_fin(self, seg: Segment) -> bool:
+        return (
+            Flags.ACK in seg.flags
+            and self.fin_seq is not None
+            and not _seq_ge(self.snd_una, self.fin_seq + 1)
+            and _seq_ge(seg.ack, self.fin_seq + 1)
+        )
+
+    def classify(self, seg: Segment) -> Event:
+        """Name the event a segment is for this endpoint (see the theory of operation)."""
+        flags = seg.flags
+        if Flags.RST in flags:
+            return Event.RCV_RST
+        if Flags.SYN in flags:
+            return Event.RCV_SYN_ACK if Flags.ACK in flags else Event.RCV_SYN
+        if Flags.FIN in flags:
+            return Event.RCV_FIN_ACK if self._acks_our_fin(seg) else Event.RCV_FIN
+        if Flags.ACK in flags:
+            if self.state is State.SYN_RECV and _seq_ge(seg.ack, self.isn + 1):
+                return Event.RCV_ACK
+            if self._acks_our_fin(seg):
+                return Event.RCV_ACK
+        return Event.RCV_DATA
+
+    def _rst_acceptable(self, seg: Segment) -> bool:
+        if self.state is State.SYN_SENT:
+            return Flags.ACK in seg.flags and seg.ack == self.snd_nxt
+        if self.rcv_nxt is None:
+            return True
+        return 0 <= (seg.seq - self.rcv_nxt) % (1 << 32) <= RCV_WINDOW
+
+    # -- the one place state changes --------------------------------------
+    def lookup(self, event: Event) -> Transition | None:
+        """The row that applies now, or None; context keys win over plain ones."""
+        rows = TRANSITIONS[self.state]
+        if self.opening is not None:
+            row = rows.get((event, self.opening))
+            if row is not None:
+                return row
+        return rows.get(event)
+
+    def can(self, event: Event) -> bool:
+        """Whether the table has a row for ``event`` in the current state."""
+        return self.lookup(event) is not None
+
+    def handle(self, event: Event, now: float = 0.0, *, size: int = 0) -> list[Segment]:
+        """Apply an application call or a timer; return the segments sent.
+
+        ``size`` is the payload length for :attr:`Event.SEND`.  Segment
+        events must go through :meth:`receive`, which knows the numbers.
+        """
+        if event.kind == "segment":
+            raise IllegalTransition(self.state, event.value, "use receive() for segments")
+        row = self.lookup(event)
+        if row is None:
+            raise IllegalTransition(self.state, event.value)
+        if event is Event.TIMEOUT_2MSL and (
+            self.timer_deadline is None or now < self.timer_deadline
+        ):
+            due = "not armed" if self.timer_deadline is None else f"due at {self.timer_deadline:g}"
+            raise IllegalTransition(self.state, event.value, f"2MSL timer {due}")
+        if event is Event.SEND and size <= 0:
+            raise IllegalTransition(self.state, event.value, "send needs a positive size")
+        return self._apply(event, row, now, None, size)
+
+    def receive(self, seg: Segment, now: float = 0.0) -> list[Segment]:
+        """Process a received segment; return the segments sent in reply."""
+        event = self.classify(seg)
+        if event is Event.RCV_RST and not self._rst_acceptable(seg):
+            return []
+        row = self.lookup(event)
+        if row is None:
+            raise IllegalTransition(self.state, event.value, f"segment {seg}")
+        return self._apply(event, row, now, seg, 0)
+
+    def expire(self, now: float) -> list[Segment]:
+        """Fire the 2MSL timer if it is due at ``now``; otherwise do nothing."""
+        if self.timer_deadline is not None and now >= self.timer_deadline:
+            return self.handle(Event.TIMEOUT_2MSL, now)
+        return []
+
+    def _apply(
+        self, event: Event, row: Transition, now: float, seg: Segment | None, size: int
+    ) -> list[Segment]:
+        # Sequence bookkeeping for the received segment.
+        if seg is not None:
+            self._absorb(event, seg)
+        if event is Event.CONNECT:
+            self.opening = Opening.ACTIVE
+        elif event is Event.RCV_SYN and self.state is State.LISTEN:
+            self.opening = Opening.PASSIVE
+        out: list[Segment] = []
+        for flags in row.send:
+            out.append(self._emit(flags, event, seg, size))
+        if (
+            seg is not None
+            and not row.send
+            and (seg.length > 0)
+            and row.next not in (State.CLOSED, State.LISTEN)
+        ):
+            # Payload is acknowledged whatever the state; that is flow, not a row.
+            out.append(Segment(Flags.ACK, self.snd_nxt, self.rcv_nxt or 0))
+        previous = self.state
+        self.state = row.next
+        self.last_transition = row
+        if row.next is State.TIME_WAIT:
+            if previous is not State.TIME_WAIT or event is Event.RCV_FIN:
+                self.timer_deadline = now + 2 * self.msl
+        else:
+            self.timer_deadline = None
+        if row.next in (State.CLOSED, State.LISTEN) and previous is not row.next:
+            self._reset_numbers(row.next)
+        if row.next is not previous:
+            self.history.append((now, row.next, event.value))
+        return out
+
+    def _reset_numbers(self, state: State) -> None:
+        self.rcv_nxt = None
+        self.fin_seq = None
+        self.peer_fin_seq = None
+        self.snd_una = self.snd_nxt = self.isn
+        if state is State.CLOSED:
+            self.opening = None
+
+    def _absorb(self, event: Event, seg: Segment) -> None:
+        if self.state is State.CLOSED or (
+            self.state is State.LISTEN and event is not Event.RCV_SYN
+        ):
+            return
+        if Flags.SYN in seg.flags:
+            self.rcv_nxt = seg.seq + 1
+        elif self.rcv_nxt is not None and seg.seq == self.rcv_nxt:
+            self.rcv_nxt = seg.seq + seg.length
+        if Flags.FIN in seg.flags:
+            fin = seg.seq + seg.length
+            if self.peer_fin_seq is None:
+                self.peer_fin_seq = fin
+            if self.rcv_nxt is not None and self.rcv_nxt == fin:
+                self.rcv_nxt = fin + 1
+        if Flags.ACK in seg.flags and _seq_ge(seg.ack, self.snd_una):
+            self.snd_una = seg.ack
+
+    def _emit(self, flags: Flags, event: Event, seg: Segment | None, size: int) -> Segment:
+        """Build an outgoing segment and advance ``snd_nxt``."""
+        if self.state in (State.CLOSED, State.LISTEN) and Flags.RST in flags and seg is not None:
+            # Reply to a segment for no connection (RFC 9293 3.10.7.1).
+            if Flags.ACK in seg.flags:
+                return Segment(Flags.RST, seg.ack, 0)
+            return Segment(Flags.RST | Flags.ACK, 0, seg.end_seq)
+        ack = self.rcv_nxt or 0
+        if event is Event.TIMEOUT_RTO or (event is Event.RCV_SYN and self.state is State.SYN_RECV):
+            if Flags.SYN in flags:
+                return Segment(flags, self.isn, ack)
+            if self.fin_seq is not None:
+                return Segment(flags, self.fin_seq, ack)
+        if Flags.RST in flags:
+            return Segment(flags, self.snd_nxt, ack)
+        if Flags.SYN in flags:
+            self.snd_una = self.isn
+            self.snd_nxt = self.isn + 1
+            return Segment(flags, self.isn, ack)
+        length = size if event is Event.SEND else 0
+        out = Segment(flags, self.snd_nxt, ack, length)
+        if Flags.FIN in flags:
+            self.fin_seq = self.snd_nxt + length
+        self.snd_nxt = out.end_seq
+        return out
+
+
+def _seq_ge(a: int, b: int) -> bool:
+    """``a >= b`` in 32-bit sequence space (RFC 9293 3.4)."""
+    return ((a - b) % (1 << 32)) < (1 << 31)
