@@ -1,0 +1,211 @@
+"""Capture readers: every layout from its magic, streaming, truncation, garbage."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tcplens.errors import InputError, TcplensError, TruncatedInput
+from tcplens.packets.pcap import Frame, PcapWriter, read_frames
+
+from . import build
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "pcap"
+ALL_FIXTURES = sorted(p for p in FIXTURES.iterdir() if p.suffix in (".pcap", ".pcapng"))
+
+
+def frames_of(data: bytes) -> list[Frame]:
+    return list(read_frames(io.BytesIO(data), path="t.pcap"))
+
+
+# Frame counts and link types checked against capinfos by hand when the fixtures were added.
+EXPECTED = {
+    "200722_tcp_anon.pcapng": (35, 1),
+    "http_ip4and6.pcapng": (20, 1),
+    "simple_http_sll2.pcap": (24, 276),
+    "tcp_handshake.pcapng": (3, 1),
+    "tcp_refuseconnection.pcapng": (2, 1),
+    "tcp_retransmissions.pcapng": (6, 1),
+    "tcp_teardown.pcapng": (4, 1),
+}
+
+
+@pytest.mark.parametrize("path", ALL_FIXTURES, ids=lambda p: p.name)
+def test_fixture_frame_count_and_linktype(path: Path) -> None:
+    with path.open("rb") as fh:
+        frames = list(read_frames(fh))
+    count, linktype = EXPECTED[path.name]
+    assert len(frames) == count
+    assert {f.linktype for f in frames} == {linktype}
+    assert [f.record for f in frames] == list(range(1, count + 1))
+    assert all(f.ts_ns > 0 for f in frames)
+
+
+def test_fixture_timestamps_match_tshark() -> None:
+    path = FIXTURES / "200722_tcp_anon.pcapng"
+    out = subprocess.run(
+        ["tshark", "-r", str(path), "-T", "fields", "-e", "frame.time_epoch"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    with path.open("rb") as fh:
+        ours = [f.ts_ns for f in read_frames(fh)]
+    theirs = [int(round(float(t) * 1e6)) * 1000 for t in out]
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("nanos", [False, True])
+def test_pcap_both_resolutions_both_byte_orders(order: str, nanos: bool) -> None:
+    ts = 1_700_000_000_123_456_789
+    data = build.pcap([(ts, b"\x01" * 60), (ts + 1000, b"\x02" * 70)], order=order, nanos=nanos)
+    frames = frames_of(data)
+    expected = ts if nanos else ts - ts % 1000
+    assert [f.ts_ns for f in frames] == [expected, expected + 1000]
+    assert [len(f.data) for f in frames] == [60, 70]
+    assert frames[1].offset == 24 + 16 + 60
+
+
+def test_pcapng_two_interfaces_with_different_linktypes_and_resolutions() -> None:
+    eth = build.ether(build.ipv4("10.0.0.1", "10.0.0.2", build.tcp(1, 2)))
+    raw = build.ipv4("10.0.0.3", "10.0.0.4", build.tcp(3, 4))
+    for order in "<>":
+        data = (
+            build.ng_shb(order)
+            + build.ng_idb(1, order=order)  # default resolution: microseconds
+            + build.ng_idb(101, tsresol=9, order=order)  # nanoseconds
+            + build.ng_idb(1, tsresol=0x80 | 10, order=order)  # 2^-10 seconds
+            + build.ng_block(0x0BAD_F00D, b"unknown block", order)  # skipped
+            + build.ng_epb(0, 1_500_000_000_250_000, eth, order)
+            + build.ng_epb(1, 1_500_000_000_000_000_007, raw, order)
+            + build.ng_block(4, b"\x00" * 8, order)  # name resolution: skipped
+            + build.ng_epb(2, 3 * 1024 + 512, eth, order)
+            + build.ng_spb(eth, order)
+        )
+        frames = frames_of(data)
+        assert [f.linktype for f in frames] == [1, 101, 1, 1]
+        assert [f.interface for f in frames] == [0, 1, 2, 0]
+        assert frames[0].ts_ns == 1_500_000_000_250_000_000
+        assert frames[1].ts_ns == 1_500_000_000_000_000_007
+        assert frames[2].ts_ns == 3_500_000_000
+        assert frames[3].data == eth
+        assert [f.record for f in frames] == [1, 2, 3, 4]
+
+
+def test_pcapng_second_section_may_switch_byte_order() -> None:
+    eth = build.ether(build.ipv4("10.0.0.1", "10.0.0.2", build.tcp(1, 2)))
+    data = (
+        build.ng_shb("<")
+        + build.ng_idb(1)
+        + build.ng_epb(0, 1, eth)
+        + build.ng_shb(">")
+        + build.ng_idb(101, order=">")
+        + build.ng_epb(0, 2, eth[14:], ">")
+    )
+    frames = frames_of(data)
+    assert [f.linktype for f in frames] == [1, 101]
+
+
+def test_truncated_last_record_yields_the_rest_then_names_record_and_offset() -> None:
+    path = FIXTURES / "simple_http_sll2.pcap"
+    data = path.read_bytes()
+    whole = frames_of(data)
+    cut = data[: whole[-1].offset + 20]
+    seen: list[Frame] = []
+    with pytest.raises(TruncatedInput) as info:
+        for frame in read_frames(io.BytesIO(cut), path="cut.pcap"):
+            seen.append(frame)
+    assert len(seen) == len(whole) - 1
+    assert info.value.record == len(whole)
+    assert info.value.offset == whole[-1].offset
+    assert info.value.exit_code == 1
+    assert str(info.value).startswith(f"cut.pcap record {len(whole)} byte {whole[-1].offset}:")
+
+
+@pytest.mark.parametrize("path", ALL_FIXTURES, ids=lambda p: p.name)
+def test_every_cut_point_is_either_clean_or_truncated(path: Path) -> None:
+    data = path.read_bytes()
+    total = len(frames_of(data))
+    for cut in range(0, len(data), 7):
+        seen = 0
+        try:
+            for _ in read_frames(io.BytesIO(data[:cut])):
+                seen += 1
+        except TruncatedInput as exc:
+            assert exc.record == seen + 1
+        except InputError:
+            assert cut < 40  # only a cut inside the file header is "not a capture"
+        assert seen <= total
+
+
+def test_bad_magic_is_one_line_input_error() -> None:
+    with pytest.raises(InputError) as info:
+        frames_of(b"GET / HTTP/1.1\r\n\r\n")
+    assert "not a pcap or pcapng file" in str(info.value)
+    assert "\n" not in str(info.value)
+    assert not isinstance(info.value, TruncatedInput)
+
+
+def test_empty_file_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="empty"):
+        frames_of(b"")
+
+
+def test_impossible_record_length_is_garbage_not_truncation() -> None:
+    data = bytearray(build.pcap([(0, b"\x00" * 60)]))
+    data[24 + 8 : 24 + 12] = (0x7FFFFFFF).to_bytes(4, "little")
+    with pytest.raises(InputError) as info:
+        frames_of(bytes(data))
+    assert not isinstance(info.value, TruncatedInput)
+    assert info.value.record == 1
+
+
+def test_writer_round_trips_through_the_reader_and_tshark(tmp_path: Path) -> None:
+    out = tmp_path / "w.pcap"
+    eth = build.ether(build.ipv4("10.0.0.1", "10.0.0.2", build.tcp(1000, 80, flags=build.SYN)))
+    with out.open("wb") as fh:
+        writer = PcapWriter(fh, 1)
+        writer.write(1_700_000_000_000_000_123, eth)
+        writer.write(1_700_000_001_000_000_000, eth)
+    with out.open("rb") as fh:
+        frames = list(read_frames(fh))
+    assert [f.ts_ns for f in frames] == [1_700_000_000_000_000_123, 1_700_000_001_000_000_000]
+    text = subprocess.run(
+        ["tshark", "-r", str(out), "-T", "fields", "-e", "tcp.srcport", "-e", "frame.time_epoch"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert text[0].split("\t") == ["1000", "1700000000.000000123"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=400))
+def test_random_bytes_never_raise_anything_but_tcplens_errors(data: bytes) -> None:
+    try:
+        frames_of(data)
+    except TcplensError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(ALL_FIXTURES),
+    st.lists(st.tuples(st.integers(0, 20_000), st.integers(0, 255)), min_size=1, max_size=8),
+)
+def test_mutated_fixtures_never_raise_anything_but_tcplens_errors(
+    path: Path, edits: list[tuple[int, int]]
+) -> None:
+    data = bytearray(path.read_bytes())
+    for position, value in edits:
+        data[position % len(data)] = value
+    try:
+        frames_of(bytes(data))
+    except TcplensError:
+        pass
