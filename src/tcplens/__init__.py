@@ -1,7 +1,15 @@
 """tcplens: make TCP connection states visible and understandable.
 
 The public API is re-exported here once; implementation modules may change.
+Only the errors and the model are imported eagerly: ``import tcplens.model``
+must not drag in sources, packets or views (a test checks that in a fresh
+interpreter), so everything else is resolved on first attribute access.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from tcplens.errors import (
     IllegalTransition,
@@ -13,9 +21,21 @@ from tcplens.errors import (
     UnknownStateError,
 )
 from tcplens.model import State
-from tcplens.sources.records import Addr, Snapshot, Socket
+
+if TYPE_CHECKING:
+    from tcplens.sources.records import Addr, Snapshot, Socket
+    from tcplens.sources.select import take_snapshot
+    from tcplens.sources.text import parse_text
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "Addr": "tcplens.sources.records",
+    "Snapshot": "tcplens.sources.records",
+    "Socket": "tcplens.sources.records",
+    "parse_text": "tcplens.sources.text",
+    "take_snapshot": "tcplens.sources.select",
+}
 
 __all__ = [
     "Addr",
@@ -30,4 +50,15 @@ __all__ = [
     "TruncatedInput",
     "UnknownStateError",
     "__version__",
+    "parse_text",
+    "take_snapshot",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tcplens' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -62,6 +62,8 @@ __all__ = [
 
 #: Receive window assumed for RST acceptability; the model does not do flow control.
 RCV_WINDOW: Final = 65535
+#: Sequence numbers live modulo 2**32 (RFC 9293 3.4).
+SEQ_SPACE: Final = 1 << 32
 
 
 class Flags(IntFlag):
@@ -101,7 +103,7 @@ class Segment:
             + self.length
             + (1 if Flags.SYN in self.flags else 0)
             + (1 if Flags.FIN in self.flags else 0)
-        )
+        ) % SEQ_SPACE
 
     def __str__(self) -> str:
         text = f"{format_flags(self.flags)} seq={self.seq}"
@@ -183,14 +185,12 @@ _TABLE: dict[State, dict[Key, Transition]] = {
         E.CLOSE: _t(S.CLOSED, (), "close() on a socket with no connection"),
         E.ABORT: _t(S.CLOSED, (), "abort with no connection"),
         E.RCV_SYN: _t(S.CLOSED, (_RA,), "no listener on the port: connection refused"),
-        E.RCV_ACK: _t(S.CLOSED, (Flags.RST,), "segment for no connection is reset"),
         E.RCV_DATA: _t(S.CLOSED, (Flags.RST,), "segment for no connection is reset"),
         E.RCV_FIN: _t(S.CLOSED, (Flags.RST,), "segment for no connection is reset"),
         E.RCV_RST: _t(S.CLOSED, (), "RST for no connection is ignored"),
     },
     S.LISTEN: {
         E.RCV_SYN: _t(S.SYN_RECV, (_SA,), "SYN received: reply SYN+ACK (handshake 2 of 3)"),
-        E.RCV_ACK: _t(S.LISTEN, (Flags.RST,), "ACK for no connection is reset"),
         E.RCV_DATA: _t(S.LISTEN, (Flags.RST,), "segment for no connection is reset"),
         E.RCV_RST: _t(S.LISTEN, (), "RST to a listener is ignored"),
         E.CLOSE: _t(S.CLOSED, (), "close() of the listening socket"),
@@ -318,6 +318,7 @@ class Endpoint:
         self.rcv_nxt: int | None = None
         self.fin_seq: int | None = None  # sequence number of our FIN, once sent
         self.peer_fin_seq: int | None = None
+        self.out_of_order: list[Segment] = []
         self.last_transition: Transition | None = None
 
     def __repr__(self) -> str:
@@ -329,8 +330,8 @@ class Endpoint:
         return (
             Flags.ACK in seg.flags
             and self.fin_seq is not None
-            and not _seq_ge(self.snd_una, self.fin_seq + 1)
-            and _seq_ge(seg.ack, self.fin_seq + 1)
+            and not _seq_ge(self.snd_una, (self.fin_seq + 1) % SEQ_SPACE)
+            and _seq_ge(seg.ack, (self.fin_seq + 1) % SEQ_SPACE)
         )
 
     def classify(self, seg: Segment) -> Event:
@@ -354,7 +355,7 @@ class Endpoint:
             return Flags.ACK in seg.flags and seg.ack == self.snd_nxt
         if self.rcv_nxt is None:
             return True
-        return 0 <= (seg.seq - self.rcv_nxt) % (1 << 32) <= RCV_WINDOW
+        return (seg.seq - self.rcv_nxt) % SEQ_SPACE <= RCV_WINDOW
 
     # -- the one place state changes --------------------------------------
     def lookup(self, event: Event) -> Transition | None:
@@ -391,7 +392,35 @@ class Endpoint:
         return self._apply(event, row, now, None, size)
 
     def receive(self, seg: Segment, now: float = 0.0) -> list[Segment]:
-        """Process a received segment; return the segments sent in reply."""
+        """Process a received segment; return the segments sent in reply.
+
+        A segment that starts beyond ``rcv_nxt`` (it overtook earlier data) is
+        held and answered with a duplicate ACK; it is processed, state change
+        included, once the gap before it is filled, as RFC 9293 3.10.7.4 asks.
+        """
+        if self._is_ahead(seg):
+            self.out_of_order.append(seg)
+            return [Segment(Flags.ACK, self.snd_nxt, self.rcv_nxt or 0)]
+        out = self._receive_in_order(seg, now)
+        while self.rcv_nxt is not None:
+            ready = [s for s in self.out_of_order if s.seq == self.rcv_nxt]
+            if not ready:
+                break
+            self.out_of_order.remove(ready[0])
+            out.extend(self._receive_in_order(ready[0], now))
+        return out
+
+    def _is_ahead(self, seg: Segment) -> bool:
+        return (
+            self.rcv_nxt is not None
+            and self.state.synchronized
+            and not seg.flags & (Flags.SYN | Flags.RST)
+            and (seg.length > 0 or Flags.FIN in seg.flags)
+            and seg.seq != self.rcv_nxt
+            and _seq_ge(seg.seq, self.rcv_nxt)
+        )
+
+    def _receive_in_order(self, seg: Segment, now: float) -> list[Segment]:
         event = self.classify(seg)
         if event is Event.RCV_RST and not self._rst_acceptable(seg):
             return []
@@ -445,6 +474,7 @@ class Endpoint:
         self.rcv_nxt = None
         self.fin_seq = None
         self.peer_fin_seq = None
+        self.out_of_order.clear()
         self.snd_una = self.snd_nxt = self.isn
         if state is State.CLOSED:
             self.opening = None
@@ -455,15 +485,15 @@ class Endpoint:
         ):
             return
         if Flags.SYN in seg.flags:
-            self.rcv_nxt = seg.seq + 1
+            self.rcv_nxt = (seg.seq + 1) % SEQ_SPACE
         elif self.rcv_nxt is not None and seg.seq == self.rcv_nxt:
-            self.rcv_nxt = seg.seq + seg.length
+            self.rcv_nxt = (seg.seq + seg.length) % SEQ_SPACE
         if Flags.FIN in seg.flags:
-            fin = seg.seq + seg.length
+            fin = (seg.seq + seg.length) % SEQ_SPACE
             if self.peer_fin_seq is None:
                 self.peer_fin_seq = fin
             if self.rcv_nxt is not None and self.rcv_nxt == fin:
-                self.rcv_nxt = fin + 1
+                self.rcv_nxt = (fin + 1) % SEQ_SPACE
         if Flags.ACK in seg.flags and _seq_ge(seg.ack, self.snd_una):
             self.snd_una = seg.ack
 
@@ -484,16 +514,16 @@ class Endpoint:
             return Segment(flags, self.snd_nxt, ack)
         if Flags.SYN in flags:
             self.snd_una = self.isn
-            self.snd_nxt = self.isn + 1
+            self.snd_nxt = (self.isn + 1) % SEQ_SPACE
             return Segment(flags, self.isn, ack)
         length = size if event is Event.SEND else 0
         out = Segment(flags, self.snd_nxt, ack, length)
         if Flags.FIN in flags:
-            self.fin_seq = self.snd_nxt + length
+            self.fin_seq = (self.snd_nxt + length) % SEQ_SPACE
         self.snd_nxt = out.end_seq
         return out
 
 
 def _seq_ge(a: int, b: int) -> bool:
     """``a >= b`` in 32-bit sequence space (RFC 9293 3.4)."""
-    return ((a - b) % (1 << 32)) < (1 << 31)
+    return ((a - b) % SEQ_SPACE) < (SEQ_SPACE >> 1)

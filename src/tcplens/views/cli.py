@@ -33,6 +33,21 @@ class Verb:
 
 #: name -> (module with a click ``command``, summary, example); order is help order.
 COMMANDS: dict[str, Verb] = {
+    "status": Verb(
+        "tcplens.views.commands.status",
+        "This machine at a glance: sockets per state, busiest ports and processes.",
+        "tcplens status",
+    ),
+    "ls": Verb(
+        "tcplens.views.commands.ls",
+        "List sockets like ss/netstat, filtered; table, --json, --csv or --netstat.",
+        "tcplens ls --state close-wait",
+    ),
+    "doctor": Verb(
+        "tcplens.views.commands.doctor",
+        "Findings with evidence and advice; exit 1 when something needs attention.",
+        "tcplens doctor --from netstat.txt --lang zh",
+    ),
     "explain": Verb(
         "tcplens.views.commands.explain",
         "What a TCP state means, how one gets there, and what to do.",
@@ -47,6 +62,11 @@ COMMANDS: dict[str, Verb] = {
         "tcplens.views.commands.simulate",
         "Play a scenario through two model endpoints as a ladder chart.",
         "tcplens simulate simultaneous-close",
+    ),
+    "exporter": Verb(
+        "tcplens.views.commands.exporter",
+        "Prometheus /metrics: sockets by state, port and process, queues, findings.",
+        "tcplens exporter --listen 127.0.0.1:9977",
     ),
 }
 
@@ -91,7 +111,7 @@ def cli(ctx: click.Context) -> None:
     """
     if ctx.invoked_subcommand is None:
         default = "status" if "status" in COMMANDS else "explain"
-        ctx.invoke(LazyGroup.get_command(cli, ctx, default) or cli)  # type: ignore[arg-type]
+        ctx.invoke(LazyGroup.get_command(cli, ctx, default) or cli)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

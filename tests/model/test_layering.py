@@ -1,0 +1,33 @@
+"""The model is the foundation: importing it must not pull in any other layer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+LAYERS = ("tcplens.sources", "tcplens.packets", "tcplens.analysis", "tcplens.views", "tcplens.lab")
+
+
+def test_model_imports_no_other_layer_in_a_fresh_interpreter() -> None:
+    code = (
+        "import json, sys\n"
+        "import tcplens.model, tcplens.model.scenarios, tcplens.model.diagram\n"
+        "try:\n    import tcplens.model.explain\nexcept ImportError:\n    pass\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('tcplens'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = json.loads(out.stdout)
+    assert "tcplens.model.machine" in loaded
+    assert not [m for m in loaded if m.startswith(LAYERS)], loaded
+
+
+def test_model_does_no_io() -> None:
+    code = (
+        "import sys\nbefore = set(sys.modules)\n"
+        "import tcplens.model, tcplens.model.scenarios, tcplens.model.diagram\n"
+        "print(sorted(set(sys.modules) - before))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    for banned in ("'socket'", "'subprocess'", "'psutil'", "'click'", "'rich'"):
+        assert banned not in out.stdout
