@@ -1,0 +1,306 @@
+"""Pieces every text parser shares: the result being built, addresses, ports, states.
+
+Each format module walks the lines of one dump and feeds a :class:`Builder`;
+the builder is the one place that decides what a warning, a skipped row and
+a "missing" note look like, so every format reports them the same way.
+
+Addresses are normalised here, once, for every format:
+
+* IP literals go through :mod:`ipaddress` so the text is the compressed form
+  the record contract asks for (``0:0:0:0:0:0:0:1`` becomes ``::1``);
+* a ``%zone`` suffix (``fe80::1%eth0``, ss ``127.0.0.53%lo``, Windows
+  ``[fe80::1%7]``) is split off into ``Socket.interface``;
+* ``*`` stays ``*`` (the dump said "any" and nothing more);
+* a host name the dump printed instead of an address (netstat without
+  ``-n``) is kept as printed, never resolved: resolving would describe the
+  machine reading the dump, not the one that wrote it.
+
+Ports may be numbers, ``*``, or service names (netstat/ss without ``-n``);
+names are kept in ``Addr.service`` and mapped to a number from a short table
+of names whose numbers never vary, then from the local services database.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+from tcplens.errors import UnknownStateError
+from tcplens.model.states import State
+from tcplens.sources.records import Addr, ParseWarning, Proto, Socket
+
+__all__ = [
+    "Builder",
+    "Endpoint",
+    "Line",
+    "lookup_service",
+    "make_endpoint",
+    "normalise",
+    "parse_port",
+    "split_colon",
+    "split_dotted",
+    "state_of",
+]
+
+#: IANA assignments users see as names in netstat/ss without ``-n``; checked
+#: before the local services database so a dump parses the same everywhere.
+WELL_KNOWN: Final = {
+    "ftp-data": 20,
+    "ftp": 21,
+    "ssh": 22,
+    "telnet": 23,
+    "smtp": 25,
+    "domain": 53,
+    "bootps": 67,
+    "bootpc": 68,
+    "tftp": 69,
+    "http": 80,
+    "www": 80,
+    "kerberos": 88,
+    "pop3": 110,
+    "sunrpc": 111,
+    "rpcbind": 111,
+    "ntp": 123,
+    "epmap": 135,
+    "netbios-ns": 137,
+    "netbios-dgm": 138,
+    "netbios-ssn": 139,
+    "imap": 143,
+    "imap2": 143,
+    "snmp": 161,
+    "ldap": 389,
+    "https": 443,
+    "microsoft-ds": 445,
+    "submissions": 465,
+    "isakmp": 500,
+    "syslog": 514,
+    "submission": 587,
+    "ipp": 631,
+    "ldaps": 636,
+    "rsync": 873,
+    "domain-s": 853,
+    "imaps": 993,
+    "pop3s": 995,
+    "nfs": 2049,
+    "mysql": 3306,
+    "ms-wbt-server": 3389,
+    "postgresql": 5432,
+    "mdns": 5353,
+    "llmnr": 5355,
+    "x11": 6000,
+    "http-alt": 8080,
+    "webcache": 8080,
+}
+
+
+def lookup_service(name: str, proto: str) -> int | None:
+    """Map a service name to its port, or None when no table knows it."""
+    port = WELL_KNOWN.get(name.lower())
+    if port is not None:
+        return port
+    try:
+        return socket.getservbyname(name, proto)
+    except (OSError, UnicodeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One input line: its 1-based number, the text as given, and a cleaned copy.
+
+    The cleaned copy has no-break spaces (web pages), tabs and stray carriage
+    returns turned into plain spaces, so parsers can split on whitespace.
+    """
+
+    number: int
+    raw: str
+    text: str
+
+
+_SPACES: Final = str.maketrans({"\xa0": " ", "\t": " ", "\r": " ", "\u3000": " ", "\ufeff": " "})
+
+
+def normalise(text: str) -> list[Line]:
+    """Split text into :class:`Line` records (any newline convention)."""
+    return [
+        Line(number, raw, raw.translate(_SPACES).rstrip())
+        for number, raw in enumerate(text.splitlines(), start=1)
+    ]
+
+
+class ParseProblem(ValueError):
+    """A field that does not parse; becomes a warning for its line."""
+
+
+def parse_port(text: str, proto: str) -> tuple[int | None, str | None]:
+    """Return ``(port, service)`` for a port field (number, ``*`` or a name)."""
+    if text in ("*", ""):
+        return None, None
+    if text.isdigit():
+        port = int(text)
+        if port > 65535:
+            raise ParseProblem(f"port {text} is out of range")
+        return port, None
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+/-]*", text):
+        raise ParseProblem(f"bad port {text!r}")
+    return lookup_service(text, proto), text
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """An address as parsed, before the socket's family is settled."""
+
+    addr: Addr
+    version: int | None  # 4 or 6 for IP literals (6 for IPv6-shaped), None for "*" and names
+    zone: str | None
+
+
+def make_endpoint(host: str, port_text: str, proto: str) -> Endpoint:
+    """Build an endpoint from a host field and a port field of any format."""
+    zone: str | None = None
+    if host.startswith("[") and "]" in host:
+        inner, _, after = host[1:].partition("]")
+        host = inner
+        if after.startswith("%"):
+            zone = after[1:] or None
+        elif after:
+            raise ParseProblem(f"bad address {host!r}")
+    if "%" in host:
+        host, _, zone_text = host.partition("%")
+        zone = zone_text or None
+    port, service = parse_port(port_text, proto)
+    if host in ("*", ""):
+        if host == "":
+            raise ParseProblem("address has no host part")
+        return Endpoint(Addr("*", port, service), None, zone)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        # a host name (netstat without -n) or an address netstat cut short
+        # (macOS ``fe80::aede:48ff:``); digits and dots alone are a broken IP
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._:-]*", host) or not re.search(
+            r"[A-Za-z_:]", host
+        ):
+            raise ParseProblem(f"bad address {host!r}") from None
+        # a colon means IPv6 even when the address is cut short or redacted
+        return Endpoint(Addr(host, port, service), 6 if ":" in host else None, zone)
+    return Endpoint(Addr(str(ip), port, service), ip.version, zone)
+
+
+def split_colon(field_text: str) -> tuple[str, str]:
+    """Split ``host:port`` on the last colon (``:::22``, ``[::]:ssh``, ``*:*``)."""
+    host, sep, port = field_text.rpartition(":")
+    if not sep:
+        raise ParseProblem(f"no port in address {field_text!r}")
+    return host, port
+
+
+def split_dotted(field_text: str) -> tuple[str, str]:
+    """Split BSD/Solaris ``host.port`` on the last dot (``10.0.0.1.443``, ``*.*``)."""
+    host, sep, port = field_text.rpartition(".")
+    if not sep:
+        raise ParseProblem(f"no port in address {field_text!r}")
+    return host, port
+
+
+def state_of(text: str) -> State:
+    """Resolve a state column through the model's one table of spellings."""
+    try:
+        return State.parse(text)
+    except UnknownStateError as exc:
+        raise ParseProblem(str(exc)) from None
+
+
+def is_state(text: str) -> bool:
+    """True when ``text`` is a state spelling (not a hex kernel code)."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z_-]*[0-9]?", text):
+        return False
+    try:
+        State.parse(text)
+    except UnknownStateError:
+        return False
+    return True
+
+
+def settle_family(declared: int | None, *ends: Endpoint) -> int:
+    """Pick the socket family: what the proto column says, else the addresses."""
+    versions = {end.version for end in ends if end.version is not None}
+    if 6 in versions:
+        return 6
+    if declared is not None:
+        return declared
+    return 4
+
+
+@dataclass
+class Builder:
+    """Collects the sockets, warnings, skipped counts and notes of one parse."""
+
+    sockets: list[Socket] = field(default_factory=list)
+    warnings: list[ParseWarning] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+    def warn(self, line: Line, message: str) -> None:
+        self.warnings.append(ParseWarning(line.number, line.raw, message))
+
+    def skip(self, kind: str, count: int = 1) -> None:
+        self.skipped[kind] = self.skipped.get(kind, 0) + count
+
+    def note(self, message: str) -> None:
+        if message not in self.missing:
+            self.missing.append(message)
+
+    def add(self, sock: Socket) -> Socket:
+        self.sockets.append(sock)
+        return sock
+
+
+def new_socket(
+    proto: Proto,
+    declared_family: int | None,
+    local: Endpoint,
+    remote: Endpoint,
+    state: State,
+) -> Socket:
+    """A socket from two endpoints; the zone of either end becomes the interface."""
+    family = settle_family(declared_family, local, remote)
+    return Socket(
+        proto=proto,
+        family=family,
+        local=local.addr,
+        remote=remote.addr,
+        state=state,
+        interface=local.zone or remote.zone,
+    )
+
+
+def int_field(text: str, name: str) -> int:
+    """A non-negative decimal column (queues, pids, inodes)."""
+    if not text.isdigit():
+        raise ParseProblem(f"{name} {text!r} is not a number")
+    return int(text)
+
+
+def first_word(lines: Iterable[Line]) -> str:
+    """The first word of the first non-blank line (used by detectors)."""
+    for line in lines:
+        words = line.text.split()
+        if words:
+            return words[0]
+    return ""
+
+
+_PROMPT: Final = re.compile(
+    r"^\s*(?:\S*[$#%>]\s*|[A-Za-z]:\\[^>]*>\s*|PS [^>]*>\s*)"
+    r"(?:sudo\s+)?(?:netstat|ss|cat|type|more|less|grep|Get-NetTCPConnection)\b"
+)
+
+
+def is_command_echo(text: str) -> bool:
+    """True for a shell prompt with the command that produced the dump."""
+    return bool(_PROMPT.match(text))

@@ -1,0 +1,157 @@
+"""macOS and FreeBSD ``netstat``: ``-an``, ``-An``, ``-anv``, ``-AanP`` and their sections.
+
+Layout (``usr.bin/netstat/inet.c``)::
+
+    Active Internet connections (including servers)
+    Socket           Flowhash Proto Recv-Q Send-Q  Local Address      Foreign Address    (state)
+    7fb03cb94d505aed cedd0cbf tcp4       0      0  192.168.1.221.5486 140.82.113.26.443  ESTABLISHED
+    Active LOCAL (UNIX) domain sockets
+    …
+
+* Ports follow the address after a dot: ``10.0.0.1.443``, ``*.22``, ``*.*``.
+* ``tcp4``/``tcp6``/``tcp46``: ``46`` is a dual-stack socket, counted as family 6.
+* ``-A`` (and macOS ``-v``) put control-block addresses before ``Proto`` and
+  extra columns after the state; columns are found from ``Proto`` on, and an
+  extra column named ``pid`` in the header fills ``Socket.pid``.
+* Without ``-W`` addresses are cut to the column width (``%-18.18s``); the
+  parser cannot restore what was cut, so it counts addresses that fill their
+  column and says so in ``Snapshot.missing``.
+* UNIX, kernel event, kernel control, multipath and other sections are counted
+  in ``skipped`` and never read as inet rows.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from tcplens.model.states import State
+from tcplens.sources.records import Proto
+from tcplens.sources.text._common import (
+    Builder,
+    Line,
+    ParseProblem,
+    int_field,
+    is_command_echo,
+    is_state,
+    make_endpoint,
+    new_socket,
+    split_dotted,
+    state_of,
+)
+
+__all__ = ["FORMAT", "PROTO", "parse"]
+
+FORMAT: Final = "bsd-netstat"
+
+#: the Proto column of an inet row (tcp4, udp46, icm6, …)
+PROTO: Final = re.compile(r"^(?P<name>tcp|udp|icm|icmp|raw|div|sctp|rip)(?P<fam>4|6|46)?$")
+_SECTIONS: Final = (
+    (re.compile(r"^Active (?:Internet|Internet6) connections\b"), "inet"),
+    (re.compile(r"^Active (?:LOCAL \(UNIX\)|UNIX) domain sockets\b"), "unix"),
+    (re.compile(r"^Active Multipath Internet connections\b"), "multipath"),
+    (re.compile(r"^Active kernel event sockets\b"), "kevt"),
+    (re.compile(r"^Active kernel control sockets\b"), "kctl"),
+    (re.compile(r"^Registered kernel control modules\b"), "kctl-modules"),
+    (re.compile(r"^Active (?P<what>.+?) (?:sockets|connections)\b"), ""),
+)
+
+
+class _Header:
+    """Column facts read from an inet header line."""
+
+    def __init__(self, text: str) -> None:
+        words = text.split()
+        after_state = words[words.index("(state)") + 1 :] if "(state)" in words else []
+        self.extras = [w.lower() for w in after_state]
+        local = text.find("Local Address")
+        foreign = text.find("Foreign Address")
+        self.width: int | None = None
+        if 0 <= local < foreign:
+            self.width = foreign - local - 1
+
+
+def _section(text: str) -> str | None:
+    for pattern, key in _SECTIONS:
+        match = pattern.match(text)
+        if match:
+            if key:
+                return key
+            return match["what"].lower().replace(" ", "-")
+    return None
+
+
+def parse(lines: list[Line], out: Builder) -> None:
+    """Parse macOS/FreeBSD ``netstat`` text into ``out``."""
+    section = "inet"
+    header: _Header | None = None
+    expect_header = False
+    truncated = 0
+    for line in lines:
+        stripped = line.text.strip()
+        if not stripped or is_command_echo(line.text):
+            continue
+        new_section = _section(stripped)
+        if new_section is not None:
+            section, expect_header = new_section, True
+            continue
+        words = stripped.split()
+        if section == "inet" and ("Proto" in words and "Recv-Q" in words):
+            header, expect_header = _Header(line.text), False
+            continue
+        if expect_header and section != "inet":
+            expect_header = False
+            continue
+        if section != "inet":
+            out.skip(section)
+            continue
+        truncated += _row(line, words, header, out)
+    if truncated:
+        out.note(
+            f"{truncated} address(es) fill netstat's column and may be cut short "
+            "(netstat -W prints them whole); their ports may be wrong"
+        )
+
+
+def _row(line: Line, words: list[str], header: _Header | None, out: Builder) -> int:
+    """Parse one inet row; return how many of its addresses may be truncated."""
+    index = next((i for i, w in enumerate(words[:3]) if PROTO.match(w)), None)
+    if index is None:
+        out.warn(line, "not a netstat row")
+        return 0
+    proto_match = PROTO.match(words[index])
+    assert proto_match is not None
+    name = proto_match["name"]
+    if name not in ("tcp", "udp"):
+        out.skip(words[index])
+        return 0
+    proto: Proto = "tcp" if name == "tcp" else "udp"
+    fields = words[index + 1 :]
+    try:
+        if len(fields) < 4:
+            raise ParseProblem("too few columns")
+        recv_q = int_field(fields[0], "Recv-Q")
+        send_q = int_field(fields[1], "Send-Q")
+        local = make_endpoint(*split_dotted(fields[2]), proto)
+        remote = make_endpoint(*split_dotted(fields[3]), proto)
+        extras = fields[4:]
+        state = State.CLOSED
+        if extras and is_state(extras[0]):
+            state = state_of(extras.pop(0))
+        elif proto == "tcp":
+            raise ParseProblem("TCP row without a state")
+        family = {"4": 4, "6": 6, "46": 6}.get(proto_match["fam"] or "")
+        sock = new_socket(proto, family, local, remote, state)
+        sock.recv_q, sock.send_q = recv_q, send_q
+        if header is not None and "pid" in header.extras:
+            # UDP rows leave the state column empty; count extras from the right
+            names = header.extras[header.extras.index("pid") :]
+            if len(extras) >= len(names):
+                sock.pid = int_field(extras[len(extras) - len(names)], "pid")
+    except ParseProblem as exc:
+        out.warn(line, str(exc))
+        return 0
+    out.add(sock)
+    if header is None or header.width is None:
+        return 0
+    return sum(1 for f in fields[2:4] if len(f) >= header.width and f != "*.*")

@@ -1,0 +1,233 @@
+"""iproute2 ``ss``: ``-tan``, ``-tanp``, ``-tulpen``, ``-a`` with every netid, ``-o``, ``-i``.
+
+Layout (``misc/ss.c``)::
+
+    Netid State  Recv-Q Send-Q Local Address:Port Peer Address:Port Process
+    tcp   ESTAB  0      0      10.0.0.5:22        10.0.0.9:51234    users:(("sshd",pid=880,fd=4)) …
+          … timer:(keepalive,119min,0) uid:0 ino:1234 sk:1 <->   (one line)
+            cubic wscale:7,7 rto:204 rtt:0.5/0.25 mss:1448 cwnd:10 …
+
+* The ``Netid`` column is only printed when more than one kind of socket
+  was asked for; ``ss -tan`` rows start with the state.
+* ``users:`` lists every process holding the socket; newer ss prints
+  ``("name",pid=123,fd=4)``, older ss ``("name",123,4)``.  The first one
+  becomes the socket's pid/process, as netstat shows one.
+* ``timer:(kind,time,retrans)`` uses ss's own duration format
+  (``119min``, ``1min30sec``, ``2.500ms``, ``200ms``).
+* ``-i`` and ``-m`` print details on an indented continuation line that
+  belongs to the socket above.
+* Non-inet netids (``u_str``, ``nl``, ``p_raw``, ``mptcp`` …) are counted in
+  ``skipped`` by netid, never parsed as inet rows.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from tcplens.sources.records import Proto, Socket, TcpInfo, Timer
+from tcplens.sources.text._common import (
+    Builder,
+    Line,
+    ParseProblem,
+    int_field,
+    is_command_echo,
+    make_endpoint,
+    new_socket,
+    split_colon,
+    state_of,
+)
+
+__all__ = ["FORMAT", "NETIDS", "STATE_WORDS", "parse"]
+
+FORMAT: Final = "ss"
+
+#: what ss prints in the Netid column (``netid_name[]`` in ss.c, plus older names)
+NETIDS: Final = frozenset(
+    {
+        "nl", "p_raw", "p_dgr", "u_str", "u_dgr", "u_seq", "raw", "udp", "tcp",
+        "dccp", "sctp", "mptcp", "tipc", "v_str", "v_dgr", "xdp", "icmp", "icmp6", "udpl",
+        "ipv4", "ipv6", "link", "unix", "inet", "inet6", "packet", "netlink", "vsock",
+    }
+)  # fmt: skip
+#: the state words ss prints (``sstate_name[]``); parsed through State.parse
+STATE_WORDS: Final = frozenset(
+    {
+        "ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT", "UNCONN",
+        "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING", "UNKNOWN", "BOUND", "NEW-SYN-RECV",
+    }
+)  # fmt: skip
+
+_DURATION: Final = re.compile(
+    r"^(?:(?P<min>\d+)min)?(?:(?P<sec>\d+)(?P<sep>sec|\.))?(?:(?P<ms>\d+)ms)?$"
+)
+_TIMER: Final = re.compile(r"timer:\((?P<kind>[a-z_]+),(?P<time>[^,]*),(?P<retrans>\d+)\)")
+_USER_NEW: Final = re.compile(r'\("((?:[^"\\]|\\.)*)",pid=(\d+),fd=(\d+)\)')
+_USER_OLD: Final = re.compile(r'\("((?:[^"\\]|\\.)*)",(\d+),(\d+)\)')
+_TIMER_KINDS: Final = {
+    "on": "on",
+    "keepalive": "keepalive",
+    "timewait": "timewait",
+    "persist": "persist",
+    "probe": "probe",
+    "off": "off",
+}
+
+
+def duration(text: str) -> float:
+    """Seconds from ss's timer format (``print_ms_timer`` in ss.c)."""
+    if not text:
+        return 0.0
+    match = _DURATION.match(text)
+    if not match:
+        raise ParseProblem(f"bad timer duration {text!r}")
+    seconds = 60.0 * int(match["min"] or 0)
+    seconds += int(match["sec"] or 0)
+    if match["ms"] is not None:
+        seconds += int(match["ms"]) / 1000.0
+    return seconds
+
+
+def _users(rest: str) -> list[tuple[str, int, int]]:
+    start = rest.find("users:(")
+    if start < 0:
+        return []
+    depth = 0
+    in_quote = False
+    end = len(rest)
+    i = start + len("users:")
+    while i < len(rest):
+        char = rest[i]
+        if in_quote:
+            if char == "\\":
+                i += 1
+            elif char == '"':
+                in_quote = False
+        elif char == '"':
+            in_quote = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                end = i + 1
+                break
+        i += 1
+    else:
+        raise ParseProblem("unterminated users:(…) list")
+    body = rest[start:end]
+    found = _USER_NEW.findall(body) or _USER_OLD.findall(body)
+    if not found:
+        raise ParseProblem(f"unreadable process list {body!r}")
+    return [(name.replace('\\"', '"'), int(pid), int(fd)) for name, pid, fd in found]
+
+
+def _extras(rest: str, sock: Socket) -> None:
+    users = _users(rest)
+    if users:
+        name, pid, fd = users[0]
+        sock.process, sock.pid, sock.fd = name, pid, fd
+    timer = _TIMER.search(rest)
+    if timer:
+        kind = _TIMER_KINDS.get(timer["kind"], "other")
+        sock.timer = Timer(kind, duration(timer["time"]), int(timer["retrans"]))
+    for key, value in re.findall(r"(?:^|\s)(uid|ino):(\d+)", rest):
+        if key == "uid":
+            sock.uid = int(value)
+        else:
+            sock.inode = int(value)
+
+
+def _info(text: str, sock: Socket) -> None:
+    """Fill TcpInfo from an ``ss -i`` continuation line."""
+    info = sock.info or TcpInfo()
+    found = False
+    for key, value in re.findall(r"(?:^|\s)([a-z_]+):(\S+)", text):
+        try:
+            if key == "rtt":
+                rtt, _, var = value.partition("/")
+                info.rtt_ms = float(rtt)
+                info.rttvar_ms = float(var) if var else None
+            elif key in ("cwnd", "ssthresh", "mss", "bytes_acked", "bytes_received"):
+                setattr(info, key, int(value))
+            elif key == "retrans":
+                now, _, total = value.partition("/")
+                info.retransmits = int(now)
+                info.total_retrans = int(total) if total else None
+            elif key in ("lastsnd", "lastrcv", "lastack"):
+                name = {"lastsnd": "last_send_ms", "lastrcv": "last_recv_ms"}.get(
+                    key, "last_ack_recv_ms"
+                )
+                setattr(info, name, int(value))
+            else:
+                continue
+        except ValueError:
+            continue
+        found = True
+    if found:
+        sock.info = info
+
+
+def parse(lines: list[Line], out: Builder) -> None:
+    """Parse ``ss`` text into ``out``."""
+    last: Socket | None = None
+    last_was_row = False
+    default_proto: Proto = "tcp"
+    for line in lines:
+        text = line.text
+        stripped = text.strip()
+        if not stripped:
+            last_was_row = False
+            continue
+        if is_command_echo(text):
+            flags = " ".join(w for w in stripped.split() if w.startswith("-"))
+            default_proto = "udp" if "u" in flags and "t" not in flags else "tcp"
+            last_was_row = False
+            continue
+        words = stripped.split()
+        if words[0] in ("Netid", "State") and "Recv-Q" in words:
+            last_was_row = False
+            continue
+        if text[0] == " " and last_was_row:
+            # -i / -m / -e detail line for the row above
+            if last is not None:
+                _info(stripped, last)
+            continue
+        netid: str | None = None
+        if words[0] in NETIDS and len(words) > 1:
+            netid = words.pop(0)
+        if netid is not None and netid not in ("tcp", "udp"):
+            out.skip(netid)
+            last, last_was_row = None, True
+            continue
+        last = _row(line, words, netid, default_proto, out)
+        last_was_row = last is not None
+
+
+def _row(
+    line: Line, words: list[str], netid: str | None, default_proto: Proto, out: Builder
+) -> Socket | None:
+    if len(words) < 5 or words[0].upper() not in STATE_WORDS:
+        out.warn(line, "not an ss row")
+        return None
+    try:
+        state_word = words[0].upper()
+        state = state_of(state_word)
+        if netid is not None:
+            proto: Proto = "tcp" if netid == "tcp" else "udp"
+        elif state_word == "UNCONN":
+            proto = "udp"
+        else:
+            proto = default_proto
+        recv_q = int_field(words[1], "Recv-Q")
+        send_q = int_field(words[2], "Send-Q")
+        local = make_endpoint(*split_colon(words[3]), proto)
+        remote = make_endpoint(*split_colon(words[4]), proto)
+        sock = new_socket(proto, None, local, remote, state)
+        sock.recv_q, sock.send_q = recv_q, send_q
+        rest = line.text.strip().split(None, 5 + (netid is not None))
+        _extras(rest[-1] if len(rest) > 5 + (netid is not None) else "", sock)
+    except ParseProblem as exc:
+        out.warn(line, str(exc))
+        return None
+    return out.add(sock)

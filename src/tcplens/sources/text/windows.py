@@ -1,0 +1,163 @@
+"""Windows ``netstat``: ``-an``, ``-ano``, ``-anb`` (also ``-na -p tcp``), CRLF or UTF-16.
+
+Layout::
+
+    Active Connections
+
+      Proto  Local Address          Foreign Address        State           PID
+      TCP    0.0.0.0:135            0.0.0.0:0              LISTENING       988
+      c:\\windows\\system32\\WS2_32.dll        <- -b: modules, then the service,
+      -- unknown component(s) --              <-     then the executable, all
+      [svchost.exe]                           <-     belonging to the row above
+      UDP    [::]:500               *:*                                    696
+
+* UDP rows have no state; they become CLOSED, as ``ss`` prints UNCONN.
+* ``-b`` prints the executable in brackets after the socket it owns, or
+  "Can not obtain ownership information" when not elevated.
+* IPv6 addresses are bracketed and may carry a numeric zone, ``[fe80::1%7]``.
+
+Text copied from web pages sometimes loses its line breaks, leaving every
+row on one line after "Active Connections … State"; such lines are split back
+into rows where the addresses survived, and reported as a warning either way.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from tcplens.model.states import State
+from tcplens.sources.records import Proto, Socket
+from tcplens.sources.text._common import (
+    Builder,
+    Line,
+    ParseProblem,
+    int_field,
+    is_command_echo,
+    make_endpoint,
+    new_socket,
+    split_colon,
+    state_of,
+)
+
+__all__ = ["FORMAT", "ROW", "parse"]
+
+FORMAT: Final = "windows-netstat"
+
+ROW: Final = re.compile(
+    r"^\s*(?P<proto>TCP|UDP)\s+(?P<local>\S+:\S+)\s+(?P<remote>\S+:\S+)(?:\s+(?P<rest>.*))?$"
+)
+#: "Active Connections" as printed by English and a few localised Windows
+TITLES: Final = frozenset(
+    {
+        "active connections", "aktive verbindungen", "connexions actives", "conexiones activas",
+        "connessioni attive", "conexões ativas", "活动连接", "活動中的連線", "アクティブな接続",
+    }
+)  # fmt: skip
+_HEADER_FIRST: Final = frozenset({"proto", "protokoll", "协议", "協定", "プロトコル"})
+_NO_OWNER: Final = "can not obtain ownership information"
+_ELEVATION: Final = "the requested operation requires elevation"
+_COMPONENT: Final = re.compile(
+    r"^(?:-- unknown component\(s\) --|[A-Za-z]:\\.*|\\.*|[A-Za-z][\w.-]*|\S+\.(?:dll|exe|sys))$"
+)
+
+
+def _fill(sock: Socket, proto: Proto, rest: str) -> None:
+    words = rest.split()
+    if proto == "tcp":
+        if not words:
+            raise ParseProblem("TCP row without a state")
+        sock.state = state_of(words.pop(0))
+    if words:
+        sock.pid = int_field(words.pop(0), "PID")
+    # -o -t adds an "offload state" column (InHost, Offloaded): not a socket field
+
+
+def _socket(proto_col: str, local_text: str, remote_text: str, rest: str) -> Socket:
+    proto: Proto = "tcp" if proto_col == "TCP" else "udp"
+    local = make_endpoint(*split_colon(local_text), proto)
+    remote = make_endpoint(*split_colon(remote_text), proto)
+    sock = new_socket(proto, None, local, remote, State.CLOSED)
+    _fill(sock, proto, rest)
+    return sock
+
+
+def parse(lines: list[Line], out: Builder) -> None:
+    """Parse Windows ``netstat`` text into ``out``."""
+    last: Socket | None = None
+    unowned = 0
+    for line in lines:
+        stripped = line.text.strip()
+        lowered = stripped.lower()
+        if lowered in TITLES:
+            last = None
+            continue
+        if any(title in lowered for title in TITLES) and _flattened(line, out):
+            continue
+        if not stripped or is_command_echo(line.text):
+            continue
+        words = stripped.split()
+        if words[0].lower() in _HEADER_FIRST and not ROW.match(stripped):
+            last = None
+            continue
+        match = ROW.match(stripped)
+        if match:
+            try:
+                last = out.add(
+                    _socket(match["proto"], match["local"], match["remote"], match["rest"] or "")
+                )
+            except ParseProblem as exc:
+                out.warn(line, str(exc))
+                last = None
+            continue
+        if stripped.startswith("[") and stripped.endswith("]") and last is not None:
+            last.process = stripped[1:-1].strip() or None
+            continue
+        if lowered.startswith(_NO_OWNER) and last is not None:
+            unowned += 1
+            continue
+        if lowered.startswith(_ELEVATION):
+            out.note("netstat -b needs an elevated prompt: no process names (" + stripped + ")")
+            continue
+        if last is not None and _COMPONENT.match(stripped):
+            continue  # -b module or service line of the socket above
+        out.warn(line, "not a Windows netstat row")
+    if unowned:
+        out.note(
+            f"owning process unknown for {unowned} socket(s): netstat -b said "
+            '"Can not obtain ownership information" (run it elevated)'
+        )
+
+
+def _flattened(line: Line, out: Builder) -> bool:
+    """Recover rows from a line whose line breaks were lost; True if it was one."""
+    words = line.text.split()
+    rows = 0
+    damaged: list[str] = []
+    i = 0
+    while i < len(words):
+        if words[i] not in ("TCP", "UDP") or i + 2 >= len(words):
+            i += 1
+            continue
+        proto_col, local_text, remote_text = words[i], words[i + 1], words[i + 2]
+        rest_words: list[str] = []
+        j = i + 3
+        if proto_col == "TCP" and j < len(words):
+            rest_words.append(words[j])
+            j += 1
+        if j < len(words) and words[j].isdigit():
+            rest_words.append(words[j])
+            j += 1
+        rows += 1
+        try:
+            out.add(_socket(proto_col, local_text, remote_text, " ".join(rest_words)))
+        except ParseProblem as exc:
+            damaged.append(f"{' '.join(words[i:j])} ({exc})")
+        i = j
+    if not rows:
+        return False
+    message = f"{rows} netstat rows run together on one line (line breaks lost in a paste)"
+    if damaged:
+        message += f"; {len(damaged)} unreadable, first: {damaged[0]}"
+    out.warn(line, message)
+    return True
