@@ -1,0 +1,147 @@
+"""This machine at a glance: the numbers behind ``tcplens status``.
+
+Pure: takes a :class:`Snapshot`, returns a :class:`Summary`; views render it
+and the doctor may add findings next to it.  Ages of TIME_WAIT and orphaned
+FIN_WAIT2 sockets come from their timers: Linux keeps TIME_WAIT for a fixed
+``TCP_TIMEWAIT_LEN`` (60 s, ``include/net/tcp.h``) and an orphaned FIN_WAIT2
+for ``net.ipv4.tcp_fin_timeout`` (default 60 s), so ``age = lifetime -
+remaining``.  A FIN_WAIT2 whose application still holds the socket has no
+timer and can stay forever; those are counted separately.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Final
+
+from tcplens.model.states import State
+from tcplens.sources.records import Snapshot, Socket
+
+__all__ = ["TIME_WAIT_LEN", "Oldest", "StateDetail", "Summary", "summarize"]
+
+#: ``TCP_TIMEWAIT_LEN`` in include/net/tcp.h: 60 seconds, not tunable
+TIME_WAIT_LEN: Final = 60.0
+
+
+@dataclass(slots=True)
+class StateDetail:
+    """Where the sockets of one busy state are: ports, peers and processes."""
+
+    state: State
+    count: int
+    top_local_ports: list[tuple[int, int]] = field(default_factory=list)
+    top_peers: list[tuple[str, int]] = field(default_factory=list)
+    #: (process name or "?" when unknown, pid or None, count)
+    top_processes: list[tuple[str, int | None, int]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Oldest:
+    """The socket that has spent longest in a timed state, and how long."""
+
+    state: State
+    age: float
+    remaining: float
+    lifetime: float
+    socket: Socket
+    #: sockets in this state without a timer (FIN_WAIT2 still held by its application)
+    untimed: int = 0
+
+
+@dataclass(slots=True)
+class Summary:
+    source: str
+    host: str
+    taken_at: float
+    total: int
+    by_proto: dict[str, int]
+    by_family: dict[int, int]
+    #: TCP sockets per state, in State order, zero counts omitted
+    tcp_states: dict[State, int]
+    udp_states: dict[State, int]
+    busy: list[StateDetail]
+    oldest: dict[State, Oldest]
+    untimed: dict[State, int]
+    missing: list[str]
+
+
+def summarize(
+    snapshot: Snapshot,
+    *,
+    busy_states: int = 3,
+    top: int = 3,
+    fin_timeout: float = 60.0,
+) -> Summary:
+    """Count sockets and describe the ``busy_states`` most populated TCP states.
+
+    LISTEN is never "busy" (its count is the number of services, not load).
+    """
+    sockets = snapshot.sockets
+    by_proto: Counter[str] = Counter()
+    by_family: Counter[int] = Counter()
+    tcp: Counter[State] = Counter()
+    udp: Counter[State] = Counter()
+    for sock in sockets:
+        by_proto[sock.proto] += 1
+        by_family[sock.family] += 1
+        (tcp if sock.proto == "tcp" else udp)[sock.state] += 1
+    order = list(State)
+    tcp_states = {s: tcp[s] for s in order if tcp[s]}
+    udp_states = {s: udp[s] for s in order if udp[s]}
+
+    candidates = [(n, s) for s, n in tcp_states.items() if s is not State.LISTEN]
+    candidates.sort(key=lambda item: (-item[0], order.index(item[1])))
+    chosen = {s for _, s in candidates[:busy_states]}
+    ports: dict[State, Counter[int]] = {s: Counter() for s in chosen}
+    peers: dict[State, Counter[str]] = {s: Counter() for s in chosen}
+    procs: dict[State, Counter[tuple[str, int | None]]] = {s: Counter() for s in chosen}
+    lifetimes = {State.TIME_WAIT: TIME_WAIT_LEN, State.FIN_WAIT2: fin_timeout}
+    oldest: dict[State, Oldest] = {}
+    untimed: Counter[State] = Counter()
+    for sock in sockets:
+        if sock.proto != "tcp":
+            continue
+        state = sock.state
+        if state in chosen:
+            if sock.local.port is not None:
+                ports[state][sock.local.port] += 1
+            peers[state][str(sock.remote)] += 1
+            procs[state][(sock.process or "?", sock.pid)] += 1
+        if state in lifetimes:
+            timer = sock.timer
+            if timer is None or timer.kind != "timewait":
+                untimed[state] += 1
+                continue
+            best = oldest.get(state)
+            if best is None or timer.remaining < best.remaining:
+                life = lifetimes[state]
+                oldest[state] = Oldest(
+                    state, max(0.0, life - timer.remaining), timer.remaining, life, sock
+                )
+    for state, entry in oldest.items():
+        entry.untimed = untimed[state]
+    busy = [
+        StateDetail(
+            s,
+            n,
+            ports[s].most_common(top),
+            peers[s].most_common(top),
+            [(name, pid, c) for (name, pid), c in procs[s].most_common(top)],
+        )
+        for n, s in candidates[:busy_states]
+    ]
+    return Summary(
+        source=snapshot.source,
+        host=snapshot.host,
+        taken_at=snapshot.taken_at,
+        total=len(sockets),
+        by_proto=dict(by_proto),
+        by_family=dict(by_family),
+        tcp_states=tcp_states,
+        udp_states=udp_states,
+        busy=busy,
+        oldest=oldest,
+        untimed={s: n for s, n in untimed.items() if n},
+        missing=list(snapshot.missing),
+    )

@@ -1,0 +1,107 @@
+"""The one place a socket source is chosen.
+
+Order: the explicit ``source`` argument (``--source``), then the
+``TCPLENS_SOURCE`` environment variable, then ``auto``: netlink sock_diag on
+Linux, ``/proc/net`` if netlink cannot be opened, psutil elsewhere.  Saved
+text (``--from FILE``) bypasses live sources altogether.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from typing import Final
+
+from tcplens.errors import SourceError
+from tcplens.sources.records import Snapshot
+
+__all__ = ["ENV_VAR", "SOURCES", "choose_source", "take_snapshot"]
+
+ENV_VAR: Final = "TCPLENS_SOURCE"
+SOURCES: Final = ("auto", "netlink", "procfs", "psutil")
+
+
+def choose_source(source: str | None = None) -> str:
+    """Resolve flag, then environment, then ``auto``; validate the name."""
+    name = (source or os.environ.get(ENV_VAR) or "auto").strip().lower()
+    if name not in SOURCES:
+        origin = "--source" if source else ENV_VAR
+        raise SourceError(f"{origin}: unknown source {name!r} (choose from {', '.join(SOURCES)})")
+    return name
+
+
+def _live(name: str, *, info: bool, proc_root: str) -> Snapshot:
+    if name == "netlink":
+        from tcplens.sources import netlink
+
+        return netlink.snapshot(info=info)
+    if name == "procfs":
+        from tcplens.sources import procfs
+
+        snap = procfs.snapshot(proc_root)
+        if info:
+            snap.missing.append("TCP info (the procfs source does not have it; use netlink)")
+        return snap
+    from tcplens.sources import portable
+
+    return portable.snapshot()
+
+
+def _read_text() -> Callable[..., Snapshot]:
+    try:
+        module = importlib.import_module("tcplens.sources.text")
+        reader: Callable[..., Snapshot] = module.read_text
+    except (ImportError, AttributeError):
+        raise SourceError("saved-text parsing is not available") from None
+    return reader
+
+
+def take_snapshot(
+    source: str | None = "auto",
+    *,
+    from_file: str | None = None,
+    fmt: str | None = None,
+    strict: bool = False,
+    processes: bool = True,
+    info: bool = False,
+    cmdline: bool = False,
+    proc_root: str = "/proc",
+) -> Snapshot:
+    """Read sockets from saved text (``from_file``, ``-`` for stdin) or a live source.
+
+    ``source="auto"`` still honours ``TCPLENS_SOURCE``; pass ``None`` for the
+    same effect.  ``processes`` fills pid/process (the slow part, skip it when
+    not shown); ``info`` asks netlink for ``tcp_info``.  A ``proc_root`` other
+    than ``/proc`` (recorded files) makes ``auto`` mean ``procfs``.
+    """
+    if from_file is not None:
+        return _read_text()(from_file, fmt=fmt, strict=strict)
+    name = choose_source(None if source in (None, "auto") else source)
+    explicit = name != "auto"
+    if name == "auto":
+        if proc_root != "/proc":
+            name = "procfs"
+        elif sys.platform.startswith("linux"):
+            name = "netlink"
+        else:
+            name = "psutil"
+    if name == "netlink":
+        try:
+            snap = _live("netlink", info=info, proc_root=proc_root)
+        except SourceError as exc:
+            if explicit:
+                raise
+            snap = _live("procfs", info=info, proc_root=proc_root)
+            snap.missing.append(f"netlink unavailable ({exc}); read /proc/net instead")
+    else:
+        snap = _live(name, info=info, proc_root=proc_root)
+    if processes and snap.source != "psutil":
+        from tcplens.sources import processes as proc
+
+        snap.missing.extend(proc.attribute(snap.sockets, proc_root=proc_root, cmdline=cmdline))
+    elif not processes and snap.source == "psutil":
+        for sock in snap.sockets:
+            sock.pid = sock.fd = None
+    return snap

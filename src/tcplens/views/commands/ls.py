@@ -1,0 +1,112 @@
+"""``tcplens ls``: list sockets like ss/netstat, filtered, sorted, in the format asked."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from tcplens.analysis.filters import SORT_KEYS, sort_sockets
+from tcplens.views.options import (
+    filter_from,
+    filter_options,
+    output_format,
+    output_options,
+    snapshot_from,
+    source_options,
+)
+from tcplens.views.sockets import (
+    Columns,
+    Resolver,
+    render_csv,
+    render_json,
+    render_netstat,
+    render_plain,
+    render_table,
+)
+
+__all__ = ["command", "print_notes"]
+
+
+def print_notes(missing: list[str], warnings: list[Any] | None = None) -> None:
+    """What the snapshot could not see goes to stderr, in parentheses as netstat does."""
+    for note in missing:
+        click.echo(f"({note})", err=True)
+    for warning in warnings or []:
+        click.echo(f"warning: {warning}", err=True)
+
+
+@click.command("ls")
+@filter_options
+@source_options
+@output_options
+@click.option("-o", "--timers", is_flag=True, help="Timer column (kind, time left, retransmits).")
+@click.option("-i", "--info", is_flag=True, help="TCP info: rtt, cwnd, retransmits, bytes.")
+@click.option("-e", "--extended", is_flag=True, help="User and inode columns.")
+@click.option("--cmdline", is_flag=True, help="Full command line of the owning process.")
+@click.option(
+    "--resolve/--numeric",
+    "-r/-n",
+    default=False,
+    help="Show host and service names (default: numeric).",
+)
+@click.option(
+    "--sort",
+    "sort_key",
+    type=click.Choice(sorted(SORT_KEYS)),
+    default=None,
+    help="Order rows (queues largest first); default: as the kernel lists them.",
+)
+@click.option(
+    "-P",
+    "--no-processes",
+    is_flag=True,
+    help="Skip process attribution (faster on very busy hosts).",
+)
+def command(
+    timers: bool,
+    info: bool,
+    extended: bool,
+    cmdline: bool,
+    resolve: bool,
+    sort_key: str | None,
+    no_processes: bool,
+    **kwargs: Any,
+) -> int:
+    """List TCP and UDP sockets with state, queues and owning process.
+
+    Numeric by default. Recv-Q/Send-Q of a LISTEN socket are the accept queue
+    length and the backlog limit; for other states, unread and unacknowledged
+    bytes.
+
+    Example: tcplens ls --state close-wait --sport 8080
+    """
+    fmt = output_format(kwargs)
+    selection = filter_from(kwargs)
+    processes = not no_processes or selection.needs_processes
+    snap = snapshot_from(kwargs, processes=processes, info=info, cmdline=cmdline)
+    sockets = selection.apply(snap.sockets)
+    if sort_key is not None:
+        sockets = sort_sockets(sockets, sort_key)
+    resolver = Resolver() if resolve else None
+    print_notes(snap.missing, snap.warnings)
+    out = sys.stdout
+    if fmt == "json":
+        out.write(render_json(snap, sockets, resolver))
+    elif fmt == "csv":
+        out.write(render_csv(sockets))
+    elif fmt == "netstat":
+        out.write(render_netstat(snap, sockets, resolver))
+    else:
+        cols = Columns(
+            timers=timers, info=info, extended=extended, cmdline=cmdline, processes=processes
+        )
+        if out.isatty():
+            from rich.console import Console
+
+            Console().print(render_table(sockets, cols, resolver))
+        else:
+            out.write(render_plain(sockets, cols, resolver))
+    out.flush()
+    return 0

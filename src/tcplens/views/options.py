@@ -1,0 +1,247 @@
+"""Click option groups every verb shares, defined once (like sqlite-utils ``output_options``).
+
+Each group is a decorator that adds its options to a command, plus a helper
+that turns the parsed values back into what sources and analysis take:
+
+* :func:`source_options` -> ``--source``, ``--from``, ``--format``, ``--strict``,
+  ``--proc-root``; :func:`snapshot_from` calls ``take_snapshot`` with them.
+* :func:`output_options` -> ``--json``, ``--csv``, ``--netstat``;
+  :func:`output_format` picks one.
+* :func:`filter_options` -> ``--state`` … ``--process``; :func:`filter_from`
+  builds a :class:`~tcplens.analysis.filters.SocketFilter`.
+
+The helpers pop their keys from the command's ``**kwargs`` so a command can
+pass the rest on without knowing every option.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from tcplens.analysis.filters import SocketFilter
+from tcplens.errors import UnknownStateError
+from tcplens.model.states import STATE_GROUPS, State, parse_state_filter
+from tcplens.sources.records import Snapshot
+
+__all__ = [
+    "filter_from",
+    "filter_options",
+    "output_format",
+    "output_options",
+    "snapshot_from",
+    "source_options",
+    "valid_states_text",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SOURCE_CHOICES = ("auto", "netlink", "procfs", "psutil")
+
+
+def _apply(fn: F, decorators: list[Callable[[F], F]]) -> F:
+    for decorator in reversed(decorators):
+        fn = decorator(fn)
+    return fn
+
+
+def source_options(fn: F) -> F:
+    """Where sockets come from: a live source or saved text."""
+    return _apply(
+        fn,
+        [
+            click.option(
+                "--source",
+                type=click.Choice(SOURCE_CHOICES, case_sensitive=False),
+                default=None,
+                help="Live source (default: $TCPLENS_SOURCE, else auto: netlink, "
+                "then /proc/net; psutil off Linux).",
+            ),
+            click.option(
+                "--from",
+                "from_file",
+                metavar="FILE",
+                default=None,
+                help="Read saved netstat/ss//proc/net text instead of this machine ('-' = stdin).",
+            ),
+            click.option(
+                "--format",
+                "fmt",
+                default=None,
+                metavar="NAME",
+                help="Format of --from FILE (default: detect).",
+            ),
+            click.option(
+                "--strict",
+                is_flag=True,
+                help="With --from: fail on the first line that cannot be parsed.",
+            ),
+            click.option(
+                "--proc-root",
+                default="/proc",
+                show_default=True,
+                type=click.Path(file_okay=False),
+                help="Read /proc from here (recorded files); implies --source procfs.",
+            ),
+        ],
+    )
+
+
+def snapshot_from(
+    kwargs: dict[str, Any],
+    *,
+    processes: bool = True,
+    info: bool = False,
+    cmdline: bool = False,
+) -> Snapshot:
+    """Pop the source options from ``kwargs`` and take the snapshot they describe."""
+    from tcplens.sources.select import take_snapshot
+
+    return take_snapshot(
+        kwargs.pop("source", None),
+        from_file=kwargs.pop("from_file", None),
+        fmt=kwargs.pop("fmt", None),
+        strict=kwargs.pop("strict", False),
+        processes=processes,
+        info=info,
+        cmdline=cmdline,
+        proc_root=kwargs.pop("proc_root", "/proc"),
+    )
+
+
+def output_options(fn: F) -> F:
+    """Machine-readable output instead of the table."""
+    return _apply(
+        fn,
+        [
+            click.option(
+                "--json", "as_json", is_flag=True, help="JSON (versioned; see docs/json.md)."
+            ),
+            click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row."),
+            click.option(
+                "--netstat",
+                "as_netstat",
+                is_flag=True,
+                help="net-tools `netstat -tuanpW` columns, for existing scripts.",
+            ),
+        ],
+    )
+
+
+def output_format(kwargs: dict[str, Any]) -> str:
+    """Pop the output flags; return ``table``, ``json``, ``csv`` or ``netstat``."""
+    chosen = [
+        name
+        for name, key in (("json", "as_json"), ("csv", "as_csv"), ("netstat", "as_netstat"))
+        if kwargs.pop(key, False)
+    ]
+    if len(chosen) > 1:
+        raise click.UsageError(f"choose one of --{' / --'.join(chosen)}")
+    return chosen[0] if chosen else "table"
+
+
+def valid_states_text() -> str:
+    states = ", ".join(s.value for s in State if s is not State.UNKNOWN)
+    groups = ", ".join(STATE_GROUPS)
+    return f"valid states: {states} (any spelling: ss, RFC, Windows, BSD); groups: {groups}"
+
+
+def _states(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> frozenset[State]:
+    chosen: set[State] = set()
+    for value in values:
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            try:
+                chosen |= parse_state_filter(part)
+            except UnknownStateError as exc:
+                raise click.BadParameter(f"{exc}; {valid_states_text()}") from None
+    return frozenset(chosen)
+
+
+def _networks(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    out = []
+    for value in values:
+        try:
+            out.append(ipaddress.ip_network(value.strip("[]"), strict=False))
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not an address or CIDR network") from None
+    return tuple(out)
+
+
+_PORT = click.IntRange(0, 65535)
+
+
+def filter_options(fn: F) -> F:
+    """Which sockets: state, protocol, family, ports, addresses, process."""
+    return _apply(
+        fn,
+        [
+            click.option(
+                "--state",
+                "states",
+                multiple=True,
+                callback=_states,
+                metavar="STATE",
+                help="State in any spelling (close-wait, CLOSE_WAIT, 08) or an ss group "
+                "(connected, synchronized, bucket, big, all); repeatable, comma-separated.",
+            ),
+            click.option("-t", "--tcp", is_flag=True, help="TCP sockets."),
+            click.option("-u", "--udp", is_flag=True, help="UDP sockets."),
+            click.option(
+                "-l", "--listening", is_flag=True, help="Listening TCP and unconnected UDP only."
+            ),
+            click.option("-4", "ipv4", is_flag=True, help="IPv4 only."),
+            click.option("-6", "ipv6", is_flag=True, help="IPv6 only."),
+            click.option("--sport", multiple=True, type=_PORT, help="Local port (repeatable)."),
+            click.option("--dport", multiple=True, type=_PORT, help="Peer port (repeatable)."),
+            click.option("--port", multiple=True, type=_PORT, help="Local or peer port."),
+            click.option(
+                "--src",
+                multiple=True,
+                callback=_networks,
+                metavar="CIDR",
+                help="Local address or network.",
+            ),
+            click.option(
+                "--dst",
+                multiple=True,
+                callback=_networks,
+                metavar="CIDR",
+                help="Peer address or network.",
+            ),
+            click.option("--pid", "pids", multiple=True, type=int, help="Owning process id."),
+            click.option(
+                "--process",
+                default=None,
+                metavar="NAME",
+                help="Process name: substring, or a glob like 'ngin*'.",
+            ),
+        ],
+    )
+
+
+def filter_from(kwargs: dict[str, Any]) -> SocketFilter:
+    """Pop the filter options from ``kwargs`` into a :class:`SocketFilter`."""
+    protos = {p for p, flag in (("tcp", "tcp"), ("udp", "udp")) if kwargs.pop(flag, False)}
+    families = {f for f, flag in ((4, "ipv4"), (6, "ipv6")) if kwargs.pop(flag, False)}
+    return SocketFilter(
+        states=kwargs.pop("states", frozenset()),
+        protos=frozenset(protos),
+        families=frozenset(families),
+        listening=kwargs.pop("listening", False),
+        sports=frozenset(kwargs.pop("sport", ())),
+        dports=frozenset(kwargs.pop("dport", ())),
+        ports=frozenset(kwargs.pop("port", ())),
+        src=kwargs.pop("src", ()),
+        dst=kwargs.pop("dst", ()),
+        pids=frozenset(kwargs.pop("pids", ())),
+        process=kwargs.pop("process", None),
+    )

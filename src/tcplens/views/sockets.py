@@ -1,0 +1,453 @@
+"""Rendering socket lists: rich table, plain text, JSON, CSV and net-tools netstat.
+
+* The table (a terminal) is coloured by state and fits the terminal width;
+  piped, the same columns come out as plain, aligned, untruncated text.
+* ``--json`` is a versioned contract (:data:`JSON_VERSION`, docs/json.md):
+  every key is always present, ``null`` when the source does not know it.
+* ``--netstat`` reproduces ``netstat -tuanpW`` from net-tools byte for byte
+  (the printf formats of ``tcp_do_one``/``udp_do_one`` and ``prg_cache``'s
+  20-column program field), so scripts that parse netstat keep working and
+  the saved-text parser reads it back.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import socket as _socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from rich.table import Table
+from rich.text import Text
+
+from tcplens.model.states import SPELLINGS, State
+from tcplens.sources.records import Addr, Snapshot, Socket, TcpInfo, Timer
+
+__all__ = [
+    "CSV_COLUMNS",
+    "JSON_VERSION",
+    "STATE_STYLES",
+    "Columns",
+    "Resolver",
+    "netstat_state",
+    "render_csv",
+    "render_json",
+    "render_netstat",
+    "render_plain",
+    "render_table",
+    "socket_to_json",
+]
+
+#: bump when a key changes meaning or disappears (adding keys keeps the version)
+JSON_VERSION: Final = 1
+
+#: colours by state: green is healthy-and-waiting, red needs an application's attention
+STATE_STYLES: Final = {
+    State.LISTEN: "green",
+    State.ESTABLISHED: "bold",
+    State.SYN_SENT: "cyan",
+    State.SYN_RECV: "cyan",
+    State.FIN_WAIT1: "magenta",
+    State.FIN_WAIT2: "magenta",
+    State.CLOSE_WAIT: "bold red",
+    State.CLOSING: "magenta",
+    State.LAST_ACK: "yellow",
+    State.TIME_WAIT: "dim",
+    State.CLOSED: "blue",
+    State.UNKNOWN: "red",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Optional column groups, as ``ss -o``, ``-i``, ``-e`` name them."""
+
+    timers: bool = False
+    info: bool = False
+    extended: bool = False
+    cmdline: bool = False
+    processes: bool = True
+
+
+class Resolver:
+    """Host and service names for ``--resolve``, each looked up once."""
+
+    def __init__(self) -> None:
+        self._hosts: dict[str, str] = {}
+        self._services: dict[tuple[int, str], str] = {}
+
+    def host(self, ip: str) -> str:
+        if ip not in self._hosts:
+            try:
+                name = _socket.gethostbyaddr(ip)[0]
+            except (OSError, UnicodeError):
+                name = ip
+            self._hosts[ip] = name
+        return self._hosts[ip]
+
+    def service(self, port: int, proto: str) -> str:
+        key = (port, proto)
+        if key not in self._services:
+            try:
+                name = _socket.getservbyport(port, proto)
+            except OSError:
+                name = str(port)
+            self._services[key] = name
+        return self._services[key]
+
+
+def _is_any(ip: str) -> bool:
+    return ip in ("0.0.0.0", "::", "*")
+
+
+def show_addr(addr: Addr, proto: str, resolver: Resolver | None = None) -> str:
+    """``ss`` style: ``127.0.0.1:80``, ``[::1]:80``, ``*`` for port 0 or unknown."""
+    if addr.port in (None, 0):
+        port = addr.service or "*"
+    elif resolver is not None:
+        port = resolver.service(addr.port, proto)
+    else:
+        port = str(addr.port)
+    ip = addr.ip
+    if resolver is not None and not _is_any(ip):
+        ip = resolver.host(ip)
+    if ":" in ip:
+        return f"[{ip}]:{port}"
+    return f"{ip}:{port}"
+
+
+def show_timer(timer: Timer | None) -> str:
+    if timer is None:
+        return ""
+    text = f"{timer.kind} {timer.remaining:.1f}s"
+    if timer.retransmits:
+        text += f" x{timer.retransmits}"
+    return text
+
+
+def show_info(info: TcpInfo | None) -> str:
+    if info is None:
+        return ""
+    parts = []
+    if info.rtt_ms is not None:
+        parts.append(f"rtt:{info.rtt_ms:g}/{info.rttvar_ms or 0:g}ms")
+    if info.cwnd is not None:
+        parts.append(f"cwnd:{info.cwnd}")
+    if info.ssthresh and info.ssthresh < 0x7FFFFFFF:
+        parts.append(f"ssthresh:{info.ssthresh}")
+    if info.total_retrans:
+        parts.append(f"retrans:{info.retransmits or 0}/{info.total_retrans}")
+    if info.bytes_acked is not None:
+        parts.append(f"acked:{info.bytes_acked}")
+    if info.bytes_received is not None:
+        parts.append(f"received:{info.bytes_received}")
+    if info.last_send_ms is not None:
+        parts.append(f"lastsnd:{info.last_send_ms}ms")
+    if info.last_recv_ms is not None:
+        parts.append(f"lastrcv:{info.last_recv_ms}ms")
+    return " ".join(parts)
+
+
+def _program(sock: Socket) -> str:
+    if sock.pid is None:
+        return "-"
+    return f"{sock.pid}/{sock.process or '?'}"
+
+
+def _num(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _headers(cols: Columns) -> list[str]:
+    head = ["Proto", "Recv-Q", "Send-Q", "Local Address", "Peer Address", "State"]
+    if cols.processes:
+        head.append("PID/Program")
+    if cols.extended:
+        head += ["User", "Inode"]
+    if cols.timers:
+        head.append("Timer")
+    if cols.info:
+        head.append("TCP info")
+    if cols.cmdline:
+        head.append("Command")
+    return head
+
+
+def _row(sock: Socket, cols: Columns, resolver: Resolver | None) -> list[str]:
+    proto = sock.proto if sock.family == 4 else sock.proto + "6"
+    row = [
+        proto,
+        _num(sock.recv_q),
+        _num(sock.send_q),
+        show_addr(sock.local, sock.proto, resolver),
+        show_addr(sock.remote, sock.proto, resolver),
+        sock.state.value,
+    ]
+    if cols.processes:
+        row.append(_program(sock))
+    if cols.extended:
+        row += [sock.user or _num(sock.uid), _num(sock.inode)]
+    if cols.timers:
+        row.append(show_timer(sock.timer))
+    if cols.info:
+        row.append(show_info(sock.info))
+    if cols.cmdline:
+        row.append(sock.cmdline or "")
+    return row
+
+
+_RIGHT: Final = {"Recv-Q", "Send-Q", "Inode"}
+
+
+def render_plain(
+    sockets: Sequence[Socket], cols: Columns = Columns(), resolver: Resolver | None = None
+) -> str:
+    """Aligned columns, nothing truncated: for pipes, files and ``grep``."""
+    head = _headers(cols)
+    rows = [_row(s, cols, resolver) for s in sockets]
+    widths = [len(h) for h in head]
+    for row in rows:
+        for i, cell in enumerate(row):
+            if len(cell) > widths[i]:
+                widths[i] = len(cell)
+    last = len(head) - 1
+
+    def line(cells: list[str]) -> str:
+        out = []
+        for i, cell in enumerate(cells):
+            if head[i] in _RIGHT:
+                out.append(cell.rjust(widths[i]))
+            elif i == last:
+                out.append(cell)
+            else:
+                out.append(cell.ljust(widths[i]))
+        return "  ".join(out).rstrip()
+
+    return "\n".join([line(head), *(line(r) for r in rows)]) + "\n"
+
+
+def render_table(
+    sockets: Sequence[Socket], cols: Columns = Columns(), resolver: Resolver | None = None
+) -> Table:
+    """A rich table coloured by state; long cells are ellipsised to fit the terminal."""
+    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
+    for name in _headers(cols):
+        right = name in _RIGHT
+        table.add_column(
+            name,
+            justify="right" if right else "left",
+            no_wrap=name != "TCP info",
+            overflow="ellipsis" if name != "TCP info" else "fold",
+            min_width=len(name) if name != "Command" else 7,
+        )
+    for sock in sockets:
+        style = STATE_STYLES.get(sock.state, "")
+        cells = _row(sock, cols, resolver)
+        state_index = 5
+        row: list[Text | str] = list(cells)
+        row[state_index] = Text(cells[state_index], style=style)
+        table.add_row(*row, style="dim" if sock.state is State.TIME_WAIT else None)
+    return table
+
+
+def _addr_json(addr: Addr) -> dict[str, Any]:
+    return {"ip": addr.ip, "port": addr.port, "service": addr.service}
+
+
+def _info_json(info: TcpInfo | None) -> dict[str, Any] | None:
+    if info is None:
+        return None
+    return {name: getattr(info, name) for name in TcpInfo.__slots__}
+
+
+def socket_to_json(sock: Socket) -> dict[str, Any]:
+    """One socket as the JSON contract spells it (docs/json.md)."""
+    timer = sock.timer
+    return {
+        "proto": sock.proto,
+        "family": sock.family,
+        "local": {"ip": sock.local.ip, "port": sock.local.port, "service": sock.local.service},
+        "remote": {"ip": sock.remote.ip, "port": sock.remote.port, "service": sock.remote.service},
+        "state": sock.state.value,
+        "recv_q": sock.recv_q,
+        "send_q": sock.send_q,
+        "uid": sock.uid,
+        "user": sock.user,
+        "inode": sock.inode,
+        "pid": sock.pid,
+        "fd": sock.fd,
+        "process": sock.process,
+        "cmdline": sock.cmdline,
+        "timer": None
+        if timer is None
+        else {"kind": timer.kind, "remaining": timer.remaining, "retransmits": timer.retransmits},
+        "info": None if sock.info is None else _info_json(sock.info),
+        "interface": sock.interface,
+    }
+
+
+def snapshot_to_json(snapshot: Snapshot, count: int) -> dict[str, Any]:
+    return {
+        "source": snapshot.source,
+        "host": snapshot.host,
+        "taken_at": snapshot.taken_at,
+        "taken_at_iso": datetime.fromtimestamp(snapshot.taken_at, UTC).isoformat(),
+        "missing": list(snapshot.missing),
+        "warnings": [
+            {"line": w.line, "text": w.text, "message": w.message} for w in snapshot.warnings
+        ],
+        "skipped": dict(snapshot.skipped),
+        "total": len(snapshot.sockets),
+        "count": count,
+    }
+
+
+def render_json(
+    snapshot: Snapshot, sockets: Sequence[Socket] | None = None, resolver: Resolver | None = None
+) -> str:
+    """``{"version": 1, "snapshot": {...}, "sockets": [...]}`` on one line."""
+    chosen = snapshot.sockets if sockets is None else sockets
+    rows = [socket_to_json(s) for s in chosen]
+    if resolver is not None:
+        for sock, row in zip(chosen, rows, strict=True):
+            for end, addr in (("local", sock.local), ("remote", sock.remote)):
+                if addr.port:
+                    name = resolver.service(addr.port, sock.proto)
+                    row[end]["service"] = None if name == str(addr.port) else name
+                if not _is_any(addr.ip):
+                    host = resolver.host(addr.ip)
+                    row[end]["host"] = None if host == addr.ip else host
+    doc = {
+        "version": JSON_VERSION,
+        "snapshot": snapshot_to_json(snapshot, len(rows)),
+        "sockets": rows,
+    }
+    return json.dumps(doc, separators=(",", ":")) + "\n"
+
+
+#: CSV header; one row per socket, empty cells for unknown values
+CSV_COLUMNS: Final = (
+    "proto",
+    "family",
+    "local_ip",
+    "local_port",
+    "remote_ip",
+    "remote_port",
+    "state",
+    "recv_q",
+    "send_q",
+    "uid",
+    "user",
+    "inode",
+    "pid",
+    "fd",
+    "process",
+    "timer_kind",
+    "timer_remaining",
+    "timer_retransmits",
+    "rtt_ms",
+    "cwnd",
+    "interface",
+    "cmdline",
+)
+
+
+def render_csv(sockets: Iterable[Socket]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for s in sockets:
+        t = s.timer
+        writer.writerow(
+            [
+                s.proto,
+                s.family,
+                s.local.ip,
+                s.local.port,
+                s.remote.ip,
+                s.remote.port,
+                s.state.value,
+                s.recv_q,
+                s.send_q,
+                s.uid,
+                s.user,
+                s.inode,
+                s.pid,
+                s.fd,
+                s.process,
+                t.kind if t else None,
+                t.remaining if t else None,
+                t.retransmits if t else None,
+                s.info.rtt_ms if s.info else None,
+                s.info.cwnd if s.info else None,
+                s.interface,
+                s.cmdline,
+            ]
+        )
+    return buf.getvalue()
+
+
+# --- net-tools netstat -------------------------------------------------------------------
+
+NETSTAT_TITLE: Final = "Active Internet connections (servers and established)"
+#: net-tools ``netstat.c`` prints this header with ``-p``; widths follow its printf formats
+NETSTAT_HEADER: Final = (
+    "Proto Recv-Q Send-Q Local Address           Foreign Address         State       "
+    "PID/Program name    "
+)
+#: ``PROGNAME_WIDTH`` in netstat.c: "pid/name" is cut to 19 characters plus NUL
+PROGNAME_WIDTH: Final = 20
+
+
+def netstat_state(sock: Socket) -> str:
+    """The state column as Linux netstat prints it (``udp_do_one``: blank when unconnected)."""
+    if sock.proto == "udp":
+        if sock.state is State.CLOSED:
+            return ""
+        if sock.state is State.ESTABLISHED:
+            return "ESTABLISHED"
+    return SPELLINGS[sock.state]["netstat (Linux)"][0]
+
+
+def _netstat_addr(addr: Addr, resolver: Resolver | None, proto: str) -> str:
+    port = "*" if addr.port in (None, 0) else str(addr.port)
+    ip = addr.ip
+    if resolver is not None:
+        if addr.port:
+            port = resolver.service(addr.port, proto)
+        if not _is_any(ip):
+            ip = resolver.host(ip)
+    return f"{ip}:{port}"
+
+
+def render_netstat(
+    snapshot: Snapshot, sockets: Sequence[Socket] | None = None, resolver: Resolver | None = None
+) -> str:
+    """``netstat -tuanpW`` output: title, header, one line per socket (tcp, tcp6, udp, udp6).
+
+    Addresses are never truncated (as with ``-W``); a listener's Send-Q is 0
+    as in ``/proc/net/tcp`` (not the backlog netlink reports); everything else matches
+    ``printf("%-4s  %6ld %6ld %-*s %-*s %-11s", ...)`` followed by the
+    program column ``" %-20s"`` (cut to 19 characters) (``-`` when the owner is unknown).
+    """
+    chosen = list(snapshot.sockets if sockets is None else sockets)
+    order = {("tcp", 4): 0, ("tcp", 6): 1, ("udp", 4): 2, ("udp", 6): 3}
+    chosen.sort(key=lambda s: order[(s.proto, s.family)])
+    lines = [NETSTAT_TITLE, NETSTAT_HEADER]
+    for s in chosen:
+        proto = s.proto if s.family == 4 else s.proto + "6"
+        local = _netstat_addr(s.local, resolver, s.proto)
+        remote = _netstat_addr(s.remote, resolver, s.proto)
+        program = _program(s)[: PROGNAME_WIDTH - 1]
+        # /proc/net/tcp, which netstat reads, has tx_queue 0 for a listener
+        send_q = 0 if s.state is State.LISTEN else s.send_q or 0
+        lines.append(
+            f"{proto:<4s}  {s.recv_q or 0:6d} {send_q:6d} "
+            f"{local:<{max(23, len(local))}s} {remote:<{max(23, len(remote))}s} "
+            f"{netstat_state(s):<11s} {program:<{PROGNAME_WIDTH}s}"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,243 @@
+"""``tcplens ls``: filters, columns and every output format, on real loopback sockets."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from tcplens.model import SPELLINGS, State
+from tcplens.views.cli import cli
+from tests.sources.live import KnownSockets, known_sockets
+
+PROC = Path(__file__).parent.parent / "fixtures" / "proc"
+
+
+@pytest.fixture(scope="module")
+def known() -> Iterator[KnownSockets]:
+    with known_sockets() as sockets:
+        yield sockets
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(cli, ["ls", *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def tcplens(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tcplens", *args], capture_output=True, text=True, **kwargs
+    )
+
+
+def mine(known: KnownSockets, *args: str) -> list[dict[str, Any]]:
+    """``ls --json`` rows that belong to our known sockets."""
+    doc = json.loads(run("--json", *args))
+    ports = known.ports()
+    return [
+        row
+        for row in doc["sockets"]
+        if row["local"]["port"] in ports and (row["remote"]["port"] in ports | {0})
+    ]
+
+
+def states(rows: list[dict[str, Any]]) -> list[str]:
+    return sorted(row["state"] for row in rows)
+
+
+def test_json_contract_has_version_snapshot_and_every_key(known: KnownSockets) -> None:
+    doc = json.loads(run("--json"))
+    assert doc["version"] == 1
+    assert set(doc["snapshot"]) >= {"source", "host", "taken_at", "missing", "count", "total"}
+    assert doc["snapshot"]["source"] == "netlink"
+    assert doc["snapshot"]["count"] == len(doc["sockets"])
+    keys = {
+        "proto", "family", "local", "remote", "state", "recv_q", "send_q", "uid", "user",
+        "inode", "pid", "fd", "process", "cmdline", "timer", "info", "interface",
+    }  # fmt: skip
+    assert all(set(row) == keys for row in doc["sockets"])
+    rows = mine(known)
+    assert len(rows) == len(known.expected)
+    listener = next(r for r in rows if r["state"] == "LISTEN" and r["family"] == 4)
+    assert listener["pid"] == os.getpid() and listener["local"]["port"] == known.listen_port
+    assert listener["timer"] is None and listener["info"] is None
+
+
+@pytest.mark.parametrize("spelling", ["close-wait", "CLOSE_WAIT", "CLOSE-WAIT", "08", "closewait"])
+def test_state_filter_takes_every_spelling(known: KnownSockets, spelling: str) -> None:
+    assert states(mine(known, "--state", spelling)) == ["CLOSE_WAIT"]
+
+
+def test_state_filter_groups_and_repeats(known: KnownSockets) -> None:
+    assert states(mine(known, "--state", "bucket")) == ["TIME_WAIT"]
+    assert states(mine(known, "--state", "fin-wait-2", "--state", "time-wait")) == [
+        "FIN_WAIT2",
+        "TIME_WAIT",
+    ]
+    assert "LISTEN" not in states(mine(known, "--state", "connected"))
+    synchronized = states(mine(known, "-t", "--state", "synchronized"))
+    assert set(synchronized) == {"ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT2", "TIME_WAIT"}
+
+
+def test_protocol_family_and_listening_filters(known: KnownSockets) -> None:
+    assert {r["proto"] for r in mine(known, "-u")} == {"udp"}
+    assert {r["proto"] for r in mine(known, "-t")} == {"tcp"}
+    assert {r["family"] for r in mine(known, "-6")} == {6}
+    assert {r["family"] for r in mine(known, "-4")} == {4}
+    listening = mine(known, "-l")
+    assert sorted((r["proto"], r["state"]) for r in listening) == [
+        ("tcp", "LISTEN"),
+        ("tcp", "LISTEN"),
+        ("udp", "CLOSED"),
+        ("udp", "CLOSED"),
+    ]
+
+
+def test_port_and_address_filters(known: KnownSockets) -> None:
+    port = str(known.listen_port)
+    sport = mine(known, "--sport", port)
+    assert {r["local"]["port"] for r in sport} == {known.listen_port} and len(sport) == 3
+    dport = mine(known, "--dport", port)
+    assert {r["remote"]["port"] for r in dport} == {known.listen_port}
+    assert states(dport) == ["ESTABLISHED", "FIN_WAIT2", "TIME_WAIT"]
+    assert len(mine(known, "--port", port)) == 6
+    assert mine(known, "--src", "::1/128") == mine(known, "-6")
+    assert mine(known, "--dst", "10.0.0.0/8") == []
+    assert len(mine(known, "--src", "127.0.0.0/8", "--dport", port)) == 3
+
+
+def test_pid_and_process_filters(known: KnownSockets) -> None:
+    rows = mine(known, "--pid", str(os.getpid()))
+    assert len(rows) == len(known.expected) - 1  # all but the TIME_WAIT minisocket
+    comm = Path("/proc/self/comm").read_text().strip()
+    assert mine(known, "--process", comm[:3]) == rows
+    assert mine(known, "--process", comm[:2] + "*") == rows
+    assert mine(known, "--process", "no-such-process") == []
+
+
+def test_sort_by_receive_queue_puts_unread_bytes_first(known: KnownSockets) -> None:
+    rows = mine(known, "--sort", "recv-q")
+    assert rows[0]["recv_q"] == 3
+
+
+def test_no_processes_leaves_pids_unknown(known: KnownSockets) -> None:
+    assert {r["pid"] for r in mine(known, "-P")} == {None}
+
+
+def test_plain_text_columns_timers_info_and_extended(known: KnownSockets) -> None:
+    port = str(known.listen_port)
+    text = run("-oie", "--port", port)
+    header, *lines = text.splitlines()
+    assert header.split()[:4] == ["Proto", "Recv-Q", "Send-Q", "Local"]
+    assert "Timer" in header and "TCP info" in header and "Inode" in header
+    tw = next(line for line in lines if "TIME_WAIT" in line)
+    assert "timewait " in tw
+    est = next(line for line in lines if "ESTABLISHED" in line)
+    assert "cwnd:" in est and f"{os.getpid()}/" in est
+    inode = str(next(e.inode for e in known.expected.values() if e.state is State.LISTEN))
+    assert any(inode in line for line in lines)
+
+
+def test_resolve_shows_names(known: KnownSockets) -> None:
+    text = run("--resolve", "--sport", str(known.listen_port), "-4")
+    assert "localhost:" in text
+    assert "127.0.0.1:" not in text
+
+
+def test_csv_has_a_header_and_a_row_per_socket(known: KnownSockets) -> None:
+    rows = list(csv.DictReader(io.StringIO(run("--csv", "--port", str(known.listen_port)))))
+    assert len(rows) == 6
+    assert {r["state"] for r in rows} >= {"LISTEN", "TIME_WAIT", "CLOSE_WAIT"}
+    assert all(r["local_ip"] == "127.0.0.1" for r in rows)
+
+
+@pytest.mark.skipif(shutil.which("netstat") is None, reason="net-tools netstat not installed")
+def test_netstat_output_matches_net_tools_byte_for_byte(known: KnownSockets) -> None:
+    ours = run("--netstat").splitlines()
+    real = subprocess.run(
+        ["netstat", "-tuanpW"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert ours[:2] == real[:2]
+    ports = {f":{p} " for p in known.ports()}
+
+    def keyed(lines: list[str]) -> dict[str, str]:
+        # Local+foreign address identify a row; netstat names the program after
+        # argv[0] while we use the kernel's comm, so compare up to the pid.
+        out = {}
+        for line in lines[2:]:
+            if any(p in line for p in ports):
+                cut = line.find(f" {os.getpid()}/")
+                out[" ".join(line.split()[3:5])] = line if cut < 0 else line[:cut]
+        return out
+
+    ours_k, real_k = keyed(ours), keyed(real)
+    assert len(real_k) == len(known.expected)
+    assert ours_k == real_k
+    udp = [line for line in ours if line.startswith("udp ") and f":{known.udp_port} " in line]
+    assert any(line[67:80] == " " * 13 for line in udp)  # unconnected UDP: blank state
+
+
+def test_netstat_state_column_uses_linux_netstat_spellings() -> None:
+    from tcplens.sources.records import Addr, Snapshot, Socket
+    from tcplens.views.sockets import render_netstat
+
+    socks = [
+        Socket("tcp", 4, Addr("127.0.0.1", 1), Addr("127.0.0.1", 2), state, 0, 0) for state in State
+    ]
+    lines = render_netstat(Snapshot(socks, source="test")).splitlines()[2:]
+    for line, state in zip(lines, State, strict=True):
+        assert line[68:80].rstrip() == SPELLINGS[state]["netstat (Linux)"][0]
+    assert any(line[68:80] == "CLOSE       " for line in lines)
+
+
+def test_bogus_state_lists_valid_states_and_exits_2() -> None:
+    result = tcplens("ls", "--state", "bogus")
+    assert result.returncode == 2
+    assert "valid states: LISTEN, SYN_SENT" in result.stderr and "CLOSE_WAIT" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_conflicting_formats_are_a_usage_error() -> None:
+    result = tcplens("ls", "--json", "--csv")
+    assert result.returncode == 2 and "choose one of" in result.stderr
+
+
+def test_missing_proc_root_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = tcplens("ls", "--proc-root", str(tmp_path / "gone"))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "not a proc root" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_malformed_proc_line_names_file_and_line(tmp_path: Path) -> None:
+    shutil.copytree(PROC, tmp_path / "proc")
+    udp = tmp_path / "proc" / "net" / "udp"
+    udp.write_text(udp.read_text() + "this is not a socket line\n")
+    result = tcplens("ls", "--proc-root", str(tmp_path / "proc"), "-P")
+    assert result.returncode == 2
+    assert f"{udp} line 4:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_recorded_proc_root_lists_its_sockets() -> None:
+    out = run("--proc-root", str(PROC), "-P", "--state", "time-wait", "--netstat")
+    assert out.splitlines()[2:] == [
+        "tcp        0      0 127.0.0.1:46374         127.0.0.1:40697         TIME_WAIT   -"
+        + " " * 19
+    ]
+
+
+def test_help_has_an_example() -> None:
+    result = tcplens("ls", "--help")
+    assert result.returncode == 0
+    assert any(line.strip().startswith("Example:") for line in result.stdout.splitlines())
