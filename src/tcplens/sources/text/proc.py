@@ -28,7 +28,7 @@ __all__ = ["FORMAT", "HEADER", "ROW", "parse"]
 
 FORMAT: Final = "proc"
 
-HEADER: Final = re.compile(r"^\s*sl\s+local_address\s+rem_address\s+st\b")
+HEADER: Final = re.compile(r"^\s*sl\s+local_address\s+(?:rem|remote)_address\s+st\b")
 ROW: Final = re.compile(
     r"^\s*\d+:\s+(?P<local>[0-9A-Fa-f]{8}(?:[0-9A-Fa-f]{24})?):[0-9A-Fa-f]{4}\s+"
     r"[0-9A-Fa-f]+:[0-9A-Fa-f]{4}\s+[0-9A-Fa-f]{2}\s"

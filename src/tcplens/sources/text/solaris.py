@@ -44,7 +44,9 @@ __all__ = ["FORMAT", "SECTION", "parse"]
 
 FORMAT: Final = "solaris-netstat"
 
-SECTION: Final = re.compile(r"^(?P<proto>TCP|UDP|SCTP|ICMP|RAWIP)(?::\s*IPv(?P<fam>[46]))?\s*$")
+SECTION: Final = re.compile(
+    r"^(?P<proto>TCP|UDP|SCTP|ICMP|RAWIP)(?::\s*(?:IPv(?P<fam>[46]))?)?\s*$"
+)
 #: Solaris UDP endpoint words -> the spelling of the equivalent socket state
 _UDP_WORDS: Final = {"connected": "ESTABLISHED", "idle": "IDLE", "unbound": "CLOSED"}
 
