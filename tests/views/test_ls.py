@@ -48,7 +48,7 @@ def mine(known: KnownSockets, *args: str) -> list[dict[str, Any]]:
     return [
         row
         for row in doc["sockets"]
-        if row["local"]["port"] in ports and (row["remote"]["port"] in ports | {0})
+        if row["local"]["port"] in ports and (row["remote"]["port"] in ports | {0, None})
     ]
 
 
@@ -241,3 +241,23 @@ def test_help_has_an_example() -> None:
     result = tcplens("ls", "--help")
     assert result.returncode == 0
     assert any(line.strip().startswith("Example:") for line in result.stdout.splitlines())
+
+
+def test_netstat_output_reads_back_through_the_saved_text_parser(
+    known: KnownSockets, tmp_path: Path
+) -> None:
+    saved = tmp_path / "netstat.txt"
+    saved.write_text(run("--netstat"))
+    back = mine(known, "--from", str(saved))
+    live = mine(known)
+
+    def ident(rows: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
+        return {
+            (r["proto"], r["family"], r["local"]["ip"], r["local"]["port"], r["remote"]["ip"],
+             r["remote"]["port"] or 0, r["state"], r["pid"])
+            for r in rows
+        }  # fmt: skip
+
+    # netstat prints a wildcard peer as "*": the parser keeps port None, live sources 0
+    assert ident(back) == ident(live)
+    assert len(back) == len(known.expected)

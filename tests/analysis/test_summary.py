@@ -1,0 +1,70 @@
+"""Summary: counts per state, busiest states with ports and processes, oldest timed sockets."""
+
+from __future__ import annotations
+
+from tcplens.analysis.summary import TIME_WAIT_LEN, summarize
+from tcplens.model import State
+from tcplens.sources.records import Addr, Snapshot, Socket, Timer
+
+
+def tcp(state: State, lport: int, *, pid: int | None = None, timer: Timer | None = None) -> Socket:
+    return Socket(
+        "tcp", 4, Addr("10.0.0.1", lport), Addr("10.0.0.2", 5000), state,
+        pid=pid, process=None if pid is None else f"p{pid}", timer=timer,
+    )  # fmt: skip
+
+
+def snapshot() -> Snapshot:
+    rows = [tcp(State.LISTEN, 80, pid=1), tcp(State.LISTEN, 443, pid=1)]
+    rows += [tcp(State.ESTABLISHED, 443, pid=7) for _ in range(5)]
+    rows += [tcp(State.ESTABLISHED, 80, pid=8) for _ in range(2)]
+    rows += [tcp(State.CLOSE_WAIT, 8080, pid=9) for _ in range(3)]
+    rows += [tcp(State.TIME_WAIT, 80, timer=Timer("timewait", r)) for r in (59.0, 12.5, 30.0)]
+    rows += [tcp(State.FIN_WAIT2, 80, timer=Timer("timewait", 40.0)), tcp(State.FIN_WAIT2, 81)]
+    rows.append(Socket("udp", 6, Addr("::", 53), Addr("::", 0), State.CLOSED))
+    return Snapshot(rows, source="test", host="h", missing=["something"])
+
+
+def test_counts_per_protocol_family_and_state_in_state_order() -> None:
+    s = summarize(snapshot())
+    assert s.total == 18 and s.by_proto == {"tcp": 17, "udp": 1}
+    assert s.by_family == {4: 17, 6: 1}
+    assert list(s.tcp_states.items()) == [
+        (State.LISTEN, 2),
+        (State.ESTABLISHED, 7),
+        (State.FIN_WAIT2, 2),
+        (State.CLOSE_WAIT, 3),
+        (State.TIME_WAIT, 3),
+    ]
+    assert s.udp_states == {State.CLOSED: 1}
+    assert s.missing == ["something"]
+
+
+def test_busiest_states_exclude_listen_and_name_ports_and_processes() -> None:
+    s = summarize(snapshot(), busy_states=2, top=2)
+    assert [(d.state, d.count) for d in s.busy] == [(State.ESTABLISHED, 7), (State.CLOSE_WAIT, 3)]
+    est = s.busy[0]
+    assert est.top_local_ports == [(443, 5), (80, 2)]
+    assert est.top_processes == [("p7", 7, 5), ("p8", 8, 2)]
+    assert s.busy[1].top_peers == [("10.0.0.2:5000", 3)]
+
+
+def test_ties_are_broken_by_state_order() -> None:
+    s = summarize(snapshot(), busy_states=3)
+    # CLOSE_WAIT and TIME_WAIT both have 3: CLOSE_WAIT comes first in the diagram
+    assert [d.state for d in s.busy] == [State.ESTABLISHED, State.CLOSE_WAIT, State.TIME_WAIT]
+    assert s.busy[2].top_processes == [("?", None, 3)]
+
+
+def test_oldest_time_wait_and_fin_wait2_come_from_their_timers() -> None:
+    s = summarize(snapshot(), fin_timeout=45.0)
+    tw = s.oldest[State.TIME_WAIT]
+    assert tw.remaining == 12.5 and tw.age == TIME_WAIT_LEN - 12.5 and tw.lifetime == 60.0
+    fw = s.oldest[State.FIN_WAIT2]
+    assert (fw.age, fw.lifetime, fw.untimed) == (5.0, 45.0, 1)
+    assert s.untimed == {State.FIN_WAIT2: 1}
+
+
+def test_empty_snapshot() -> None:
+    s = summarize(Snapshot([], source="test"))
+    assert (s.total, s.tcp_states, s.busy, s.oldest) == (0, {}, [], {})

@@ -1,0 +1,126 @@
+"""inode -> process attribution: exact on live sockets, degrades on races and permissions."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tcplens.model import State
+from tcplens.sources import processes
+from tcplens.sources.records import Addr, Socket
+
+
+def _sock(inode: int | None, uid: int | None = 0) -> Socket:
+    return Socket(
+        "tcp", 4, Addr("127.0.0.1", 1), Addr("0.0.0.0", 0), State.LISTEN, uid=uid, inode=inode
+    )
+
+
+def test_own_socket_gets_pid_fd_name_user_and_cmdline() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        inode = os.fstat(s.fileno()).st_ino
+        fd = s.fileno()
+        rows = [_sock(inode, os.geteuid())]
+        notes = processes.attribute(rows, cmdline=True)
+    [row] = rows
+    assert (row.pid, row.fd) == (os.getpid(), fd)
+    assert row.process == Path("/proc/self/comm").read_text().strip()
+    assert row.cmdline is not None and "pytest" in row.cmdline
+    assert row.user == pwd.getpwuid(os.geteuid()).pw_name
+    if os.geteuid() == 0:
+        assert notes == []
+
+
+def test_scan_finds_sockets_of_another_process() -> None:
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import socket,sys,os; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen();"
+            "print(os.fstat(s.fileno()).st_ino, s.fileno(), flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        inode, fd = map(int, child.stdout.readline().split())
+        result = processes.scan({inode})
+        assert result.owners == {inode: processes.Owner(child.pid, fd)}
+    finally:
+        child.communicate("")
+
+
+def _fake_proc(root: Path) -> None:
+    """A proc root with a normal process, one that vanished and a zombie-like entry."""
+    fd = root / "100" / "fd"
+    fd.mkdir(parents=True)
+    os.symlink("socket:[555]", fd / "3")
+    os.symlink("/dev/null", fd / "0")
+    os.symlink("socket:[556]", fd / "7")
+    (root / "100" / "comm").write_text("nginx\n")
+    (root / "100" / "cmdline").write_bytes(b"nginx: worker\0-g\0daemon off;\0")
+    (root / "200").mkdir()  # exited between listing /proc and opening fd/
+    (root / "300").mkdir()
+    (root / "300" / "fd").write_text("")  # not a directory
+    (root / "self").mkdir()  # ignored: not a pid
+
+
+def test_fake_proc_root_maps_inodes_and_survives_vanished_processes(tmp_path: Path) -> None:
+    _fake_proc(tmp_path)
+    result = processes.scan(None, str(tmp_path))
+    assert result.owners == {555: processes.Owner(100, 3), 556: processes.Owner(100, 7)}
+    assert result.vanished == 2 and result.denied == 0
+    rows = [_sock(555), _sock(999), _sock(None)]
+    notes = processes.attribute(rows, proc_root=str(tmp_path), cmdline=True)
+    assert notes == []
+    assert (rows[0].pid, rows[0].fd, rows[0].process) == (100, 3, "nginx")
+    assert rows[0].cmdline == "nginx: worker -g daemon off;"
+    assert rows[1].pid is None and rows[2].pid is None
+
+
+def test_missing_proc_root_attributes_nothing(tmp_path: Path) -> None:
+    rows = [_sock(555)]
+    assert processes.attribute(rows, proc_root=str(tmp_path / "none")) == []
+    assert rows[0].pid is None
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to nobody")
+def test_unreadable_processes_are_counted_and_reported_as_netstat_does() -> None:
+    code = (
+        "import os, sys; from tcplens.sources import processes as p\n"
+        "from tcplens.sources.records import Socket, Addr\n"
+        "from tcplens.model import State\n"
+        "a = Addr('127.0.0.1', 1)\n"
+        "rows = [Socket('tcp', 4, a, a, State.LISTEN, inode=int(sys.argv[1]))]\n"
+        "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+        "notes = p.attribute(rows)\n"
+        "print(rows[0].pid, notes == [p.NOT_ALL_IDENTIFIED], p.scan(None).denied > 0)\n"
+    )
+    with socket.socket() as s:  # held by us (root): nobody may not read our fds
+        s.bind(("127.0.0.1", 0))
+        inode = os.fstat(s.fileno()).st_ino
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(inode)],
+            capture_output=True,
+            text=True,
+            cwd="/",
+            check=True,
+        ).stdout
+    assert out.split() == ["None", "True", "True"]
+
+
+def test_unknown_uid_becomes_its_number() -> None:
+    rows = [_sock(None, uid=4_000_000)]
+    processes.attribute(rows)
+    assert rows[0].user == "4000000"
