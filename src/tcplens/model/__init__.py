@@ -5,6 +5,7 @@ interpreter): sources, packets, analysis and views all import their state
 names, transitions and explanation texts from here.
 """
 
+from tcplens.model.explain import LABELS, LANGS, Explanation, explain, pick_lang, summary_line
 from tcplens.model.machine import (
     TRANSITIONS,
     Endpoint,
@@ -19,16 +20,22 @@ from tcplens.model.states import KERNEL_CODES, SPELLINGS, STATE_GROUPS, State, p
 
 __all__ = [
     "KERNEL_CODES",
+    "LABELS",
+    "LANGS",
     "SPELLINGS",
     "STATE_GROUPS",
     "TRANSITIONS",
     "Endpoint",
     "Event",
+    "Explanation",
     "Flags",
     "Opening",
     "Segment",
     "State",
     "Transition",
+    "explain",
     "format_flags",
     "parse_state_filter",
+    "pick_lang",
+    "summary_line",
 ]
