@@ -318,11 +318,17 @@ def diagnose(
 
     ``thresholds`` holds overrides only; defaults fill the rest.
     """
+    global _index_cache
     values = resolve_thresholds(thresholds)
-    snapshot = _distinct(snapshot)
+    if snapshot.source.startswith("text"):
+        snapshot = _distinct(snapshot)
+    _index_cache = (snapshot, _Index(snapshot))
     findings: list[Finding] = []
-    for registered in RULES.values():
-        findings.extend(registered.func(snapshot, settings, values))
+    try:
+        for registered in RULES.values():
+            findings.extend(registered.func(snapshot, settings, values))
+    finally:
+        _index_cache = None
     findings.sort(key=lambda f: (-f.severity.rank, -f.evidence.count, f.rule))
     return findings
 
@@ -349,16 +355,42 @@ def _distinct(snapshot: Snapshot) -> Snapshot:
     return replace(snapshot, sockets=unique)
 
 
+class _Index:
+    """TCP sockets by state and the listening ports, computed in one pass.
+
+    :func:`diagnose` builds it once for all rules (eleven passes over 100k
+    sockets would cost more than the rules themselves); a rule called on its
+    own builds its own.
+    """
+
+    __slots__ = ("by_state", "listening")
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.by_state: dict[State, list[Socket]] = defaultdict(list)
+        for sock in snapshot.sockets:
+            if sock.proto == "tcp":
+                self.by_state[sock.state].append(sock)
+        self.listening = {
+            s.local.port for s in self.by_state[State.LISTEN] if s.local.port is not None
+        }
+
+
+_index_cache: tuple[Snapshot, _Index] | None = None
+
+
+def _index(snapshot: Snapshot) -> _Index:
+    cached = _index_cache
+    if cached is not None and cached[0] is snapshot:
+        return cached[1]
+    return _Index(snapshot)
+
+
 def _tcp(snapshot: Snapshot, state: State) -> list[Socket]:
-    return [s for s in snapshot.sockets if s.proto == "tcp" and s.state is state]
+    return _index(snapshot).by_state.get(state, [])
 
 
 def _listening_ports(snapshot: Snapshot) -> set[int]:
-    return {
-        s.local.port
-        for s in snapshot.sockets
-        if s.proto == "tcp" and s.state is State.LISTEN and s.local.port is not None
-    }
+    return _index(snapshot).listening
 
 
 def _knows_processes(snapshot: Snapshot) -> bool:
@@ -507,14 +539,36 @@ def _group_by_side(
     socks: list[Socket], snapshot: Snapshot, settings: KernelSettings
 ) -> dict[tuple[str, str], list[Socket]]:
     """Group closing sockets by server port (this end serves) or by peer (this end dialled)."""
+    merged: dict[tuple[str, str], list[Socket]] = defaultdict(list)
+    for (_pid, _name, side, value), group in _sides(socks, snapshot, settings).items():
+        merged[(side, value)].extend(group)
+    return merged
+
+
+def _sides(
+    socks: list[Socket], snapshot: Snapshot, settings: KernelSettings
+) -> dict[tuple[int | None, str | None, str, str], list[Socket]]:
+    """Group by owning process, then server port (this end serves) or peer (it dialled).
+
+    The hot loop of the doctor on big tables: it keys on the raw port and
+    ``Addr`` and turns a key into text once per group, not once per socket.
+    """
     listening = _listening_ports(snapshot)
-    groups: dict[tuple[str, str], list[Socket]] = defaultdict(list)
+    low, high = settings.ip_local_port_range
+    raw: dict[tuple[int | None, str | None, bool, object], list[Socket]] = defaultdict(list)
     for sock in socks:
-        if _server_side(sock, listening, settings):
-            groups[("port", str(sock.local.port))].append(sock)
-        else:
-            groups[("peer", _endpoint(sock.remote))].append(sock)
-    return groups
+        lport, rport = sock.local.port, sock.remote.port
+        server = lport in listening or (
+            not (lport is not None and low <= lport <= high)
+            and rport is not None
+            and low <= rport <= high
+        )
+        key = lport if server else sock.remote
+        raw[(sock.pid, sock.process, server, key)].append(sock)
+    out: dict[tuple[int | None, str | None, str, str], list[Socket]] = defaultdict(list)
+    for (pid, name, server, key), group in raw.items():
+        out[(pid, name, "port" if server else "peer", str(key))].extend(group)
+    return out
 
 
 def _peer_label(key: tuple[str, str]) -> Localized:
@@ -537,14 +591,8 @@ def close_wait(
     server, or by peer when it dialled out (a client pool); any CLOSE_WAIT
     is reported (info), a group of ``close-wait`` or more is a leak.
     """
-    listening = _listening_ports(snapshot)
-    groups: dict[tuple[int | None, str | None, str, str], list[Socket]] = defaultdict(list)
-    for sock in _tcp(snapshot, State.CLOSE_WAIT):
-        if _server_side(sock, listening, settings):
-            groups[(sock.pid, sock.process, "port", str(sock.local.port))].append(sock)
-        else:
-            groups[(sock.pid, sock.process, "peer", _endpoint(sock.remote))].append(sock)
     findings = []
+    groups = _sides(_tcp(snapshot, State.CLOSE_WAIT), snapshot, settings)
     for (pid, name, kind, value), socks in groups.items():
         count = len(socks)
         side: str = kind
@@ -602,13 +650,14 @@ def time_wait(
     if not socks:
         return []
     listening = _listening_ports(snapshot)
-    clients: dict[tuple[str, str], list[Socket]] = defaultdict(list)
+    raw: dict[tuple[str, Addr], list[Socket]] = defaultdict(list)
     servers: dict[int | None, list[Socket]] = defaultdict(list)
     for sock in socks:
         if _server_side(sock, listening, settings):
             servers[sock.local.port].append(sock)
         else:
-            clients[(sock.local.ip, _endpoint(sock.remote))].append(sock)
+            raw[(sock.local.ip, sock.remote)].append(sock)
+    clients = {(ip, _endpoint(remote)): group for (ip, remote), group in raw.items()}
     findings = []
     ports = settings.ephemeral_ports
     low, high = settings.ip_local_port_range
