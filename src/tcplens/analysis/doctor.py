@@ -563,11 +563,10 @@ def _sides(
             and rport is not None
             and low <= rport <= high
         )
-        key = lport if server else sock.remote
-        raw[(sock.pid, sock.process, server, key)].append(sock)
+        raw[(sock.pid, sock.process, server, lport if server else sock.remote)].append(sock)
     out: dict[tuple[int | None, str | None, str, str], list[Socket]] = defaultdict(list)
-    for (pid, name, server, key), group in raw.items():
-        out[(pid, name, "port" if server else "peer", str(key))].extend(group)
+    for (pid, name, is_server, where), group in raw.items():
+        out[(pid, name, "port" if is_server else "peer", str(where))].extend(group)
     return out
 
 
