@@ -1,0 +1,617 @@
+"""The lab's scenarios: each step is a real action, the same action on the model, and a checkpoint.
+
+A :class:`LabStep` pairs what a program does to real sockets (``act``, on a
+:class:`~tcplens.lab.rig.Lab`) with the same thing played on the model's
+two-endpoint harness (``model``, on a :class:`~tcplens.model.scenarios.Pair`),
+and says which states the kernel must reach afterwards (``expect``, client
+then server).  The runner waits for the kernel to get there, then compares
+the kernel with the model and with the states reconstructed from the capture.
+
+``blind`` lists, per side, why the capture cannot show the kernel's state at
+that checkpoint (a FIN still queued behind unsent data, a segment dropped
+after the capture point, a listener that sends nothing).  The tests assert
+that the capture disagrees exactly there and nowhere else, so a declaration
+here is a claim the run checks, not an excuse.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final, Literal
+
+from tcplens.errors import ScenarioError
+from tcplens.lab.rig import Lab, Rig
+from tcplens.model.machine import Event
+from tcplens.model.scenarios import Pair
+from tcplens.model.states import State
+
+__all__ = [
+    "FIN_BEHIND_DATA",
+    "FIN_SEEN_LATE",
+    "LAB_SCENARIOS",
+    "LISTENER_SILENT",
+    "SILENT_CLOSE",
+    "SYN_DROPPED",
+    "LabScenario",
+    "LabStep",
+    "get",
+]
+
+S = State
+E = Event
+
+LISTENER_SILENT: Final = "a listening socket sends nothing: LISTEN never shows on the wire"
+FIN_BEHIND_DATA: Final = (
+    "FIN queued behind unsent data (the peer's window is zero): the kernel is closing, "
+    "the wire shows no FIN yet"
+)
+FIN_SEEN_LATE: Final = (
+    "its FIN reached the wire only after the peer's: from the packets this side looks "
+    "like a passive closer (CLOSE_WAIT, LAST_ACK), not a simultaneous one"
+)
+
+SYN_DROPPED: Final = (
+    "the SYN was captured, then dropped by nftables in the server's namespace: the "
+    "listener never answered, so the wire cannot tell whether anything listens"
+)
+SILENT_CLOSE: Final = "close() in SYN_SENT sends nothing: the wire still shows an unanswered SYN"
+
+#: a small socket buffer: the kernel rounds it up (SOCK_MIN_RCVBUF), windows close fast
+SMALL_BUF: Final = 4096
+
+
+@dataclass(frozen=True)
+class LabStep:
+    """One action on real sockets, the same on the model, and what the kernel must reach."""
+
+    title: str
+    act: Callable[[Lab], object]
+    model: Callable[[Pair], object]
+    expect: tuple[State, State] | None = None
+    blind: Mapping[str, str] = field(default_factory=dict)
+    timeout: float = 3.0
+
+
+@dataclass(frozen=True)
+class LabScenario:
+    """A named scenario; ``rig`` says where it can run (``netns`` needs root)."""
+
+    name: str
+    title: str
+    description: str
+    steps: tuple[LabStep, ...]
+    shows: tuple[State, ...]
+    rig: Literal["any", "netns"] = "any"
+    setup: Callable[[Rig], None] | None = None
+
+    @property
+    def needs_root(self) -> bool:
+        return self.rig == "netns"
+
+
+# -- building blocks ----------------------------------------------------------
+
+
+def _steps(*actions: Callable[[Pair], object]) -> Callable[[Pair], object]:
+    def run(pair: Pair) -> object:
+        return [a(pair) for a in actions]
+
+    return run
+
+
+def _call(side: Literal["client", "server"], event: Event) -> Callable[[Pair], object]:
+    return lambda p: p.call(side, event)
+
+
+def _flush(p: Pair) -> object:
+    return p.flush()
+
+
+def _deliver(to: Literal["client", "server"]) -> Callable[[Pair], object]:
+    return lambda p: p.deliver(to)
+
+
+def _drop(to: Literal["client", "server"]) -> Callable[[Pair], object]:
+    return lambda p: p.drop(to)
+
+
+def _delay(to: Literal["client", "server"]) -> Callable[[Pair], object]:
+    return lambda p: p.delay(to)
+
+
+def _nothing(_: object) -> object:
+    return None
+
+
+def _sleep(seconds: float) -> Callable[[Lab], object]:
+    return lambda _lab: time.sleep(seconds)
+
+
+LISTEN_STEP = LabStep(
+    "server: socket(), bind(), listen()",
+    lambda lab: lab.listen(),
+    _call("server", E.LISTEN),
+    (S.CLOSED, S.LISTEN),
+    {"server": LISTENER_SILENT},
+)
+HANDSHAKE_MODEL = _steps(_call("client", E.CONNECT), _flush)
+
+
+def _handshake(
+    *,
+    client_rcvbuf: int | None = None,
+    client_sndbuf: int | None = None,
+    server_sndbuf: int | None = None,
+) -> LabStep:
+    def act(lab: Lab) -> None:
+        lab.connect(rcvbuf=client_rcvbuf, sndbuf=client_sndbuf)
+        lab.accept(sndbuf=server_sndbuf)
+
+    return LabStep(
+        "client: connect(); server: accept(), then closes its listener",
+        act,
+        HANDSHAKE_MODEL,
+        (S.ESTABLISHED, S.ESTABLISHED),
+    )
+
+
+def _listen(rcvbuf: int | None = None) -> LabStep:
+    return LabStep(
+        LISTEN_STEP.title,
+        lambda lab: lab.listen(rcvbuf=rcvbuf),
+        LISTEN_STEP.model,
+        LISTEN_STEP.expect,
+        LISTEN_STEP.blind,
+    )
+
+
+def _drop_syn(rig: Rig) -> None:
+    """Server namespace: drop incoming SYNs to the port (after the capture point)."""
+    rig.nft(
+        "server",
+        """
+        table inet tcplens_lab {
+          chain input {
+            type filter hook input priority 0; policy accept;
+            tcp dport {PORT} tcp flags & (syn | ack) == syn drop
+          }
+        }
+        """,
+    )
+
+
+def _drop_final_ack(rig: Rig) -> None:
+    """Client namespace: drop its bare ACKs to the port on output (before the capture point)."""
+    rig.nft(
+        "client",
+        """
+        table inet tcplens_lab {
+          chain output {
+            type filter hook output priority 0; policy accept;
+            tcp dport {PORT} tcp flags & (syn | ack | fin | rst) == ack drop
+          }
+        }
+        """,
+    )
+
+
+def _refused_port(lab: Lab) -> None:
+    """Point the client at a port nobody listens on (loopback: one just freed)."""
+    if lab.rig.kind == "loopback":
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            lab.server_addr = probe.getsockname()[:2]
+    else:
+        lab.server_addr = (lab.rig.server.ip, lab.rig.server_port)
+
+
+def _refused_connect(lab: Lab) -> None:
+    _refused_port(lab)
+    lab.connect()
+
+
+# -- the scenarios ------------------------------------------------------------
+
+_CLOSE_CLIENT_FIRST = (
+    _listen(),
+    _handshake(),
+    LabStep(
+        "client: close() first (active close)",
+        lambda lab: lab.close("client"),
+        _steps(_call("client", E.CLOSE), _flush),
+        (S.FIN_WAIT2, S.CLOSE_WAIT),
+    ),
+    LabStep(
+        "server: close() (passive close); its LAST_ACK ends with the client's ACK",
+        lambda lab: lab.close("server"),
+        _steps(_call("server", E.CLOSE), _flush),
+        (S.TIME_WAIT, S.CLOSED),
+    ),
+)
+
+_SCENARIOS: Final[list[LabScenario]] = [
+    LabScenario(
+        "listen",
+        "A server listens",
+        "socket(), bind(), listen(): the socket waits in LISTEN; close() ends it.",
+        (
+            _listen(),
+            LabStep(
+                "server: close() the listening socket",
+                lambda lab: lab.close_listener(),
+                _call("server", E.CLOSE),
+                (S.CLOSED, S.CLOSED),
+            ),
+        ),
+        shows=(S.LISTEN,),
+    ),
+    LabScenario(
+        "handshake",
+        "Three-way handshake to ESTABLISHED",
+        "connect() sends SYN, the listener answers SYN+ACK, the client's ACK completes it.",
+        (_listen(), _handshake()),
+        shows=(S.ESTABLISHED,),
+    ),
+    LabScenario(
+        "client-close",
+        "The client closes first",
+        "Active close on the client: FIN_WAIT2 then TIME_WAIT; the server waits in "
+        "CLOSE_WAIT until it closes too, passes LAST_ACK and is gone.",
+        _CLOSE_CLIENT_FIRST,
+        shows=(S.FIN_WAIT2, S.CLOSE_WAIT, S.TIME_WAIT),
+    ),
+    LabScenario(
+        "server-close",
+        "The server closes first",
+        "Active close on the server: the server gets FIN_WAIT2 and TIME_WAIT, the client "
+        "CLOSE_WAIT until it closes.",
+        (
+            _listen(),
+            _handshake(),
+            LabStep(
+                "server: close() first (active close)",
+                lambda lab: lab.close("server"),
+                _steps(_call("server", E.CLOSE), _flush),
+                (S.CLOSE_WAIT, S.FIN_WAIT2),
+            ),
+            LabStep(
+                "client: close() (passive close)",
+                lambda lab: lab.close("client"),
+                _steps(_call("client", E.CLOSE), _flush),
+                (S.CLOSED, S.TIME_WAIT),
+            ),
+        ),
+        shows=(S.FIN_WAIT2, S.CLOSE_WAIT, S.TIME_WAIT),
+    ),
+    LabScenario(
+        "server-killed",
+        "Ctrl+C on the server while a client is connected",
+        "The seeds' case 2: two real processes; SIGINT ends the server, the kernel closes its "
+        "socket (FIN): the server's orphan sits in FIN_WAIT2, the client, which never "
+        "closes, in CLOSE_WAIT.",
+        (
+            LabStep(
+                "server process starts and listens",
+                lambda lab: lab.spawn_server(),
+                _call("server", E.LISTEN),
+                (S.CLOSED, S.LISTEN),
+                {"server": LISTENER_SILENT},
+            ),
+            LabStep(
+                "client process connects; the server accepts and closes its listener",
+                lambda lab: lab.spawn_client(),
+                HANDSHAKE_MODEL,
+                (S.ESTABLISHED, S.ESTABLISHED),
+            ),
+            LabStep(
+                "Ctrl+C (SIGINT) on the server process",
+                lambda lab: lab.interrupt("server"),
+                _steps(_call("server", E.CLOSE), _flush),
+                (S.CLOSE_WAIT, S.FIN_WAIT2),
+            ),
+            LabStep(
+                "Ctrl+C on the client process too",
+                lambda lab: lab.interrupt("client"),
+                _steps(_call("client", E.CLOSE), _flush),
+                (S.CLOSED, S.TIME_WAIT),
+            ),
+        ),
+        shows=(S.FIN_WAIT2, S.CLOSE_WAIT),
+    ),
+    LabScenario(
+        "client-killed",
+        "Ctrl+C on the client while connected",
+        "The seeds' case 3: the reverse of server-killed; the client's orphan sits in "
+        "FIN_WAIT2, the server in CLOSE_WAIT.",
+        (
+            LabStep(
+                "server process starts and listens",
+                lambda lab: lab.spawn_server(),
+                _call("server", E.LISTEN),
+                (S.CLOSED, S.LISTEN),
+                {"server": LISTENER_SILENT},
+            ),
+            LabStep(
+                "client process connects; the server accepts and closes its listener",
+                lambda lab: lab.spawn_client(),
+                HANDSHAKE_MODEL,
+                (S.ESTABLISHED, S.ESTABLISHED),
+            ),
+            LabStep(
+                "Ctrl+C (SIGINT) on the client process",
+                lambda lab: lab.interrupt("client"),
+                _steps(_call("client", E.CLOSE), _flush),
+                (S.FIN_WAIT2, S.CLOSE_WAIT),
+            ),
+            LabStep(
+                "Ctrl+C on the server process too",
+                lambda lab: lab.interrupt("server"),
+                _steps(_call("server", E.CLOSE), _flush),
+                (S.TIME_WAIT, S.CLOSED),
+            ),
+        ),
+        shows=(S.FIN_WAIT2, S.CLOSE_WAIT),
+    ),
+    LabScenario(
+        "fin-wait1",
+        "FIN_WAIT1 held by a zero window",
+        "The server stops reading until its window is zero; the client close()s with data "
+        "still unsent, so its FIN waits behind the data: FIN_WAIT1 for as long as the "
+        "server does not read.",
+        (
+            _listen(rcvbuf=SMALL_BUF),
+            _handshake(client_sndbuf=SMALL_BUF),
+            LabStep(
+                "client: send until the server's window is zero (the server does not read)",
+                lambda lab: lab.fill("client"),
+                _nothing,
+                (S.ESTABLISHED, S.ESTABLISHED),
+            ),
+            LabStep(
+                "client: close() with data unsent",
+                lambda lab: lab.close("client"),
+                _call("client", E.CLOSE),
+                (S.FIN_WAIT1, S.ESTABLISHED),
+                {"client": FIN_BEHIND_DATA},
+            ),
+            LabStep(
+                "still held a moment later",
+                _sleep(0.3),
+                _nothing,
+                (S.FIN_WAIT1, S.ESTABLISHED),
+                {"client": FIN_BEHIND_DATA},
+            ),
+            LabStep(
+                "server: reads everything; the data, then the FIN, get through",
+                lambda lab: lab.drain("server"),
+                _flush,
+                (S.FIN_WAIT2, S.CLOSE_WAIT),
+            ),
+            LabStep(
+                "server: close()",
+                lambda lab: lab.close("server"),
+                _steps(_call("server", E.CLOSE), _flush),
+                (S.TIME_WAIT, S.CLOSED),
+            ),
+        ),
+        shows=(S.FIN_WAIT1,),
+    ),
+    LabScenario(
+        "last-ack",
+        "LAST_ACK held by a zero window",
+        "The passive side's FIN waits behind data the client does not read: the client "
+        "has shut down its side (FIN_WAIT2), the server close()s and stays in LAST_ACK.",
+        (
+            _listen(),
+            _handshake(client_rcvbuf=SMALL_BUF, server_sndbuf=SMALL_BUF),
+            LabStep(
+                "server: send until the client's window is zero (the client does not read)",
+                lambda lab: lab.fill("server"),
+                _nothing,
+                (S.ESTABLISHED, S.ESTABLISHED),
+            ),
+            LabStep(
+                "client: shutdown(SHUT_WR) (it still has unread data, close() would RST)",
+                lambda lab: lab.shutdown("client"),
+                _steps(_call("client", E.CLOSE), _flush),
+                (S.FIN_WAIT2, S.CLOSE_WAIT),
+            ),
+            LabStep(
+                "server: close() with data unsent",
+                lambda lab: lab.close("server"),
+                _call("server", E.CLOSE),
+                (S.FIN_WAIT2, S.LAST_ACK),
+                {"server": FIN_BEHIND_DATA},
+            ),
+            LabStep(
+                "still held a moment later",
+                _sleep(0.3),
+                _nothing,
+                (S.FIN_WAIT2, S.LAST_ACK),
+                {"server": FIN_BEHIND_DATA},
+            ),
+            LabStep(
+                "client: reads everything; the server's data and FIN get through",
+                lambda lab: lab.drain("client"),
+                _flush,
+                (S.TIME_WAIT, S.CLOSED),
+            ),
+        ),
+        shows=(S.LAST_ACK,),
+    ),
+    LabScenario(
+        "closing",
+        "CLOSING: both sides closed, neither FIN acknowledged",
+        "The client's FIN waits behind data stuck at the server's zero window (FIN_WAIT1); "
+        "the server then shuts down; the client receives the server's FIN while its own is "
+        "unacknowledged and enters CLOSING, held while the window stays closed.",
+        (
+            _listen(rcvbuf=SMALL_BUF),
+            _handshake(client_sndbuf=SMALL_BUF),
+            LabStep(
+                "client: send until the server's window is zero (the server does not read)",
+                lambda lab: lab.fill("client"),
+                _nothing,
+                (S.ESTABLISHED, S.ESTABLISHED),
+            ),
+            LabStep(
+                "client: shutdown(SHUT_WR) with data unsent",
+                lambda lab: lab.shutdown("client"),
+                _call("client", E.CLOSE),
+                (S.FIN_WAIT1, S.ESTABLISHED),
+                {"client": FIN_BEHIND_DATA},
+            ),
+            LabStep(
+                "server: shutdown(SHUT_WR); its FIN arrives while the client's is queued",
+                lambda lab: lab.shutdown("server"),
+                _steps(
+                    _call("server", E.CLOSE),
+                    _deliver("client"),  # server's FIN: client FIN_WAIT1 -> CLOSING
+                    _delay("server"),  # the client's FIN stays behind the data
+                    _deliver("server"),  # client's ACK of the server's FIN
+                ),
+                (S.CLOSING, S.FIN_WAIT2),
+                {"client": FIN_BEHIND_DATA},
+            ),
+            LabStep(
+                "still held a moment later",
+                _sleep(0.3),
+                _nothing,
+                (S.CLOSING, S.FIN_WAIT2),
+                {"client": FIN_BEHIND_DATA},
+            ),
+            LabStep(
+                "server: reads everything; the client's data and FIN get through",
+                lambda lab: lab.drain("server"),
+                _flush,
+                (S.TIME_WAIT, S.TIME_WAIT),
+                {"client": FIN_SEEN_LATE},
+            ),
+        ),
+        shows=(S.CLOSING,),
+    ),
+    LabScenario(
+        "syn-sent",
+        "SYN_SENT: the server's namespace drops SYNs",
+        "nftables in the server's namespace drops incoming SYNs: the client retransmits its "
+        "SYN and stays in SYN_SENT until it gives up or closes.",
+        (
+            _listen(),
+            LabStep(
+                "client: non-blocking connect(); the SYN is dropped on arrival",
+                lambda lab: lab.connect(wait=False),
+                _steps(_call("client", E.CONNECT), _drop("server")),
+                (S.SYN_SENT, S.LISTEN),
+                {"server": SYN_DROPPED},
+            ),
+            LabStep(
+                "one second later the client retransmits the SYN (dropped again)",
+                _sleep(1.2),
+                _steps(lambda p: p.timer("client", E.TIMEOUT_RTO), _drop("server")),
+                (S.SYN_SENT, S.LISTEN),
+                {"server": SYN_DROPPED},
+            ),
+            LabStep(
+                "client: close() gives up the attempt",
+                lambda lab: lab.close("client"),
+                _call("client", E.CLOSE),
+                (S.CLOSED, S.LISTEN),
+                {"client": SILENT_CLOSE, "server": SYN_DROPPED},
+            ),
+        ),
+        shows=(S.SYN_SENT,),
+        rig="netns",
+        setup=_drop_syn,
+    ),
+    LabScenario(
+        "syn-recv",
+        "SYN_RECV: the client's final ACK is dropped",
+        "nftables in the client's namespace drops its bare ACKs: the client is ESTABLISHED "
+        "after the SYN+ACK, the server's half-open connection waits in SYN_RECV; an RST "
+        "from the client sends it back to LISTEN.",
+        (
+            _listen(),
+            LabStep(
+                "client: connect(); its final ACK of the handshake is dropped",
+                lambda lab: lab.connect(),
+                _steps(
+                    _call("client", E.CONNECT),
+                    _deliver("server"),
+                    _deliver("client"),
+                    _drop("server"),
+                ),
+                (S.ESTABLISHED, S.SYN_RECV),
+            ),
+            LabStep(
+                "client: abort (SO_LINGER 0, close): RST",
+                lambda lab: lab.abort("client"),
+                _steps(_call("client", E.ABORT), _flush),
+                (S.CLOSED, S.LISTEN),
+            ),
+        ),
+        shows=(S.SYN_RECV,),
+        rig="netns",
+        setup=_drop_final_ack,
+    ),
+    LabScenario(
+        "refused",
+        "Connection refused: RST for a SYN",
+        "connect() to a port with no listener: the kernel answers the SYN with RST+ACK and "
+        "connect() fails with ECONNREFUSED (Zeek: REJ).",
+        (
+            LabStep(
+                "client: connect() to a port nobody listens on",
+                _refused_connect,
+                _steps(_call("client", E.CONNECT), _flush),
+                (S.CLOSED, S.CLOSED),
+            ),
+        ),
+        shows=(S.CLOSED,),
+    ),
+    LabScenario(
+        "abort",
+        "Abort with SO_LINGER 0: RST",
+        "SO_LINGER with a zero timeout makes close() send RST instead of FIN: both ends "
+        "are gone at once, no TIME_WAIT (Zeek: RSTO).",
+        (
+            _listen(),
+            _handshake(),
+            LabStep(
+                "client: setsockopt(SO_LINGER, on, 0); close()",
+                lambda lab: lab.abort("client"),
+                _steps(_call("client", E.ABORT), _flush),
+                (S.CLOSED, S.CLOSED),
+            ),
+        ),
+        shows=(S.CLOSED,),
+    ),
+    LabScenario(
+        "time-wait",
+        "TIME_WAIT counts down",
+        "After an active close the client waits 2MSL (60 s on Linux) in TIME_WAIT; the "
+        "timer the live source reports counts down with the model's.",
+        (
+            *_CLOSE_CLIENT_FIRST,
+            LabStep("one second later", _sleep(1.0), _nothing, (S.TIME_WAIT, S.CLOSED)),
+            LabStep("two seconds later", _sleep(1.0), _nothing, (S.TIME_WAIT, S.CLOSED)),
+        ),
+        shows=(S.TIME_WAIT,),
+    ),
+]
+
+#: name -> scenario, in the order ``tcplens lab --list`` shows them
+LAB_SCENARIOS: Final = MappingProxyType({s.name: s for s in _SCENARIOS})
+
+
+def get(name: str) -> LabScenario:
+    """The scenario called ``name``, or a ScenarioError listing the known ones."""
+    try:
+        return LAB_SCENARIOS[name]
+    except KeyError:
+        known = ", ".join(LAB_SCENARIOS)
+        raise ScenarioError(f"unknown lab scenario {name!r} (known: {known})") from None

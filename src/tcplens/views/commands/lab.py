@@ -1,0 +1,235 @@
+"""``tcplens lab``: a scenario on real sockets, with kernel, model and capture side by side."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from tcplens.lab.capture import state_at
+from tcplens.lab.runner import SIDES, Checkpoint, LabRun, RigKind, run
+from tcplens.lab.scenarios import LAB_SCENARIOS, LabStep, get
+from tcplens.model.states import State
+from tcplens.views.ladder import LadderRow, render_ladder
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM behaves like Ctrl+C: unwind through the runner's cleanup."""
+    raise KeyboardInterrupt
+
+
+def _cell(cp: Checkpoint, i: int) -> str:
+    state = str(cp.kernel[i])
+    timer = cp.kernel_timer(SIDES[i])
+    return f"{state} ({timer})" if timer else state
+
+
+def _verdict(cp: Checkpoint, i: int) -> str:
+    side = SIDES[i]
+    mism = [m for m in cp.mismatches() if m.side == side]
+    if not mism:
+        return "agree" if cp.reached else "NOT REACHED"
+    parts = []
+    for m in mism:
+        if m.reason:
+            parts.append(f"wire cannot show it: {m.reason}")
+        else:
+            parts.append(f"DISAGREE with {m.against} ({m.other})")
+    return "; ".join(parts)
+
+
+def format_checkpoint(cp: Checkpoint, *, capture: bool = True) -> str:
+    """One step's table: kernel (with ss-style timer), model, capture, verdict."""
+    head = f"  {'':7}{'kernel':28}{'model':13}"
+    lines = [head + ("capture" if capture else "")]
+    for i, side in enumerate(SIDES):
+        row = f"  {side:7}{_cell(cp, i):28}{cp.model[i]!s:13}"
+        if capture:
+            row += f"{'-' if cp.capture is None else str(cp.capture[i]):13}{_verdict(cp, i)}"
+        lines.append(row.rstrip())
+    return "\n".join(lines)
+
+
+def _ladder(result: LabRun, width: int) -> str:
+    """The captured segments as a ladder, with each checkpoint marked where it was taken."""
+    assert result.capture is not None
+    t0 = result.started
+    events: list[tuple[float, int, LadderRow]] = []
+    prev: tuple[State | None, State | None] = (None, None)
+    client_h, server_h = result.capture.history("client"), result.capture.history("server")
+    for seg in result.capture.segments():
+        t = float(seg["time"])
+        now = (state_at(client_h, t), state_at(server_h, t))
+        row = LadderRow(
+            time=t - t0,
+            left=str(now[0]),
+            right=str(now[1]),
+            direction=seg["direction"],
+            label=str(seg["text"]),
+            left_changed=now[0] is not prev[0],
+            right_changed=now[1] is not prev[1],
+        )
+        prev = (now[0], now[1])
+        events.append((t, 0, row))
+    for cp in result.checkpoints:
+        row = LadderRow(
+            time=cp.wall - t0,
+            left=str(cp.kernel[0]),
+            right=str(cp.kernel[1]),
+            note=f"◆ kernel after step {cp.step}",
+            left_changed=True,
+            right_changed=True,
+        )
+        events.append((cp.wall, 1, row))
+    events.sort(key=lambda e: (e[0], e[1]))
+    return render_ladder(
+        [e[2] for e in events],
+        left_title="client",
+        right_title="server",
+        width=width,
+    )
+
+
+def format_run(result: LabRun, *, width: int = 100, header: bool = True) -> str:
+    """The whole report: steps with their tables, the ladder, and the verdict."""
+    sc = result.scenario
+    out = []
+    if header:
+        out.append(f"lab {sc.name}: {sc.title}")
+        out.append(sc.description)
+    out.append(f"rig: {result.rig}")
+    out.append("")
+    for cp in result.checkpoints:
+        out.append(f"step {cp.step}  {cp.title}   (t={cp.at:.3f}s)")
+        out.append(format_checkpoint(cp))
+    if result.capture is not None and result.capture.connection is not None:
+        conn = result.capture.connection
+        out.append("")
+        out.append(
+            f"packets on the wire ({result.capture.frames} frames; Zeek conn_state "
+            f"{conn.conn_state}, history {conn.history}); states from the capture, "
+            "◆ rows: the kernel at each checkpoint"
+        )
+        out.append(_ladder(result, width).rstrip("\n"))
+    elif result.capture_note:
+        out.append("")
+        out.append(result.capture_note)
+    out.append("")
+    out.append(summary_line(result))
+    if result.error:
+        out.append(f"error: {result.error}")
+    return "\n".join(out) + "\n"
+
+
+def summary_line(result: LabRun) -> str:
+    n = len(result.checkpoints)
+    model_bad = sum(1 for m in result.mismatches() if m.against == "model")
+    timer_bad = sum(1 for m in result.mismatches() if m.against == "timer")
+    text = f"kernel = model: {'yes' if not model_bad else f'NO ({model_bad} disagreements)'}"
+    text += f" at {n} checkpoints"
+    if result.capture is not None:
+        unexplained = [m for m in result.unexpected() if m.against == "capture"]
+        known = len(result.known())
+        text += "; kernel = capture: " + ("yes" if not unexplained else "NO")
+        if known:
+            text += f" except {known} known blind spots of the wire"
+        if result.unconfirmed_blind():
+            text += f" ({len(result.unconfirmed_blind())} declared blind spots agreed)"
+    if timer_bad:
+        text += f"; TIME_WAIT timer: {timer_bad} disagreements"
+    return ("OK  " if result.ok else "FAIL  ") + text
+
+
+@click.command(name="lab")
+@click.argument("name", required=False)
+@click.option("--list", "list_", is_flag=True, help="List the scenarios (and which need root).")
+@click.option("--step", is_flag=True, help="Wait for Enter before each step (for teaching).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON (schema version 1).")
+@click.option(
+    "--rig",
+    type=click.Choice(["auto", "loopback", "netns"]),
+    default="auto",
+    show_default=True,
+    help="netns: fresh namespaces joined by veth (root); loopback: 127.0.0.1 here.",
+)
+@click.option("--no-capture", is_flag=True, help="Do not capture packets.")
+@click.option("--pcap", type=click.Path(dir_okay=False), help="Save the run's capture here.")
+def command(
+    name: str | None,
+    list_: bool,
+    step: bool,
+    as_json: bool,
+    rig: str,
+    no_capture: bool,
+    pcap: str | None,
+) -> int:
+    """Run a TCP scenario on real sockets in this machine's kernel.
+
+    At each step both endpoints' states are read from the kernel through the
+    live netlink source (with ss-style timers), played on the model, and
+    reconstructed from the packets captured on the wire; the three must agree,
+    except where the wire cannot show the state (a FIN queued behind unsent
+    data, a segment dropped after the capture point, a silent listener),
+    which is said at that step.  As root each run gets its own network
+    namespaces and capture; without root the loopback scenarios run on
+    127.0.0.1 without capture.  Exit status 1 when anything disagrees.
+
+    \b
+    Example: sudo tcplens lab server-killed
+    Example: tcplens lab --list
+    Example: sudo tcplens lab closing --step
+    """
+    if list_:
+        width = max(len(n) for n in LAB_SCENARIOS)
+        for sc in LAB_SCENARIOS.values():
+            root = "  (root)" if sc.needs_root else ""
+            click.echo(f"{sc.name.ljust(width)}  {sc.title}{root}")
+        return 0
+    if name is None:
+        raise click.UsageError("give a scenario NAME or --list")
+    scenario = get(name)
+    width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100
+
+    def before(number: int, st: LabStep) -> None:
+        click.echo(f"step {number}  {st.title}")
+        click.prompt("  press Enter to run it", default="", show_default=False)
+
+    def after(cp: Checkpoint) -> None:
+        click.echo(format_checkpoint(cp, capture=False))
+
+    if step and not as_json:
+        click.echo(f"lab {scenario.name}: {scenario.title}")
+        click.echo(scenario.description)
+    old = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        result = run(
+            scenario,
+            rig=_rig(rig),
+            capture=not no_capture,
+            before_step=before if step and not as_json else None,
+            after_step=after if step and not as_json else None,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    if pcap is not None and result.capture is not None:
+        Path(pcap).write_bytes(result.capture.pcap)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        if step:
+            click.echo("\nthe whole run, with the capture:")
+        click.echo(format_run(result, width=width, header=not step), nl=False)
+    return 0 if result.ok else 1
+
+
+def _rig(text: str) -> RigKind:
+    if text == "loopback":
+        return "loopback"
+    if text == "netns":
+        return "netns"
+    return "auto"
