@@ -63,6 +63,11 @@ COMMANDS: dict[str, Verb] = {
         "Play a scenario through two model endpoints as a ladder chart.",
         "tcplens simulate simultaneous-close",
     ),
+    "lab": Verb(
+        "tcplens.views.commands.lab",
+        "Run a scenario on real sockets: kernel, model and capture must agree.",
+        "sudo tcplens lab server-killed",
+    ),
     "exporter": Verb(
         "tcplens.views.commands.exporter",
         "Prometheus /metrics: sockets by state, port and process, queues, findings.",
