@@ -1,0 +1,324 @@
+"""Exporter under load: ~100k sockets, 20 scrapes per second for 30 seconds.
+
+Runs in a private network namespace (``unshare -n``, needs root) so that the
+100k sockets neither disturb nor are disturbed by anything else on the
+machine; process attribution still scans every process in /proc, as it would
+on a real host.  The socket population is held by worker processes because
+one process may not hold more than ``ulimit -n`` descriptors:
+
+* ``est-N`` workers: a listener each, ESTABLISHED pairs, and server-side
+  CLOSE_WAIT sockets (whose clients linger in FIN_WAIT2);
+* one ``tw`` worker: connections closed client-first, left in TIME_WAIT
+  (no descriptor needed; they last 60 s, longer than the run).
+
+Then ``tcplens exporter`` is started in the namespace and scraped at a fixed
+rate from a thread pool while its RSS is sampled every second.  Reported:
+scrapes, errors (non-200 or ``tcplens_snapshot_success`` not 1), latency
+percentiles, snapshots taken and how long one takes at this size, and RSS over
+time.  Every loop is bounded; workers and the exporter are stopped in
+``finally``.
+
+    sudo python3 benchmarks/bench_exporter.py [--sockets 100000] [--rate 20] [--duration 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import ctypes
+import json
+import os
+import re
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+#: destination addresses connections are spread over, so no 4-tuple space runs out
+ADDRESSES = [f"127.0.0.{i}" for i in range(1, 9)]
+FDS_PER_WORKER = 16000  # under the usual 20000 hard limit
+
+
+def set_name(name: str) -> None:
+    """Give the worker its own comm name so the per-process metric has distinct names."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+
+
+def raise_fd_limit() -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def worker_established(name: str, pairs: int, close_wait: int) -> None:
+    set_name(name)
+    raise_fd_limit()
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("0.0.0.0", 0))
+    listener.listen(1024)
+    port = listener.getsockname()[1]
+    keep: list[socket.socket] = [listener]
+    for i in range(pairs):
+        client = socket.create_connection((ADDRESSES[i % len(ADDRESSES)], port))
+        server, _ = listener.accept()
+        keep += [client, server]
+    for i in range(close_wait):
+        client = socket.create_connection((ADDRESSES[i % len(ADDRESSES)], port))
+        server, _ = listener.accept()
+        client.close()  # FIN from the client; the server side waits in CLOSE_WAIT
+        keep.append(server)
+    print(f"ready {port}", flush=True)
+    sys.stdin.read()  # hold everything until the parent closes our stdin
+    for sock in keep:
+        sock.close()
+
+
+def worker_time_wait(name: str, count: int) -> None:
+    set_name(name)
+    listener = socket.socket()
+    listener.bind(("0.0.0.0", 0))
+    listener.listen(1024)
+    port = listener.getsockname()[1]
+    for i in range(count):
+        client = socket.create_connection((ADDRESSES[i % len(ADDRESSES)], port))
+        server, _ = listener.accept()
+        client.close()  # the active closer ends in TIME_WAIT
+        server.close()
+    print(f"ready {port}", flush=True)
+    sys.stdin.read()
+    listener.close()
+
+
+def count_sockets() -> dict[str, int]:
+    from tcplens.sources.select import take_snapshot
+
+    counts: dict[str, int] = {}
+    for sock in take_snapshot("netlink", processes=False).sockets:
+        if sock.proto == "tcp":
+            counts[sock.state.value] = counts.get(sock.state.value, 0) + 1
+    return counts
+
+
+def start_worker(args: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, __file__, "--worker", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
+    )
+
+
+def rss(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def scrape(url: str) -> tuple[bool, float, str]:
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = response.read().decode()
+            ok = response.status == 200 and "\ntcplens_snapshot_success 1.0\n" in body
+            return ok, time.perf_counter() - started, body
+    except OSError as exc:
+        return False, time.perf_counter() - started, str(exc)
+
+
+def metric(body: str, name: str) -> float | None:
+    match = re.search(rf"^{name} (\S+)$", body, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+def run(opts: argparse.Namespace) -> dict[str, Any]:
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    # loopback TIME_WAIT reuse (the default 2) would recycle TIME_WAIT ports instead of
+    # letting them pile up; this namespace is ours, so turn it off here only
+    Path("/proc/sys/net/ipv4/tcp_tw_reuse").write_text("0\n")
+    total = opts.sockets
+    time_wait = total * 3 // 10
+    # per est worker: 2 sockets per pair plus 2 per CLOSE_WAIT (the client lingers in FIN_WAIT2)
+    rest = total - time_wait
+    fds = min(FDS_PER_WORKER, resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 200)
+    per_worker_sockets = fds * 9 // 10  # one descriptor per socket, nearly
+    workers_needed = max(1, -(-rest // per_worker_sockets))
+    per_worker = rest // workers_needed
+    close_wait = per_worker // 20
+    pairs = (per_worker - 2 * close_wait) // 2
+    workers: list[subprocess.Popen[str]] = []
+    exporter: subprocess.Popen[str] | None = None
+    result: dict[str, Any] = {}
+    try:
+        built = time.monotonic()
+        for n in range(workers_needed):
+            workers.append(start_worker(["est", f"bench-est-{n}", str(pairs), str(close_wait)]))
+        workers.append(start_worker(["tw", "bench-tw", str(time_wait)]))
+        for proc in workers:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line.startswith("ready"):
+                raise SystemExit(f"worker failed: {line!r}")
+        result["population_seconds"] = round(time.monotonic() - built, 1)
+        result["sockets"] = counts = count_sockets()
+        result["sockets_total"] = sum(counts.values())
+        print(f"population: {result['sockets_total']} TCP sockets {counts}", file=sys.stderr)
+
+        exporter = subprocess.Popen(
+            [sys.executable, "-m", "tcplens", "exporter", "--listen", "127.0.0.1:0",
+             "--min-interval", str(opts.min_interval), "--top-ports", "10",
+             "--top-processes", "10"],
+            stderr=subprocess.PIPE, text=True,
+            env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
+        )  # fmt: skip
+        assert exporter.stderr is not None
+        line = exporter.stderr.readline()
+        match = re.search(r"serving (http://\S+)", line)
+        if not match:
+            raise SystemExit(f"exporter did not start: {line!r}")
+        url = match.group(1)
+        stream = exporter.stderr
+        threading.Thread(target=stream.read, daemon=True).start()  # keep its stderr drained
+
+        _, cold, body = scrape(url)  # first scrape takes the first snapshot
+        result["first_scrape_seconds"] = round(cold, 3)
+        result["snapshot_seconds"] = metric(body, "tcplens_snapshot_duration_seconds")
+        result["exported_sockets"] = sum(
+            float(v) for v in re.findall(r'^tcplens_sockets\{[^}]*proto="tcp"[^}]*\} (\S+)$',
+                                         body, re.MULTILINE)
+        )  # fmt: skip
+        result["exposition_bytes"] = len(body)
+        result["series"] = sum(1 for x in body.splitlines() if x and not x.startswith("#"))
+
+        n = int(opts.rate * opts.duration)
+        latencies: list[float] = []
+        errors: list[str] = []
+        samples: list[tuple[float, int]] = []
+        lock = threading.Lock()
+
+        def one() -> None:
+            good, took, text = scrape(url)
+            with lock:
+                latencies.append(took)
+                if not good:
+                    errors.append(text[:200])
+
+        start = time.monotonic()
+        next_sample = start
+        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+            futures = []
+            for i in range(n):
+                due = start + i / opts.rate
+                while True:
+                    now = time.monotonic()
+                    if now >= next_sample:
+                        samples.append((round(now - start, 1), rss(exporter.pid)))
+                        next_sample += 1.0
+                    if now >= due:
+                        break
+                    time.sleep(min(due - now, 0.01))
+                futures.append(pool.submit(one))
+            concurrent.futures.wait(futures, timeout=60)
+        elapsed = time.monotonic() - start
+        samples.append((round(time.monotonic() - start, 1), rss(exporter.pid)))
+        _, _, last = scrape(url)
+        latencies.sort()
+        mib = [s[1] / 2**20 for s in samples]
+        steady = mib[len(mib) // 6 :] or mib  # after the first sixth (warm-up)
+        result.update(
+            scrapes=len(latencies),
+            scrapes_per_second=round(len(latencies) / elapsed, 1),
+            errors=len(errors),
+            error_examples=errors[:3],
+            latency_ms={
+                "p50": round(1000 * latencies[len(latencies) // 2], 1),
+                "p95": round(1000 * latencies[int(len(latencies) * 0.95)], 1),
+                "max": round(1000 * latencies[-1], 1),
+            },
+            snapshots_taken=metric(last, "tcplens_snapshots_total"),
+            snapshot_errors=metric(last, "tcplens_snapshot_errors_total"),
+            last_snapshot_seconds=metric(last, "tcplens_snapshot_duration_seconds"),
+            rss_mib={
+                "first": round(mib[0], 1),
+                "steady_min": round(min(steady), 1),
+                "steady_max": round(max(steady), 1),
+                "last": round(mib[-1], 1),
+                "steady_mean": round(statistics.fmean(steady), 1),
+            },
+            rss_series_mib=[(t, round(b / 2**20, 1)) for t, b in samples],
+        )
+        result["flat_memory"] = max(steady) <= min(steady) * 1.10 + 2
+        return result
+    finally:
+        if exporter is not None and exporter.poll() is None:
+            exporter.terminate()
+            try:
+                exporter.wait(10)
+            except subprocess.TimeoutExpired:
+                exporter.kill()
+        for proc in workers:
+            with contextlib.suppress(OSError):
+                if proc.stdin is not None:
+                    proc.stdin.close()
+        for proc in workers:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sockets", type=int, default=100_000)
+    parser.add_argument("--rate", type=float, default=20.0, help="scrapes per second")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of scraping")
+    parser.add_argument("--min-interval", type=float, default=5.0)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+    if opts.worker:
+        kind, *rest = opts.worker
+        if kind == "est":
+            worker_established(rest[0], int(rest[1]), int(rest[2]))
+        else:
+            worker_time_wait(rest[0], int(rest[1]))
+        return
+    if opts.sockets > 200_000 or opts.duration > 120 or opts.rate > 200:
+        raise SystemExit("refusing: at most 200k sockets, 120 s and 200 scrapes/s")
+    if not opts.in_netns:
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            raise SystemExit("needs root and unshare(1) for a private network namespace")
+        os.execvp("unshare", ["unshare", "-n", sys.executable, __file__, "--in-netns",
+                              *sys.argv[1:]])  # fmt: skip
+    sys.path.insert(0, str(ROOT / "src"))
+    result = run(opts)
+    result["settings"] = {
+        "sockets": opts.sockets, "rate": opts.rate, "duration": opts.duration,
+        "min_interval": opts.min_interval, "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+    }  # fmt: skip
+    series = result.pop("rss_series_mib")
+    text = json.dumps(result, indent=2)
+    text = text[: text.rindex("}")].rstrip() + f',\n  "rss_series_mib": {json.dumps(series)}\n}}'
+    json.loads(text)
+    print(text)
+    if opts.json:
+        opts.json.write_text(text + "\n")
+    if result["errors"] or not result["flat_memory"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
