@@ -68,6 +68,11 @@ COMMANDS: dict[str, Verb] = {
         "Run a scenario on real sockets: kernel, model and capture must agree.",
         "sudo tcplens lab server-killed",
     ),
+    "pcap": Verb(
+        "tcplens.views.commands.pcap",
+        "Reconstruct each connection's states from a pcap/pcapng; Zeek conn.log.",
+        "tcplens pcap capture.pcapng --sort duration",
+    ),
     "exporter": Verb(
         "tcplens.views.commands.exporter",
         "Prometheus /metrics: sockets by state, port and process, queues, findings.",

@@ -1,0 +1,554 @@
+"""Zeek-compatible ``conn_state`` and ``history``, and a conn.log TSV writer.
+
+Zeek defines both fields in ``scripts/base/protocols/conn/main.zeek``: the
+``conn_state`` function there maps a pair of *Zeek endpoint states* to S0,
+S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH, SHR or OTH, and the
+``history`` letters are added by the TCP session adapter as packets go by.
+To give the same answers, this module keeps Zeek's own per-endpoint states
+(INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET) next
+to tcplens's RFC 9293 model; they answer different questions (Zeek: "what did
+each side *send*", the model: "what state is each side *in*") and must not be
+mixed.
+
+History rules, as main.zeek states them:
+
+* upper case for the originator, lower case for the responder;
+* ``a`` (pure ACK), ``d`` (data), ``i`` (FIN+RST) and ``q`` (SYN with FIN or
+  RST) appear at most once per direction;
+* ``s``, ``h``, ``f``, ``r`` repeat when the sequence number differs from the
+  last packet of the same kind in that direction (a FIN's number is taken
+  after its payload);
+* ``c``, ``g``, ``t``, ``w`` are logarithmic: added at the 1st, 10th, 100th...
+  occurrence;
+* ``^``: Zeek flipped the direction (the first packet looked like it came
+  from the server).
+
+What tcplens does not do: checksums are not verified (captures taken on the
+sending host carry offloaded, unfilled checksums), so ``c`` never appears;
+``g`` is reported when an ACK covers sequence space the capture never showed,
+which is what Zeek's reassembler reports as a content gap.  Sequence numbers
+are compared in 32-bit space (no wrap tracking past 4 GiB per direction).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TextIO
+
+__all__ = [
+    "CONN_LOG_FIELDS",
+    "LIKELY_SERVER_PORTS",
+    "ZeekConn",
+    "ZeekRow",
+    "ZeekState",
+    "conn_log_lines",
+    "should_flip",
+    "write_conn_log",
+]
+
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+_MOD = 1 << 32
+_HALF = 1 << 31
+_TOO_LARGE_SEQ_DELTA = 1_048_576
+
+#: Ports Zeek is likely to treat as servers when it guesses direction.  Zeek
+#: builds ``likely_server_ports`` from the ports its protocol analysers
+#: register; this is that list for a default install, rounded to the common ones.
+LIKELY_SERVER_PORTS: frozenset[int] = frozenset(
+    {21, 22, 23, 25, 53, 80, 88, 110, 111, 135, 137, 139, 143, 161, 389, 443, 445, 465}
+    | {502, 514, 587, 636, 993, 995, 1080, 1194, 1433, 1521, 1723, 1812, 2049, 3128, 3306}
+    | {3389, 5060, 5222, 5432, 5672, 5900, 6379, 6667, 8000, 8080, 8443, 8888, 9200, 11211}
+)
+
+
+def should_flip(sport: int, dport: int, flags: int) -> bool:
+    """Zeek's guess, for a connection whose first packet is not a bare SYN,
+    that the sender of that packet is really the responder."""
+    if (flags & SYN) and not (flags & ACK):
+        return False
+    if sport not in LIKELY_SERVER_PORTS:
+        return False
+    if dport in LIKELY_SERVER_PORTS:
+        # Both plausible: flip only for a non-SYN packet towards the higher port.
+        return not (flags & SYN) and sport < dport
+    return True
+
+
+def _delta(a: int, b: int) -> int:
+    """Signed ``a - b`` in 32-bit sequence space."""
+    d = (a - b) % _MOD
+    return d - _MOD if d >= _HALF else d
+
+
+class ZeekState(IntEnum):
+    """Zeek's TCP endpoint states (analyzer/protocol/tcp/TCP_Endpoint.h)."""
+
+    INACTIVE = 0
+    SYN_SENT = 1
+    SYN_ACK_SENT = 2
+    PARTIAL = 3
+    ESTABLISHED = 4
+    CLOSED = 5
+    RESET = 6
+
+
+# history bits: one per once-per-direction letter, responder's shifted by 16
+_H_SYN, _H_FIN, _H_RST, _H_FINRST, _H_DATA, _H_ACK, _H_MULTI = 1, 2, 4, 8, 16, 32, 64
+
+
+class _ZEndpoint:
+    __slots__ = (
+        "ack_seq",
+        "did_close",
+        "fin_cnt",
+        "gap_cnt",
+        "gap_thresh",
+        "gap_upto",
+        "is_orig",
+        "last_fin",
+        "last_rst",
+        "last_seq",
+        "last_syn",
+        "prev_state",
+        "rxmt_cnt",
+        "rxmt_thresh",
+        "start_seq",
+        "state",
+        "win0_cnt",
+        "win0_thresh",
+    )
+
+    def __init__(self, is_orig: bool) -> None:
+        self.is_orig = is_orig
+        self.state = ZeekState.INACTIVE
+        self.prev_state = ZeekState.INACTIVE
+        self.start_seq = 0
+        self.last_seq = 0
+        self.ack_seq = 0
+        self.fin_cnt = 0
+        self.last_syn = 0
+        self.last_fin = 0
+        self.last_rst = 0
+        self.rxmt_cnt = 0
+        self.rxmt_thresh = 1
+        self.win0_cnt = 0
+        self.win0_thresh = 1
+        self.gap_cnt = 0
+        self.gap_thresh = 1
+        self.gap_upto: int | None = None
+        self.did_close = False
+
+    def set_state(self, state: ZeekState) -> None:
+        if state != self.state:
+            self.prev_state = self.state
+            self.state = state
+
+    def init_seq(self, seq: int) -> None:
+        self.start_seq = seq
+        self.ack_seq = seq
+
+    def size(self, peer: _ZEndpoint) -> int:
+        """Payload bytes from sequence numbers, as Zeek's TCP_Endpoint::Size()."""
+        if (
+            self.prev_state == ZeekState.SYN_SENT
+            and self.state == ZeekState.RESET
+            and peer.state == ZeekState.INACTIVE
+        ):
+            return 0  # a half-open connection found and aborted: numbers mean nothing
+        last = _delta(self.last_seq, self.start_seq)
+        acked = _delta(self.ack_seq, self.start_seq)
+        size = max(last, acked, 0)
+        if size > 0:
+            size -= 1  # the SYN's sequence number
+        if self.fin_cnt > 0 and size > 0:
+            size -= 1
+        return size
+
+
+class ZeekConn:
+    """Zeek's view of one TCP connection, advanced one packet at a time."""
+
+    __slots__ = ("_hist", "_seen", "flips", "last_time", "orig", "resp")
+
+    def __init__(self) -> None:
+        self.orig = _ZEndpoint(True)
+        self.resp = _ZEndpoint(False)
+        self._hist: list[str] = []
+        self._seen = 0
+        self.flips = 0
+        self.last_time = 0.0
+
+    # -- history ----------------------------------------------------------------
+    @property
+    def history(self) -> str:
+        return "".join(self._hist)
+
+    def _add(self, ep: _ZEndpoint, code: str) -> None:
+        self._hist.append(code if ep.is_orig else code.lower())
+
+    def _check(self, ep: _ZEndpoint, mask: int, code: str) -> bool:
+        """Add ``code`` the first time; True if it had been seen before."""
+        if not ep.is_orig:
+            mask <<= 16
+        if self._seen & mask:
+            return True
+        self._seen |= mask
+        self._add(ep, code)
+        return False
+
+    def _scaled(self, ep: _ZEndpoint, code: str, counter: str, threshold: str) -> None:
+        count = getattr(ep, counter) + 1
+        setattr(ep, counter, count)
+        if count == getattr(ep, threshold):
+            self._add(ep, code)
+            setattr(ep, threshold, getattr(ep, threshold) * 10)
+
+    def flip(self) -> None:
+        """Swap originator and responder, as Zeek does when it guesses wrong."""
+        self.orig, self.resp = self.resp, self.orig
+        self.orig.is_orig = True
+        self.resp.is_orig = False
+        self.flips += 1
+        self._hist.append("^")
+
+    # -- one packet ---------------------------------------------------------------
+    def packet(
+        self, is_orig: bool, flags: int, seq: int, ack: int, length: int, window: int, t: float
+    ) -> None:
+        ep = self.orig if is_orig else self.resp
+        peer = self.resp if is_orig else self.orig
+        syn, fin, rst = flags & SYN, flags & FIN, flags & RST
+        seg_len = length + (1 if syn else 0) + (1 if fin else 0)
+        if rst:
+            seg_len -= length
+        end = (seq + seg_len) % _MOD
+        self._init_endpoint(ep, flags, seq, end)
+        rel_seq = _delta(seq, ep.start_seq)
+        self._update_history(ep, flags, rel_seq, length)
+        if (
+            window == 0
+            and not rst
+            and peer.state != ZeekState.CLOSED
+            and ep.state != ZeekState.RESET
+        ):
+            self._scaled(ep, "W", "win0_cnt", "win0_thresh")
+        if not (self.orig.did_close and self.resp.did_close):
+            self.last_time = t
+        if fin:
+            ep.fin_cnt += 1
+        if flags & ACK:
+            if peer.state == ZeekState.INACTIVE:
+                peer.init_seq((ack - 1) % _MOD)
+                peer.last_seq = (ack - 1) % _MOD
+            elif not rst and _delta(ack, peer.ack_seq) > 0:
+                peer.ack_seq = ack
+        delta_last = self._update_last_seq(ep, end, flags, length)
+        self._state_machine(ep, peer, is_orig, flags, seq, ack, length, delta_last)
+        # An ACK beyond anything the capture showed from the peer: a content gap.
+        if (
+            flags & ACK
+            and not rst
+            and not fin
+            and peer.state != ZeekState.INACTIVE
+            and _delta(ack, peer.last_seq) > 0
+            and (peer.gap_upto is None or _delta(ack, peer.gap_upto) > 0)
+        ):
+            peer.gap_upto = ack
+            self._scaled(peer, "G", "gap_cnt", "gap_thresh")
+
+    def _init_endpoint(self, ep: _ZEndpoint, flags: int, seq: int, end: int) -> None:
+        syn = flags & SYN
+        if ep.state == ZeekState.INACTIVE:
+            if syn:
+                ep.init_seq(seq)
+                ep.last_seq = end
+            else:
+                # partial connection: number as though a SYN had been seen
+                ep.init_seq((seq - 1) % _MOD)
+                ep.last_seq = seq
+        elif ep.state in (ZeekState.SYN_SENT, ZeekState.SYN_ACK_SENT):
+            if syn and seq != ep.start_seq:
+                ep.init_seq(seq)
+                ep.last_seq = end
+        elif ep.state in (ZeekState.ESTABLISHED, ZeekState.PARTIAL):
+            if syn:
+                ep.init_seq(seq)
+                ep.last_seq = end
+        elif ep.state == ZeekState.RESET and syn and ep.prev_state == ZeekState.INACTIVE:
+            ep.init_seq(seq)
+            ep.last_seq = end
+
+    def _update_history(self, ep: _ZEndpoint, flags: int, rel_seq: int, length: int) -> None:
+        syn, fin, rst = bool(flags & SYN), bool(flags & FIN), bool(flags & RST)
+        bits = syn + fin + rst
+        if bits > 1:
+            if fin and rst:
+                self._check(ep, _H_FINRST, "I")
+            else:
+                self._check(ep, _H_MULTI, "Q")
+        elif bits == 1:
+            if syn:
+                code = "H" if flags & ACK else "S"
+                if self._check(ep, _H_SYN, code) and rel_seq != ep.last_syn:
+                    self._add(ep, code)
+                ep.last_syn = rel_seq
+            if fin:
+                fin_at = rel_seq + length
+                if self._check(ep, _H_FIN, "F") and fin_at != ep.last_fin:
+                    self._add(ep, "F")
+                ep.last_fin = fin_at
+            if rst:
+                if self._check(ep, _H_RST, "R") and rel_seq != ep.last_rst:
+                    self._add(ep, "R")
+                ep.last_rst = rel_seq
+        elif length:
+            self._check(ep, _H_DATA, "D")
+        elif flags & ACK:
+            self._check(ep, _H_ACK, "A")
+
+    def _update_last_seq(self, ep: _ZEndpoint, end: int, flags: int, length: int) -> int:
+        delta_last = _delta(end, ep.last_seq)
+        if (flags & (SYN | RST)) and abs(delta_last) > _TOO_LARGE_SEQ_DELTA:
+            pass
+        elif flags & FIN and ep.last_seq == (ep.start_seq + 1) % _MOD:
+            ep.last_seq = end
+        elif ep.state == ZeekState.RESET:
+            pass
+        elif delta_last > 0:
+            ep.last_seq = end
+        elif length > 0:
+            self._scaled(ep, "T", "rxmt_cnt", "rxmt_thresh")
+        return delta_last
+
+    def _close(self, ep: _ZEndpoint) -> None:
+        ep.did_close = True
+
+    def _state_machine(
+        self,
+        ep: _ZEndpoint,
+        peer: _ZEndpoint,
+        is_orig: bool,
+        flags: int,
+        seq: int,
+        ack: int,
+        length: int,
+        delta_last: int,
+    ) -> None:
+        syn, fin, rst = flags & SYN, flags & FIN, flags & RST
+        state = ep.state
+        if state == ZeekState.INACTIVE:
+            if syn:
+                if is_orig:
+                    ep.set_state(ZeekState.SYN_ACK_SENT if flags & ACK else ZeekState.SYN_SENT)
+                else:
+                    if (
+                        not flags & ACK
+                        and peer.state == ZeekState.SYN_ACK_SENT
+                        and seq == ep.start_seq
+                    ):
+                        # SYN/SYN-ACK reversal: the "originator" answered our SYN.
+                        self.flip()
+                        peer.set_state(ZeekState.ESTABLISHED)
+                    if peer.state == ZeekState.SYN_SENT:
+                        peer.set_state(ZeekState.ESTABLISHED)
+                    ep.set_state(ZeekState.ESTABLISHED)
+            if fin:
+                ep.set_state(ZeekState.CLOSED)
+                self._close(ep)
+            if rst:
+                ep.set_state(ZeekState.RESET)
+                self._close(ep)
+            if ep.state == ZeekState.INACTIVE:
+                if not is_orig and length == 0 and self.orig.state == ZeekState.SYN_SENT:
+                    pass  # an ACK of the SYN before the SYN-ACK does not make a partial
+                elif flags & ACK and peer.state == ZeekState.ESTABLISHED:
+                    ep.set_state(ZeekState.ESTABLISHED)
+                else:
+                    ep.set_state(ZeekState.PARTIAL)
+        elif state in (ZeekState.SYN_SENT, ZeekState.SYN_ACK_SENT):
+            if fin:
+                ep.set_state(ZeekState.CLOSED)
+                self._close(ep)
+            if rst:
+                ep.set_state(ZeekState.RESET)
+                self._close(ep)
+        elif state in (ZeekState.ESTABLISHED, ZeekState.PARTIAL):
+            if (
+                syn
+                and state == ZeekState.PARTIAL
+                and peer.state == ZeekState.INACTIVE
+                and not flags & ACK
+            ):
+                ep.set_state(ZeekState.SYN_SENT)
+            if fin and not rst:
+                ep.set_state(ZeekState.CLOSED)
+                if peer.state == ZeekState.RESET and peer.prev_state == ZeekState.CLOSED:
+                    peer.set_state(ZeekState.CLOSED)  # FIN then RST was a normal close
+                self._close(ep)
+            if rst:
+                ep.set_state(ZeekState.RESET)
+                self._close(ep)
+        elif state == ZeekState.CLOSED and rst and peer.state != ZeekState.CLOSED:
+            ep.set_state(ZeekState.RESET)
+            self._close(ep)
+
+    # -- results ------------------------------------------------------------------
+    def orig_bytes(self) -> int:
+        return self.orig.size(self.resp)
+
+    def resp_bytes(self) -> int:
+        return self.resp.size(self.orig)
+
+    @property
+    def conn_state(self) -> str:
+        """The ``conn_state`` function of main.zeek, branch for branch."""
+        os, rs = self.orig.state, self.resp.state
+        o_inactive = os in (ZeekState.INACTIVE, ZeekState.PARTIAL)
+        r_inactive = rs in (ZeekState.INACTIVE, ZeekState.PARTIAL)
+        if rs == ZeekState.RESET:
+            if os in (ZeekState.SYN_SENT, ZeekState.SYN_ACK_SENT) or (
+                os == ZeekState.RESET and self.orig_bytes() == 0 and self.resp_bytes() == 0
+            ):
+                return "REJ"
+            return "RSTRH" if o_inactive else "RSTR"
+        if os == ZeekState.RESET:
+            if r_inactive:
+                if _RSTOS0.fullmatch(self.history):
+                    return "RSTOS0"
+                return "OTH"
+            return "RSTO"
+        if rs == ZeekState.CLOSED and os == ZeekState.CLOSED:
+            return "SF"
+        if os == ZeekState.CLOSED:
+            return "SH" if r_inactive else "S2"
+        if rs == ZeekState.CLOSED:
+            return "SHR" if o_inactive else "S3"
+        if os == ZeekState.SYN_SENT and rs == ZeekState.INACTIVE:
+            return "S0"
+        if os == ZeekState.ESTABLISHED and rs == ZeekState.ESTABLISHED:
+            return "S1"
+        return "OTH"
+
+
+_RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
+
+#: conn.log columns, in Zeek's order (base/protocols/conn/main.zeek, Conn::Info).
+CONN_LOG_FIELDS: tuple[tuple[str, str], ...] = (
+    ("ts", "time"),
+    ("uid", "string"),
+    ("id.orig_h", "addr"),
+    ("id.orig_p", "port"),
+    ("id.resp_h", "addr"),
+    ("id.resp_p", "port"),
+    ("proto", "enum"),
+    ("service", "string"),
+    ("duration", "interval"),
+    ("orig_bytes", "count"),
+    ("resp_bytes", "count"),
+    ("conn_state", "string"),
+    ("local_orig", "bool"),
+    ("local_resp", "bool"),
+    ("missed_bytes", "count"),
+    ("history", "string"),
+    ("orig_pkts", "count"),
+    ("orig_ip_bytes", "count"),
+    ("resp_pkts", "count"),
+    ("resp_ip_bytes", "count"),
+    ("tunnel_parents", "set[string]"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ZeekRow:
+    """The conn.log values of one connection."""
+
+    ts: float
+    orig_h: str
+    orig_p: int
+    resp_h: str
+    resp_p: int
+    duration: float
+    orig_bytes: int
+    resp_bytes: int
+    conn_state: str
+    missed_bytes: int
+    history: str
+    orig_pkts: int
+    orig_ip_bytes: int
+    resp_pkts: int
+    resp_ip_bytes: int
+
+    @property
+    def uid(self) -> str:
+        """A stable Zeek-style uid ("C" + 17 base62 characters) from ts and 4-tuple."""
+        key = f"{self.ts:.6f}|{self.orig_h}|{self.orig_p}|{self.resp_h}|{self.resp_p}"
+        number = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=12).digest(), "big")
+        alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+        out = []
+        for _ in range(17):
+            number, digit = divmod(number, 62)
+            out.append(alphabet[digit])
+        return "C" + "".join(out)
+
+    def values(self) -> list[str]:
+        # Zeek leaves duration and byte counts unset ("-") when the duration is 0.
+        has_span = self.duration > 0
+        return [
+            f"{self.ts:.6f}",
+            self.uid,
+            self.orig_h,
+            str(self.orig_p),
+            self.resp_h,
+            str(self.resp_p),
+            "tcp",
+            "-",
+            f"{self.duration:.6f}" if has_span else "-",
+            str(self.orig_bytes) if has_span else "-",
+            str(self.resp_bytes) if has_span else "-",
+            self.conn_state,
+            "-",
+            "-",
+            str(self.missed_bytes),
+            self.history or "-",
+            str(self.orig_pkts),
+            str(self.orig_ip_bytes),
+            str(self.resp_pkts),
+            str(self.resp_ip_bytes),
+            "-",
+        ]
+
+
+def conn_log_header(opened: str = "") -> list[str]:
+    names = "\t".join(name for name, _ in CONN_LOG_FIELDS)
+    types = "\t".join(kind for _, kind in CONN_LOG_FIELDS)
+    return [
+        "#separator \\x09",
+        "#set_separator\t,",
+        "#empty_field\t(empty)",
+        "#unset_field\t-",
+        "#path\tconn",
+        f"#open\t{opened}" if opened else "#open\t-",
+        f"#fields\t{names}",
+        f"#types\t{types}",
+    ]
+
+
+def conn_log_lines(rows: Iterable[ZeekRow]) -> Iterator[str]:
+    """The lines of a conn.log: header, one TSV line per row, ``#close``."""
+    yield from conn_log_header()
+    for row in rows:
+        yield "\t".join(row.values())
+    yield "#close\t-"
+
+
+def write_conn_log(rows: Iterable[ZeekRow], out: TextIO) -> int:
+    count = 0
+    for line in conn_log_lines(rows):
+        out.write(line + "\n")
+        if not line.startswith("#"):
+            count += 1
+    return count
