@@ -20,8 +20,11 @@ def test_tulpen_fixture_counts_and_records() -> None:
     assert all(s.state is State.LISTEN for s in snap.sockets if s.proto == "tcp")
     # no users:() at all on the first row
     assert snap.sockets[0] == Socket(
-        "udp", 4, Addr("0.0.0.0", 4789), Addr("0.0.0.0", None), State.CLOSED, 0, 0, inode=58296
-    )
+        "udp", 4, Addr("0.0.0.0", 4789), Addr("0.0.0.0", None), State.CLOSED, 0, 0,
+        uid=0, inode=58296,
+    )  # fmt: skip
+    # ss -e prints uid only when it is not 0 (sock_details_print in ss.c)
+    assert sum(s.uid == 0 for s in snap.sockets) == 54
     assert snap.sockets[1] == Socket(
         "udp", 4, Addr("0.0.0.0", 5353), Addr("0.0.0.0", None), State.CLOSED, 0, 0,
         uid=112, inode=25147, pid=1510, fd=12, process="avahi-daemon",

@@ -131,11 +131,13 @@ def _extras(rest: str, sock: Socket) -> None:
     if timer:
         kind = _TIMER_KINDS.get(timer["kind"], "other")
         sock.timer = Timer(kind, duration(timer["time"]), int(timer["retrans"]))
-    for key, value in re.findall(r"(?:^|\s)(uid|ino):(\d+)", rest):
-        if key == "uid":
-            sock.uid = int(value)
-        else:
-            sock.inode = int(value)
+    details = dict(re.findall(r"(?:^|\s)(uid|ino):(\d+)", rest))
+    if "ino" in details:
+        sock.inode = int(details["ino"])
+        # sock_details_print() in ss.c prints uid only when it is not 0
+        sock.uid = int(details.get("uid", 0))
+    elif "uid" in details:
+        sock.uid = int(details["uid"])
 
 
 def _info(text: str, sock: Socket) -> None:
