@@ -441,7 +441,7 @@ def command(
         document = doctor_json(
             shown, snapshot, settings, resolve_thresholds(overrides), chosen, exit_code
         )
-        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+        click.echo(json.dumps(document, ensure_ascii=False))
         return exit_code
     console = Console(highlight=False, soft_wrap=True)
     for line in render_findings(

@@ -121,12 +121,14 @@ def command(**kwargs: Any) -> int:
     Example: tcplens status --source procfs
     """
     from tcplens.sources.procfs import read_fin_timeout
+    from tcplens.views.commands.doctor import top_finding
 
     proc_root = kwargs.get("proc_root", "/proc")
+    live = kwargs.get("from_file") is None
     snap = snapshot_from(kwargs, processes=True)
     summary = summarize(snap, fin_timeout=read_fin_timeout(proc_root))
     console = Console(highlight=False, soft_wrap=True)
-    for line in render_status(summary):
+    for line in render_status(summary, top_finding(snap, live=live, proc_root=proc_root)):
         console.print(line)
     if not os.isatty(1):
         console.file.flush()
