@@ -109,6 +109,7 @@ def test_server_that_never_closes_is_blamed_by_pid_and_port(scenario: Any) -> No
     assert ev["local"] == f"*:{run.facts['port']}"
     assert str(run.facts["server_pid"]) in leak["title"]
     assert "ss -K" in leak["advice"] and "descriptor" in leak["advice"]
+    assert ev["idle_seconds"] is not None  # from TCP info: time since data last arrived
     # the clients closed first: their orphaned FIN_WAIT2 points at the same leak
     (fin2,) = _by_rule(doc, "fin-wait2")
     assert fin2["evidence"]["peer_processes"][0]["pid"] == run.facts["server_pid"]
@@ -157,6 +158,7 @@ def test_listener_that_never_accepts_fills_its_queue_and_strands_clients(scenari
     assert stuck["severity"] == "warning"
     assert stuck["evidence"]["remote"] == f"127.0.0.1:{run.facts['port']}"
     assert stuck["evidence"]["count"] == run.facts["n"] - 2
+    assert f"listener on this machine, 127.0.0.1:{run.facts['port']}" in stuck["explanation"]
 
 
 def test_dropped_syn_acks_leave_a_full_syn_queue(scenario: Any) -> None:

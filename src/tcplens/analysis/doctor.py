@@ -760,15 +760,14 @@ def _tw_oldest(socks: list[Socket]) -> float | None:
     return max(TIME_WAIT_SECONDS - min(remaining), 0.0) if remaining else None
 
 
-def _listener_for(snapshot: Snapshot, sock: Socket) -> Socket | None:
-    """The LISTEN socket a half-open or pending connection belongs to."""
+def _listener_for(snapshot: Snapshot, sock: Socket, *, remote: bool = False) -> Socket | None:
+    """The LISTEN socket on this machine a connection's local (or ``remote``) end belongs to."""
+    end = sock.remote if remote else sock.local
     best = None
-    for cand in snapshot.sockets:
-        if cand.proto != "tcp" or cand.state is not State.LISTEN:
+    for cand in _tcp(snapshot, State.LISTEN):
+        if cand.local.port != end.port or cand.family != sock.family:
             continue
-        if cand.local.port != sock.local.port or cand.family != sock.family:
-            continue
-        if cand.local.ip == sock.local.ip:
+        if cand.local.ip == end.ip:
             return cand
         if cand.local.ip in ("0.0.0.0", "::", "*"):
             best = cand
@@ -1130,6 +1129,8 @@ def syn_sent(
             severity = Severity.INFO
         else:
             continue
+        target = _listener_for(snapshot, group[0], remote=True)
+        full = target is not None and (target.recv_q or 0) > (target.send_q or 0)
         evidence = Evidence(
             count=count,
             remote=dest,
@@ -1153,6 +1154,9 @@ def syn_sent(
                 else PHRASES["empty"],
                 syn_retries=n,
                 timeout=timeout,
+                local=render(PHRASES["syn_sent_local_full"], listener=_endpoint(target.local))
+                if full and target is not None
+                else PHRASES["empty"],
             )
         )
     return findings

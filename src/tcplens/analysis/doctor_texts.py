@@ -290,10 +290,10 @@ TEXTS: Final[dict[str, RuleTexts]] = {
             "This machine sent SYN to {dest} and got neither SYN-ACK nor RST back. That is what "
             "a silently filtering firewall, an unreachable host, or a server with a full accept "
             "queue (it drops SYNs) looks like. connect() gives up with ETIMEDOUT after "
-            "tcp_syn_retries ({syn_retries}) retransmissions, about {timeout} seconds.",
+            "tcp_syn_retries ({syn_retries}) retransmissions, about {timeout} seconds.{local}",
             "本机向 {dest} 发出了 SYN,既没有收到 SYN-ACK,也没有收到 RST。防火墙静默丢包、主机"
             "不可达,或者对方全连接队列已满(会丢弃 SYN),看起来都是这样。connect() 要在 "
-            "tcp_syn_retries({syn_retries})次重传、约 {timeout} 秒之后才以 ETIMEDOUT 失败。",
+            "tcp_syn_retries({syn_retries})次重传、约 {timeout} 秒之后才以 ETIMEDOUT 失败。{local}",
         ),
         L(
             "Test the path (ping, nc -vz {dest_host} {dest_port}), check firewalls and security "
@@ -470,6 +470,12 @@ PHRASES: Final[dict[str, Localized]] = {
         "对端或网络的速度跟不上发送方。",
     ),
     "last_ack_retrans": L(" after {n} retransmissions", ",FIN 已重传 {n} 次"),
+    "syn_sent_local_full": L(
+        " Here the destination is a listener on this machine, {listener}, whose accept queue "
+        "is full: it drops these SYNs (see the accept-queue finding).",
+        "这里的目标正是本机上的监听 {listener},它的全连接队列已满,所以丢弃了这些 SYN"
+        "(见 accept-queue 结论)。",
+    ),
     "syn_sent_retrans": L(" ({n} SYN retransmissions so far)", "(SYN 已重传 {n} 次)"),
     "empty": L("", ""),
 }
