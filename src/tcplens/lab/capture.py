@@ -146,8 +146,8 @@ class CaptureResult:
         cls,
         frames: list[Frame],
         linktype: int,
-        client: tuple[str, int],
-        server: tuple[str, int],
+        client: tuple[str, int] | None,
+        server: tuple[str, int] | None,
     ) -> CaptureResult:
         """Write the frames as pcap, read them back, track, and pick the lab's connection."""
         data = to_pcap(frames, linktype)
@@ -159,7 +159,7 @@ class CaptureResult:
         others = 0
         for conn in conns:
             ends = {(conn.orig.ip, conn.orig.port), (conn.resp.ip, conn.resp.port)}
-            if ends == {client, server}:
+            if client is not None and ends == {client, server}:
                 mine = conn
                 flipped = (conn.orig.ip, conn.orig.port) != client
             else:

@@ -397,14 +397,11 @@ def run(
             if recorder is not None:
                 try:
                     frames = recorder.stop()
-                    if lab.client_addr is not None and lab.server_addr is not None:
-                        result.capture = CaptureResult.build(
-                            frames, recorder.linktype, lab.client_addr, lab.server_addr
-                        )
-                        for cp in result.checkpoints:
-                            cp.capture = result.capture.states_at(cp.wall)
-                    else:
-                        result.capture_note = "no connection was made: nothing to reconstruct"
+                    result.capture = CaptureResult.build(
+                        frames, recorder.linktype, lab.client_addr, lab.server_addr
+                    )
+                    for cp in result.checkpoints:
+                        cp.capture = result.capture.states_at(cp.wall)
                 except (ScenarioError, OSError) as exc:
                     result.capture_note = f"capture failed: {exc}"
             try:

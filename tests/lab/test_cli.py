@@ -1,0 +1,119 @@
+"""``tcplens lab`` as users run it: the real command in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tcplens.lab.scenarios import LAB_SCENARIOS
+from tcplens.packets.tracker import reconstruct_file
+
+ROOT = os.geteuid() == 0
+
+
+def tcplens(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tcplens", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+
+
+def test_list_names_every_scenario_and_marks_the_root_ones() -> None:
+    done = tcplens("lab", "--list")
+    assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == list(LAB_SCENARIOS)
+    root = {line.split()[0] for line in lines if line.endswith("(root)")}
+    assert root == {"syn-sent", "syn-recv"}
+
+
+def test_help_has_an_example() -> None:
+    done = tcplens("lab", "--help")
+    assert done.returncode == 0
+    assert any(line.strip().startswith("Example:") for line in done.stdout.splitlines())
+
+
+def test_unknown_scenario_is_one_line_and_exit_2() -> None:
+    done = tcplens("lab", "no-such-scenario")
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip().splitlines() == [done.stderr.strip()]
+        and "unknown lab scenario 'no-such-scenario'" in done.stderr
+    )
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not ROOT, reason="namespaces and capture need root")
+def test_text_report_shows_kernel_model_capture_and_the_ladder() -> None:
+    done = tcplens("lab", "last-ack")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "LAST_ACK (persist," in out  # kernel state with the ss-style timer
+    assert "wire cannot show it: FIN queued behind unsent data" in out
+    assert "◆ kernel after step 5" in out
+    assert "FIN+PSH+ACK" in out or "FIN+ACK" in out
+    assert out.rstrip().splitlines()[-1].startswith("OK  kernel = model: yes at 7 checkpoints")
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not ROOT, reason="namespaces and capture need root")
+def test_json_and_saved_pcap_of_a_refused_connection(tmp_path: Path) -> None:
+    pcap = tmp_path / "refused.pcap"
+    done = tcplens("lab", "refused", "--json", "--pcap", str(pcap))
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["version"] == 1 and doc["ok"] is True and doc["rig_kind"] == "netns"
+    assert doc["agreement"]["model"] is True and doc["agreement"]["capture"] is True
+    assert doc["capture"]["conn_state"] == "REJ"
+    assert [s["flags"] for s in doc["capture"]["segments"]] == ["SYN", "RST+ACK"]
+    assert doc["checkpoints"][0]["kernel"]["client"]["state"] == "CLOSED"
+    with pcap.open("rb") as fh:
+        conns = reconstruct_file(fh, str(pcap))
+    assert [c.conn_state for c in conns] == ["REJ"]
+
+
+_AS_NOBODY = """
+import contextlib, io, os, sys
+from tcplens.views.cli import main
+import tcplens.views.commands.lab, tcplens.lab.runner, tcplens.sources.netlink
+import tcplens.sources.select, tcplens.packets.tracker
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+assert os.geteuid() == 65534
+main(sys.argv[1:])
+"""
+
+
+def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _AS_NOBODY, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HOME": "/tmp", "COLUMNS": "100"},
+        cwd="/",
+        timeout=60,
+    )
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not ROOT, reason="needs root to switch to nobody")
+def test_without_root_loopback_scenarios_run_and_namespace_ones_say_why_not() -> None:
+    refused = as_nobody("lab", "syn-sent")
+    assert refused.returncode == 2
+    assert "syn-sent needs root" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    ran = as_nobody("lab", "closing")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "rig: loopback 127.0.0.1" in ran.stdout
+    assert "not captured: AF_PACKET capture needs root" in ran.stdout
+    assert "CLOSING" in ran.stdout
