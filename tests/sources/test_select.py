@@ -45,7 +45,7 @@ def test_auto_is_netlink_on_linux(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_auto_falls_back_to_procfs_when_netlink_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     from tcplens.sources import netlink
 
-    def broken(*, info: bool = False) -> None:
+    def broken(**kwargs: object) -> None:
         raise SourceError("cannot open a sock_diag netlink socket: denied")
 
     monkeypatch.delenv(select.ENV_VAR, raising=False)

@@ -44,11 +44,15 @@ def tcplens(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
 def mine(known: KnownSockets, *args: str) -> list[dict[str, Any]]:
     """``ls --json`` rows that belong to our known sockets."""
     doc = json.loads(run("--json", *args))
-    ports = known.ports()
+
+    def addr(end: dict[str, Any]) -> str:
+        ip, port = end["ip"], end["port"] or 0
+        return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
     return [
         row
         for row in doc["sockets"]
-        if row["local"]["port"] in ports and (row["remote"]["port"] in ports | {0, None})
+        if (row["proto"], row["family"], addr(row["local"]), addr(row["remote"])) in known.expected
     ]
 
 
@@ -169,16 +173,22 @@ def test_netstat_output_matches_net_tools_byte_for_byte(known: KnownSockets) -> 
         ["netstat", "-tuanpW"], capture_output=True, text=True, check=True
     ).stdout.splitlines()
     assert ours[:2] == real[:2]
-    ports = {f":{p} " for p in known.ports()}
+
+    def netstat_addr(text: str) -> str:
+        ip, port = text.rsplit(":", 1)
+        return f"{ip.strip('[]')}:{'*' if port == '0' else port}"
+
+    wanted = {f"{netstat_addr(k[2])} {netstat_addr(k[3])}" for k in known.expected}
 
     def keyed(lines: list[str]) -> dict[str, str]:
         # Local+foreign address identify a row; netstat names the program after
         # argv[0] while we use the kernel's comm, so compare up to the pid.
         out = {}
         for line in lines[2:]:
-            if any(p in line for p in ports):
+            key = " ".join(line.split()[3:5])
+            if key in wanted:
                 cut = line.find(f" {os.getpid()}/")
-                out[" ".join(line.split()[3:5])] = line if cut < 0 else line[:cut]
+                out[key] = line if cut < 0 else line[:cut]
         return out
 
     ours_k, real_k = keyed(ours), keyed(real)
@@ -261,3 +271,18 @@ def test_netstat_output_reads_back_through_the_saved_text_parser(
     # netstat prints a wildcard peer as "*": the parser keeps port None, live sources 0
     assert ident(back) == ident(live)
     assert len(back) == len(known.expected)
+
+
+def test_fast_json_rows_equal_the_dict_form_for_odd_values() -> None:
+    from tcplens.sources.records import Addr, Snapshot, Socket, TcpInfo, Timer
+    from tcplens.views.sockets import render_json, socket_to_json
+
+    odd = Socket(
+        "udp", 6, Addr("fe80::1%eth0", None, "dns"), Addr("::", 0), State.CLOSED,
+        None, None, 0, None, 1, 2, 'we"ird\\ näme', "ü", "a\nb", Timer("on", 0.2, 3),
+        TcpInfo(rtt_ms=1.5, cwnd=10), "eth0",
+    )  # fmt: skip
+    plain = Socket("tcp", 4, Addr("1.2.3.4", 80), Addr("5.6.7.8", 9), State.ESTABLISHED, 1, 2)
+    doc = json.loads(render_json(Snapshot([odd, plain], source="test")))
+    assert doc["sockets"] == [socket_to_json(odd), socket_to_json(plain)]
+    assert doc["sockets"][0]["timer"] == {"kind": "on", "remaining": 0.2, "retransmits": 3}

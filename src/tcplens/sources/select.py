@@ -11,10 +11,11 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Iterable
+from typing import Any, Final
 
 from tcplens.errors import SourceError
+from tcplens.model.states import State
 from tcplens.sources.records import Snapshot
 
 __all__ = ["ENV_VAR", "SOURCES", "choose_source", "take_snapshot"]
@@ -32,11 +33,11 @@ def choose_source(source: str | None = None) -> str:
     return name
 
 
-def _live(name: str, *, info: bool, proc_root: str) -> Snapshot:
+def _live(name: str, *, info: bool, proc_root: str, narrow: dict[str, Any]) -> Snapshot:
     if name == "netlink":
         from tcplens.sources import netlink
 
-        return netlink.snapshot(info=info)
+        return netlink.snapshot(info=info, **narrow)
     if name == "procfs":
         from tcplens.sources import procfs
 
@@ -68,6 +69,9 @@ def take_snapshot(
     info: bool = False,
     cmdline: bool = False,
     proc_root: str = "/proc",
+    states: Iterable[State] | None = None,
+    protos: Iterable[str] | None = None,
+    families: Iterable[int] | None = None,
 ) -> Snapshot:
     """Read sockets from saved text (``from_file``, ``-`` for stdin) or a live source.
 
@@ -75,7 +79,12 @@ def take_snapshot(
     same effect.  ``processes`` fills pid/process (the slow part, skip it when
     not shown); ``info`` asks netlink for ``tcp_info``.  A ``proc_root`` other
     than ``/proc`` (recorded files) makes ``auto`` mean ``procfs``.
+
+    ``states``/``protos``/``families`` are hints: netlink asks the kernel for
+    only those sockets; other sources may return more, so callers still
+    filter.  ``None`` (the default) means everything.
     """
+    narrow: dict[str, Any] = {"states": states, "protos": protos, "families": families}
     if from_file is not None:
         return _read_text()(from_file, fmt=fmt, strict=strict)
     name = choose_source(None if source in (None, "auto") else source)
@@ -89,14 +98,14 @@ def take_snapshot(
             name = "psutil"
     if name == "netlink":
         try:
-            snap = _live("netlink", info=info, proc_root=proc_root)
+            snap = _live("netlink", info=info, proc_root=proc_root, narrow=narrow)
         except SourceError as exc:
             if explicit:
                 raise
-            snap = _live("procfs", info=info, proc_root=proc_root)
+            snap = _live("procfs", info=info, proc_root=proc_root, narrow=narrow)
             snap.missing.append(f"netlink unavailable ({exc}); read /proc/net instead")
     else:
-        snap = _live(name, info=info, proc_root=proc_root)
+        snap = _live(name, info=info, proc_root=proc_root, narrow=narrow)
     if processes and snap.source != "psutil":
         from tcplens.sources import processes as proc
 

@@ -96,9 +96,26 @@ def snapshot_from(
     processes: bool = True,
     info: bool = False,
     cmdline: bool = False,
+    narrow: SocketFilter | None = None,
 ) -> Snapshot:
-    """Pop the source options from ``kwargs`` and take the snapshot they describe."""
+    """Pop the source options from ``kwargs`` and take the snapshot they describe.
+
+    ``narrow`` lets a live source skip sockets the filter would drop anyway
+    (the kernel filters state, protocol and family for netlink); the caller
+    still applies the filter.
+    """
     from tcplens.sources.select import take_snapshot
+
+    hints: dict[str, Any] = {}
+    if narrow is not None:
+        states = narrow.states
+        if narrow.listening and not states:
+            states = frozenset({State.LISTEN, State.CLOSED})
+        hints = {
+            "states": states or None,
+            "protos": narrow.protos or None,
+            "families": narrow.families or None,
+        }
 
     return take_snapshot(
         kwargs.pop("source", None),
@@ -109,6 +126,7 @@ def snapshot_from(
         info=info,
         cmdline=cmdline,
         proc_root=kwargs.pop("proc_root", "/proc"),
+        **hints,
     )
 
 

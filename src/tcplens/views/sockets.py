@@ -19,13 +19,13 @@ import socket as _socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
-
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any, Final
 
 from tcplens.model.states import SPELLINGS, State
 from tcplens.sources.records import Addr, Snapshot, Socket, TcpInfo, Timer
+
+if TYPE_CHECKING:  # rich costs ~20 ms to import; JSON, CSV and pipes never need it
+    from rich.table import Table
 
 __all__ = [
     "CSV_COLUMNS",
@@ -234,6 +234,9 @@ def render_table(
     sockets: Sequence[Socket], cols: Columns = Columns(), resolver: Resolver | None = None
 ) -> Table:
     """A rich table coloured by state; long cells are ellipsised to fit the terminal."""
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
     for name in _headers(cols):
         right = name in _RIGHT
@@ -306,14 +309,63 @@ def snapshot_to_json(snapshot: Snapshot, count: int) -> dict[str, Any]:
     }
 
 
+_encode_str = json.encoder.encode_basestring_ascii
+
+
+def _js(value: str | None) -> str:
+    return "null" if value is None else _encode_str(value)
+
+
+def _ji(value: int | None) -> str:
+    return "null" if value is None else str(value)
+
+
+def _socket_json_text(sock: Socket) -> str:
+    """``json.dumps(socket_to_json(sock))`` without building the dict (3x faster at 100k).
+
+    Kept byte-identical to the dict form by ``tests/views/test_ls.py``.
+    """
+    local, remote, timer = sock.local, sock.remote, sock.timer
+    if timer is None:
+        timer_text = "null"
+    else:
+        timer_text = (
+            f'{{"kind":{_encode_str(timer.kind)},"remaining":{float(timer.remaining)!r},'
+            f'"retransmits":{timer.retransmits}}}'
+        )
+    info_text = "null" if sock.info is None else json.dumps(_info_json(sock.info), separators=_SEP)
+    return (
+        f'{{"proto":"{sock.proto}","family":{sock.family},'
+        f'"local":{{"ip":{_encode_str(local.ip)},"port":{_ji(local.port)},'
+        f'"service":{_js(local.service)}}},'
+        f'"remote":{{"ip":{_encode_str(remote.ip)},"port":{_ji(remote.port)},'
+        f'"service":{_js(remote.service)}}},'
+        f'"state":"{sock.state.value}","recv_q":{_ji(sock.recv_q)},"send_q":{_ji(sock.send_q)},'
+        f'"uid":{_ji(sock.uid)},"user":{_js(sock.user)},"inode":{_ji(sock.inode)},'
+        f'"pid":{_ji(sock.pid)},"fd":{_ji(sock.fd)},"process":{_js(sock.process)},'
+        f'"cmdline":{_js(sock.cmdline)},"timer":{timer_text},"info":{info_text},'
+        f'"interface":{_js(sock.interface)}}}'
+    )
+
+
+_SEP: Final = (",", ":")
+
+
 def render_json(
     snapshot: Snapshot, sockets: Sequence[Socket] | None = None, resolver: Resolver | None = None
 ) -> str:
     """``{"version": 1, "snapshot": {...}, "sockets": [...]}`` on one line."""
     chosen = snapshot.sockets if sockets is None else sockets
-    rows = [socket_to_json(s) for s in chosen]
-    if resolver is not None:
-        for sock, row in zip(chosen, rows, strict=True):
+    head = json.dumps(
+        {"version": JSON_VERSION, "snapshot": snapshot_to_json(snapshot, len(chosen))},
+        separators=_SEP,
+    )
+    if resolver is None:
+        rows = [_socket_json_text(s) for s in chosen]
+    else:
+        rows = []
+        for sock in chosen:
+            row = socket_to_json(sock)
             for end, addr in (("local", sock.local), ("remote", sock.remote)):
                 if addr.port:
                     name = resolver.service(addr.port, sock.proto)
@@ -321,12 +373,8 @@ def render_json(
                 if not _is_any(addr.ip):
                     host = resolver.host(addr.ip)
                     row[end]["host"] = None if host == addr.ip else host
-    doc = {
-        "version": JSON_VERSION,
-        "snapshot": snapshot_to_json(snapshot, len(rows)),
-        "sockets": rows,
-    }
-    return json.dumps(doc, separators=(",", ":")) + "\n"
+            rows.append(json.dumps(row, separators=_SEP))
+    return head[:-1] + ',"sockets":[' + ",".join(rows) + "]}\n"
 
 
 #: CSV header; one row per socket, empty cells for unknown values

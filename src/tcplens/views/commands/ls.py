@@ -85,7 +85,7 @@ def command(
     fmt = output_format(kwargs)
     selection = filter_from(kwargs)
     processes = not no_processes or selection.needs_processes
-    snap = snapshot_from(kwargs, processes=processes, info=info, cmdline=cmdline)
+    snap = snapshot_from(kwargs, processes=processes, info=info, cmdline=cmdline, narrow=selection)
     sockets = selection.apply(snap.sockets)
     if sort_key is not None:
         sockets = sort_sockets(sockets, sort_key)
