@@ -723,6 +723,45 @@ def test_real_exporter_serves_the_population_it_sees(population: Population) -> 
     assert exporter.proc.returncode == 0  # SIGTERM is a clean stop
 
 
+SAVED = """\
+Active Internet connections (servers and established)
+Proto Recv-Q Send-Q Local Address           Foreign Address         State       PID/Program name
+tcp        0      0 0.0.0.0:8080            0.0.0.0:*               LISTEN      100/nginx
+tcp      100      0 10.0.0.1:8080           10.0.0.9:51000          ESTABLISHED 101/nginx
+tcp        0      0 10.0.0.1:8080           10.0.0.9:51001          CLOSE_WAIT  101/nginx
+tcp        0      0 10.0.0.1:8080           10.0.0.9:51002          CLOSE_WAIT  101/nginx
+tcp        0      0 10.0.0.1:44000          10.0.0.7:5432           TIME_WAIT   -
+"""
+
+
+def test_exporter_serves_a_saved_dump_and_rereads_it(tmp_path: Path) -> None:
+    dump = tmp_path / "netstat.txt"
+    dump.write_text(SAVED)
+    with running_exporter("--from", str(dump), "--min-interval", "0") as exporter:
+        samples = parse_exposition(get(exporter.url + "/metrics")[1])
+        assert value(samples, "tcplens_listen_port_sockets", port="8080", state="CLOSE_WAIT") == 2
+        assert (
+            value(samples, "tcplens_listen_port_queue_bytes", port="8080", queue="receive") == 100
+        )
+        assert value(samples, "tcplens_process_sockets", process="nginx", state="ESTABLISHED") == 1
+        key = {"proto": "tcp", "family": "ipv4", "state": "TIME_WAIT"}
+        assert value(samples, "tcplens_sockets", **key) == 1
+        # nothing is known about the kernel that wrote a saved dump: no limits are invented
+        assert not series(samples, "tcplens_kernel_setting")
+        assert value(samples, "tcplens_ephemeral_ports") is None
+        dump.write_text(SAVED.replace("CLOSE_WAIT ", "LAST_ACK   "))
+        samples = parse_exposition(get(exporter.url + "/metrics")[1])
+        assert value(samples, "tcplens_listen_port_sockets", port="8080", state="LAST_ACK") == 2
+        # a dump that became unreadable is a failed snapshot, not a dead exporter
+        dump.unlink()
+        samples = parse_exposition(get(exporter.url + "/metrics")[1])
+        assert value(samples, "tcplens_snapshot_success") == 0
+        assert value(samples, "tcplens_snapshot_errors_total") == 1
+        dump.write_text(SAVED)
+        samples = parse_exposition(get(exporter.url + "/metrics")[1])
+        assert value(samples, "tcplens_snapshot_success") == 1
+
+
 def test_exporter_with_a_bad_web_config_fails_in_one_line(tmp_path: Path) -> None:
     config = tmp_path / "web.yml"
     config.write_text("tls_server_config:\n  cert_file: x.crt\n")
