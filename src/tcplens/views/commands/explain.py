@@ -45,8 +45,10 @@ JSON_VERSION: Final = 1
 _MAX_WIDTH: Final = 100
 _INDENT: Final = "    "
 
-# A unit is a whitespace run, one wide (CJK) character, or a run of other characters.
-_UNIT: Final = re.compile(r"\s+|[\u2e80-\uffff]|[^\s\u2e80-\uffff]+")
+# A unit is a whitespace run, one wide (CJK) character or curly quote, or a run of
+# other characters; the quotes are units of their own so that they glue to their
+# neighbour instead of joining a Latin word into a chain.
+_UNIT: Final = re.compile(r"\s+|[\u2e80-\uffff\u201c\u201d]|[^\s\u2e80-\uffff\u201c\u201d]+")
 _CLOSING: Final = frozenset("\uff0c\u3002\uff1a\uff1b\u3001\uff09\uff01\uff1f\u201d\u300b")
 _OPENING: Final = frozenset("\uff08\u201c\u300a")
 
