@@ -206,3 +206,24 @@ def test_no_info_banner_and_other_families_are_counted() -> None:
     ]
     assert snap.skipped == {"bluetooth": 1}
     assert len(snap.sockets) == 1
+
+
+def test_cut_ipv6_hosts_keep_their_ports_and_are_reported() -> None:
+    cut = load("linux-netstat-tanp-ipv6-cut.txt")
+    wide = load("linux-netstat-tanpW-ipv6.txt")
+    assert cut.warnings == wide.warnings == []
+    assert wide.missing == []
+    (note,) = cut.missing
+    assert note.startswith("5 address(es) fill netstat's 23-character column")
+    full = "2001:db8:aaaa:bbbb:cccc:dddd:eeee:1"
+    assert wide.sockets[2] == Socket(
+        "tcp", 6, Addr(full, 49806), Addr(full, 443), State.ESTABLISHED, 0, 0,
+        pid=16014, process="python3",
+    )  # fmt: skip
+    # without -W: "2001:db8:aaaa:bbb:49806" -- the port survives, the host does not
+    assert cut.sockets[2].local == Addr("2001:db8:aaaa:bbb", 49806)
+    assert cut.sockets[2].remote == Addr("2001:db8:aaaa:bbbb:", 443)
+    assert [(s.local.port, s.remote.port, s.state, s.pid) for s in cut.sockets] == [
+        (s.local.port, s.remote.port, s.state, s.pid) for s in wide.sockets
+    ]
+    assert cut.sockets[0] == wide.sockets[0]  # ::1:8080 fits

@@ -182,3 +182,14 @@ def test_bad_ss_rows_warn() -> None:
     snap = parse_text(text)
     assert [w.line for w in snap.warnings] == [2, 3, 4]
     assert len(snap.sockets) == 1
+
+
+def test_ss_prints_long_ipv6_whole_and_agrees_with_netstat_W() -> None:
+    ss_snap = load("linux-ss-tanp-ipv6.txt")
+    netstat = load("linux-netstat-tanpW-ipv6.txt")
+    assert ss_snap.warnings == []
+    assert [(s.local, s.remote, s.state, s.pid, s.process) for s in ss_snap.sockets] == [
+        (s.local, s.remote, s.state, s.pid, s.process) for s in netstat.sockets
+    ]
+    assert [s.fd for s in ss_snap.sockets] == [6, 3, 4, 5]
+    assert ss_snap.sockets[1].send_q == 128  # the listener's backlog

@@ -19,6 +19,11 @@ address family, a ``Proto Recv-Q Send-Q …`` header, then rows::
 
 Rows are parsed by tokens, not by column offsets, because long user names
 push columns right and pasted output (grep, web pages) has no header.
+
+Without ``-W`` netstat cuts the *host* of an address so that ``host:port``
+fits 23 characters (the port survives): ``2001:db8:aaaa:bbb:49806``.  What
+was cut cannot be restored; addresses that fill the column are counted and
+reported in ``Snapshot.missing``.
 """
 
 from __future__ import annotations
@@ -76,10 +81,15 @@ def _section_key(what: str) -> str:
     return lowered.split()[0] if lowered.split() else "other"
 
 
+#: ``netstat.c`` without ``-W``: host and port are cut to fit this many characters
+ADDRESS_WIDTH: Final = 23
+
+
 def parse(lines: list[Line], out: Builder) -> None:
     """Parse Linux ``netstat`` text into ``out``."""
     section = "inet"
     banner: list[str] | None = None
+    cut = 0
     for line in lines:
         text = line.text
         stripped = text.strip()
@@ -116,18 +126,24 @@ def parse(lines: list[Line], out: Builder) -> None:
         if section not in ("inet",):
             out.skip(section)
             continue
-        _row(line, out)
+        cut += _row(line, out)
+    if cut:
+        out.note(
+            f"{cut} address(es) fill netstat's {ADDRESS_WIDTH}-character column and may have "
+            "lost the end of their host part (netstat -W prints them whole; ports are intact)"
+        )
 
 
-def _row(line: Line, out: Builder) -> None:
+def _row(line: Line, out: Builder) -> int:
+    """Parse one inet row; return how many of its addresses may have been cut."""
     match = ROW.match(line.text.strip())
     if not match:
         out.warn(line, "not a netstat row")
-        return
+        return 0
     proto_col = match["proto"]
     if proto_col.startswith(("raw", "udpl")):
         out.skip(proto_col)
-        return
+        return 0
     proto: Proto = "tcp" if proto_col.startswith("tcp") else "udp"
     try:
         local = make_endpoint(*split_colon(match["local"]), proto)
@@ -158,13 +174,17 @@ def _row(line: Line, out: Builder) -> None:
             else:
                 sock.user = user
         if words:
-            pidprog = _PIDPROG.match(" ".join(words))
+            # the program name as printed, inner runs of spaces included
+            consumed = len(rest.split()) - len(words)
+            program = rest.split(None, consumed)[consumed] if consumed else rest
+            pidprog = _PIDPROG.match(program.strip())
             if not pidprog:
-                raise ParseProblem(f"unexpected columns {' '.join(words)!r}")
+                raise ParseProblem(f"unexpected columns {program.strip()!r}")
             if pidprog["pid"] is not None:
                 sock.pid = int(pidprog["pid"])
                 sock.process = pidprog["prog"].strip() or None
     except ParseProblem as exc:
         out.warn(line, str(exc))
-        return
+        return 0
     out.add(sock)
+    return sum(len(match[end]) == ADDRESS_WIDTH for end in ("local", "remote"))
