@@ -99,7 +99,9 @@ def time_wait(n: int = 24) -> dict[str, Any]:
         assert conn.recv(1) == b""
         conn.close()  # ... and the server follows once it reads EOF
     _wait(lambda: _ss_count("time-wait", 8080) == n)
-    return {"port": 8080, "n": n}
+    HELD.append(socket.create_connection(("127.0.0.1", 8080)))  # the dialler is still at it
+    HELD.append(srv.accept()[0])
+    return {"port": 8080, "n": n, "pid": os.getpid()}
 
 
 def backlog(n: int = 8) -> dict[str, Any]:

@@ -169,6 +169,10 @@ def test_server_side_time_wait_and_the_bucket_limit() -> None:
     kinds = {f.kind: f for f in found}
     assert set(kinds) == {"time-wait-server", "time-wait-buckets"}
     assert kinds["time-wait-server"].severity is Severity.INFO
+    assert (
+        "The server on port 80 (process 10 (srv)) closes"
+        in kinds["time-wait-server"].explanation.en
+    )
     assert kinds["time-wait-buckets"].severity is Severity.CRITICAL  # 92% of the buckets
 
 

@@ -133,6 +133,9 @@ def test_short_client_connections_exhaust_a_narrow_port_range(scenario: Any) -> 
     assert tw["evidence"]["count"] == run.facts["n"]
     assert tw["evidence"]["share"] == pytest.approx(run.facts["n"] / 40)
     assert "active closer" in tw["explanation"]
+    # TIME_WAIT has no owner; the process still connected to the peer is named instead
+    assert tw["evidence"]["processes"][0]["pid"] == run.facts["pid"]
+    assert f"process {run.facts['pid']} (python3)" in tw["explanation"]
     assert 0 <= tw["evidence"]["oldest_seconds"] <= 60
     limits = {x["name"]: x for x in tw["evidence"]["limits"]}
     assert limits["ip_local_port_range"] == {

@@ -656,7 +656,6 @@ def time_wait(
             servers[sock.local.port].append(sock)
         else:
             raw[(sock.local.ip, sock.remote)].append(sock)
-    clients = {(ip, _endpoint(remote)): group for (ip, remote), group in raw.items()}
     findings = []
     ports = settings.ephemeral_ports
     low, high = settings.ip_local_port_range
@@ -665,11 +664,17 @@ def time_wait(
         _limit(settings, "tcp_tw_reuse"),
         _limit(settings, "tcp_max_tw_buckets"),
     )
-    for (_local_ip, peer), group in clients.items():
+    crowded = {
+        key: group
+        for key, group in raw.items()
+        if len(group) / ports >= thresholds["time-wait.info"]
+    }
+    dialers = _dialers(snapshot, {remote for _ip, remote in crowded})
+    for (_local_ip, remote), group in crowded.items():
         count = len(group)
         share = count / ports
-        if share < thresholds["time-wait.info"]:
-            continue
+        peer = _endpoint(remote)
+        refs = _processes(dialers.get(remote, []))
         severity = _grade(share, thresholds["time-wait"], thresholds["time-wait.critical"])
         loopback = _is_loopback(group[0].remote.ip)
         reuse = settings.tcp_tw_reuse
@@ -681,7 +686,7 @@ def time_wait(
         evidence = Evidence(
             count=count,
             remote=peer,
-            local_ports=_ports(group),
+            processes=refs,
             oldest_s=_tw_oldest(group),
             share=share,
             limits=limits,
@@ -701,14 +706,21 @@ def time_wait(
                 range=f"{low}-{high}",
                 reuse=reuse,
                 reuse_note=PHRASES[note],
+                closer=render(PHRASES["tw_dialers"], peer=peer, who=_who(refs, count))
+                if refs
+                else PHRASES["empty"],
             )
         )
     for port, group in servers.items():
         if len(group) < thresholds["time-wait.server"]:
             continue
+        owners = _processes(
+            s for s in _tcp(snapshot, State.LISTEN) if s.local.port == port and s.pid is not None
+        )
         evidence = Evidence(
             count=len(group),
             local=f"*:{port}",
+            processes=owners,
             peers=_peers(group, with_port=False),
             distinct_peers=len({s.remote.ip for s in group}),
             oldest_s=_tw_oldest(group),
@@ -724,6 +736,9 @@ def time_wait(
                 kind="time-wait-server",
                 count=len(group),
                 port=port,
+                server=render(PHRASES["server_is"], who=_who(owners, len(group)))
+                if owners
+                else PHRASES["empty"],
                 buckets=settings.tcp_max_tw_buckets,
             )
         )
@@ -753,6 +768,22 @@ def time_wait(
             )
         )
     return findings
+
+
+def _dialers(snapshot: Snapshot, remotes: set[Addr]) -> dict[Addr, list[Socket]]:
+    """Open connections of known processes to the given peers (TIME_WAIT has no owner left).
+
+    The sockets in TIME_WAIT no longer belong to a process; the process that
+    keeps dialling the same peer usually still has a connection to it open.
+    """
+    found: dict[Addr, list[Socket]] = defaultdict(list)
+    if not remotes:
+        return found
+    for state in (State.ESTABLISHED, State.SYN_SENT, State.FIN_WAIT1, State.FIN_WAIT2):
+        for sock in _tcp(snapshot, state):
+            if sock.remote in remotes and (sock.pid is not None or sock.process):
+                found[sock.remote].append(sock)
+    return found
 
 
 def _tw_oldest(socks: list[Socket]) -> float | None:

@@ -96,11 +96,11 @@ TEXTS: Final[dict[str, RuleTexts]] = {
             "This machine is the active closer: it closed these connections first, and the side "
             "that closes first keeps TIME_WAIT for 60 seconds. Each one pins a local port for "
             "the same peer; once the {ports} ephemeral ports ({range}) are used up, connect() "
-            "to {peer} fails with EADDRNOTAVAIL ('Cannot assign requested address').",
+            "to {peer} fails with EADDRNOTAVAIL ('Cannot assign requested address').{closer}",
             "本机是主动关闭方:这些连接是本机先关闭的,先关闭的一方要在 TIME_WAIT 停留 60 秒。"
             "每个 TIME_WAIT 都占着一个连往同一对端的本地端口;{ports} 个临时端口({range})用完"
             "之后,再向 {peer} 发起 connect() 就会失败(EADDRNOTAVAIL,“Cannot assign requested "
-            "address”)。",
+            "address”)。{closer}",
         ),
         L(
             "Reuse connections (HTTP keep-alive, a connection pool) instead of opening one per "
@@ -118,13 +118,13 @@ TEXTS: Final[dict[str, RuleTexts]] = {
             "服务端口 {port} 上有 {count} 个 TIME_WAIT:服务端先关闭了连接",
         ),
         L(
-            "The server on port {port} closes connections before its clients do, so TIME_WAIT "
-            "stays on the server. That does not exhaust ports (the server port is fixed and each "
-            "client brings its own), but every entry costs memory and counts towards "
-            "tcp_max_tw_buckets ({buckets}).",
-            "端口 {port} 上的服务端比客户端先关闭连接,所以 TIME_WAIT 留在了服务端。这不会耗尽端口"
-            "(服务端口固定,每个客户端各用自己的端口),但每个 TIME_WAIT 都占内存,并计入 "
-            "tcp_max_tw_buckets({buckets})。",
+            "The server on port {port}{server} closes connections before its clients do, so "
+            "TIME_WAIT stays on the server. That does not exhaust ports (the server port is "
+            "fixed and each client brings its own), but every entry costs memory and counts "
+            "towards tcp_max_tw_buckets ({buckets}).",
+            "端口 {port} 上的服务端{server}比客户端先关闭连接,所以 TIME_WAIT 留在了服务端。"
+            "这不会耗尽端口(服务端口固定,每个客户端各用自己的端口),"
+            "但每个 TIME_WAIT 都占内存,并计入 tcp_max_tw_buckets({buckets})。",
         ),
         L(
             "Usually harmless. To move TIME_WAIT to the clients, let them close first (keep "
@@ -470,6 +470,13 @@ PHRASES: Final[dict[str, Localized]] = {
         "对端或网络的速度跟不上发送方。",
     ),
     "last_ack_retrans": L(" after {n} retransmissions", ",FIN 已重传 {n} 次"),
+    "server_is": L(" ({who})", "({who})"),
+    "tw_dialers": L(
+        " The sockets in TIME_WAIT have no owner any more; {who} has connections to {peer} "
+        "open right now and is the likely active closer.",
+        "TIME_WAIT 状态的连接已经没有所属进程;目前与 {peer} 仍有连接的是{who},它很可能就是"
+        "主动关闭方。",
+    ),
     "syn_sent_local_full": L(
         " Here the destination is a listener on this machine, {listener}, whose accept queue "
         "is full: it drops these SYNs (see the accept-queue finding).",
