@@ -385,8 +385,8 @@ _EN: Final[Mapping[State, _Text]] = {
         hint="Lasts one round trip; a pile from many addresses is a SYN flood.",
         meaning="""
             The second step of the three-way handshake: a SYN came in, this side
-            answered SYN+ACK and waits for the peer's ACK. Since Linux 4.4 these are
-            lightweight request sockets attached to the listener (kernel state
+            answered SYN+ACK and waits for the peer's ACK. Current Linux keeps these
+            as lightweight request sockets attached to the listener (kernel state
             NEW_SYN_RECV, code 0C), kept in its SYN queue: not yet full sockets, and
             not owned by any process.
         """,
@@ -691,8 +691,9 @@ _EN: Final[Mapping[State, _Text]] = {
             each holds a local port for 60 s, and the default port range 32768-60999
             has 28232 ports, so about 470 new connections per second is the limit
             before connect() fails with "Cannot assign requested address"
-            (EADDRNOTAVAIL). Beyond net.ipv4.tcp_max_tw_buckets the kernel stops
-            keeping TIME_WAIT and logs "time wait bucket table overflow".
+            (EADDRNOTAVAIL). Beyond net.ipv4.tcp_max_tw_buckets a closing socket skips
+            TIME_WAIT altogether and TcpExtTCPTimeWaitOverflow counts it (older kernels
+            log "time wait bucket table overflow").
         """,
         advice=(
             """Reuse connections: HTTP keep-alive and connection pools remove the
@@ -873,7 +874,7 @@ _ZH: Final[Mapping[State, _Text]] = {
         hint="正常只持续一个往返；来自大量地址的堆积就是 SYN Flood。",
         meaning="""
             三次握手的第二步：收到对方的 SYN，本端已回复 SYN+ACK，等待对方
-            确认。Linux 4.4 起，这类连接只是挂在监听 socket 上的轻量请求
+            确认。在现在的 Linux 中，这类连接只是挂在监听 socket 上的轻量请求
             （内核状态 NEW_SYN_RECV，代码 0C），放在半连接队列（SYN 队列）里，
             还不是完整的 socket，也不属于任何进程。
         """,
@@ -1149,8 +1150,9 @@ _ZH: Final[Mapping[State, _Text]] = {
             端口 60 秒，默认端口范围 32768-60999 只有 28232 个端口，也就是
             每秒大约 470 个新连接，再多 connect() 就会报
             “Cannot assign requested address”（EADDRNOTAVAIL）。超过
-            net.ipv4.tcp_max_tw_buckets 后，内核不再保留 TIME_WAIT，
-            并在日志中打印“time wait bucket table overflow”。
+            net.ipv4.tcp_max_tw_buckets 后，新关闭的连接直接跳过 TIME_WAIT，
+            计入 TcpExtTCPTimeWaitOverflow（旧内核还会在日志中打印
+            “time wait bucket table overflow”）。
         """,
         advice=(
             "复用连接：HTTP keep-alive 和连接池能从根源上解决问题。",
