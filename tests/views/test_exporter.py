@@ -637,15 +637,15 @@ def population() -> Iterator[Population]:
 
 
 class Exporter:
-    def __init__(self, *args: str, cwd: Path | None = None) -> None:
+    def __init__(self, *args: str, launcher: list[str] | None = None) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+        launch = launcher or [sys.executable, "-m", "tcplens"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tcplens", "exporter", "--listen", "127.0.0.1:0", *args],
+            [*launch, "exporter", "--listen", "127.0.0.1:0", *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
             env=env,
-            cwd=cwd,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         assert self.proc.stderr is not None
@@ -678,8 +678,8 @@ class Exporter:
 
 
 @contextlib.contextmanager
-def running_exporter(*args: str) -> Iterator[Exporter]:
-    exporter = Exporter(*args)
+def running_exporter(*args: str, launcher: list[str] | None = None) -> Iterator[Exporter]:
+    exporter = Exporter(*args, launcher=launcher)
     try:
         yield exporter
     finally:
@@ -759,6 +759,52 @@ def test_exporter_serves_a_saved_dump_and_rereads_it(tmp_path: Path) -> None:
         assert value(samples, "tcplens_snapshot_errors_total") == 1
         dump.write_text(SAVED)
         samples = parse_exposition(get(exporter.url + "/metrics")[1])
+        assert value(samples, "tcplens_snapshot_success") == 1
+
+
+#: Drops to nobody after importing everything the exporter needs: the interpreter and its
+#: packages may live where nobody cannot read (/root/.pyenv), as on this CI image.
+UNPRIVILEGED = """\
+import importlib, os, sys
+for name in ("tcplens.views.cli", "tcplens.views.commands.exporter", "tcplens.sources.netlink",
+             "tcplens.sources.procfs", "tcplens.sources.processes", "tcplens.analysis.doctor",
+             "prometheus_client", "prometheus_client.process_collector", "yaml", "bcrypt",
+             "wsgiref.simple_server", "wsgiref.handlers", "http.server", "email.utils",
+             "encodings.idna", "pwd", "grp"):
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        pass
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+from tcplens.views.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.root
+def test_unprivileged_exporter_counts_everything_and_says_what_it_cannot_see(
+    population: Population, tmp_path: Path
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to an unprivileged user")
+    script = tmp_path / "unprivileged.py"
+    script.write_text(UNPRIVILEGED)  # read by root; the privileges drop inside
+    launcher = [sys.executable, str(script)]
+    with running_exporter("--min-interval", "0", "--top-ports", "500", launcher=launcher) as exp:
+        samples = parse_exposition(get(exp.url + "/metrics")[1])
+        port = str(population.port)
+        # netlink sock_diag needs no privilege: root's sockets are all counted ...
+        assert value(samples, "tcplens_listen_port_sockets", port=port, state="ESTABLISHED") == 3
+        assert value(samples, "tcplens_listen_port_sockets", port=port, state="CLOSE_WAIT") == 4
+        # ... but their owner (this root test process) cannot be named, and the metrics say so
+        assert value(samples, "tcplens_snapshot_info", source="netlink", privileged="false") == 1
+        unknown = value(samples, "tcplens_process_sockets", process=UNKNOWN_PROCESS,
+                        state="CLOSE_WAIT")  # fmt: skip
+        assert unknown is not None and unknown >= 4
+        unattributed = value(samples, "tcplens_unattributed_sockets", proto="tcp")
+        assert unattributed is not None and unattributed >= 3 * 2 + 4 + 1
         assert value(samples, "tcplens_snapshot_success") == 1
 
 
