@@ -822,6 +822,18 @@ def test_exporter_with_a_bad_web_config_fails_in_one_line(tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
 
 
+def test_exporter_that_cannot_bind_says_where_in_one_line() -> None:
+    # 192.0.2.0/24 is TEST-NET-1: never configured here, so the bind fails without exposing
+    done = subprocess.run(
+        [sys.executable, "-m", "tcplens", "exporter", "--listen", "192.0.2.1:9977"],
+        capture_output=True, text=True, timeout=30,
+        env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "cannot listen on 192.0.2.1:9977" in done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
 def make_tls(tmp_path: Path, password: str) -> tuple[Path, Path]:
     """A self-signed cert for 127.0.0.1 and a web config with TLS and one bcrypt user."""
     import bcrypt
