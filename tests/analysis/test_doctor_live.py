@@ -192,6 +192,8 @@ def test_receiver_that_stops_reading_then_a_sender_that_closes(scenario: Any) ->
     (unacked,) = _by_rule(doc, "send-q")
     assert unacked["evidence"]["remote"] == f"127.0.0.1:{run.facts['port']}"
     assert unacked["evidence"]["queue"] >= 64 * 1024
+    assert unacked["evidence"]["peer_processes"][0]["pid"] == run.facts["receiver_pid"]
+    assert "zero window" in unacked["explanation"]
     run.send("close-sender")
     deadline = time.monotonic() + 5
     while True:
@@ -204,6 +206,7 @@ def test_receiver_that_stops_reading_then_a_sender_that_closes(scenario: Any) ->
     assert fin1["evidence"]["remote"] == f"127.0.0.1:{run.facts['port']}"
     assert fin1["evidence"]["queue"] > 0
     assert "zero window" in fin1["explanation"]
+    assert f"process {run.facts['receiver_pid']} (python3) holds it" in fin1["explanation"]
     (orphans,) = _by_rule(doc, "orphans")
     assert orphans["evidence"]["count"] >= 1
     # inside a namespace tcp_max_orphans cannot be read: the doctor says it assumed it

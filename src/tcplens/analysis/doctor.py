@@ -363,7 +363,7 @@ class _Index:
     own builds its own.
     """
 
-    __slots__ = ("by_state", "listening")
+    __slots__ = ("_pairs", "by_state", "listening")
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.by_state: dict[State, list[Socket]] = defaultdict(list)
@@ -373,6 +373,18 @@ class _Index:
         self.listening = {
             s.local.port for s in self.by_state[State.LISTEN] if s.local.port is not None
         }
+        self._pairs: dict[tuple[Addr, Addr], Socket] | None = None
+
+    def other_end(self, sock: Socket) -> Socket | None:
+        """The socket on this machine at the other end of ``sock``'s connection, if any."""
+        if self._pairs is None:
+            self._pairs = {
+                (s.local, s.remote): s
+                for state, socks in self.by_state.items()
+                if state is not State.LISTEN
+                for s in socks
+            }
+        return self._pairs.get((sock.remote, sock.local))
 
 
 _index_cache: tuple[Snapshot, _Index] | None = None
@@ -770,6 +782,13 @@ def time_wait(
     return findings
 
 
+def _other_ends(snapshot: Snapshot, socks: Iterable[Socket]) -> tuple[ProcessRef, ...]:
+    """Processes on this machine holding the other end of these connections (loopback peers)."""
+    index = _index(snapshot)
+    ends = [end for s in socks if (end := index.other_end(s)) is not None]
+    return _processes(e for e in ends if e.pid is not None or e.process)
+
+
 def _dialers(snapshot: Snapshot, remotes: set[Addr]) -> dict[Addr, list[Socket]]:
     """Open connections of known processes to the given peers (TIME_WAIT has no owner left).
 
@@ -1064,11 +1083,15 @@ def fin_wait1(
         else:
             why = PHRASES["fw1_plain"]
         queued = sum(s.send_q or 0 for s in group)
+        readers = _other_ends(snapshot, group)
+        if readers:
+            why = why + render(PHRASES["peer_reader"], who=_who(readers, count))
         evidence = Evidence(
             count=count,
             local=f"*:{key[1]}" if key[0] == "port" else None,
             remote=key[1] if key[0] == "peer" else None,
             processes=_processes(s for s in group if s.pid is not None or s.process),
+            peer_processes=readers,
             peers=_peers(group, with_port=key[0] == "port"),
             retransmits=retrans,
             queue=queued,
@@ -1258,10 +1281,14 @@ def send_q(
             why = render(PHRASES["sq_retrans"], n=retrans)
         else:
             why = PHRASES["sq_plain"]
+        readers = _other_ends(snapshot, group)
+        if readers:
+            why = why + render(PHRASES["peer_reader"], who=_who(readers, len(group)))
         evidence = Evidence(
             count=len(group),
             remote=peer,
             processes=_processes(group),
+            peer_processes=readers,
             local_ports=_ports(group),
             retransmits=retrans,
             queue=total,

@@ -470,6 +470,10 @@ PHRASES: Final[dict[str, Localized]] = {
         "对端或网络的速度跟不上发送方。",
     ),
     "last_ack_retrans": L(" after {n} retransmissions", ",FIN 已重传 {n} 次"),
+    "peer_reader": L(
+        " The other end is on this machine: {who} holds it.",
+        "另一端就在本机,由{who}持有。",
+    ),
     "server_is": L(" ({who})", "({who})"),
     "tw_dialers": L(
         " The sockets in TIME_WAIT have no owner any more; {who} has connections to {peer} "

@@ -232,7 +232,8 @@ def render_findings(
         head.append(finding.title.get(lang), style="bold")
         lines.append(head)
         evidence = evidence_lines(finding.evidence, lang, listener=finding.rule == "accept-queue")
-        lines.append(Text(f"  {t('evidence')}: " + "; ".join(evidence)))
+        joiner = ";" if lang == "zh" else "; "
+        lines.append(Text(f"  {t('evidence')}: " + joiner.join(evidence)))
         lines.append(Text(f"  {t('why')}: {finding.explanation.get(lang)}"))
         lines.append(Text(f"  {t('advice')}: {finding.advice.get(lang)}"))
         if finding.state is not None:
