@@ -29,6 +29,7 @@ from rich import box
 from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.measure import Measurement
+from rich.padding import Padding
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -44,6 +45,8 @@ JSON_VERSION: Final = 1
 #: widest output; wider terminals still get lines that are easy to read
 _MAX_WIDTH: Final = 100
 _INDENT: Final = "    "
+#: narrower terminals get each label above its text instead of beside it
+_SIDE_BY_SIDE: Final = 72
 
 # A unit is a whitespace run, one wide (CJK) character or curly quote, or a run of
 # other characters; the quotes are units of their own so that they glue to their
@@ -164,29 +167,44 @@ def render_plain_overview(lang: str) -> str:
 # Terminal (rich)
 
 
-def _rich_state(exp: Explanation) -> RenderableType:
+def _rich_state(exp: Explanation, width: int) -> RenderableType:
+    """A panel: labels beside the texts, or above them when the terminal is narrow."""
     labels = LABELS[exp.lang]
-    grid = Table.grid(padding=(0, 2), expand=True)
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column(ratio=1)
-    for label, text in _section_texts(exp):
-        style = "yellow" if label == labels["trouble"] else ""
-        grid.add_row(label, _Wrapped(text, style))
-        grid.add_row("", "")
-    grid.add_row(labels["advice"], Group(*(_Wrapped(a, "", "• ", "  ") for a in exp.advice)))
-    grid.add_row("", "")
-    grid.add_row(labels["inspect"], Text("\n".join(exp.inspect), style="green"))
-    grid.add_row("", "")
     spellings = Table.grid(padding=(0, 2))
     spellings.add_column(style="dim", no_wrap=True)
     spellings.add_column()
     for tool, names in _spellings(exp):
         spellings.add_row(tool, names)
-    grid.add_row(labels["spellings"], spellings)
+    sections: list[tuple[str, RenderableType]] = [
+        (label, _Wrapped(text, "yellow" if label == labels["trouble"] else ""))
+        for label, text in _section_texts(exp)
+    ]
+    sections += [
+        (labels["advice"], Group(*(_Wrapped(a, "", "• ", "  ") for a in exp.advice))),
+        (labels["inspect"], Text("\n".join(exp.inspect), style="green")),
+        (labels["spellings"], spellings),
+    ]
+    body: RenderableType
+    if width < _SIDE_BY_SIDE:
+        parts: list[RenderableType] = []
+        for label, renderable in sections:
+            if parts:
+                parts.append(Text(""))
+            parts += [Text(label, style="bold"), Padding(renderable, (0, 0, 0, 2))]
+        body = Group(*parts)
+    else:
+        grid = Table.grid(padding=(0, 2), expand=True)
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(ratio=1)
+        for i, (label, renderable) in enumerate(sections):
+            if i:
+                grid.add_row("", "")
+            grid.add_row(label, renderable)
+        body = grid
     title = Text.assemble((exp.state.value, "bold cyan"), " — ", exp.title)
     code = exp.state.kernel_code
     subtitle = f"{labels['kernel_code']} {code:02X}" if code is not None else None
-    return Panel(grid, title=title, subtitle=subtitle, box=box.ROUNDED, padding=(1, 2))
+    return Panel(body, title=title, subtitle=subtitle, box=box.ROUNDED, padding=(1, 1))
 
 
 def _rich_overview(lang: str) -> RenderableType:
@@ -253,10 +271,13 @@ def command(state: str | None, lang: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(_to_json(exps, chosen, single=state is not None))
     elif not sys.stdout.isatty():
-        text = (
-            render_plain(exps[0], _width()) if state is not None else render_plain_overview(chosen)
-        )
-        click.echo(text)
+        if state is None:
+            click.echo(render_plain_overview(chosen))
+        else:
+            click.echo(render_plain(exps[0], _width()))
     else:
         console = Console(highlight=False, width=min(shutil.get_terminal_size().columns, 120))
-        console.print(_rich_state(exps[0]) if state is not None else _rich_overview(chosen))
+        if state is None:
+            console.print(_rich_overview(chosen))
+        else:
+            console.print(_rich_state(exps[0], console.width))
