@@ -178,15 +178,15 @@ def test_help_has_examples_and_each_example_works() -> None:
         invoke(*words[2:])
 
 
-def test_terminal_output_is_a_rich_panel() -> None:
-    """Run in a real pseudo-terminal 100 columns wide, as a user would see it."""
+def _in_terminal(columns: int, *args: str) -> str:
+    """Run ``tcplens explain ARGS`` in a real pseudo-terminal ``columns`` wide."""
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 100, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     env = _env(TERM="xterm-256color")
     env.pop("COLUMNS", None)
     env.pop("NO_COLOR", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tcplens", "explain", "CLOSE_WAIT", "--lang", "zh"],
+        [sys.executable, "-m", "tcplens", "explain", *args],
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -209,15 +209,32 @@ def test_terminal_output_is_a_rich_panel() -> None:
         proc.wait(timeout=60)
     assert proc.returncode == 0
     out = b"".join(chunks).decode("utf-8")
-    assert ANSI.search(out)  # coloured
+    assert ANSI.search(out)  # a terminal gets colour
     plain = re.sub(r"\x1b\[[0-9;]*m", "", out)
-    assert "╭" in plain and "CLOSE_WAIT" in plain and "内核代码 08" in plain
     for line in plain.splitlines():
-        assert cell_len(line) <= 100, line
-    # Chinese wraps between characters, so no line of the panel is left half empty
-    # with a lone Latin word (what word-only wrapping does to "socket 在…").
-    body = [line for line in plain.splitlines() if line.startswith("│")]
-    assert len(body) > 20
+        assert cell_len(line) <= columns, line
+    return plain
+
+
+def test_terminal_output_is_a_rich_panel() -> None:
+    plain = _in_terminal(100, "CLOSE_WAIT", "--lang", "zh")
+    assert "╭" in plain and "CLOSE_WAIT" in plain and "内核代码 08" in plain
+    # labels beside the text: the label and the start of its text share a line
+    assert any(line.startswith("│ 含义") and "对方发来" in line for line in plain.splitlines())
+
+
+def test_narrow_terminal_puts_labels_above_the_text() -> None:
+    plain = _in_terminal(40, "CLOSE_WAIT")
+    lines = [line.strip("│ ") for line in plain.splitlines()]
+    meaning = lines.index("Meaning")
+    assert lines[meaning + 1].startswith("The peer sent FIN")
+
+
+def test_terminal_overview_is_a_table_of_every_state() -> None:
+    plain = _in_terminal(100)
+    for state in State:
+        assert state.value in plain
+    assert "TCP connection states" in plain
 
 
 # --------------------------------------------------------------------------
