@@ -110,12 +110,14 @@ class Recorder:
         return self.frames
 
 
-def to_pcap(frames: list[Frame], linktype: int = LINKTYPE_ETHERNET) -> bytes:
-    """The frames as a classic nanosecond pcap file."""
+def to_pcap(
+    frames: list[Frame], linktype: int = LINKTYPE_ETHERNET, snaplen: int = 262_144
+) -> bytes:
+    """The frames as a classic nanosecond pcap file (``snaplen`` 96 keeps headers only)."""
     out = io.BytesIO()
-    writer = PcapWriter(out, linktype)
+    writer = PcapWriter(out, linktype, snaplen=snaplen)
     for ts, data in frames:
-        writer.write(ts, data)
+        writer.write(ts, data[:snaplen], len(data))
     writer.flush()
     return out.getvalue()
 
@@ -135,6 +137,7 @@ class CaptureResult:
 
     pcap: bytes
     frames: int
+    raw: list[Frame]
     connection: Connection | None
     #: True when the tracker took the server for the originator (it never should here)
     flipped: bool = False
@@ -164,7 +167,7 @@ class CaptureResult:
                 flipped = (conn.orig.ip, conn.orig.port) != client
             else:
                 others += 1
-        return cls(data, len(frames), mine, flipped, others)
+        return cls(data, len(frames), list(frames), mine, flipped, others)
 
     def history(self, side: str) -> list[tuple[float, State, str]]:
         conn = self.connection

@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import selectors
+import select
 import signal
 import socket
 import struct
@@ -179,6 +179,7 @@ class Lab:
         self.client_addr: tuple[str, int] | None = None
         self.server_addr: tuple[str, int] | None = None
         self.listener_open = False
+        self._lines: dict[Side, list[bytes]] = {}
 
     # -- sockets ----------------------------------------------------------
     def _socket(self, side: Side) -> socket.socket:
@@ -302,28 +303,40 @@ class Lab:
                 stderr=subprocess.PIPE,
                 text=True,
             )
+        self._lines.pop(side, None)
         self.procs[side] = proc
         return proc
 
     def _expect(self, side: Side, word: str, timeout: float = 5.0) -> list[str]:
+        """Wait for the peer's line starting with ``word``; returns the rest of it.
+
+        Reads the pipe with ``os.read`` and keeps our own line buffer: a
+        buffered ``readline`` could swallow two lines at once and leave
+        ``select`` waiting for data that already arrived.
+        """
         proc = self.procs[side]
         assert proc.stdout is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if not sel.select(deadline - time.monotonic()):
-                    break
-                line = proc.stdout.readline()
-                if not line:
-                    break
-                words = line.split()
+        fd = proc.stdout.fileno()
+        pending = self._lines.setdefault(side, [])
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in (joined := b"".join(pending)):
+                line, rest = joined.split(b"\n", 1)
+                pending[:] = [rest]
+                words = line.decode("utf-8", "replace").split()
                 if words and words[0] == word:
                     return words[1:]
-        err = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
-        raise ScenarioError(
-            f"{side} process never said {word!r}{': ' + err.strip() if err else ''}"
-        )
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([fd], [], [], max(left, 0))
+            chunk = os.read(fd, 4096) if ready else b""
+            if not chunk:
+                break
+            pending.append(chunk)
+        err = ""
+        if proc.poll() is not None and proc.stderr is not None:
+            err = proc.stderr.read().strip()
+        detail = f": {err}" if err else ""
+        raise ScenarioError(f"{side} process never said {word!r}{detail}")
 
     def spawn_server(self) -> None:
         """Start the peer server process and wait until it listens."""
