@@ -107,3 +107,21 @@ def test_freebsd_A_tcpcb_column_and_bad_rows() -> None:
     snap = parse_text(text)
     assert [s.state for s in snap.sockets] == [State.SYN_RECV, State.FIN_WAIT1]
     assert [w.line for w in snap.warnings] == [5, 6, 7]
+
+
+def test_listen_queues_become_listeners_with_linux_queue_meaning() -> None:
+    text = (
+        "Current listen queue sizes (qlen/incqlen/maxqlen)\n"
+        "Proto Listen                           Local Address\n"
+        "tcp4  3/0/128                          *.80\n"
+        "tcp6  0/0/128                          ::1.631\n"
+        "unix  0/0/4096                         /var/run/devd.seqpacket.pipe\n"
+    )
+    snap = parse_text(text)
+    assert snap.source == "text:bsd-netstat"
+    assert snap.warnings == []
+    assert snap.skipped == {"unix": 1}
+    assert snap.sockets == [
+        Socket("tcp", 4, Addr("*", 80), Addr("*", None), State.LISTEN, 3, 128),
+        Socket("tcp", 6, Addr("::1", 631), Addr("*", None), State.LISTEN, 0, 128),
+    ]

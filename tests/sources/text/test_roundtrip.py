@@ -76,7 +76,7 @@ def as_printed(sock: Socket) -> Socket:
 ORDER = {("tcp", 4): 0, ("tcp", 6): 1, ("udp", 4): 2, ("udp", 6): 3}
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(sockets(), max_size=25))
 def test_render_netstat_parses_back_equal(socks: list[Socket]) -> None:
     text = render_netstat(Snapshot(socks, source="test"))

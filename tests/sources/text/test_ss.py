@@ -193,3 +193,17 @@ def test_ss_prints_long_ipv6_whole_and_agrees_with_netstat_W() -> None:
     ]
     assert [s.fd for s in ss_snap.sockets] == [6, 3, 4, 5]
     assert ss_snap.sockets[1].send_q == 128  # the listener's backlog
+
+
+def test_process_columns_wrapped_onto_their_own_line() -> None:
+    text = (
+        "Netid State Recv-Q Send-Q Local Address:Port Peer Address:Port Process\n"
+        "tcp   ESTAB 0      0      [2001:db8:aaaa:bbbb:cccc:dddd:eeee:1]:443 "
+        "[2001:db8:aaaa:bbbb:cccc:dddd:eeee:2]:50000\n"
+        '\t users:(("nginx",pid=42,fd=7)) timer:(keepalive,4min,0) uid:33 ino:999 sk:5 <->\n'
+    )
+    snap = parse_text(text)
+    assert snap.warnings == []
+    (sock,) = snap.sockets
+    assert (sock.pid, sock.process, sock.fd, sock.uid, sock.inode) == (42, "nginx", 7, 33, 999)
+    assert sock.timer == Timer("keepalive", 240.0, 0)

@@ -16,6 +16,9 @@ Layout (``usr.bin/netstat/inet.c``)::
 * Without ``-W`` addresses are cut to the column width (``%-18.18s``); the
   parser cannot restore what was cut, so it counts addresses that fill their
   column and says so in ``Snapshot.missing``.
+* ``-L`` prints listen queues (``tcp4  3/0/128  *.80``: queued, incomplete,
+  limit); they become LISTEN sockets with Recv-Q = queued and Send-Q = limit,
+  which is what Linux reports for a listener.
 * UNIX, kernel event, kernel control, multipath and other sections are counted
   in ``skipped`` and never read as inet rows.
 """
@@ -53,6 +56,7 @@ _SECTIONS: Final = (
     (re.compile(r"^Active kernel event sockets\b"), "kevt"),
     (re.compile(r"^Active kernel control sockets\b"), "kctl"),
     (re.compile(r"^Registered kernel control modules\b"), "kctl-modules"),
+    (re.compile(r"^Current listen queue sizes\b"), "listen"),
     (re.compile(r"^Active (?P<what>.+?) (?:sockets|connections)\b"), ""),
 )
 
@@ -102,6 +106,9 @@ def parse(lines: list[Line], out: Builder) -> None:
         if expect_header and section != "inet":
             expect_header = False
             continue
+        if section == "listen":
+            _listen_row(line, words, out)
+            continue
         if section != "inet":
             out.skip(section)
             continue
@@ -111,6 +118,34 @@ def parse(lines: list[Line], out: Builder) -> None:
             f"{truncated} address(es) fill netstat's column and may be cut short "
             "(netstat -W prints them whole); their ports may be wrong"
         )
+
+
+def _listen_row(line: Line, words: list[str], out: Builder) -> None:
+    """``netstat -L``: ``tcp4  0/0/128  *.22`` (queued/incomplete/limit)."""
+    proto_match = PROTO.match(words[0])
+    if proto_match is None or proto_match["name"] != "tcp":
+        if proto_match is not None or words[0] == "unix":
+            out.skip(words[0] if proto_match is None else f"{words[0]} (listen queues)")
+        else:
+            out.warn(line, "not a listen queue row")
+        return
+    try:
+        if len(words) != 3:
+            raise ParseProblem("expected 'proto qlen/incqlen/maxqlen address'")
+        queues = words[1].split("/")
+        if len(queues) != 3:
+            raise ParseProblem(f"bad queue sizes {words[1]!r}")
+        qlen, _, maxqlen = (int_field(q, "queue size") for q in queues)
+        local = make_endpoint(*split_dotted(words[2]), "tcp")
+        remote = make_endpoint("*", "*", "tcp")
+        family = {"4": 4, "6": 6, "46": 6}.get(proto_match["fam"] or "")
+        sock = new_socket("tcp", family, local, remote, State.LISTEN)
+        # the same meaning Linux gives a listener's queues: waiting, and the limit
+        sock.recv_q, sock.send_q = qlen, maxqlen
+    except ParseProblem as exc:
+        out.warn(line, str(exc))
+        return
+    out.add(sock)
 
 
 def _row(line: Line, words: list[str], header: _Header | None, out: Builder) -> int:

@@ -32,7 +32,9 @@ _LINUX_HEADER: Final = re.compile(
 _BSD_BANNER: Final = re.compile(
     r"^Active (?:Internet connections(?: \(including servers\))?$|LOCAL \(UNIX\) domain sockets"
     r"|kernel (?:event|control) sockets|Multipath Internet connections)"
+    r"|^Current listen queue sizes"
 )
+_BSD_LISTEN_ROW: Final = re.compile(r"^tcp(?:4|6|46)?\s+\d+/\d+/\d+\s+\S+\.(?:\*|\d+)$")
 _BSD_HEADER: Final = re.compile(
     r"\bProto\s+Recv-Q\s+Send-Q\s+Local Address\s+Foreign Address\s+\(state\)"
 )
@@ -89,7 +91,7 @@ def scores(lines: list[Line]) -> dict[str, int]:
             points[windows.FORMAT] += 2  # rows run together on one line
         if _BSD_HEADER.search(text) or _BSD_BANNER.match(text):
             points[bsd.FORMAT] += 3
-        elif _bsd_row(words):
+        elif _bsd_row(words) or _BSD_LISTEN_ROW.match(text):
             points[bsd.FORMAT] += 1
         if _LINUX_BANNER.match(text) or _LINUX_HEADER.match(text):
             points[linux_netstat.FORMAT] += 3

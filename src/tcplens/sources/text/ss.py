@@ -191,8 +191,13 @@ def parse(lines: list[Line], out: Builder) -> None:
             last_was_row = False
             continue
         if text[0] == " " and last_was_row:
-            # -i / -m / -e detail line for the row above
+            # -i / -m detail line for the row above, or the process and -e
+            # columns that ss moved to their own line when they did not fit
             if last is not None:
+                try:
+                    _extras(stripped, last)
+                except ParseProblem as exc:
+                    out.warn(line, str(exc))
                 _info(stripped, last)
             continue
         netid: str | None = None
