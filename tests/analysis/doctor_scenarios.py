@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -145,6 +146,52 @@ def syn_flood(n: int = 12, backlog: int = 8) -> dict[str, Any]:
     return {"port": port, "pid": os.getpid(), "n": n, "backlog": backlog}
 
 
+def listen(backlog: str = "16") -> dict[str, Any]:
+    """A listener on every address that never accepts (the target of ``raw_syns``)."""
+    srv = socket.socket()
+    srv.bind(("0.0.0.0", 0))
+    srv.listen(int(backlog))
+    HELD.append(srv)
+    return {"port": srv.getsockname()[1], "pid": os.getpid()}
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def raw_syns(dst: str, port: str, count: str, prefix: str) -> dict[str, Any]:
+    """Bare SYNs from spoofed sources ``prefix.100...``: nobody will ever answer the SYN-ACKs."""
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    HELD.append(raw)
+    for i in range(int(count)):
+        src = f"{prefix}.{100 + i}"
+        tcp = struct.pack(
+            "!HHIIBBHHH", 40000 + i, int(port), 1000 + i, 0, 5 << 4, 0x02, 64240, 0, 0
+        )
+        pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(tcp))
+        tcp = tcp[:16] + struct.pack("!H", _checksum(pseudo + tcp)) + tcp[18:]
+        ip = struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(tcp),
+            0,
+            0,
+            64,
+            socket.IPPROTO_TCP,
+            0,
+            socket.inet_aton(src),
+            socket.inet_aton(dst),
+        )
+        raw.sendto(ip + tcp, (dst, 0))
+    return {"sent": int(count)}
+
+
 def slow_reader() -> dict[str, Any]:
     """A receiver process that stops reading while the sender keeps writing."""
     receiver = subprocess.Popen(
@@ -222,12 +269,14 @@ def healthy() -> dict[str, Any]:
     return {"port": port}
 
 
-SCENARIOS: dict[str, Callable[[], dict[str, Any]]] = {
+SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
     "close-wait": close_wait,
     "time-wait": time_wait,
     "backlog": backlog,
     "syn-flood": syn_flood,
     "slow-reader": slow_reader,
+    "listen": listen,
+    "raw-syns": raw_syns,
     "last-ack": last_ack,
     "healthy": healthy,
 }
@@ -235,7 +284,7 @@ SCENARIOS: dict[str, Callable[[], dict[str, Any]]] = {
 
 def main() -> None:
     _lo_up()
-    facts = SCENARIOS[sys.argv[1]]()
+    facts = SCENARIOS[sys.argv[1]](*sys.argv[2:])
     print(json.dumps(facts), flush=True)
     command = sys.stdin.readline().strip()
     while command:

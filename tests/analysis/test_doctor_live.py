@@ -63,11 +63,12 @@ def scenario() -> Iterator[Any]:
     _need_root()
     started: list[tuple[str, subprocess.Popen[str]]] = []
 
-    def start(name: str) -> Scenario:
-        ns = f"tld{os.getpid()}x{next(_names)}"
-        subprocess.run(["ip", "netns", "add", ns], check=True)
+    def start(name: str, *args: str, ns: str | None = None) -> Scenario:
+        if ns is None:
+            ns = f"tld{os.getpid()}x{next(_names)}"
+            subprocess.run(["ip", "netns", "add", ns], check=True)
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, str(DRIVER), name],
+            ["ip", "netns", "exec", ns, sys.executable, str(DRIVER), name, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -81,7 +82,7 @@ def scenario() -> Iterator[Any]:
     try:
         yield start
     finally:
-        for ns, proc in started:
+        for _ns, proc in started:
             try:
                 if proc.stdin is not None:
                     proc.stdin.close()
@@ -89,6 +90,7 @@ def scenario() -> Iterator[Any]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        for ns in dict.fromkeys(ns for ns, _proc in started):
             subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
@@ -179,6 +181,52 @@ def test_dropped_syn_acks_leave_a_full_syn_queue(scenario: Any) -> None:
     assert ev["distinct_peers"] == 1
     assert ev["counters"]["SyncookiesSent"] >= 1  # the SYNs beyond the queue got cookies
     assert "tcp_syncookies is 1" in flood["advice"]
+
+
+def test_spoofed_syn_flood_from_another_namespace(scenario: Any) -> None:
+    """Raw SYNs from made-up sources through a veth pair: a real SYN flood, in miniature."""
+    server = scenario("listen", "16")
+    tag = os.getpid() % 250
+    client_ns = f"tlc{os.getpid()}"
+    here, there = f"tdS{tag}x{os.getpid() % 10000}", f"tdC{tag}x{os.getpid() % 10000}"
+    peer = ["peer", "name", there, "netns", client_ns]
+    subprocess.run(["ip", "netns", "add", client_ns], check=True)
+    try:
+        for argv in (
+            ["ip", "link", "add", here, "netns", server.ns, "type", "veth", *peer],
+            [*_IN_NS, server.ns, "ip", "addr", "add", f"10.77.{tag}.1/24", "dev", here],
+            [*_IN_NS, server.ns, "ip", "link", "set", here, "up"],
+            [*_IN_NS, server.ns, "ip", "route", "add", "default", "via", f"10.77.{tag}.2"],
+            [*_IN_NS, client_ns, "ip", "addr", "add", f"10.77.{tag}.2/24", "dev", there],
+            [*_IN_NS, client_ns, "ip", "link", "set", there, "up"],
+        ):
+            subprocess.run(argv, check=True, capture_output=True)
+        flood = scenario(
+            "raw-syns",
+            f"10.77.{tag}.1",
+            str(server.facts["port"]),
+            "24",
+            f"10.78.{tag}",
+            ns=client_ns,
+        )
+        assert flood.facts == {"sent": 24}
+        deadline = time.monotonic() + 5
+        while True:
+            code, doc = server.doctor()
+            if _by_rule(doc, "syn-recv") or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        subprocess.run(["ip", "netns", "del", client_ns], check=False)
+    (syn,) = _by_rule(doc, "syn-recv")
+    assert code == 1 and syn["severity"] == "critical"
+    ev = syn["evidence"]
+    assert ev["local"] == f"0.0.0.0:{server.facts['port']}"  # matched to the wildcard listener
+    assert ev["processes"][0]["pid"] == server.facts["pid"]
+    assert ev["count"] in (16, 17)  # the queue: backlog (+1 on recent kernels)
+    assert ev["distinct_peers"] == ev["count"]  # every SYN from its own made-up source
+    assert all(p["address"].startswith(f"10.78.{tag}.") for p in ev["peers"])
+    assert ev["counters"]["SyncookiesSent"] >= 24 - 17  # the rest were answered with cookies
 
 
 def test_receiver_that_stops_reading_then_a_sender_that_closes(scenario: Any) -> None:
