@@ -206,11 +206,11 @@ class LabRun:
         )
 
     def states_seen(self, side: Side) -> list[State]:
-        """Kernel states of one side in order of first appearance."""
+        """Kernel states of one side at its checkpoints, repeats in a row collapsed."""
         seen: list[State] = []
         for cp in self.checkpoints:
             state = cp.kernel[SIDES.index(side)]
-            if state not in seen:
+            if not seen or seen[-1] is not state:
                 seen.append(state)
         return seen
 
