@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import click
 from rich.console import Console
+from rich.padding import Padding
 from rich.text import Text
 
 from tcplens.analysis.doctor import (
@@ -444,7 +445,9 @@ def command(
         )
         click.echo(json.dumps(document, ensure_ascii=False))
         return exit_code
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False)
+    # a terminal gets paragraphs wrapped under their label; a pipe gets one line each (grep)
+    console.soft_wrap = not console.is_terminal
     for line in render_findings(
         shown,
         snapshot,
@@ -453,5 +456,8 @@ def command(
         hidden=len(findings) - len(shown),
         min_severity=floor,
     ):
-        console.print(line)
+        if console.is_terminal and line.plain.startswith("  "):
+            console.print(Padding(line[2:], (0, 0, 0, 2)))
+        else:
+            console.print(line)
     return exit_code
