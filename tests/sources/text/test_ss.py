@@ -207,3 +207,10 @@ def test_process_columns_wrapped_onto_their_own_line() -> None:
     (sock,) = snap.sockets
     assert (sock.pid, sock.process, sock.fd, sock.uid, sock.inode) == (42, "nginx", 7, 33, 999)
     assert sock.timer == Timer("keepalive", 240.0, 0)
+
+
+def test_long_options_do_not_confuse_the_protocol_hint() -> None:
+    row = "ESTAB  0      0           10.0.0.5:5353      10.0.0.1:53\n"
+    assert parse_text("$ ss -nu --extended\n" + row).sockets[0].proto == "udp"
+    assert parse_text("ss --udp --numeric\n" + row).sockets[0].proto == "udp"
+    assert parse_text("$ ss -tun\n" + row).sockets[0].proto == "tcp"

@@ -115,3 +115,13 @@ def test_unknown_windows_state_warns_with_suggestion() -> None:
     snap = parse_text(text)
     assert snap.sockets == []
     assert "LISTEN" in snap.warnings[0].message
+
+
+def test_offload_column_and_unexpected_columns() -> None:
+    text = (
+        "  TCP    0.0.0.0:135            0.0.0.0:0              LISTENING       988     InHost\r\n"
+        "  TCP    0.0.0.0:136            0.0.0.0:0              LISTENING       988     what\r\n"
+    )
+    snap = parse_text(text)
+    assert [s.pid for s in snap.sockets] == [988]
+    assert [w.line for w in snap.warnings] == [2]

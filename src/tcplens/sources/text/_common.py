@@ -25,7 +25,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -37,10 +36,16 @@ __all__ = [
     "Builder",
     "Endpoint",
     "Line",
+    "ParseProblem",
+    "int_field",
+    "is_command_echo",
+    "is_state",
     "lookup_service",
     "make_endpoint",
+    "new_socket",
     "normalise",
     "parse_port",
+    "settle_family",
     "split_colon",
     "split_dotted",
     "state_of",
@@ -286,18 +291,11 @@ def int_field(text: str, name: str) -> int:
     return int(text)
 
 
-def first_word(lines: Iterable[Line]) -> str:
-    """The first word of the first non-blank line (used by detectors)."""
-    for line in lines:
-        words = line.text.split()
-        if words:
-            return words[0]
-    return ""
-
-
 _PROMPT: Final = re.compile(
     r"^\s*(?:\S*[$#%>]\s*|[A-Za-z]:\\[^>]*>\s*|PS [^>]*>\s*)"
-    r"(?:sudo\s+)?(?:netstat|ss|cat|type|more|less|grep|Get-NetTCPConnection)\b"
+    r"(?:sudo\s+)?(?:netstat|ss|cat|type|more|less|grep|head|tail|Get-NetTCPConnection)\b"
+    # or the command alone, pasted without its prompt
+    r"|^\s*(?:sudo\s+)?(?:netstat|ss)(?:\s+-\S+)+(?:\s*\|.*)?$"
 )
 
 

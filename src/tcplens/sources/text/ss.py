@@ -170,6 +170,14 @@ def _info(text: str, sock: Socket) -> None:
         sock.info = info
 
 
+def _proto_of_command(words: list[str]) -> Proto:
+    """``ss -uan`` prints no Netid column: its rows are UDP although nothing says so."""
+    short = "".join(w[1:] for w in words if w.startswith("-") and not w.startswith("--"))
+    udp = "u" in short or "--udp" in words
+    tcp = "t" in short or "--tcp" in words
+    return "udp" if udp and not tcp else "tcp"
+
+
 def parse(lines: list[Line], out: Builder) -> None:
     """Parse ``ss`` text into ``out``."""
     last: Socket | None = None
@@ -182,8 +190,7 @@ def parse(lines: list[Line], out: Builder) -> None:
             last_was_row = False
             continue
         if is_command_echo(text):
-            flags = " ".join(w for w in stripped.split() if w.startswith("-"))
-            default_proto = "udp" if "u" in flags and "t" not in flags else "tcp"
+            default_proto = _proto_of_command(stripped.split())
             last_was_row = False
             continue
         words = stripped.split()

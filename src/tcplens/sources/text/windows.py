@@ -55,6 +55,7 @@ TITLES: Final = frozenset(
     }
 )  # fmt: skip
 _HEADER_FIRST: Final = frozenset({"proto", "protokoll", "协议", "協定", "プロトコル"})
+_OFFLOAD: Final = frozenset({"inhost", "offloaded", "offloading", "uploading"})
 _NO_OWNER: Final = "can not obtain ownership information"
 _ELEVATION: Final = "the requested operation requires elevation"
 _COMPONENT: Final = re.compile(
@@ -70,7 +71,11 @@ def _fill(sock: Socket, proto: Proto, rest: str) -> None:
         sock.state = state_of(words.pop(0))
     if words:
         sock.pid = int_field(words.pop(0), "PID")
-    # -o -t adds an "offload state" column (InHost, Offloaded): not a socket field
+    # -t adds an "offload state" column (InHost, Offloaded): not a socket field
+    if words and words[0].lower() in _OFFLOAD:
+        words.pop(0)
+    if words:
+        raise ParseProblem(f"unexpected columns {' '.join(words)!r}")
 
 
 def _socket(proto_col: str, local_text: str, remote_text: str, rest: str) -> Socket:
