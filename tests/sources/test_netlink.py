@@ -207,3 +207,21 @@ def test_dump_of_many_sockets_spans_several_receive_buffers() -> None:
     finally:
         for s in held:
             s.close()
+
+
+def test_state_mask_covers_every_kernel_code_of_a_state() -> None:
+    assert netlink.state_mask(None) == 0xFFFFFFFF
+    assert netlink.state_mask([State.SYN_RECV]) == (1 << 3) | (1 << 12)
+    assert netlink.state_mask([State.CLOSE_WAIT, State.LISTEN]) == (1 << 8) | (1 << 10)
+    assert netlink.state_mask([]) == 0
+
+
+def test_kernel_side_filter_returns_only_the_asked_states_protocols_and_families() -> None:
+    with known_sockets() as known:
+        only = netlink.snapshot(states=[State.CLOSE_WAIT, State.TIME_WAIT])
+        udp6 = netlink.snapshot(protos=["udp"], families=[6])
+    assert {s.state for s in only.sockets} <= {State.CLOSE_WAIT, State.TIME_WAIT}
+    mine = known.select(only.sockets)
+    assert sorted(s.state.value for s in mine.values()) == ["CLOSE_WAIT", "TIME_WAIT"]
+    assert {(s.proto, s.family) for s in udp6.sockets} == {("udp", 6)}
+    assert len(known.select(udp6.sockets)) == 1

@@ -33,7 +33,9 @@ claiming root owns them.  Orphaned full sockets (FIN_WAIT1, LAST_ACK after
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import gc
 import os
 import socket
 import struct
@@ -521,7 +523,7 @@ def dump(
     wanted = None if states is None else frozenset(states)
     buf = bytearray(_RECV_SIZE)
     view = memoryview(buf)
-    with _open() as nl:
+    with _open() as nl, _no_gc():
         for seq, (family, proto) in enumerate(kinds, start=1):
             nl.send(build_request(family, proto, info=info, seq=seq, states=wanted))
             try:
@@ -535,6 +537,23 @@ def dump(
                 missing.append(f"{proto}{'' if fam == 4 else '6'} sockets: the kernel has no diag")
                 _drain(nl, buf)
     return out
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic GC while building records.
+
+    The records hold no reference cycles, but 100k new container objects
+    make CPython's generational collector rescan everything allocated so far
+    again and again: measured at 100k sockets, the dump took 2.4x longer.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _receive(nl: socket.socket, buf: bytearray, view: memoryview) -> Iterator[memoryview]:

@@ -19,7 +19,7 @@ import socket as _socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from tcplens.model.states import SPELLINGS, State
 from tcplens.sources.records import Addr, Snapshot, Socket, TcpInfo, Timer
@@ -40,6 +40,7 @@ __all__ = [
     "render_plain",
     "render_table",
     "socket_to_json",
+    "write_json",
 ]
 
 #: bump when a key changes meaning or disappears (adding keys keeps the version)
@@ -351,30 +352,56 @@ def _socket_json_text(sock: Socket) -> str:
 _SEP: Final = (",", ":")
 
 
-def render_json(
-    snapshot: Snapshot, sockets: Sequence[Socket] | None = None, resolver: Resolver | None = None
-) -> str:
-    """``{"version": 1, "snapshot": {...}, "sockets": [...]}`` on one line."""
+def write_json(
+    out: TextIO,
+    snapshot: Snapshot,
+    sockets: Sequence[Socket] | None = None,
+    resolver: Resolver | None = None,
+) -> None:
+    """Stream ``{"version": 1, "snapshot": {...}, "sockets": [...]}`` as one line.
+
+    Rows are written in chunks so 100k sockets never exist as one big string.
+    """
     chosen = snapshot.sockets if sockets is None else sockets
     head = json.dumps(
         {"version": JSON_VERSION, "snapshot": snapshot_to_json(snapshot, len(chosen))},
         separators=_SEP,
     )
-    if resolver is None:
-        rows = [_socket_json_text(s) for s in chosen]
-    else:
-        rows = []
-        for sock in chosen:
-            row = socket_to_json(sock)
-            for end, addr in (("local", sock.local), ("remote", sock.remote)):
-                if addr.port:
-                    name = resolver.service(addr.port, sock.proto)
-                    row[end]["service"] = None if name == str(addr.port) else name
-                if not _is_any(addr.ip):
-                    host = resolver.host(addr.ip)
-                    row[end]["host"] = None if host == addr.ip else host
-            rows.append(json.dumps(row, separators=_SEP))
-    return head[:-1] + ',"sockets":[' + ",".join(rows) + "]}\n"
+    out.write(head[:-1] + ',"sockets":[')
+    for start in range(0, len(chosen), _CHUNK):
+        part = chosen[start : start + _CHUNK]
+        if resolver is None:
+            rows = [_socket_json_text(s) for s in part]
+        else:
+            rows = [json.dumps(_resolved_json(s, resolver), separators=_SEP) for s in part]
+        if start:
+            out.write(",")
+        out.write(",".join(rows))
+    out.write("]}\n")
+
+
+_CHUNK: Final = 4096
+
+
+def _resolved_json(sock: Socket, resolver: Resolver) -> dict[str, Any]:
+    row = socket_to_json(sock)
+    for end, addr in (("local", sock.local), ("remote", sock.remote)):
+        if addr.port:
+            name = resolver.service(addr.port, sock.proto)
+            row[end]["service"] = None if name == str(addr.port) else name
+        if not _is_any(addr.ip):
+            host = resolver.host(addr.ip)
+            row[end]["host"] = None if host == addr.ip else host
+    return row
+
+
+def render_json(
+    snapshot: Snapshot, sockets: Sequence[Socket] | None = None, resolver: Resolver | None = None
+) -> str:
+    """The JSON document as a string (see :func:`write_json`)."""
+    buf = io.StringIO()
+    write_json(buf, snapshot, sockets, resolver)
+    return buf.getvalue()
 
 
 #: CSV header; one row per socket, empty cells for unknown values

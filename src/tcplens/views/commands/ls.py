@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any
 
@@ -20,10 +21,10 @@ from tcplens.views.sockets import (
     Columns,
     Resolver,
     render_csv,
-    render_json,
     render_netstat,
     render_plain,
     render_table,
+    write_json,
 )
 
 __all__ = ["command", "print_notes"]
@@ -82,6 +83,7 @@ def command(
 
     Example: tcplens ls --state close-wait --sport 8080
     """
+    gc.disable()  # short-lived and acyclic: see tcplens.sources.netlink._no_gc
     fmt = output_format(kwargs)
     selection = filter_from(kwargs)
     processes = not no_processes or selection.needs_processes
@@ -93,7 +95,7 @@ def command(
     print_notes(snap.missing, snap.warnings)
     out = sys.stdout
     if fmt == "json":
-        out.write(render_json(snap, sockets, resolver))
+        write_json(out, snap, sockets, resolver)
     elif fmt == "csv":
         out.write(render_csv(sockets))
     elif fmt == "netstat":

@@ -8,6 +8,7 @@ view never computes findings itself.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -123,6 +124,7 @@ def command(**kwargs: Any) -> int:
     from tcplens.sources.procfs import read_fin_timeout
     from tcplens.views.commands.doctor import top_finding
 
+    gc.disable()  # short-lived and acyclic: see tcplens.sources.netlink._no_gc
     proc_root = kwargs.get("proc_root", "/proc")
     live = kwargs.get("from_file") is None
     snap = snapshot_from(kwargs, processes=True)
