@@ -116,8 +116,10 @@ def test_fixtures_give_sensible_findings() -> None:
     assert {f.rule for f in macos} == {"close-wait"}
     remotes = {f.evidence.remote for f in macos}
     assert "35.236.87.93:8081" in remotes
-    # no process column: nobody is blamed by name
+    # no process column: nobody is blamed by name, and the advice says how to find out
     assert all(f.evidence.processes[0].pid is None for f in macos)
+    assert all(f.title.en.startswith("the application holds") for f in macos)
+    assert all("netstat -p" in f.advice.en and "netstat -p" in f.advice.zh for f in macos)
     for name in ("windows10-netstat-an.txt", "ubuntu18.04-ss-tulpen.txt", "solaris-netstat-n.txt"):
         findings = diagnose(read_text(str(TEXT / name)), DEFAULTS)
         assert all(f.severity is Severity.INFO for f in findings), name

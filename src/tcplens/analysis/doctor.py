@@ -407,8 +407,9 @@ def _listening_ports(snapshot: Snapshot) -> set[int]:
 
 def _knows_processes(snapshot: Snapshot) -> bool:
     """Whether "no process" on a row means orphaned rather than not visible."""
-    seen = any(s.pid is not None or s.process is not None for s in snapshot.sockets)
-    return seen and not any("process" in m.lower() for m in snapshot.missing)
+    return _has_process_column(snapshot) and not any(
+        "process" in m.lower() for m in snapshot.missing
+    )
 
 
 def _server_side(sock: Socket, listening: set[int], settings: KernelSettings) -> bool:
@@ -434,6 +435,17 @@ def _endpoint(addr: Addr) -> str:
 def _processes(socks: Iterable[Socket], top: int = 5) -> tuple[ProcessRef, ...]:
     counts = Counter((s.pid, s.process) for s in socks)
     return tuple(ProcessRef(pid, name, n) for (pid, name), n in counts.most_common(top))
+
+
+def _owner(snapshot: Snapshot, ref: ProcessRef) -> Localized:
+    """The owner of a group for a title: the process, or "the application" in a dump without any."""
+    if ref.pid is None and not ref.name and not _has_process_column(snapshot):
+        return PHRASES["the_application"]
+    return ref.describe()
+
+
+def _has_process_column(snapshot: Snapshot) -> bool:
+    return any(s.pid is not None or s.process is not None for s in snapshot.sockets)
 
 
 def _who(refs: tuple[ProcessRef, ...], total: int) -> Localized:
@@ -535,12 +547,15 @@ def _finding(
     **values: object,
 ) -> Finding:
     texts = TEXTS[kind or rule_id]
+    advice = render(texts.advice, **values)
+    if values.get("who") is PHRASES["the_application"]:
+        advice = advice + PHRASES["no_processes"]
     return Finding(
         rule=rule_id,
         severity=severity,
         title=render(texts.title, **values),
         explanation=render(texts.explanation, **values),
-        advice=render(texts.advice, **values),
+        advice=advice,
         evidence=evidence,
         state=state,
         kind=kind or rule_id,
@@ -634,7 +649,7 @@ def close_wait(
                 severity,
                 evidence,
                 State.CLOSE_WAIT,
-                who=refs[0].describe(),
+                who=_owner(snapshot, refs[0]),
                 count=count,
                 where=where,
                 unread=render(PHRASES["unread"], n=unread) if unread else PHRASES["empty"],
@@ -1248,7 +1263,7 @@ def recv_q(
                 Severity.WARNING,
                 evidence,
                 State.ESTABLISHED,
-                who=refs[0].describe(),
+                who=_owner(snapshot, refs[0]),
                 bytes=_bytes(total),
                 count=len(group),
             )

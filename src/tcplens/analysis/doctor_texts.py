@@ -370,6 +370,11 @@ PHRASES: Final[dict[str, Localized]] = {
     "pid": L("process {pid}", "进程 {pid}"),
     "name": L("process {name}", "进程 {name}"),
     "unknown_process": L("an unidentified process", "未能识别的进程"),
+    "the_application": L("the application", "应用程序"),
+    "no_processes": L(
+        " This dump does not show processes: netstat -p, ss -p or tcplens ls name them.",
+        "这份输出不含进程信息:用 netstat -p、ss -p 或 tcplens ls 可以看到是哪个进程。",
+    ),
     "more_processes": L(" and {n} other process(es)", " 等 {n} 个进程"),
     "on_port": L("on port {port}", "在端口 {port} 上"),
     "to_peer": L("to {peer}", "在连往 {peer} 的连接上"),

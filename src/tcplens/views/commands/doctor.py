@@ -146,10 +146,10 @@ def evidence_lines(ev: Evidence, lang: str, *, listener: bool = False) -> list[s
         parts.append(f"{t('local')} {ev.local}")
     if ev.remote:
         parts.append(f"{t('remote')} {ev.remote}")
-    if ev.processes:
+    known = [p for p in ev.processes if p.pid is not None or p.name]
+    if known:
         procs = ", ".join(
-            f"{p.pid if p.pid is not None else '?'} ({p.name or '?'}) x{p.count}"
-            for p in ev.processes
+            f"{p.pid if p.pid is not None else '?'} ({p.name or '?'}) x{p.count}" for p in known
         )
         parts.append(f"{t('processes')} {procs}")
     if ev.peer_processes:
