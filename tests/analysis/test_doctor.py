@@ -228,6 +228,16 @@ def test_fin_wait2_held_by_a_process_waits_forever() -> None:
     assert "shutdown()" in finding.explanation.en and "process 7 (app)" in finding.explanation.en
 
 
+def test_fin_wait2_facing_a_local_close_wait_of_an_unknown_process() -> None:
+    rows = [
+        sock(State.CLOSE_WAIT, ("127.0.0.1", 40697), ("127.0.0.1", 46360), recv_q=1),
+        sock(State.FIN_WAIT2, ("127.0.0.1", 46360), ("127.0.0.1", 40697)),
+    ]
+    finding = only(diagnose(snap(*rows, source="procfs"), DEFAULTS), "fin-wait2")
+    assert finding.evidence.peer_processes == ()
+    assert "holds the other end in CLOSE_WAIT: the application there" in finding.explanation.en
+
+
 def test_dump_states_without_timers_are_reported_as_info() -> None:
     rows = [
         sock(State.FIN_WAIT1, ("10.0.0.5", 40001), ("10.0.0.9", 9000), send_q=5000),

@@ -1030,8 +1030,12 @@ def fin_wait2(
                 assumed=assumed,
             )
         if peers_cw:
-            peer_refs = _processes(peers_cw)
-            peer_link = render(PHRASES["peer_link"], who=_who(peer_refs, len(peers_cw)))
+            peer_refs = _processes(s for s in peers_cw if s.pid is not None or s.process)
+            peer_link = (
+                render(PHRASES["peer_link"], who=_who(peer_refs, len(peers_cw)))
+                if peer_refs
+                else PHRASES["peer_link_unknown"]
+            )
         else:
             peer_refs, peer_link = (), PHRASES["empty"]
         timers = [s.timer.remaining for s in group if s.timer and s.timer.kind == "timewait"]

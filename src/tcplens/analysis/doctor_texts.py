@@ -431,6 +431,11 @@ PHRASES: Final[dict[str, Localized]] = {
         "leak first.",
         "对端就在本机:{who}持有的另一端处于 CLOSE_WAIT,应先修复那里的泄漏。",
     ),
+    "peer_link_unknown": L(
+        " The peer is on this machine and holds the other end in CLOSE_WAIT: the application "
+        "there does not close; fix that leak first.",
+        "对端就在本机,另一端处于 CLOSE_WAIT:那边的应用没有关闭连接,应先修复那里的泄漏。",
+    ),
     "assumed": L(", assumed default", ",假定为默认值"),
     "synrecv_retrans": L(
         " The most patient entry has already had {n} SYN-ACK retransmissions.",

@@ -156,6 +156,7 @@ def evidence_lines(ev: Evidence, lang: str, *, listener: bool = False) -> list[s
         procs = ", ".join(
             f"{p.pid if p.pid is not None else '?'} ({p.name or '?'}) x{p.count}"
             for p in ev.peer_processes
+            if p.pid is not None or p.name
         )
         parts.append(f"{t('peer_processes')} {procs}")
     if ev.local_ports:
