@@ -688,7 +688,8 @@ def running_exporter(*args: str, launcher: list[str] | None = None) -> Iterator[
 
 def get(url: str, **kwargs: Any) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=10, **kwargs) as response:
+        # generous: other test suites may load this machine while a snapshot is taken
+        with urllib.request.urlopen(url, timeout=30, **kwargs) as response:
             return int(response.status), response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -721,6 +722,50 @@ def test_real_exporter_serves_the_population_it_sees(population: Population) -> 
         assert get(exporter.url + "/")[0] == 200
         assert get(exporter.url + "/nope")[0] == 404
     assert exporter.proc.returncode == 0  # SIGTERM is a clean stop
+
+
+def test_scrapes_survive_sockets_and_processes_vanishing(population: Population) -> None:
+    """Short-lived processes open connections and exit while every scrape takes a snapshot."""
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("needs bash for /dev/tcp")
+    stop = threading.Event()
+    spawned = 0
+
+    def churn() -> None:
+        nonlocal spawned
+        children: list[subprocess.Popen[bytes]] = []
+        deadline = time.monotonic() + 20
+        while not stop.is_set() and time.monotonic() < deadline:
+            children.append(
+                subprocess.Popen(
+                    [bash, "-c", f"exec 3<>/dev/tcp/127.0.0.1/{population.port}; sleep 0.02"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            spawned += 1
+            with contextlib.suppress(OSError):
+                server, _ = population.listener.accept()
+                server.close()  # the server side vanishes too
+            children = [c for c in children if c.poll() is None]
+        for child in children:
+            child.kill()
+            child.wait(5)
+
+    population.listener.settimeout(0.5)
+    worker = threading.Thread(target=churn)
+    with running_exporter("--min-interval", "0") as exporter:
+        worker.start()
+        try:
+            results = [parse_exposition(get(exporter.url + "/metrics")[1]) for _ in range(10)]
+        finally:
+            stop.set()
+            worker.join(30)
+    assert spawned > 10
+    assert all(value(r, "tcplens_snapshot_success") == 1 for r in results)
+    assert value(results[-1], "tcplens_snapshot_errors_total") == 0
+    assert value(results[-1], "tcplens_snapshots_total") == 10
 
 
 SAVED = """\
