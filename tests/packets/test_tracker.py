@@ -311,3 +311,40 @@ def test_hard_cap_evicts_longest_idle_first() -> None:
         out += tracker.feed(float(i), _syn(i, float(i)))
     assert len(tracker.flows) <= 1000
     assert out and out[0].index == 1
+
+
+def _all_dicts(data: bytes, shortcut: bool) -> list[dict[str, object]]:
+    tracker = Tracker()
+    tracker.shortcut = shortcut
+    return [c.as_dict() for c in reconstruct(read_frames(io.BytesIO(data)), tracker)]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.pcap*")))
+def test_short_path_for_plain_segments_changes_nothing(name: str) -> None:
+    data = (FIXTURES / name).read_bytes()
+    assert _all_dicts(data, True) == _all_dicts(data, False)
+
+
+def test_short_path_agrees_on_losses_zero_windows_and_retransmissions() -> None:
+    packets = [
+        *handshake(),
+        pkt(1.0, SRV, SYN | ACK, 500, 101),
+        pkt(1.01, C, PSH | ACK, 101, 501, 10),
+        pkt(1.02, C, PSH | ACK, 101, 501, 10),
+        pkt(1.03, SRV, ACK, 501, 111, window=0),
+        pkt(1.04, SRV, PSH | ACK, 501, 111, 20),
+        pkt(1.05, C, FIN | ACK, 111, 521),
+        pkt(1.06, SRV, ACK, 521, 112),
+        pkt(1.07, SRV, PSH | ACK, 521, 112, 5),
+        pkt(1.08, C, ACK, 112, 526),
+        pkt(1.09, SRV, FIN | ACK, 526, 112),
+        pkt(1.10, C, ACK, 112, 527),
+    ]
+    data = build.pcap(packets, nanos=True)
+    fast, slow = _all_dicts(data, True), _all_dicts(data, False)
+    assert fast == slow
+    assert [h["state"] for h in fast[0]["orig"]["history"]][-3:] == [  # type: ignore[index]
+        "FIN_WAIT1",
+        "FIN_WAIT2",
+        "TIME_WAIT",
+    ]

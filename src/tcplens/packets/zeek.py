@@ -260,6 +260,49 @@ class ZeekConn:
             peer.gap_upto = ack
             self._scaled(peer, "G", "gap_cnt", "gap_thresh")
 
+    def plain(
+        self, is_orig: bool, flags: int, seq: int, ack: int, length: int, window: int, t: float
+    ) -> bool:
+        """:meth:`packet` for the common case, or False if it is not that case.
+
+        The common case is a segment without SYN, FIN or RST from an endpoint
+        Zeek has already seen: no state can change, so only the counters,
+        the once-per-direction letters and the sequence bookkeeping move.
+        """
+        ep = self.orig if is_orig else self.resp
+        if flags & (SYN | FIN | RST) or ep.state == ZeekState.INACTIVE:
+            return False
+        peer = self.resp if is_orig else self.orig
+        if length:
+            self._check(ep, _H_DATA, "D")
+        elif flags & ACK:
+            self._check(ep, _H_ACK, "A")
+        if window == 0 and peer.state != ZeekState.CLOSED and ep.state != ZeekState.RESET:
+            self._scaled(ep, "W", "win0_cnt", "win0_thresh")
+        if not (self.orig.did_close and self.resp.did_close):
+            self.last_time = t
+        if flags & ACK:
+            if peer.state == ZeekState.INACTIVE:
+                peer.init_seq((ack - 1) % _MOD)
+                peer.last_seq = (ack - 1) % _MOD
+            elif (ack - peer.ack_seq) % _MOD - 1 < _HALF - 1:
+                peer.ack_seq = ack
+        if ep.state != ZeekState.RESET:
+            end = (seq + length) % _MOD
+            if 0 < (end - ep.last_seq) % _MOD < _HALF:
+                ep.last_seq = end
+            elif length:
+                self._scaled(ep, "T", "rxmt_cnt", "rxmt_thresh")
+        if (
+            flags & ACK
+            and peer.state != ZeekState.INACTIVE
+            and 0 < (ack - peer.last_seq) % _MOD < _HALF
+            and (peer.gap_upto is None or 0 < (ack - peer.gap_upto) % _MOD < _HALF)
+        ):
+            peer.gap_upto = ack
+            self._scaled(peer, "G", "gap_cnt", "gap_thresh")
+        return True
+
     def _init_endpoint(self, ep: _ZEndpoint, flags: int, seq: int, end: int) -> None:
         syn = flags & SYN
         if ep.state == ZeekState.INACTIVE:
