@@ -11,7 +11,7 @@ Sources of the spellings:
 * Linux kernel codes: ``include/net/tcp_states.h`` (``TCP_ESTABLISHED = 1`` …
   ``TCP_NEW_SYN_RECV = 12``, ``TCP_BOUND_INACTIVE = 13``), printed in hex by
   ``/proc/net/tcp``.  ``NEW_SYN_RECV`` is the request-socket form of SYN_RECV
-  that Linux uses since 4.4; users see it as SYN_RECV.
+  that Linux uses for half-open requests (since 4.1); users see it as SYN_RECV.
 * net-tools ``netstat``: ``tcp_state[]`` in ``netstat.c`` (note ``CLOSE``
   rather than ``CLOSED``).
 * iproute2 ``ss``: ``sstate_name[]`` in ``misc/ss.c`` (``ESTAB``,

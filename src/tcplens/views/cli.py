@@ -66,12 +66,17 @@ COMMANDS: dict[str, Verb] = {
     "lab": Verb(
         "tcplens.views.commands.lab",
         "Run a scenario on real sockets: kernel, model and capture must agree.",
-        "sudo tcplens lab server-killed",
+        "tcplens lab server-killed  (root for namespace scenarios)",
     ),
     "pcap": Verb(
         "tcplens.views.commands.pcap",
         "Reconstruct each connection's states from a pcap/pcapng; Zeek conn.log.",
         "tcplens pcap capture.pcapng --sort duration",
+    ),
+    "capture": Verb(
+        "tcplens.views.commands.capture",
+        "Live AF_PACKET capture (root) through the same tracker; optional -w out.pcap.",
+        "tcplens capture -i lo --duration 10 -w out.pcap  (root)",
     ),
     "exporter": Verb(
         "tcplens.views.commands.exporter",
