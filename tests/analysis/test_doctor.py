@@ -207,6 +207,16 @@ def test_syn_recv_without_syncookies_says_to_enable_them() -> None:
     assert "3 SYN-ACK retransmissions" in finding.explanation.en
 
 
+def test_ipv4_half_open_connections_belong_to_a_dual_stack_listener() -> None:
+    dual = Socket("tcp", 6, Addr("::", 8443), Addr("::", 0), State.LISTEN, 0, 4, pid=9)
+    rows = [dual] + [
+        sock(State.SYN_RECV, ("10.0.0.5", 8443), (f"203.0.113.{i}", 40000)) for i in range(4)
+    ]
+    finding = only(diagnose(snap(*rows), DEFAULTS), "syn-recv")
+    assert finding.evidence.local == "[::]:8443" and finding.severity is Severity.CRITICAL
+    assert finding.evidence.processes[0].pid == 9
+
+
 def test_listen_overflow_counters_alone_are_info_and_only_when_live() -> None:
     live = replace(
         DEFAULTS,

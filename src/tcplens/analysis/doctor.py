@@ -830,11 +830,13 @@ def _listener_for(snapshot: Snapshot, sock: Socket, *, remote: bool = False) -> 
     end = sock.remote if remote else sock.local
     best = None
     for cand in _tcp(snapshot, State.LISTEN):
-        if cand.local.port != end.port or cand.family != sock.family:
+        if cand.local.port != end.port:
+            continue
+        if cand.family != sock.family and cand.local.ip != "::":  # "::" is dual-stack
             continue
         if cand.local.ip == end.ip:
             return cand
-        if cand.local.ip in ("0.0.0.0", "::", "*"):
+        if cand.local.ip in ("0.0.0.0", "::", "*") and (best is None or cand.family == sock.family):
             best = cand
     return best
 
