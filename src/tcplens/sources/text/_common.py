@@ -22,6 +22,7 @@ of names whose numbers never vary, then from the local services database.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
@@ -182,18 +183,27 @@ def make_endpoint(host: str, port_text: str, proto: str) -> Endpoint:
         if host == "":
             raise ParseProblem("address has no host part")
         return Endpoint(Addr("*", port, service), None, zone)
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
+    literal = _ip_literal(host)
+    if literal is None:
         # a host name (netstat without -n) or an address netstat cut short
         # (macOS ``fe80::aede:48ff:``); digits and dots alone are a broken IP
         if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._:-]*", host) or not re.search(
             r"[A-Za-z_:]", host
         ):
-            raise ParseProblem(f"bad address {host!r}") from None
+            raise ParseProblem(f"bad address {host!r}")
         # a colon means IPv6 even when the address is cut short or redacted
         return Endpoint(Addr(host, port, service), 6 if ":" in host else None, zone)
-    return Endpoint(Addr(str(ip), port, service), ip.version, zone)
+    return Endpoint(Addr(literal[0], port, service), literal[1], zone)
+
+
+@functools.lru_cache(maxsize=65536)
+def _ip_literal(host: str) -> tuple[str, int] | None:
+    """Compressed text and version of an IP literal; cached, dumps repeat their peers."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return str(ip), ip.version
 
 
 def split_colon(field_text: str) -> tuple[str, str]:
@@ -212,8 +222,9 @@ def split_dotted(field_text: str) -> tuple[str, str]:
     return host, port
 
 
+@functools.lru_cache(maxsize=256)
 def state_of(text: str) -> State:
-    """Resolve a state column through the model's one table of spellings."""
+    """Resolve a state column through the model's one table of spellings (cached)."""
     try:
         return State.parse(text)
     except UnknownStateError as exc:
