@@ -14,6 +14,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tcplens.analysis.doctor import (
     RULES,
@@ -424,3 +426,53 @@ def test_docs_list_every_rule_and_threshold_with_its_default() -> None:
     for rule_id, registered in RULES.items():
         assert f"| `{rule_id}` |" in docs
         assert registered.summary and registered.func.__doc__
+
+
+# --------------------------------------------------------------------------- robustness
+
+_ips = st.sampled_from(
+    ["10.0.0.5", "10.0.0.9", "127.0.0.1", "*", "::1", "fe80::1%eth0", "host.lan"]
+)
+_ports = st.one_of(st.none(), st.sampled_from([0, 22, 80, 8080, 33000, 40000, 60999, 65535]))
+_timers = st.one_of(
+    st.none(),
+    st.builds(
+        Timer,
+        st.sampled_from(["on", "keepalive", "timewait", "persist", "probe", "other", "off"]),
+        st.floats(0, 200, allow_nan=False),
+        st.integers(0, 20),
+    ),
+)
+_sockets = st.builds(
+    Socket,
+    st.sampled_from(["tcp", "udp"]),
+    st.sampled_from([4, 6]),
+    st.builds(Addr, _ips, _ports),
+    st.builds(Addr, _ips, _ports),
+    st.sampled_from(list(State)),
+    recv_q=st.one_of(st.none(), st.integers(0, 1 << 24)),
+    send_q=st.one_of(st.none(), st.integers(0, 1 << 24)),
+    pid=st.one_of(st.none(), st.integers(1, 5)),
+    process=st.one_of(st.none(), st.sampled_from(["java", "nginx"])),
+    timer=_timers,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(_sockets, max_size=40),
+    st.sampled_from(["netlink", "text:linux-netstat"]),
+    st.booleans(),
+)
+def test_any_table_gives_sorted_findings_with_complete_texts(
+    rows: list[Socket], source: str, assumed: bool
+) -> None:
+    kernel = DEFAULTS if assumed else replace(DEFAULTS, assumed=False, tcp_max_orphans=1)
+    overrides = {"close-wait": 2.0, "time-wait.info": 0.0, "recv-q": 100.0, "send-q": 100.0}
+    findings = diagnose(Snapshot(rows, source=source), kernel, overrides)
+    ranks = [f.severity.rank for f in findings]
+    assert ranks == sorted(ranks, reverse=True)
+    for f in findings:
+        assert f.rule in RULES and f.evidence.count >= 0
+        for text in (f.title, f.explanation, f.advice):
+            assert text.en and text.zh and "{" not in text.en + text.zh
