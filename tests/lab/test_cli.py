@@ -32,7 +32,7 @@ def test_list_names_every_scenario_and_marks_the_root_ones() -> None:
     lines = done.stdout.splitlines()
     assert [line.split()[0] for line in lines] == list(LAB_SCENARIOS)
     root = {line.split()[0] for line in lines if line.endswith("(root)")}
-    assert root == {"syn-sent", "syn-recv"}
+    assert root == {"simultaneous-close", "syn-sent", "syn-recv", "syn-ack-lost"}
 
 
 def test_help_has_an_example() -> None:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from tcplens.errors import ScenarioError
+from tcplens.errors import ScenarioError, TcplensError
 from tcplens.lab.capture import CaptureResult, Recorder
 from tcplens.lab.netns import can_create_namespaces, sweep_stale
 from tcplens.lab.rig import Lab, Rig, Side, View
@@ -278,20 +278,25 @@ def _shielded() -> Iterator[None]:
         signal.signal(signal.SIGINT, old)
 
 
-def _wait_for(lab: Lab, expect: tuple[State, State], timeout: float) -> tuple[View, bool]:
-    """Poll until the kernel shows ``expect`` twice, SETTLE apart; give up after ``timeout``."""
+def _wait_for(lab: Lab, expect: tuple[State, State], timeout: float) -> tuple[View, bool, float]:
+    """Poll until the kernel shows ``expect`` twice, SETTLE apart; give up after ``timeout``.
+
+    Returns the last view, whether it matched, and when (monotonic) the kernel
+    was first seen in the expected states.
+    """
     deadline = time.monotonic() + timeout
     view = lab.observe()
     while True:
         if view.states == expect:
+            first = time.monotonic()
             time.sleep(SETTLE)
             again = lab.observe()
             if again.states == expect:
-                return again, True
+                return again, True, first
             view = again
             continue
         if time.monotonic() >= deadline:
-            return view, False
+            return view, False, time.monotonic()
         time.sleep(POLL)
         view = lab.observe()
 
@@ -357,14 +362,18 @@ def run(
             if before_step is not None:
                 before_step(number, step)
             step.act(lab)
-            _sync_clock(pair, time.monotonic() - t0)
-            first = len(pair.steps)
+            # The model plays the step once the kernel is there, at that moment, so
+            # transitions that waited on a kernel timer get the kernel's timing too.
+            view, reached, first = None, True, time.monotonic()
+            if step.expect is not None:
+                view, reached, first = _wait_for(lab, step.expect, step.timeout)
+            _sync_clock(pair, first - t0)
+            before = len(pair.steps)
             step.model(pair)
             result.model_steps = list(pair.steps)
-            result.step_of_model.extend([number] * (len(pair.steps) - first))
-            if step.expect is None:
+            result.step_of_model.extend([number] * (len(pair.steps) - before))
+            if step.expect is None or view is None:
                 continue
-            view, reached = _wait_for(lab, step.expect, step.timeout)
             at = time.monotonic() - t0
             cp = Checkpoint(
                 step=number,
@@ -390,7 +399,8 @@ def run(
                     f"{step.timeout:g} s (it shows {got})"
                 )
                 break
-    except (ScenarioError, OSError) as exc:
+    except (TcplensError, OSError) as exc:
+        # IllegalTransition from the model is a finding too: the step it could not play.
         result.error = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError) else str(exc)
     finally:
         with _shielded():

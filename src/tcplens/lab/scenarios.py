@@ -29,11 +29,13 @@ from tcplens.model.scenarios import Pair
 from tcplens.model.states import State
 
 __all__ = [
+    "FINS_DROPPED",
     "FIN_BEHIND_DATA",
     "FIN_SEEN_LATE",
     "LAB_SCENARIOS",
     "LISTENER_SILENT",
     "SILENT_CLOSE",
+    "SYNACK_DROPPED",
     "SYN_DROPPED",
     "LabScenario",
     "LabStep",
@@ -56,6 +58,15 @@ FIN_SEEN_LATE: Final = (
 SYN_DROPPED: Final = (
     "the SYN was captured, then dropped by nftables in the server's namespace: the "
     "listener never answered, so the wire cannot tell whether anything listens"
+)
+SYNACK_DROPPED: Final = (
+    "the last SYN+ACK was captured, then dropped by nftables in the client's namespace: "
+    "the wire shows a handshake the client never saw (no ACK follows, but a capture "
+    "cannot tell a missing ACK from a lost one)"
+)
+FINS_DROPPED: Final = (
+    "both FINs were captured, then dropped by nftables on arrival: the wire shows FINs "
+    "the receivers never got"
 )
 SILENT_CLOSE: Final = "close() in SYN_SENT sends nothing: the wire still shows an unanswered SYN"
 
@@ -196,6 +207,46 @@ def _drop_final_ack(rig: Rig) -> None:
         }
         """,
     )
+
+
+def _drop_syn_ack(rig: Rig) -> None:
+    """Client namespace: drop incoming SYN+ACKs from the port (after the capture point)."""
+    rig.nft(
+        "client",
+        """
+        table inet tcplens_lab {
+          chain input {
+            type filter hook input priority 0; policy accept;
+            tcp sport {PORT} tcp flags & (syn | ack) == syn | ack drop
+          }
+        }
+        """,
+    )
+
+
+_DROP_FINS = """
+table inet tcplens_lab {
+  chain input {
+    type filter hook input priority 0; policy accept;
+    tcp flags & fin == fin drop
+  }
+}
+"""
+
+
+def _drop_fins(lab: Lab) -> None:
+    """Both namespaces drop incoming FINs (after the capture point)."""
+    lab.rig.nft("client", _DROP_FINS)
+    lab.rig.nft("server", _DROP_FINS)
+
+
+def _accept_fins(side: Literal["client", "server"]) -> Callable[[Lab], object]:
+    return lambda lab: lab.rig.nft(side, "delete table inet tcplens_lab")
+
+
+def _close_both(lab: Lab) -> None:
+    lab.close("client")
+    lab.close("server")
 
 
 def _refused_port(lab: Lab) -> None:
@@ -496,6 +547,55 @@ _SCENARIOS: Final[list[LabScenario]] = [
         shows=(S.CLOSING,),
     ),
     LabScenario(
+        "simultaneous-close",
+        "Simultaneous close: the FINs cross",
+        "Both sides close() while each drops the other's FIN on arrival (nftables), so "
+        "both FINs are in flight at once: both in FIN_WAIT1.  Then the client takes FINs "
+        "again: the server's retransmitted FIN moves it to CLOSING; then the server does, "
+        "and both end in TIME_WAIT.",
+        (
+            _listen(),
+            _handshake(),
+            LabStep(
+                "both namespaces start dropping incoming FINs",
+                _drop_fins,
+                _nothing,
+                (S.ESTABLISHED, S.ESTABLISHED),
+            ),
+            LabStep(
+                "client and server close(); each FIN is dropped on arrival",
+                _close_both,
+                _steps(
+                    _call("client", E.CLOSE),
+                    _call("server", E.CLOSE),
+                    _drop("server"),
+                    _drop("client"),
+                ),
+                (S.FIN_WAIT1, S.FIN_WAIT1),
+                {"client": FINS_DROPPED, "server": FINS_DROPPED},
+            ),
+            LabStep(
+                "the client takes FINs again: the server's retransmitted FIN gets through",
+                _accept_fins("client"),
+                _steps(
+                    lambda p: p.timer("server", E.TIMEOUT_RTO),
+                    _deliver("client"),
+                    _deliver("server"),
+                ),
+                (S.CLOSING, S.FIN_WAIT2),
+                {"server": FINS_DROPPED},
+            ),
+            LabStep(
+                "the server takes FINs again: the client's retransmitted FIN gets through",
+                _accept_fins("server"),
+                _steps(lambda p: p.timer("client", E.TIMEOUT_RTO), _flush),
+                (S.TIME_WAIT, S.TIME_WAIT),
+            ),
+        ),
+        shows=(S.FIN_WAIT1, S.CLOSING),
+        rig="netns",
+    ),
+    LabScenario(
         "syn-sent",
         "SYN_SENT: the server's namespace drops SYNs",
         "nftables in the server's namespace drops incoming SYNs: the client retransmits its "
@@ -557,6 +657,47 @@ _SCENARIOS: Final[list[LabScenario]] = [
         shows=(S.SYN_RECV,),
         rig="netns",
         setup=_drop_final_ack,
+    ),
+    LabScenario(
+        "syn-ack-lost",
+        "SYN_SENT and SYN_RECV at once: the server's SYN+ACKs are lost",
+        "nftables in the client's namespace drops incoming SYN+ACKs: the server has the "
+        "SYN and waits in SYN_RECV, the client never sees an answer and stays in SYN_SENT, "
+        "both retransmitting.",
+        (
+            _listen(),
+            LabStep(
+                "client: non-blocking connect(); the SYN+ACK is dropped on arrival",
+                lambda lab: lab.connect(wait=False),
+                _steps(
+                    _call("client", E.CONNECT),
+                    _deliver("server"),
+                    _drop("client"),
+                ),
+                (S.SYN_SENT, S.SYN_RECV),
+            ),
+            LabStep(
+                "one second later the client retransmits its SYN, the server its SYN+ACK",
+                _sleep(1.2),
+                _steps(
+                    lambda p: p.timer("client", E.TIMEOUT_RTO),
+                    _deliver("server"),
+                    _drop("client"),
+                ),
+                (S.SYN_SENT, S.SYN_RECV),
+                {"client": SYNACK_DROPPED},
+            ),
+            LabStep(
+                "client: close() gives up; the server's half-open connection remains",
+                lambda lab: lab.close("client"),
+                _call("client", E.CLOSE),
+                (S.CLOSED, S.SYN_RECV),
+                {"client": SYNACK_DROPPED},
+            ),
+        ),
+        shows=(S.SYN_SENT, S.SYN_RECV),
+        rig="netns",
+        setup=_drop_syn_ack,
     ),
     LabScenario(
         "refused",
