@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from tcplens.model import State
-from tcplens.sources.records import Addr, Snapshot, Socket
+from tcplens.sources.records import Addr, ParseWarning, Snapshot, Socket
 
 
 def check_addr(addr: Addr, family: int, *, text_source: bool = False) -> None:
@@ -59,5 +59,9 @@ def check_snapshot(snap: Snapshot, *, text_source: bool = False) -> None:
     assert snap.source
     assert snap.taken_at > 0
     assert all(isinstance(m, str) and m for m in snap.missing)
+    # saved text: every line not understood is a numbered warning, skipped rows are counted
+    for warning in snap.warnings:
+        assert isinstance(warning, ParseWarning) and warning.line >= 1 and warning.message
+    assert all(isinstance(k, str) and k and v > 0 for k, v in snap.skipped.items())
     for sock in snap.sockets:
         check_socket(sock, text_source=text_source)
