@@ -44,6 +44,7 @@ from tcplens.sources.kernel import KernelSettings
 from tcplens.sources.records import Addr, Snapshot, Socket
 from tcplens.views.exporter import (
     METRICS,
+    NO_PROCESS,
     OTHER,
     UNKNOWN_PROCESS,
     BasicAuth,
@@ -195,6 +196,28 @@ def test_processes_beyond_top_k_are_other_and_unidentified_are_unknown() -> None
         (UNKNOWN_PROCESS, "CLOSE_WAIT"): 3,
     }
     assert value(samples, "tcplens_unattributed_sockets", proto="tcp") == 3
+
+
+def test_sockets_nobody_owns_are_none_not_unknown() -> None:
+    def sock(state: State, inode: int | None) -> Socket:
+        made = tcp(8000, state, remote_port=50000)
+        made.inode = inode
+        return made
+
+    rows = [
+        sock(State.TIME_WAIT, None),  # never has an owner
+        sock(State.FIN_WAIT2, None),  # orphaned by close(): live sources report inode 0
+        sock(State.ESTABLISHED, 4242),  # has a descriptor somewhere we could not read
+    ]
+    live = scrape(TcplensCollector(lambda: Snapshot(rows, "netlink")))
+    assert value(live, "tcplens_process_sockets", process=NO_PROCESS, state="TIME_WAIT") == 1
+    assert value(live, "tcplens_process_sockets", process=NO_PROCESS, state="FIN_WAIT2") == 1
+    assert value(live, "tcplens_process_sockets", process=UNKNOWN_PROCESS, state="ESTABLISHED")
+    assert value(live, "tcplens_unattributed_sockets", proto="tcp") == 1
+    # a saved dump has no inodes: only TIME_WAIT is known to be ownerless
+    saved = scrape(TcplensCollector(lambda: Snapshot(rows, "linux-netstat")))
+    assert value(saved, "tcplens_process_sockets", process=UNKNOWN_PROCESS, state="FIN_WAIT2")
+    assert value(saved, "tcplens_unattributed_sockets", proto="tcp") == 2
 
 
 def test_label_sets_stay_bounded_with_thousands_of_ports_and_processes() -> None:
@@ -772,6 +795,10 @@ def test_real_exporter_serves_the_population_it_sees(population: Population) -> 
         assert value(samples, "tcplens_listen_port_backlog", port=port) == 64
         if os.geteuid() == 0:  # in a private namespace: only this test's sockets exist
             assert sum(series(samples, "tcplens_sockets").values()) < 30
+            # root sees every owner; the clients' orphaned FIN_WAIT2 halves belong to nobody
+            assert value(samples, "tcplens_unattributed_sockets", proto="tcp") == 0
+            orphans = value(samples, "tcplens_process_sockets", process="none", state="FIN_WAIT2")
+            assert orphans == 4
         assert value(samples, "tcplens_snapshot_success") == 1
         # the population changes and the next scrape sees it (min-interval 0)
         for sock in population.keep[-4:]:

@@ -59,6 +59,7 @@ from tcplens.sources.records import Snapshot, Socket
 
 __all__ = [
     "METRICS",
+    "NO_PROCESS",
     "OTHER",
     "UNKNOWN_PROCESS",
     "BasicAuth",
@@ -85,6 +86,10 @@ log = logging.getLogger(__name__)
 OTHER: Final = "other"
 #: process label for sockets whose owner could not be identified (not root, vanished)
 UNKNOWN_PROCESS: Final = "unknown"
+#: process label for sockets no process owns: TIME_WAIT, and sockets orphaned by close()
+NO_PROCESS: Final = "none"
+#: live sources that report a socket's inode; there, no inode means no owner at all
+_INODE_SOURCES: Final = frozenset({"netlink", "procfs"})
 
 #: name -> (type, HELP text).  The one list of what the exporter exports:
 #: docs/exporter.md, the Grafana dashboard and the alert rules are checked against it.
@@ -119,7 +124,8 @@ METRICS: Final[dict[str, tuple[str, str]]] = {
     "tcplens_process_sockets": (
         "gauge",
         "Sockets by owning process name (top K by socket count, the rest summed as "
-        'process="other", unidentified owners as process="unknown") and state.',
+        'process="other", owners that could not be identified as process="unknown", sockets '
+        'no process owns such as TIME_WAIT as process="none") and state.',
     ),
     "tcplens_queue_bytes": (
         "gauge",
@@ -127,8 +133,9 @@ METRICS: Final[dict[str, tuple[str, str]]] = {
     ),
     "tcplens_unattributed_sockets": (
         "gauge",
-        "Sockets whose owning process could not be identified (other users' sockets when not "
-        "root, processes that exited mid-scrape).",
+        "Sockets owned by a process that could not be identified (other users' sockets when "
+        "not root, processes that exited mid-scrape); TIME_WAIT and orphaned sockets have no "
+        "owner and are not counted.",
     ),
     "tcplens_snapshot_info": (
         "gauge",
@@ -273,6 +280,7 @@ def summarize(snapshot: Snapshot, *, top_ports: int = 10, top_processes: int = 1
     port_qbytes: Counter[tuple[int, str]] = Counter()
     by_process: Counter[tuple[str, State]] = Counter()
     process_totals: Counter[str] = Counter()
+    inodes_known = snapshot.source in _INODE_SOURCES
     for sock in sockets:
         family = _FAMILY_LABEL.get(sock.family, str(sock.family))
         summary.sockets[(sock.proto, family, sock.state)] += 1
@@ -282,7 +290,7 @@ def summarize(snapshot: Snapshot, *, top_ports: int = 10, top_processes: int = 1
                 summary.queue_bytes[(sock.proto, "receive")] += sock.recv_q
             if sock.send_q:
                 summary.queue_bytes[(sock.proto, "send")] += sock.send_q
-        name = _process_name(sock)
+        name = _process_name(sock, inodes_known)
         if name is UNKNOWN_PROCESS:
             summary.unattributed[sock.proto] += 1
         by_process[(name, sock.state)] += 1
@@ -312,17 +320,21 @@ def summarize(snapshot: Snapshot, *, top_ports: int = 10, top_processes: int = 1
     for (port, queue), n in port_qbytes.items():
         summary.port_queue_bytes[(port_label(port), queue)] += n
 
-    known = Counter({k: v for k, v in process_totals.items() if k is not UNKNOWN_PROCESS})
+    special = (UNKNOWN_PROCESS, NO_PROCESS)
+    known = Counter({k: v for k, v in process_totals.items() if k not in special})
     kept_processes = _top(known, top_processes)
     for (name, state), n in by_process.items():
-        label = name if name is UNKNOWN_PROCESS or name in kept_processes else OTHER
+        label = name if name in special or name in kept_processes else OTHER
         summary.process_sockets[(label, state)] += n
     return summary
 
 
-def _process_name(sock: Socket) -> str:
+def _process_name(sock: Socket, inodes_known: bool) -> str:
+    """The process label; "none" (nobody owns it) is kept apart from "unknown" (cannot see)."""
     if sock.process:
         return sock.process
+    if sock.state is State.TIME_WAIT or (inodes_known and sock.inode is None):
+        return NO_PROCESS
     return UNKNOWN_PROCESS
 
 
