@@ -33,7 +33,7 @@ from tcplens.analysis.doctor_texts import PHRASES, TEXTS, render
 from tcplens.errors import InputError
 from tcplens.model.states import State
 from tcplens.sources.kernel import KernelSettings
-from tcplens.sources.records import Addr, Snapshot, Socket, Timer
+from tcplens.sources.records import Addr, Snapshot, Socket, TcpInfo, Timer
 from tcplens.sources.text import read_text
 
 TEXT = Path(__file__).resolve().parents[1] / "fixtures" / "text"
@@ -149,6 +149,10 @@ def test_close_wait_grades_by_group_size_and_names_the_process() -> None:
     assert finding.severity is Severity.WARNING
     assert finding.title.en == "process 42 (java) holds 12 CLOSE_WAIT socket(s) on port 8080"
     assert finding.title.zh.startswith("进程 42(java)在端口 8080 上有 12 个")
+    rows[1].info = TcpInfo(last_recv_ms=7_380_000)
+    aged = only(diagnose(snap(*rows), DEFAULTS), "close-wait")
+    assert aged.title.en.endswith("on port 8080, idle up to 2 h 3 min")
+    assert aged.evidence.idle_s == 7380.0
     crit = diagnose(snap(*rows), DEFAULTS, {"close-wait.critical": 12})
     assert only(crit, "close-wait").severity is Severity.CRITICAL
 
@@ -447,8 +451,8 @@ _sockets = st.builds(
     Socket,
     st.sampled_from(["tcp", "udp"]),
     st.sampled_from([4, 6]),
-    st.builds(Addr, _ips, _ports),
-    st.builds(Addr, _ips, _ports),
+    st.builds(Addr, _ips, _ports, st.sampled_from([None, "http"])),
+    st.builds(Addr, _ips, _ports, st.sampled_from([None, "http"])),
     st.sampled_from(list(State)),
     recv_q=st.one_of(st.none(), st.integers(0, 1 << 24)),
     send_q=st.one_of(st.none(), st.integers(0, 1 << 24)),

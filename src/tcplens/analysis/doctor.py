@@ -654,6 +654,9 @@ def close_wait(
                 where=where,
                 unread=render(PHRASES["unread"], n=unread) if unread else PHRASES["empty"],
                 idle=render(PHRASES["idle"], age=_age(idle)) if idle else PHRASES["empty"],
+                idle_title=render(PHRASES["idle_title"], age=_age(idle))
+                if idle is not None and idle >= 60
+                else PHRASES["empty"],
             )
         )
     return findings

@@ -60,8 +60,8 @@ L = Localized
 TEXTS: Final[dict[str, RuleTexts]] = {
     "close-wait": RuleTexts(
         L(
-            "{who} holds {count} CLOSE_WAIT socket(s) {where}",
-            "{who}{where}有 {count} 个 CLOSE_WAIT 连接一直没有关闭",
+            "{who} holds {count} CLOSE_WAIT socket(s) {where}{idle_title}",
+            "{who}{where}有 {count} 个 CLOSE_WAIT 连接一直没有关闭{idle_title}",
         ),
         L(
             "The peer closed these connections (it sent FIN and this machine acknowledged it), "
@@ -386,6 +386,7 @@ PHRASES: Final[dict[str, Localized]] = {
         " The longest-idle one has received nothing for {age}.",
         "空闲最久的一个已经 {age} 没有收到任何数据。",
     ),
+    "idle_title": L(", idle up to {age}", ",最久的已空闲 {age}"),
     "full": L("full", "已满"),
     "nearly_full": L("nearly full", "快满了"),
     "counters": L(": {overflows} and {drops} since boot", ":开机以来分别为 {overflows} 和 {drops}"),
