@@ -448,7 +448,7 @@ def _has_process_column(snapshot: Snapshot) -> bool:
     return any(s.pid is not None or s.process is not None for s in snapshot.sockets)
 
 
-def _who(refs: tuple[ProcessRef, ...], total: int) -> Localized:
+def _who(refs: tuple[ProcessRef, ...]) -> Localized:
     if not refs:
         return PHRASES["unknown_process"]
     who = refs[0].describe()
@@ -502,12 +502,11 @@ def _share(value: float) -> str:
 
 
 def _bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("bytes", "KiB", "MiB"):
-        if size < 1024 or unit == "MiB":
-            return f"{n} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"  # pragma: no cover - loop always returns
+    if n < 1024:
+        return f"{n} bytes"
+    if n < 1024**2:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / 1024**2:.1f} MiB"
 
 
 def _age(seconds: float) -> Localized:
@@ -736,7 +735,7 @@ def time_wait(
                 range=f"{low}-{high}",
                 reuse=reuse,
                 reuse_note=PHRASES[note],
-                closer=render(PHRASES["tw_dialers"], peer=peer, who=_who(refs, count))
+                closer=render(PHRASES["tw_dialers"], peer=peer, who=_who(refs))
                 if refs
                 else PHRASES["empty"],
             )
@@ -766,7 +765,7 @@ def time_wait(
                 kind="time-wait-server",
                 count=len(group),
                 port=port,
-                server=render(PHRASES["server_is"], who=_who(owners, len(group)))
+                server=render(PHRASES["server_is"], who=_who(owners))
                 if owners
                 else PHRASES["empty"],
                 buckets=settings.tcp_max_tw_buckets,
@@ -975,7 +974,7 @@ def accept_queue(
                 fullness=fullness,
                 pending=pending,
                 backlog=backlog,
-                who=_who(refs, pending),
+                who=_who(refs),
                 counters=counter_text,
                 somaxconn=settings.somaxconn,
             )
@@ -1026,7 +1025,7 @@ def fin_wait2(
         assumed = _assumed(settings, "tcp_fin_timeout")
         if held:
             refs = _processes(held)
-            owner = render(PHRASES["owner_held"], who=_who(refs, len(held)))
+            owner = render(PHRASES["owner_held"], who=_who(refs))
         else:
             refs = ()
             owner = render(
@@ -1037,7 +1036,7 @@ def fin_wait2(
         if peers_cw:
             peer_refs = _processes(s for s in peers_cw if s.pid is not None or s.process)
             peer_link = (
-                render(PHRASES["peer_link"], who=_who(peer_refs, len(peers_cw)))
+                render(PHRASES["peer_link"], who=_who(peer_refs))
                 if peer_refs
                 else PHRASES["peer_link_unknown"]
             )
@@ -1109,7 +1108,7 @@ def fin_wait1(
         queued = sum(s.send_q or 0 for s in group)
         readers = _other_ends(snapshot, group)
         if readers:
-            why = why + render(PHRASES["peer_reader"], who=_who(readers, count))
+            why = why + render(PHRASES["peer_reader"], who=_who(readers))
         evidence = Evidence(
             count=count,
             local=f"*:{key[1]}" if key[0] == "port" else None,
@@ -1307,7 +1306,7 @@ def send_q(
             why = PHRASES["sq_plain"]
         readers = _other_ends(snapshot, group)
         if readers:
-            why = why + render(PHRASES["peer_reader"], who=_who(readers, len(group)))
+            why = why + render(PHRASES["peer_reader"], who=_who(readers))
         evidence = Evidence(
             count=len(group),
             remote=peer,
