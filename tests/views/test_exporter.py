@@ -955,6 +955,17 @@ def test_exporter_with_a_bad_web_config_fails_in_one_line(tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
 
 
+def test_exporter_with_an_unknown_source_fails_at_start_in_one_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tcplens", "exporter", "--listen", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=30,
+        env=dict(os.environ, PYTHONPATH=str(ROOT / "src"), TCPLENS_SOURCE="bogus"),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "unknown source 'bogus'" in done.stderr
+    assert done.stderr.count("\n") == 1 and "serving" not in done.stderr
+
+
 def test_exporter_that_cannot_bind_says_where_in_one_line() -> None:
     # 192.0.2.0/24 is TEST-NET-1: never configured here, so the bind fails without exposing
     done = subprocess.run(

@@ -20,7 +20,7 @@ import click
 
 from tcplens.sources.kernel import KernelSettings, read_kernel
 from tcplens.sources.records import Snapshot
-from tcplens.sources.select import take_snapshot
+from tcplens.sources.select import choose_source, take_snapshot
 from tcplens.views.exporter import (
     DiagnoseFn,
     TcplensCollector,
@@ -138,6 +138,8 @@ def command(
     host, port = parse_listen(listen)
     if from_file == "-":
         raise click.BadParameter("the exporter re-reads --from on every refresh; give a file")
+    if from_file is None:
+        choose_source(source)  # a bad $TCPLENS_SOURCE fails now, not on every scrape
     web = load_web_config(web_config) if web_config else WebConfig()
 
     def snapshot() -> Snapshot:
