@@ -95,6 +95,11 @@ def test_seed_flattened_paste_is_reported_not_guessed() -> None:
     assert warning.line == 1
     assert warning.message.startswith("12 netstat rows run together on one line")
     assert "12 unreadable" in warning.message
+    assert snap.missing == [
+        "12 socket(s) on line 1 are not counted: the paste lost their line breaks and part of "
+        "their addresses",
+        "1 line of the input not understood (first: line 1); any sockets there are not counted",
+    ]
 
 
 def test_flattened_paste_with_intact_addresses_is_recovered() -> None:
@@ -108,6 +113,7 @@ def test_flattened_paste_with_intact_addresses_is_recovered() -> None:
         (Addr("10.0.0.5", 3624), State.CLOSE_WAIT, 1234),
     ]
     assert len(snap.warnings) == 1
+    assert len(snap.missing) == 1 and snap.missing[0].startswith("1 line of the input")
 
 
 def test_unknown_windows_state_warns_with_suggestion() -> None:

@@ -123,6 +123,13 @@ def parse_text(
         raise InputError(
             f"{first.message}: {first.text.strip()[:80]!r}", path=path, line=first.line
         )
+    if out.warnings:
+        # views that only summarise (status, doctor) show `missing`, not every warning
+        noun = "line" if len(out.warnings) == 1 else "lines"
+        out.note(
+            f"{len(out.warnings)} {noun} of the input not understood (first: line "
+            f"{out.warnings[0].line}); any sockets there are not counted"
+        )
     return Snapshot(
         out.sockets,
         source=f"text:{name}",

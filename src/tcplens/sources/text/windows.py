@@ -164,5 +164,9 @@ def _flattened(line: Line, out: Builder) -> bool:
     message = f"{rows} netstat rows run together on one line (line breaks lost in a paste)"
     if damaged:
         message += f"; {len(damaged)} unreadable, first: {damaged[0]}"
+        out.note(
+            f"{len(damaged)} socket(s) on line {line.number} are not counted: the paste lost "
+            "their line breaks and part of their addresses"
+        )
     out.warn(line, message)
     return True
