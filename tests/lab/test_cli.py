@@ -32,7 +32,13 @@ def test_list_names_every_scenario_and_marks_the_root_ones() -> None:
     lines = done.stdout.splitlines()
     assert [line.split()[0] for line in lines] == list(LAB_SCENARIOS)
     root = {line.split()[0] for line in lines if line.endswith("(root)")}
-    assert root == {"simultaneous-close", "syn-sent", "syn-recv", "syn-ack-lost"}
+    assert root == {
+        "orphan-timeout",
+        "simultaneous-close",
+        "syn-sent",
+        "syn-recv",
+        "syn-ack-lost",
+    }
 
 
 def test_help_has_an_example() -> None:
@@ -112,8 +118,43 @@ def test_without_root_loopback_scenarios_run_and_namespace_ones_say_why_not() ->
     assert refused.returncode == 2
     assert "syn-sent needs root" in refused.stderr
     assert "Traceback" not in refused.stderr
-    ran = as_nobody("lab", "closing")
+    ran = as_nobody("lab", "client-close")
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "rig: loopback 127.0.0.1" in ran.stdout
     assert "not captured: AF_PACKET capture needs root" in ran.stdout
-    assert "CLOSING" in ran.stdout
+    assert "FIN_WAIT2" in ran.stdout and "CLOSE_WAIT" in ran.stdout
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not ROOT, reason="namespaces and capture need root")
+def test_step_mode_waits_for_enter_before_each_step() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tcplens", "lab", "handshake", "--step"],
+        input="\n\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert out.count("press Enter to run it") == 2
+    # each step's kernel and model states are shown as soon as it has run
+    first = out.index("step 1  server: socket(), bind(), listen()")
+    second = out.index("step 2  client: connect()")
+    assert "LISTEN" in out[first:second]
+    assert "the whole run, with the capture:" in out
+    assert "OK  kernel = model: yes at 2 checkpoints" in out
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not ROOT, reason="namespaces and capture need root")
+def test_step_mode_with_closed_stdin_stops_cleanly() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tcplens", "lab", "handshake", "--step"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 130
+    assert "Traceback" not in done.stderr

@@ -7,7 +7,7 @@ as the kernel closes any process's sockets at exit.  It prints one line per
 event (``listening IP PORT``, ``accepted``, ``bound IP PORT``, ``connected``,
 ``eof``) so the lab knows where the socket is and when it is ready.
 
-The server accepts one connection and closes its listener, as the seeds'
+The server accepts one connection and keeps its listener open, as the seeds'
 demo server did; neither side closes the connection when the peer does, so
 the survivor of a kill stays in CLOSE_WAIT, the state the seeds asked about.
 """
@@ -39,7 +39,6 @@ def server(ip: str, port: int) -> None:
     listener.listen(1)
     _say("listening", *listener.getsockname()[:2])
     conn, _ = listener.accept()
-    listener.close()
     _say("accepted")
     _hold(conn)
 

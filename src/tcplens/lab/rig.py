@@ -356,7 +356,6 @@ class Lab:
         self._expect("client", "connected")
         if "server" in self.procs:
             self._expect("server", "accepted")
-            self.listener_open = False
 
     def interrupt(self, side: Side) -> None:
         """Ctrl+C the peer process (SIGINT) and wait for it to exit."""

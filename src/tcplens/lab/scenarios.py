@@ -34,6 +34,7 @@ __all__ = [
     "FIN_SEEN_LATE",
     "LAB_SCENARIOS",
     "LISTENER_SILENT",
+    "ORPHAN_EXPIRED",
     "SILENT_CLOSE",
     "SYNACK_DROPPED",
     "SYN_DROPPED",
@@ -67,6 +68,10 @@ SYNACK_DROPPED: Final = (
 FINS_DROPPED: Final = (
     "both FINs were captured, then dropped by nftables on arrival: the wire shows FINs "
     "the receivers never got"
+)
+ORPHAN_EXPIRED: Final = (
+    "an orphan's FIN_WAIT2 timer (tcp_fin_timeout) expires without a packet: the wire "
+    "still shows a server waiting for the client's FIN"
 )
 SILENT_CLOSE: Final = "close() in SYN_SENT sends nothing: the wire still shows an unanswered SYN"
 
@@ -249,6 +254,23 @@ def _close_both(lab: Lab) -> None:
     lab.close("server")
 
 
+PEERS_CONNECT = (
+    LabStep(
+        "server process starts and listens",
+        lambda lab: lab.spawn_server(),
+        _call("server", E.LISTEN),
+        (S.CLOSED, S.LISTEN),
+        {"server": LISTENER_SILENT},
+    ),
+    LabStep(
+        "client process connects; the server accepts (and keeps listening)",
+        lambda lab: lab.spawn_client(),
+        HANDSHAKE_MODEL,
+        (S.ESTABLISHED, S.ESTABLISHED),
+    ),
+)
+
+
 def _refused_port(lab: Lab) -> None:
     """Point the client at a port nobody listens on (loopback: one just freed)."""
     if lab.rig.kind == "loopback":
@@ -342,23 +364,14 @@ _SCENARIOS: Final[list[LabScenario]] = [
     LabScenario(
         "server-killed",
         "Ctrl+C on the server while a client is connected",
-        "The seeds' case 2: two real processes; SIGINT ends the server, the kernel closes its "
-        "socket (FIN): the server's orphan sits in FIN_WAIT2, the client, which never "
-        "closes, in CLOSE_WAIT.",
+        "The seeds' case 2, with two real processes: SIGINT ends the server, the kernel "
+        "closes its sockets and sends FIN; the client's kernel ACKs it, but the client "
+        "program never calls close(), so no FIN comes back: the client sits in CLOSE_WAIT "
+        "(waiting for its own application), the server's orphan in FIN_WAIT2 (waiting for "
+        "the peer's FIN).  The orphan can still take that FIN: Ctrl+C on the client sends "
+        "it and the server's side goes to TIME_WAIT.",
         (
-            LabStep(
-                "server process starts and listens",
-                lambda lab: lab.spawn_server(),
-                _call("server", E.LISTEN),
-                (S.CLOSED, S.LISTEN),
-                {"server": LISTENER_SILENT},
-            ),
-            LabStep(
-                "client process connects; the server accepts and closes its listener",
-                lambda lab: lab.spawn_client(),
-                HANDSHAKE_MODEL,
-                (S.ESTABLISHED, S.ESTABLISHED),
-            ),
+            *PEERS_CONNECT,
             LabStep(
                 "Ctrl+C (SIGINT) on the server process",
                 lambda lab: lab.interrupt("server"),
@@ -378,21 +391,9 @@ _SCENARIOS: Final[list[LabScenario]] = [
         "client-killed",
         "Ctrl+C on the client while connected",
         "The seeds' case 3: the reverse of server-killed; the client's orphan sits in "
-        "FIN_WAIT2, the server in CLOSE_WAIT.",
+        "FIN_WAIT2, the server (still listening for others) in CLOSE_WAIT.",
         (
-            LabStep(
-                "server process starts and listens",
-                lambda lab: lab.spawn_server(),
-                _call("server", E.LISTEN),
-                (S.CLOSED, S.LISTEN),
-                {"server": LISTENER_SILENT},
-            ),
-            LabStep(
-                "client process connects; the server accepts and closes its listener",
-                lambda lab: lab.spawn_client(),
-                HANDSHAKE_MODEL,
-                (S.ESTABLISHED, S.ESTABLISHED),
-            ),
+            *PEERS_CONNECT,
             LabStep(
                 "Ctrl+C (SIGINT) on the client process",
                 lambda lab: lab.interrupt("client"),
@@ -407,6 +408,39 @@ _SCENARIOS: Final[list[LabScenario]] = [
             ),
         ),
         shows=(S.FIN_WAIT2, S.CLOSE_WAIT),
+    ),
+    LabScenario(
+        "orphan-timeout",
+        "The killed server's orphan FIN_WAIT2 times out",
+        "server-killed, waiting instead of killing the client: an orphaned FIN_WAIT2 lives "
+        "only net.ipv4.tcp_fin_timeout seconds (set to 1 in the server's namespace; 60 by "
+        "default), then vanishes without a packet.  The client stays in CLOSE_WAIT; when it "
+        "finally closes, its FIN finds no socket and is answered with RST.",
+        (
+            *PEERS_CONNECT,
+            LabStep(
+                "Ctrl+C (SIGINT) on the server process",
+                lambda lab: lab.interrupt("server"),
+                _steps(_call("server", E.CLOSE), _flush),
+                (S.CLOSE_WAIT, S.FIN_WAIT2),
+            ),
+            LabStep(
+                "tcp_fin_timeout later the orphan is gone; the client still in CLOSE_WAIT",
+                _nothing,
+                lambda p: p.timer("server", E.TIMEOUT_CONNECT),
+                (S.CLOSE_WAIT, S.CLOSED),
+                {"server": ORPHAN_EXPIRED},
+            ),
+            LabStep(
+                "Ctrl+C on the client: its FIN finds no socket and is answered with RST",
+                lambda lab: lab.interrupt("client"),
+                _steps(_call("client", E.CLOSE), _flush),
+                (S.CLOSED, S.CLOSED),
+            ),
+        ),
+        shows=(S.FIN_WAIT2, S.CLOSE_WAIT),
+        rig="netns",
+        setup=lambda rig: rig.sysctl("server", "net.ipv4.tcp_fin_timeout", 1),
     ),
     LabScenario(
         "fin-wait1",
