@@ -214,3 +214,26 @@ def test_long_options_do_not_confuse_the_protocol_hint() -> None:
     assert parse_text("$ ss -nu --extended\n" + row).sockets[0].proto == "udp"
     assert parse_text("ss --udp --numeric\n" + row).sockets[0].proto == "udp"
     assert parse_text("$ ss -tun\n" + row).sockets[0].proto == "tcp"
+
+
+STATE_FILTERED = """\
+$ ss -tnp state established '( dport = :443 )'
+Recv-Q Send-Q  Local Address:Port   Peer Address:Port Process
+0      0           10.0.0.5:50000  93.184.216.34:443   users:(("curl",pid=77,fd=5))
+0      517         10.0.0.5:50002  93.184.216.34:443
+"""
+
+
+def test_single_state_filter_has_no_state_column() -> None:
+    snap = parse_text(STATE_FILTERED)
+    assert snap.source == "text:ss"
+    assert snap.warnings == []
+    assert snap.missing == []
+    assert [(s.state, s.proto, s.local.port, s.send_q, s.pid) for s in snap.sockets] == [
+        (State.ESTABLISHED, "tcp", 50000, 0, 77),
+        (State.ESTABLISHED, "tcp", 50002, 517, None),
+    ]
+    # without the command line nobody can tell which state was filtered
+    headless = parse_text(STATE_FILTERED.split("\n", 1)[1])
+    assert [s.state for s in headless.sockets] == [State.UNKNOWN, State.UNKNOWN]
+    assert headless.missing[0].startswith("state unknown for 2 socket(s)")

@@ -39,7 +39,7 @@ _BSD_HEADER: Final = re.compile(
     r"\bProto\s+Recv-Q\s+Send-Q\s+Local Address\s+Foreign Address\s+\(state\)"
 )
 _BSD_ADDR: Final = re.compile(r"^(?:\*|[0-9A-Fa-f:.%\w]+)\.(?:\*|\d+|[a-z][\w-]*)$")
-_SS_HEADER: Final = re.compile(r"^(?:Netid\s+)?State\s+Recv-Q\s+Send-Q\s+Local Address:Port")
+_SS_HEADER: Final = re.compile(r"^(?:Netid\s+)?(?:State\s+)?Recv-Q\s+Send-Q\s+Local Address:Port")
 _SOLARIS_HEADER: Final = re.compile(r"^\s*Local Address\s+Remote Address\s+(?:Swind|State)")
 
 
@@ -51,7 +51,11 @@ def _bsd_row(words: list[str]) -> bool:
 
 
 def _ss_row(words: list[str]) -> bool:
-    if words and words[0] in ss.NETIDS:
+    if words and words[0].isdigit():
+        # ss state NAME: no State column (with a Netid column this would look
+        # like a Linux netstat row, so only the rows without one count)
+        words = ["UNKNOWN", *words]
+    elif words and words[0] in ss.NETIDS:
         words = words[1:]
     return (
         len(words) >= 5

@@ -25,6 +25,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from tcplens.errors import UnknownStateError
+from tcplens.model.states import STATE_GROUPS, State
 from tcplens.sources.records import Proto, Socket, TcpInfo, Timer
 from tcplens.sources.text._common import (
     Builder,
@@ -178,11 +180,27 @@ def _proto_of_command(words: list[str]) -> Proto:
     return "udp" if udp and not tcp else "tcp"
 
 
+def _state_of_command(words: list[str]) -> State | None:
+    """``ss -tn state established`` prints no State column: the filter names it."""
+    lowered = [w.lower() for w in words]
+    if lowered.count("state") != 1 or lowered.index("state") + 1 >= len(words):
+        return None
+    name = words[lowered.index("state") + 1]
+    if name.lower() in STATE_GROUPS:
+        return None
+    try:
+        return State.parse(name)
+    except UnknownStateError:
+        return None
+
+
 def parse(lines: list[Line], out: Builder) -> None:
     """Parse ``ss`` text into ``out``."""
     last: Socket | None = None
     last_was_row = False
     default_proto: Proto = "tcp"
+    filtered: State | None = None
+    unknown_states = 0
     for line in lines:
         text = line.text
         stripped = text.strip()
@@ -191,10 +209,11 @@ def parse(lines: list[Line], out: Builder) -> None:
             continue
         if is_command_echo(text):
             default_proto = _proto_of_command(stripped.split())
+            filtered = _state_of_command(stripped.split())
             last_was_row = False
             continue
         words = stripped.split()
-        if words[0] in ("Netid", "State") and "Recv-Q" in words:
+        if words[0] in ("Netid", "State", "Recv-Q") and "Recv-Q" in words:
             last_was_row = False
             continue
         if text[0] == " " and last_was_row:
@@ -214,14 +233,30 @@ def parse(lines: list[Line], out: Builder) -> None:
             out.skip(netid)
             last, last_was_row = None, True
             continue
-        last = _row(line, words, netid, default_proto, out)
+        stateless = bool(words) and words[0].isdigit()
+        last = _row(line, words, netid, default_proto, filtered if stateless else None, out)
         last_was_row = last is not None
+        if last is not None and last.state is State.UNKNOWN and stateless:
+            unknown_states += 1
+    if unknown_states:
+        out.note(
+            f"state unknown for {unknown_states} socket(s): ss prints no State column when "
+            "one state is filtered (ss state NAME) and the command line was not pasted"
+        )
 
 
 def _row(
-    line: Line, words: list[str], netid: str | None, default_proto: Proto, out: Builder
+    line: Line,
+    words: list[str],
+    netid: str | None,
+    default_proto: Proto,
+    filtered: State | None,
+    out: Builder,
 ) -> Socket | None:
-    if len(words) < 5 or words[0].upper() not in STATE_WORDS:
+    stateless = bool(words) and words[0].isdigit()
+    if stateless:
+        words = ["UNKNOWN" if filtered is None else filtered.value, *words]
+    if len(words) < 5 or (words[0].upper() not in STATE_WORDS and not stateless):
         out.warn(line, "not an ss row")
         return None
     try:
@@ -239,8 +274,9 @@ def _row(
         remote = make_endpoint(*split_colon(words[4]), proto)
         sock = new_socket(proto, None, local, remote, state)
         sock.recv_q, sock.send_q = recv_q, send_q
-        rest = line.text.strip().split(None, 5 + (netid is not None))
-        _extras(rest[-1] if len(rest) > 5 + (netid is not None) else "", sock)
+        before = 5 + (netid is not None) - stateless
+        rest = line.text.strip().split(None, before)
+        _extras(rest[-1] if len(rest) > before else "", sock)
     except ParseProblem as exc:
         out.warn(line, str(exc))
         return None
