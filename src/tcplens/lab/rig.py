@@ -178,7 +178,6 @@ class Lab:
         self.procs: dict[Side, subprocess.Popen[str]] = {}
         self.client_addr: tuple[str, int] | None = None
         self.server_addr: tuple[str, int] | None = None
-        self.listener_open = False
         self._lines: dict[Side, list[bytes]] = {}
 
     # -- sockets ----------------------------------------------------------
@@ -195,7 +194,6 @@ class Lab:
         sock.bind((self.rig.server.ip, self.rig.server_port))
         sock.listen(4)
         self.listener = sock
-        self.listener_open = True
         self.server_addr = sock.getsockname()[:2]
 
     def connect(
@@ -236,7 +234,6 @@ class Lab:
         if self.listener is not None:
             self.listener.close()
             self.listener = None
-        self.listener_open = False
 
     def _sock(self, side: Side) -> socket.socket:
         sock = self.socks.get(side)
@@ -343,7 +340,6 @@ class Lab:
         self._spawn("server", ["server", self.rig.server.ip, str(self.rig.server_port)])
         ip, port = self._expect("server", "listening")
         self.server_addr = (ip, int(port))
-        self.listener_open = True
 
     def spawn_client(self) -> None:
         """Start the peer client process; wait until both ends have the connection."""
@@ -366,8 +362,6 @@ class Lab:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if side == "server":
-            self.listener_open = False
 
     # -- observing --------------------------------------------------------
     def observe(self) -> View:

@@ -115,29 +115,27 @@ class Checkpoint:
                     out.append(Mismatch(self.step, side, "timer", shown, f"{predicted:.1f}s left"))
         return out
 
+    def side_dict(self, i: int) -> dict[str, Any]:
+        sock = self.sockets[i]
+        return {
+            "state": str(self.kernel[i]),
+            "timer": self.kernel_timer(SIDES[i]) or None,
+            "send_q": None if sock is None else sock.send_q,
+            "recv_q": None if sock is None else sock.recv_q,
+        }
+
     def as_dict(self) -> dict[str, Any]:
+        timers = [None if t is None else round(t, 3) for t in self.model_timers]
         return {
             "step": self.step,
             "title": self.title,
             "at": round(self.at, 3),
+            "time": self.wall,
             "expect": {"client": str(self.expect[0]), "server": str(self.expect[1])},
             "reached": self.reached,
-            "kernel": {
-                side: {
-                    "state": str(self.kernel[i]),
-                    "timer": self.kernel_timer(side) or None,
-                    "send_q": None if self.sockets[i] is None else self.sockets[i].send_q,  # type: ignore[union-attr]
-                    "recv_q": None if self.sockets[i] is None else self.sockets[i].recv_q,  # type: ignore[union-attr]
-                }
-                for i, side in enumerate(SIDES)
-            },
+            "kernel": {side: self.side_dict(i) for i, side in enumerate(SIDES)},
             "model": {
-                side: {
-                    "state": str(self.model[i]),
-                    "timer_left": None
-                    if self.model_timers[i] is None
-                    else round(self.model_timers[i], 3),  # type: ignore[arg-type]
-                }
+                side: {"state": str(self.model[i]), "timer_left": timers[i]}
                 for i, side in enumerate(SIDES)
             },
             "capture": None
@@ -226,7 +224,10 @@ class LabRun:
             "error": self.error,
             "duration": round(self.duration, 3),
             "checkpoints": [cp.as_dict() for cp in self.checkpoints],
-            "model_steps": [s.as_dict() for s in self.model_steps],
+            "model_steps": [
+                {**s.as_dict(), "lab_step": n}
+                for s, n in zip(self.model_steps, self.step_of_model, strict=True)
+            ],
             "capture": None if self.capture is None else self.capture.as_dict(),
             "capture_note": self.capture_note or None,
             "states_seen": {side: [str(s) for s in self.states_seen(side)] for side in SIDES},
@@ -367,8 +368,8 @@ def run(
             view, reached, first = None, True, time.monotonic()
             if step.expect is not None:
                 view, reached, first = _wait_for(lab, step.expect, step.timeout)
-            _sync_clock(pair, first - t0)
             before = len(pair.steps)
+            _sync_clock(pair, first - t0)
             step.model(pair)
             result.model_steps = list(pair.steps)
             result.step_of_model.extend([number] * (len(pair.steps) - before))

@@ -15,7 +15,7 @@ from tcplens.lab.capture import state_at
 from tcplens.lab.runner import SIDES, Checkpoint, LabRun, RigKind, run
 from tcplens.lab.scenarios import LAB_SCENARIOS, LabStep, get
 from tcplens.model.states import State
-from tcplens.views.ladder import LadderRow, render_ladder
+from tcplens.views.ladder import LadderRow, render_ladder, rows_from_steps
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -116,9 +116,14 @@ def format_run(result: LabRun, *, width: int = 100, header: bool = True) -> str:
             "◆ rows: the kernel at each checkpoint"
         )
         out.append(_ladder(result, width).rstrip("\n"))
-    elif result.capture_note:
-        out.append("")
-        out.append(result.capture_note)
+    else:
+        if result.capture_note:
+            out.append("")
+            out.append(result.capture_note)
+        if result.model_steps:
+            out.append("the model's ladder for the same steps:")
+            rows = rows_from_steps(result.model_steps, (State.CLOSED, State.CLOSED))
+            out.append(render_ladder(rows, width=width).rstrip("\n"))
     out.append("")
     out.append(summary_line(result))
     if result.error:
