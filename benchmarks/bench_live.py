@@ -92,8 +92,32 @@ def _worker(established_pairs: int, half_closed_pairs: int, ready: int, stop: in
         s.close()
 
 
+@dataclass
+class Population:
+    """The sockets held for the run; TIME_WAIT ones expire after 60 s and are re-made."""
+
+    counts: dict[str, int]
+    listeners: list[socket.socket]
+    time_wait: int
+    made_at: float = 0.0
+
+    def make_time_wait(self) -> None:
+        """Wait until the previous batch has expired, then make a fresh one."""
+        if self.made_at:
+            time.sleep(max(0.0, self.made_at + TIME_WAIT_LEN + 1 - time.monotonic()))
+        for i in range(self.time_wait):
+            client, server = _connect(self.listeners, i)
+            client.close()
+            server.close()
+        self.made_at = time.monotonic()
+        time.sleep(0.5)
+
+
+TIME_WAIT_LEN = 60.0
+
+
 @contextmanager
-def sockets(n: int) -> Iterator[dict[str, int]]:
+def sockets(n: int) -> Iterator[Population]:
     """N sockets in the mix, held by worker processes; TIME_WAIT made last by this process."""
     mix = Mix.for_total(n)
     budget = raise_fd_limit()
@@ -131,14 +155,11 @@ def sockets(n: int) -> Iterator[dict[str, int]]:
             counts["CLOSE_WAIT"] += half
         listeners = _listeners()
         counts["LISTEN"] += len(listeners)
-        for i in range(mix.time_wait):
-            client, server = _connect(listeners, i)
-            client.close()
-            server.close()
         counts["TIME_WAIT"] = mix.time_wait
         counts["workers"] = workers
-        time.sleep(0.5)
-        yield counts
+        population = Population(counts, listeners, mix.time_wait)
+        population.make_time_wait()
+        yield population
     finally:
         for s in listeners:
             s.close()
@@ -163,66 +184,93 @@ class Timing:
     output_bytes: int
 
 
-def run(name: str, argv: list[str], repeat: int, scratch: str) -> Timing:
-    """Best wall time of ``repeat`` runs; peak RSS from GNU time when it is installed.
+def run(name: str, argv: list[str], scratch: str) -> Timing:
+    """One run: wall time, and peak RSS from GNU time when it is installed.
 
     The child is started by ``/usr/bin/time`` rather than by this (large)
     process, because Linux charges a vforked child's peak RSS with its
     parent's until ``exec``.
     """
-    best = float("inf")
+    gnu_time = os.path.exists("/usr/bin/time")
+    prefix = ["/usr/bin/time", "-f", "%M", "-o", scratch] if gnu_time else []
+    start = time.perf_counter()
+    proc = subprocess.run([*prefix, *argv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{name}: exit {proc.returncode}")
     peak = 0.0
-    size = 0
-    gnu_time = shutil.which("time") if os.path.exists("/usr/bin/time") else None
-    for _ in range(repeat):
-        prefix = ["/usr/bin/time", "-f", "%M", "-o", scratch] if gnu_time else []
-        start = time.perf_counter()
-        proc = subprocess.run([*prefix, *argv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        elapsed = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise SystemExit(f"{name}: exit {proc.returncode}")
-        best = min(best, elapsed)
-        if gnu_time:
-            with open(scratch) as fh:
-                peak = max(peak, int(fh.read().split()[-1]) / 1024)  # KiB
-        size = len(proc.stdout)
-    return Timing(name, best, peak, size)
+    if gnu_time:
+        with open(scratch) as fh:
+            peak = int(fh.read().split()[-1]) / 1024  # KiB
+    return Timing(name, elapsed, peak, len(proc.stdout))
+
+
+def best(timings: list[Timing]) -> Timing:
+    fastest = min(timings, key=lambda t: t.seconds)
+    return Timing(
+        fastest.name, fastest.seconds, max(t.peak_mib for t in timings), fastest.output_bytes
+    )
+
+
+def enter_private_netns(argv: list[str]) -> None:
+    """Re-run in a fresh network namespace so only our sockets are measured (root)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return
+    os.execvp("unshare", ["unshare", "-n", "--", sys.executable, __file__, "--in-netns", *argv])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--sockets", type=int, default=10_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (best is kept)")
+    parser.add_argument("--no-netns", action="store_true", help="measure in this network namespace")
+    parser.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not args.in_netns and not args.no_netns:
+        enter_private_netns(sys.argv[1:])
+    if args.in_netns:
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     n = min(args.sockets, MAX_SOCKETS)
     tcplens = shutil.which("tcplens") or sys.exit("tcplens is not installed (pip install -e .)")
     py = sys.executable
     psutil_code = "import psutil; print(len(psutil.net_connections(kind='tcp')))"
     commands = [
         ("ss -tan", ["ss", "-tan"]),
+        ("tcplens ls --json -P", [tcplens, "ls", "-t", "--json", "--no-processes"]),
+        ("tcplens ls -P", [tcplens, "ls", "-t", "--no-processes"]),
+        ("tcplens status", [tcplens, "status"]),
+        ("tcplens ls --state close-wait", [tcplens, "ls", "--state", "close-wait"]),
+        ("tcplens ls --json", [tcplens, "ls", "-t", "--json"]),
+        ("tcplens ls", [tcplens, "ls", "-t"]),
         ("ss -tanp", ["ss", "-tanp"]),
         ("netstat -tanp", ["netstat", "-tanp"]),
         ("psutil.net_connections()", [py, "-c", psutil_code]),
-        ("tcplens ls --json", [tcplens, "ls", "-t", "--json"]),
-        ("tcplens ls --json -P", [tcplens, "ls", "-t", "--json", "--no-processes"]),
-        ("tcplens ls --state close-wait", [tcplens, "ls", "--state", "close-wait"]),
-        ("tcplens ls", [tcplens, "ls", "-t"]),
-        ("tcplens status", [tcplens, "status"]),
     ]
     commands = [(name, argv) for name, argv in commands if shutil.which(argv[0])]
     print(f"creating {n} sockets …", file=sys.stderr)
     t0 = time.perf_counter()
-    with sockets(n) as counts:
+    runs: dict[str, list[Timing]] = {name: [] for name, _ in commands}
+    seen: list[tuple[int, int]] = []
+    scratch = os.path.join(tempfile.mkdtemp(prefix="bench-live-"), "rss")
+    with sockets(n) as population:
+        counts = population.counts
         made = time.perf_counter() - t0
-        before = count_sockets()
-        scratch = os.path.join(tempfile.mkdtemp(prefix="bench-live-"), "rss")
-        results = [run(name, argv, args.repeat, scratch) for name, argv in commands]
-        after = count_sockets()
+        for round_ in range(args.repeat):
+            if round_:  # the previous TIME_WAIT batch must not expire mid-round
+                population.make_time_wait()
+            before = count_sockets()
+            for name, argv in commands:
+                runs[name].append(run(name, argv, scratch))
+            seen.append((before, count_sockets()))
+            print(f"round {round_ + 1}: {before} -> {seen[-1][1]} sockets", file=sys.stderr)
+    results = [best(runs[name]) for name, _ in commands]
     by = {r.name: r for r in results}
     print(f"\n{platform.node()}: {os.cpu_count()} CPUs, Linux {platform.release()}, Python "
           f"{platform.python_version()}")  # fmt: skip
-    print(f"sockets made: {counts} in {made:.1f}s; kernel sockets before/after: {before}/{after}")
-    print(f"best of {args.repeat}, output to a pipe\n")
+    where = "a private network namespace" if args.in_netns else "the host network namespace"
+    print(f"sockets made: {counts} in {made:.1f}s, in {where}")
+    print(f"kernel sockets at the start/end of each round: {seen}")
+    print(f"best of {args.repeat} rounds, output to a pipe\n")
     print("| command | wall s | peak MiB | output KiB |\n|---|---:|---:|---:|")
     for r in results:
         print(f"| `{r.name}` | {r.seconds:.3f} | {r.peak_mib:.0f} | {r.output_bytes / 1024:.0f} |")
@@ -230,6 +278,8 @@ def main() -> None:
     goals = [
         ("tcplens ls --json", "ss -tanp", 0.3),
         ("tcplens ls --json -P", "ss -tan", 1.0),
+        ("tcplens ls -P", "ss -tan", 1.0),
+        ("tcplens ls", "ss -tanp", 0.3),
         ("tcplens status", "ss -tan", 0.8),
     ]
     for ours, theirs, goal in goals:

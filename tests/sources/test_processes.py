@@ -124,3 +124,10 @@ def test_unknown_uid_becomes_its_number() -> None:
     rows = [_sock(None, uid=4_000_000)]
     processes.attribute(rows)
     assert rows[0].user == "4000000"
+
+
+def test_scan_stops_once_every_wanted_inode_is_owned(tmp_path: Path) -> None:
+    _fake_proc(tmp_path)
+    result = processes.scan({555}, str(tmp_path))
+    assert result.owners == {555: processes.Owner(100, 3)}
+    assert result.scanned == 1 and result.vanished == 0  # 200 and 300 were never opened

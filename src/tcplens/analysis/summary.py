@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from tcplens.model.states import State
-from tcplens.sources.records import Snapshot, Socket
+from tcplens.sources.records import Addr, Snapshot, Socket
 
 __all__ = ["TIME_WAIT_LEN", "Oldest", "StateDetail", "Summary", "summarize"]
 
@@ -78,14 +78,17 @@ def summarize(
     LISTEN is never "busy" (its count is the number of services, not load).
     """
     sockets = snapshot.sockets
+    # One C-level count over (proto, family, state), then small sums: 100k sockets
+    # cost ~30 ms here instead of three Python-level increments per socket.
+    combos = Counter([(s.proto, s.family, s.state) for s in sockets])
     by_proto: Counter[str] = Counter()
     by_family: Counter[int] = Counter()
     tcp: Counter[State] = Counter()
     udp: Counter[State] = Counter()
-    for sock in sockets:
-        by_proto[sock.proto] += 1
-        by_family[sock.family] += 1
-        (tcp if sock.proto == "tcp" else udp)[sock.state] += 1
+    for (proto, family, state), n in combos.items():
+        by_proto[proto] += n
+        by_family[family] += n
+        (tcp if proto == "tcp" else udp)[state] += n
     order = list(State)
     tcp_states = {s: tcp[s] for s in order if tcp[s]}
     udp_states = {s: udp[s] for s in order if udp[s]}
@@ -94,7 +97,7 @@ def summarize(
     candidates.sort(key=lambda item: (-item[0], order.index(item[1])))
     chosen = {s for _, s in candidates[:busy_states]}
     ports: dict[State, Counter[int]] = {s: Counter() for s in chosen}
-    peers: dict[State, Counter[str]] = {s: Counter() for s in chosen}
+    peers: dict[State, Counter[tuple[str, int | None]]] = {s: Counter() for s in chosen}
     procs: dict[State, Counter[tuple[str, int | None]]] = {s: Counter() for s in chosen}
     lifetimes = {State.TIME_WAIT: TIME_WAIT_LEN, State.FIN_WAIT2: fin_timeout}
     oldest: dict[State, Oldest] = {}
@@ -106,7 +109,7 @@ def summarize(
         if state in chosen:
             if sock.local.port is not None:
                 ports[state][sock.local.port] += 1
-            peers[state][str(sock.remote)] += 1
+            peers[state][sock.remote[:2]] += 1
             procs[state][(sock.process or "?", sock.pid)] += 1
         if state in lifetimes:
             timer = sock.timer
@@ -126,7 +129,7 @@ def summarize(
             s,
             n,
             ports[s].most_common(top),
-            peers[s].most_common(top),
+            [(str(Addr(ip, port)), n) for (ip, port), n in peers[s].most_common(top)],
             [(name, pid, c) for (name, pid), c in procs[s].most_common(top)],
         )
         for n, s in candidates[:busy_states]

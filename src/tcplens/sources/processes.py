@@ -52,7 +52,7 @@ class ScanResult:
 
 
 def scan(wanted: set[int] | None = None, proc_root: str = "/proc") -> ScanResult:
-    """Map socket inodes to the first (lowest-numbered fd of the first) process holding them.
+    """Map socket inodes to the first process (lowest pid) holding them, and its fd.
 
     ``wanted`` limits the result (the readlinks still happen: a link's target
     is the only way to learn an fd's inode).  ``None`` means every socket.
@@ -65,10 +65,9 @@ def scan(wanted: set[int] | None = None, proc_root: str = "/proc") -> ScanResult
         entries = os.listdir(proc_root)
     except OSError:
         return result
-    for name in entries:
-        if not name.isdigit():
-            continue
-        pid = int(name)
+    # lowest pid first, so "the" owner of a shared socket is deterministic
+    for pid in sorted(int(name) for name in entries if name.isdigit()):
+        name = str(pid)
         try:
             dirfd = os.open(f"{proc_root}/{name}/fd", _O_DIR)
         except PermissionError:
@@ -98,6 +97,8 @@ def scan(wanted: set[int] | None = None, proc_root: str = "/proc") -> ScanResult
                         owners[inode] = Owner(pid, int(fd))
         finally:
             os.close(dirfd)
+        if wanted is not None and len(owners) == len(wanted):
+            break  # every socket asked about has an owner: the rest cannot add any
     return result
 
 

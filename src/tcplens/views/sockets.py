@@ -41,6 +41,7 @@ __all__ = [
     "render_table",
     "socket_to_json",
     "write_json",
+    "write_plain",
 ]
 
 #: bump when a key changes meaning or disappears (adding keys keeps the version)
@@ -178,15 +179,28 @@ def _headers(cols: Columns) -> list[str]:
     return head
 
 
+def _fast_addr(addr: Addr) -> str:
+    """:func:`show_addr` without a resolver, inlined for the 100k-row case."""
+    ip, port = addr.ip, addr.port
+    port_text = (addr.service or "*") if not port else str(port)
+    return f"[{ip}]:{port_text}" if ":" in ip else f"{ip}:{port_text}"
+
+
 def _row(sock: Socket, cols: Columns, resolver: Resolver | None) -> list[str]:
     proto = sock.proto if sock.family == 4 else sock.proto + "6"
+    recv_q, send_q = sock.recv_q, sock.send_q
+    if resolver is None:
+        local, remote = _fast_addr(sock.local), _fast_addr(sock.remote)
+    else:
+        local = show_addr(sock.local, sock.proto, resolver)
+        remote = show_addr(sock.remote, sock.proto, resolver)
     row = [
         proto,
-        _num(sock.recv_q),
-        _num(sock.send_q),
-        show_addr(sock.local, sock.proto, resolver),
-        show_addr(sock.remote, sock.proto, resolver),
-        sock.state.value,
+        "-" if recv_q is None else str(recv_q),
+        "-" if send_q is None else str(send_q),
+        local,
+        remote,
+        str.__str__(sock.state),  # the StrEnum's value, without enum's slow property
     ]
     if cols.processes:
         row.append(_program(sock))
@@ -204,31 +218,44 @@ def _row(sock: Socket, cols: Columns, resolver: Resolver | None) -> list[str]:
 _RIGHT: Final = {"Recv-Q", "Send-Q", "Inode"}
 
 
+def write_plain(
+    out: TextIO,
+    sockets: Sequence[Socket],
+    cols: Columns = Columns(),
+    resolver: Resolver | None = None,
+) -> None:
+    """Aligned columns, nothing truncated: for pipes, files and ``grep``.
+
+    Widths need every row first; the lines are then formatted with one
+    precompiled format string and written in chunks.
+    """
+    head = _headers(cols)
+    rows = [_row(s, cols, resolver) for s in sockets]
+    last = len(head) - 1
+    parts = []
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(head)
+    for i, name in enumerate(head):
+        width = max(len(name), max(map(len, columns[i]), default=0))
+        if name in _RIGHT:
+            parts.append(f"{{{i}:>{width}}}")
+        elif i == last:
+            parts.append(f"{{{i}}}")
+        else:
+            parts.append(f"{{{i}:<{width}}}")
+    fmt = "  ".join(parts).format
+    out.write(fmt(*head).rstrip() + "\n")
+    for start in range(0, len(rows), _CHUNK):
+        lines = [fmt(*row).rstrip() for row in rows[start : start + _CHUNK]]
+        out.write("\n".join(lines) + "\n")
+
+
 def render_plain(
     sockets: Sequence[Socket], cols: Columns = Columns(), resolver: Resolver | None = None
 ) -> str:
-    """Aligned columns, nothing truncated: for pipes, files and ``grep``."""
-    head = _headers(cols)
-    rows = [_row(s, cols, resolver) for s in sockets]
-    widths = [len(h) for h in head]
-    for row in rows:
-        for i, cell in enumerate(row):
-            if len(cell) > widths[i]:
-                widths[i] = len(cell)
-    last = len(head) - 1
-
-    def line(cells: list[str]) -> str:
-        out = []
-        for i, cell in enumerate(cells):
-            if head[i] in _RIGHT:
-                out.append(cell.rjust(widths[i]))
-            elif i == last:
-                out.append(cell)
-            else:
-                out.append(cell.ljust(widths[i]))
-        return "  ".join(out).rstrip()
-
-    return "\n".join([line(head), *(line(r) for r in rows)]) + "\n"
+    """The plain-text listing as a string (see :func:`write_plain`)."""
+    buf = io.StringIO()
+    write_plain(buf, sockets, cols, resolver)
+    return buf.getvalue()
 
 
 def render_table(
@@ -341,7 +368,8 @@ def _socket_json_text(sock: Socket) -> str:
         f'"service":{_js(local.service)}}},'
         f'"remote":{{"ip":{_encode_str(remote.ip)},"port":{_ji(remote.port)},'
         f'"service":{_js(remote.service)}}},'
-        f'"state":"{sock.state.value}","recv_q":{_ji(sock.recv_q)},"send_q":{_ji(sock.send_q)},'
+        f'"state":"{str.__str__(sock.state)}","recv_q":{_ji(sock.recv_q)},'
+        f'"send_q":{_ji(sock.send_q)},'
         f'"uid":{_ji(sock.uid)},"user":{_js(sock.user)},"inode":{_ji(sock.inode)},'
         f'"pid":{_ji(sock.pid)},"fd":{_ji(sock.fd)},"process":{_js(sock.process)},'
         f'"cmdline":{_js(sock.cmdline)},"timer":{timer_text},"info":{info_text},'

@@ -22,9 +22,9 @@ from tcplens.views.sockets import (
     Resolver,
     render_csv,
     render_netstat,
-    render_plain,
     render_table,
     write_json,
+    write_plain,
 )
 
 __all__ = ["command", "print_notes"]
@@ -109,6 +109,6 @@ def command(
 
             Console().print(render_table(sockets, cols, resolver))
         else:
-            out.write(render_plain(sockets, cols, resolver))
+            write_plain(out, sockets, cols, resolver)
     out.flush()
     return 0
