@@ -92,3 +92,17 @@ def test_directory_is_an_input_error(tmp_path: Path) -> None:
         assert str(exc).startswith(f"{tmp_path}: cannot read:")
     else:
         raise AssertionError("reading a directory should fail")
+
+
+def test_unicode_digits_are_not_numbers() -> None:
+    # found by fuzzing: "¹".isdigit() is True but int("¹") raises
+    text = (
+        "Active Internet connections (including servers)\n"
+        "Proto Recv-Q Send-Q Local Address          Foreign Address        (state)\n"
+        "tcp4       ¹      0 192.168.1.33.780       192.168.1.10.2049      CLOSE_WAIT\n"
+        "tcp        0      0 10.0.0.5:22             10.0.0.9:5000         ESTABLISHED ¹ ²\n"
+    )
+    for fmt in (None, *FORMATS):
+        outcome(text.encode(), fmt)
+    snap = parse_text(text)
+    assert [w.line for w in snap.warnings] == [3, 4]

@@ -40,6 +40,7 @@ __all__ = [
     "ParseProblem",
     "int_field",
     "is_command_echo",
+    "is_number",
     "is_state",
     "lookup_service",
     "make_endpoint",
@@ -142,11 +143,16 @@ class ParseProblem(ValueError):
     """A field that does not parse; becomes a warning for its line."""
 
 
+def is_number(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts ``¹`` and ``²``, which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_port(text: str, proto: str) -> tuple[int | None, str | None]:
     """Return ``(port, service)`` for a port field (number, ``*`` or a name)."""
     if text in ("*", ""):
         return None, None
-    if text.isdigit():
+    if is_number(text):
         port = int(text)
         if port > 65535:
             raise ParseProblem(f"port {text} is out of range")
@@ -297,7 +303,7 @@ def new_socket(
 
 def int_field(text: str, name: str) -> int:
     """A non-negative decimal column (queues, pids, inodes)."""
-    if not text.isdigit():
+    if not is_number(text):
         raise ParseProblem(f"{name} {text!r} is not a number")
     return int(text)
 

@@ -14,7 +14,7 @@ import re
 from typing import Final
 
 from tcplens.sources.text import bsd, linux_netstat, proc, solaris, ss, windows
-from tcplens.sources.text._common import Line
+from tcplens.sources.text._common import Line, is_number
 
 __all__ = ["ORDER", "detect", "scores"]
 
@@ -51,7 +51,7 @@ def _bsd_row(words: list[str]) -> bool:
 
 
 def _ss_row(words: list[str]) -> bool:
-    if words and words[0].isdigit():
+    if words and is_number(words[0]):
         # ss state NAME: no State column (with a Netid column this would look
         # like a Linux netstat row, so only the rows without one count)
         words = ["UNKNOWN", *words]
@@ -60,8 +60,8 @@ def _ss_row(words: list[str]) -> bool:
     return (
         len(words) >= 5
         and words[0] in ss.STATE_WORDS
-        and words[1].isdigit()
-        and words[2].isdigit()
+        and is_number(words[1])
+        and is_number(words[2])
         and ":" in words[3]
     )
 

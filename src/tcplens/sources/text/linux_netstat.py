@@ -39,6 +39,7 @@ from tcplens.sources.text._common import (
     ParseProblem,
     int_field,
     is_command_echo,
+    is_number,
     is_state,
     make_endpoint,
     new_socket,
@@ -166,10 +167,10 @@ def _row(line: Line, out: Builder) -> int:
         sock.recv_q = int(match["recvq"])
         sock.send_q = int(match["sendq"])
         sock.timer = timer
-        if len(words) >= 2 and words[1].isdigit() and not _PIDPROG.match(words[0]):
+        if len(words) >= 2 and is_number(words[1]) and not _PIDPROG.match(words[0]):
             user = words.pop(0)
             sock.inode = int_field(words.pop(0), "inode")
-            if user.isdigit():
+            if is_number(user):
                 sock.uid = int(user)
             else:
                 sock.user = user

@@ -34,6 +34,7 @@ from tcplens.sources.text._common import (
     ParseProblem,
     int_field,
     is_command_echo,
+    is_number,
     make_endpoint,
     new_socket,
     split_colon,
@@ -233,7 +234,7 @@ def parse(lines: list[Line], out: Builder) -> None:
             out.skip(netid)
             last, last_was_row = None, True
             continue
-        stateless = bool(words) and words[0].isdigit()
+        stateless = bool(words) and is_number(words[0])
         last = _row(line, words, netid, default_proto, filtered if stateless else None, out)
         last_was_row = last is not None
         if last is not None and last.state is State.UNKNOWN and stateless:
@@ -253,7 +254,7 @@ def _row(
     filtered: State | None,
     out: Builder,
 ) -> Socket | None:
-    stateless = bool(words) and words[0].isdigit()
+    stateless = bool(words) and is_number(words[0])
     if stateless:
         words = ["UNKNOWN" if filtered is None else filtered.value, *words]
     if len(words) < 5 or (words[0].upper() not in STATE_WORDS and not stateless):

@@ -34,6 +34,7 @@ from tcplens.sources.text._common import (
     ParseProblem,
     int_field,
     is_command_echo,
+    is_number,
     make_endpoint,
     new_socket,
     split_colon,
@@ -150,7 +151,7 @@ def _flattened(line: Line, out: Builder) -> bool:
         if proto_col == "TCP" and j < len(words):
             rest_words.append(words[j])
             j += 1
-        if j < len(words) and words[j].isdigit():
+        if j < len(words) and is_number(words[j]):
             rest_words.append(words[j])
             j += 1
         rows += 1
