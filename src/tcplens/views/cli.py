@@ -68,6 +68,16 @@ COMMANDS: dict[str, Verb] = {
         "Run a scenario on real sockets: kernel, model and capture must agree.",
         "tcplens lab server-killed  (root for namespace scenarios)",
     ),
+    "watch": Verb(
+        "tcplens.views.commands.watch",
+        "Live socket table: new green, closed red, changed yellow; one line per change piped.",
+        "tcplens watch --port 443 --interval 0.5",
+    ),
+    "trace": Verb(
+        "tcplens.views.commands.trace",
+        "State transitions as they happen, checked against the model; time in each state.",
+        "tcplens trace --port 8080 --duration 30 --json",
+    ),
     "pcap": Verb(
         "tcplens.views.commands.pcap",
         "Reconstruct each connection's states from a pcap/pcapng; Zeek conn.log.",

@@ -1,0 +1,132 @@
+"""``tcplens watch``: a live socket table like TCPView, or one line per change when piped."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import click
+
+from tcplens.model.states import State
+from tcplens.sources.records import Snapshot
+from tcplens.views.options import filter_from, filter_options, source_options
+from tcplens.views.watch import (
+    WatchView,
+    event_line,
+    render_watch,
+    sample,
+    snapshot_taker,
+    wanted,
+)
+
+__all__ = ["command", "live_options", "reject_saved_text"]
+
+
+def reject_saved_text(kwargs: dict[str, Any], verb: str) -> None:
+    """A saved file is one moment; following changes needs a live source."""
+    if kwargs.get("from_file") is not None:
+        raise click.UsageError(
+            f"--from: {verb} follows a live source; a saved file is a single snapshot "
+            "(read it with: tcplens ls --from FILE)"
+        )
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def live_options(fn: F) -> F:
+    """``--interval`` and the process switch, shared by ``watch`` and ``trace``."""
+    fn = click.option(
+        "-P",
+        "--no-processes",
+        is_flag=True,
+        help="Skip process names (they cost a /proc scan whenever new sockets appear).",
+    )(fn)
+    return click.option(
+        "--interval",
+        type=click.FloatRange(min=0.01),
+        default=1.0,
+        show_default=True,
+        metavar="S",
+        help="Seconds between snapshots.",
+    )(fn)
+
+
+@click.command("watch")
+@filter_options
+@source_options
+@live_options
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Stop after N snapshots (default: until Ctrl-C).",
+)
+@click.option(
+    "--highlight",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    metavar="N",
+    help="Refreshes a new, closed or changed row stays coloured (closed rows then go).",
+)
+def command(
+    interval: float, no_processes: bool, count: int | None, highlight: int, **kwargs: Any
+) -> int:
+    """Watch sockets live: new rows green, closed red, changed state yellow.
+
+    On a terminal this is a table refreshed every --interval seconds with
+    counts per state on top. Piped, it prints one line per change instead:
+    time, + (new) / - (closed) / ~ (changed), proto, local, peer,
+    OLD -> NEW, pid/program. Filters are those of `tcplens ls`; with
+    --state, a connection is followed through every state and shown while
+    it is in one of those asked for, or just changed from or to one.
+
+    Example: tcplens watch --port 443 --interval 0.5
+    """
+    reject_saved_text(kwargs, "watch")
+    selection = filter_from(kwargs)
+    take = snapshot_taker(kwargs, selection, processes=not no_processes)
+    view = WatchView(highlight=highlight, interval=interval, states=selection.states)
+    snaps = sample(take, interval=interval, count=count)
+    try:
+        if sys.stdout.isatty():
+            _live(view, snaps)
+        else:
+            _lines(view, snaps, selection.states)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _live(view: WatchView, snaps: Iterator[Snapshot]) -> None:
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console()
+    with Live(console=console, auto_refresh=False, vertical_overflow="crop") as live:
+        for snap in snaps:
+            view.update(snap)
+            live.update(render_watch(view, max_rows=max(1, console.height - 4)), refresh=True)
+
+
+def _lines(view: WatchView, snaps: Iterator[Snapshot], states: frozenset[State]) -> None:
+    out = sys.stdout
+    noted = False
+    for snap in snaps:
+        step = view.update(snap)
+        if not noted:
+            for note in snap.missing:
+                click.echo(f"({note})", err=True)
+            click.echo(
+                f"watching {len(snap.sockets)} sockets every {view.interval:g}s; "
+                "one line per change (+ new, - closed, ~ changed)",
+                err=True,
+            )
+            noted = True
+        lines = [event_line(c) for c in step.changes if wanted(c, states)]
+        if lines:
+            out.write("\n".join(lines) + "\n")
+            out.flush()

@@ -1,0 +1,558 @@
+"""Live views over successive snapshots: ``tcplens watch`` and ``tcplens trace``.
+
+Three pieces, all usable without a terminal (tests drive them directly):
+
+* :func:`sample` is the sampling loop: one snapshot every ``interval``
+  seconds on a fixed schedule (a slow snapshot delays the next one, it does
+  not shift every later one), stopping after ``count`` snapshots or
+  ``duration`` seconds.  The clock and sleep are parameters.
+* :class:`WatchView` follows snapshots through a
+  :class:`~tcplens.analysis.diff.Tracer` and remembers, for a few refreshes,
+  which rows are new (green), closed (red) or changed state (yellow), as
+  TCPView does; :func:`render_watch` turns it into a rich renderable.
+* Line formats for pipes: :func:`event_line` (``watch`` when stdout is not a
+  terminal), :func:`trace_line` / :func:`trace_json` and the end-of-trace
+  summary (:func:`summary_lines` / :func:`summary_json`).
+
+``trace --json`` writes JSON lines, a versioned contract
+(:data:`TRACE_JSON_VERSION`): each line is an object with ``"version"`` and
+``"type"``; ``"change"`` lines carry ``time``, ``time_iso``, ``since``
+(the change happened in ``(since, time]``), ``conn`` (a number stable for the
+life of the trace), ``event`` (``opened``/``changed``/``closed``), ``proto``,
+``family``, ``local``/``remote`` (``{"ip", "port"}``), ``old``/``new``
+(state names, ``null`` for "not there"), ``spent`` (seconds observed in
+``old``), ``spent_complete``, ``in_model``, ``model_path``, ``unseen``,
+``inode``, ``pid`` and ``process``; the last line has type ``"summary"``.
+Every key is always present.
+
+Process names cost a scan of ``/proc/*/fd`` (over a second on a busy host),
+so :class:`Owners` keeps what it learnt per inode and scans again only when
+sockets it has not seen appear.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+from tcplens.analysis.diff import (
+    ChangeKind,
+    StateChange,
+    StateTime,
+    Tracer,
+    TraceStep,
+)
+from tcplens.analysis.filters import SORT_KEYS, SocketFilter
+from tcplens.model.states import State
+from tcplens.sources.records import Snapshot, Socket
+from tcplens.views.sockets import STATE_STYLES, show_addr
+
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod, RenderableType
+
+__all__ = [
+    "CHANGE_STYLES",
+    "TRACE_JSON_VERSION",
+    "Owners",
+    "Row",
+    "TraceTotals",
+    "WatchView",
+    "event_line",
+    "render_watch",
+    "sample",
+    "snapshot_taker",
+    "summary_json",
+    "summary_lines",
+    "trace_json",
+    "trace_line",
+    "wanted",
+]
+
+#: bump when a key of ``trace --json`` changes meaning or disappears
+TRACE_JSON_VERSION: Final = 1
+
+#: TCPView's colours: new rows green, closed red, changed yellow
+CHANGE_STYLES: Final[dict[str, str]] = {
+    "opened": "bold green",
+    "closed": "bold red",
+    "changed": "bold yellow",
+}
+_MARKS: Final[dict[str, str]] = {"opened": "+", "closed": "-", "changed": "~"}
+
+
+# --- sampling --------------------------------------------------------------------------------
+
+
+def sample(
+    take: Callable[[], Snapshot],
+    *,
+    interval: float,
+    count: int | None = None,
+    duration: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[Snapshot]:
+    """Yield a snapshot now and then every ``interval`` seconds until ``count``/``duration``.
+
+    With ``duration`` the last snapshot is taken at (or just after) the end,
+    so a trace covers the whole span asked for.  Neither limit: forever.
+    """
+    start = clock()
+    taken = 0
+    while True:
+        yield take()
+        taken += 1
+        if count is not None and taken >= count:
+            return
+        now = clock()
+        if duration is not None and now - start >= duration:
+            return
+        due = start + taken * interval
+        if duration is not None:
+            due = min(due, start + duration)
+        if due > now:
+            sleep(due - now)
+
+
+def snapshot_taker(
+    kwargs: dict[str, Any], selection: SocketFilter, *, processes: bool = True
+) -> Callable[[], Snapshot]:
+    """A function taking one filtered live snapshot per call, from the shared CLI options.
+
+    The state filter is left out here: a connection that changes state must
+    stay tracked to be seen changing (callers filter events with
+    :func:`wanted`).  Process names come from :class:`Owners` unless the
+    filter itself needs them for every socket (``--pid``, ``--process``).
+    """
+    from tcplens.views.options import snapshot_from
+
+    tracking = replace(selection, states=frozenset())
+    scan_all = selection.needs_processes
+    owners = Owners(str(kwargs.get("proc_root") or "/proc")) if processes and not scan_all else None
+
+    def take() -> Snapshot:
+        snap = snapshot_from(dict(kwargs), processes=scan_all, narrow=tracking)
+        snap.sockets = tracking.apply(snap.sockets)
+        if owners is not None:
+            owners.fill(snap.sockets)
+            snap.missing.extend(n for n in owners.missing if n not in snap.missing)
+        return snap
+
+    return take
+
+
+def wanted(change: StateChange, states: frozenset[State]) -> bool:
+    """Whether a change concerns the ``--state`` selection (either side of it)."""
+    return not states or change.old in states or change.new in states
+
+
+# --- process names ---------------------------------------------------------------------------
+
+
+class Owners:
+    """Process attribution that scans ``/proc`` only for inodes it has not seen before."""
+
+    def __init__(self, proc_root: str = "/proc") -> None:
+        self.proc_root = proc_root
+        self.scans = 0
+        self._known: dict[int, tuple[int | None, int | None, str | None, str | None]] = {}
+        self.missing: list[str] = []
+
+    def fill(self, sockets: Sequence[Socket]) -> None:
+        """Set pid, fd, process and user on ``sockets`` in place."""
+        from tcplens.sources.processes import attribute
+
+        fresh = [s for s in sockets if s.inode and s.inode not in self._known]
+        if fresh:
+            self.scans += 1
+            notes = attribute(fresh, proc_root=self.proc_root)
+            for note in notes:
+                if note not in self.missing:
+                    self.missing.append(note)
+            for s in fresh:
+                assert s.inode is not None
+                self._known[s.inode] = (s.pid, s.fd, s.process, s.user)
+        alive: set[int] = set()
+        for s in sockets:
+            if not s.inode:
+                continue
+            alive.add(s.inode)
+            s.pid, s.fd, s.process, user = self._known[s.inode]
+            s.user = s.user or user
+        if len(self._known) > 2 * len(alive) + 1024:
+            self._known = {k: v for k, v in self._known.items() if k in alive}
+
+
+# --- the live table ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Mark:
+    kind: ChangeKind
+    refresh: int
+    old: State | None
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One line of the watch table: a socket now present or recently closed."""
+
+    conn: int
+    sock: Socket
+    #: ``opened``/``closed``/``changed`` while highlighted, else ``None``
+    mark: ChangeKind | None
+    #: the state before a highlighted change
+    old: State | None
+    #: seconds in the current state, and whether its start was observed
+    in_state: float
+    in_state_complete: bool
+
+
+class WatchView:
+    """Snapshots in, highlighted rows out: the state behind the TCPView-like table.
+
+    ``highlight`` is how many refreshes a new, closed or changed row stays
+    coloured (closed rows stay in the table that long, then go).
+    """
+
+    def __init__(
+        self,
+        *,
+        highlight: int = 3,
+        interval: float | None = None,
+        states: frozenset[State] = frozenset(),
+    ) -> None:
+        self.highlight = max(1, highlight)
+        self.interval = interval
+        #: rows in other states are shown only while highlighted
+        self.states = states
+        self.tracer = Tracer(horizon=0.0)
+        self.refresh = 0
+        self.snapshot: Snapshot | None = None
+        self.last_step: TraceStep | None = None
+        self._marks: dict[int, _Mark] = {}
+        self._closed: dict[int, tuple[Socket, float, bool]] = {}
+
+    def update(self, snap: Snapshot) -> TraceStep:
+        """Take the next snapshot; return what changed since the previous one."""
+        self.refresh += 1
+        self.snapshot = snap
+        step = self.tracer.update(snap)
+        self.last_step = step
+        for change in step.changes:
+            kind = change.change.kind
+            self._marks[change.conn] = _Mark(kind, self.refresh, change.old)
+            if kind == "closed" and change.change.before is not None:
+                spent = change.spent or 0.0
+                self._closed[change.conn] = (change.change.before, spent, change.spent_complete)
+        for conn in [
+            c for c, m in self._marks.items() if self.refresh - m.refresh >= self.highlight
+        ]:
+            del self._marks[conn]
+            self._closed.pop(conn, None)
+        return step
+
+    def rows(self) -> list[Row]:
+        """Present sockets plus recently closed ones, ordered by local then peer address."""
+        now = self.snapshot.taken_at if self.snapshot is not None else 0.0
+        out: list[Row] = []
+        for track in self.tracer.live:
+            mark = self._marks.get(track.id)
+            if self.states and track.state not in self.states and mark is None:
+                continue
+            out.append(
+                Row(
+                    conn=track.id,
+                    sock=track.sock,
+                    mark=mark.kind if mark else None,
+                    old=mark.old if mark else None,
+                    in_state=track.time_in_state(now),
+                    in_state_complete=track.entered_seen,
+                )
+            )
+        for conn, (sock, spent, complete) in self._closed.items():
+            out.append(Row(conn, sock, "closed", sock.state, spent, complete))
+        local, remote = SORT_KEYS["local"], SORT_KEYS["remote"]
+        out.sort(key=lambda r: (r.sock.proto, local(r.sock), remote(r.sock), r.conn))
+        return out
+
+    def counts(self) -> Counter[State]:
+        """TCP sockets per state in the latest snapshot."""
+        snap = self.snapshot
+        return Counter(s.state for s in (snap.sockets if snap else ()) if s.proto == "tcp")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _program(sock: Socket) -> str:
+    if sock.pid is None:
+        return "-"
+    return f"{sock.pid}/{sock.process or '?'}"
+
+
+def _proto(sock: Socket) -> str:
+    return sock.proto if sock.family == 4 else sock.proto + "6"
+
+
+def _clock(at: float) -> str:
+    """Local wall-clock time to the millisecond, as tcpdump prints it."""
+    return datetime.fromtimestamp(at).strftime("%H:%M:%S.%f")[:-3]
+
+
+def render_watch(view: WatchView, *, max_rows: int | None = None) -> RenderableType:
+    """Header (per-state counts, change counts) and the table, coloured by change.
+
+    When there are more rows than ``max_rows``, highlighted rows are kept
+    first and a last line says how many were left out.
+    """
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    snap = view.snapshot
+    title = Text("tcplens watch", style="bold")
+    if snap is not None:
+        where = " · ".join(p for p in (snap.host, snap.source) if p)
+        title.append(f"  {where} · {_clock(snap.taken_at)} · refresh {view.refresh}")
+        if view.interval is not None:
+            title.append(f" every {view.interval:g}s")
+    counts = Text()
+    for state, n in sorted(view.counts().items(), key=lambda kv: list(State).index(kv[0])):
+        if counts:
+            counts.append("  ")
+        counts.append(state.value, style=STATE_STYLES.get(state, ""))
+        counts.append(f" {n}")
+    if not counts:
+        counts.append("no TCP sockets", style="dim")
+    step = view.last_step
+    if step is not None and not step.first:
+        tally: Counter[str] = Counter(c.change.kind for c in step.changes)
+        counts.append("   │ ")
+        for kind, label in (("opened", "new"), ("closed", "closed"), ("changed", "changed")):
+            counts.append(f"{_MARKS[kind]}{tally.get(kind, 0)} {label}", style=CHANGE_STYLES[kind])
+            counts.append("  ")
+
+    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False, expand=False)
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("Proto", "left"),
+        ("Local Address", "left"),
+        ("Peer Address", "left"),
+        ("State", "left"),
+        ("In state", "right"),
+        ("PID/Program", "left"),
+    )
+    for name, justify in columns:
+        table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis")
+    rows = view.rows()
+    hidden = 0
+    if max_rows is not None and len(rows) > max_rows:
+        keep = max(0, max_rows - 1)
+        marked = [r for r in rows if r.mark is not None][:keep]
+        room = keep - len(marked)
+        plain = [r for r in rows if r.mark is None][:room]
+        chosen = {r.conn for r in marked} | {r.conn for r in plain}
+        hidden = len(rows) - len(chosen)
+        rows = [r for r in rows if r.conn in chosen]
+    for row in rows:
+        sock = row.sock
+        style = CHANGE_STYLES[row.mark] if row.mark else None
+        if row.mark == "changed" and row.old is not None:
+            cell = Text(f"{row.old.value} → {sock.state.value}")
+        elif row.mark == "closed":
+            cell = Text(f"{sock.state.value} → gone")
+        else:
+            cell = Text(sock.state.value, style=STATE_STYLES.get(sock.state, ""))
+        since = ("" if row.in_state_complete else "≥") + _duration(row.in_state)
+        table.add_row(
+            _proto(sock),
+            show_addr(sock.local, sock.proto),
+            show_addr(sock.remote, sock.proto),
+            cell,
+            since,
+            _program(sock),
+            style=style,
+        )
+    parts: list[RenderableType] = [title, counts, table]
+    if hidden:
+        parts.append(Text(f"… {hidden} more sockets (narrow with filters)", style="dim"))
+    return Group(*parts)
+
+
+# --- lines for pipes ----------------------------------------------------------------------------
+
+
+def _states(change: StateChange) -> tuple[str, str]:
+    old = "new" if change.old is None else change.old.value
+    new = "gone" if change.new is None else change.new.value
+    return old, new
+
+
+def event_line(change: StateChange) -> str:
+    """``HH:MM:SS.mmm +|-|~ proto local peer OLD -> NEW pid/program``: always 9 fields."""
+    sock = change.change.sock
+    old, new = _states(change)
+    return (
+        f"{_clock(change.change.at)} {_MARKS[change.change.kind]} {_proto(sock)} "
+        f"{show_addr(sock.local, sock.proto)} {show_addr(sock.remote, sock.proto)} "
+        f"{old} -> {new} {_program(sock)}"
+    )
+
+
+def trace_line(change: StateChange) -> str:
+    """One transition for people: time, connection, old -> new, time in old, skipped states."""
+    sock = change.change.sock
+    old, new = _states(change)
+    text = (
+        f"{_clock(change.change.at)}  #{change.conn} {_proto(sock)} "
+        f"{show_addr(sock.local, sock.proto)} <-> {show_addr(sock.remote, sock.proto)}  "
+        f"{old} -> {new}"
+    )
+    if change.spent is not None:
+        text += f"  after {'' if change.spent_complete else '≥'}{change.spent:.2f}s"
+    if change.unseen:
+        text += f"  via {', '.join(s.value for s in change.unseen)} (unseen)"
+    if change.in_model is False:
+        text += "  (no path in the state model)"
+    if sock.pid is not None:
+        text += f"  [{_program(sock)}]"
+    return text
+
+
+def _addr_json(sock: Socket, end: str) -> dict[str, Any]:
+    addr = sock.local if end == "local" else sock.remote
+    return {"ip": addr.ip, "port": addr.port}
+
+
+def trace_json(change: StateChange) -> str:
+    """One ``"type": "change"`` line of ``trace --json`` (see the module docstring)."""
+    ch = change.change
+    sock = ch.sock
+    return json.dumps(
+        {
+            "version": TRACE_JSON_VERSION,
+            "type": "change",
+            "time": ch.at,
+            "time_iso": datetime.fromtimestamp(ch.at, UTC).isoformat(),
+            "since": ch.since,
+            "conn": change.conn,
+            "event": ch.kind,
+            "proto": sock.proto,
+            "family": sock.family,
+            "local": _addr_json(sock, "local"),
+            "remote": _addr_json(sock, "remote"),
+            "old": None if change.old is None else change.old.value,
+            "new": None if change.new is None else change.new.value,
+            "spent": change.spent,
+            "spent_complete": change.spent_complete,
+            "in_model": change.in_model,
+            "model_path": None if change.path is None else [s.value for s in change.path],
+            "unseen": [s.value for s in change.unseen],
+            "inode": sock.inode,
+            "pid": sock.pid,
+            "process": sock.process,
+        },
+        separators=(",", ":"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TraceTotals:
+    """What the end-of-trace summary reports besides per-state times."""
+
+    snapshots: int
+    started: float | None
+    ended: float | None
+    changes: int
+    off_model: int
+
+
+def _totals(tracer: Tracer, changes: int, off_model: int) -> TraceTotals:
+    return TraceTotals(tracer.snapshots, tracer.started, tracer.last, changes, off_model)
+
+
+def summary_json(tracer: Tracer, *, changes: int, off_model: int) -> str:
+    """The last ``trace --json`` line: ``"type": "summary"`` with time per state."""
+    totals = _totals(tracer, changes, off_model)
+
+    def state(t: StateTime) -> dict[str, Any]:
+        return {
+            "stays": t.stays,
+            "total": t.total,
+            "mean": t.mean,
+            "longest": t.longest if t.stays else None,
+            "partial": t.partial,
+            "ongoing": t.ongoing,
+            "ongoing_longest": t.ongoing_longest if t.ongoing else None,
+        }
+
+    return json.dumps(
+        {
+            "version": TRACE_JSON_VERSION,
+            "type": "summary",
+            "snapshots": totals.snapshots,
+            "started": totals.started,
+            "ended": totals.ended,
+            "changes": totals.changes,
+            "off_model": totals.off_model,
+            "states": {s.value: state(t) for s, t in tracer.state_times().items()},
+        },
+        separators=(",", ":"),
+    )
+
+
+def summary_lines(tracer: Tracer, *, changes: int, off_model: int) -> list[str]:
+    """Time spent per TCP state, as aligned plain text."""
+    totals = _totals(tracer, changes, off_model)
+    span = 0.0
+    if totals.started is not None and totals.ended is not None:
+        span = totals.ended - totals.started
+    head = (
+        f"Time in state over {span:.1f}s ({totals.snapshots} snapshots, "
+        f"{totals.changes} changes, {totals.off_model} outside the state model)"
+    )
+    times = tracer.state_times()
+    if not times:
+        return [head, "  no TCP connections seen"]
+
+    def secs(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}s"
+
+    table = [("State", "Stays", "Mean", "Longest", "Total", "Partial", "Now", "Longest now")]
+    for state, t in times.items():
+        table.append(
+            (
+                state.value,
+                str(t.stays),
+                secs(t.mean),
+                secs(t.longest if t.stays else None),
+                secs(t.total if t.stays else None),
+                str(t.partial),
+                str(t.ongoing),
+                secs(t.ongoing_longest if t.ongoing else None),
+            )
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = [head]
+    for r in table:
+        cells = [r[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
+        ]
+        lines.append("  " + "  ".join(cells))
+    lines.append(
+        "  (Stays: entered and left while tracing; Partial: began before tracing, so not timed; "
+        "Now: still in the state.)"
+    )
+    return lines

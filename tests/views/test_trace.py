@@ -1,0 +1,287 @@
+"""``tcplens trace`` as a subprocess while the test moves real loopback sockets through states.
+
+Every run is filtered with ``--port`` on a listener this test owns, so other
+suites' sockets never show up.  The test waits for each transition to be
+printed before causing the next one, so a slow snapshot (the netlink dump
+walks every namespace's sockets) delays the test instead of failing it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+import pytest
+
+WAIT = 15.0  # seconds any single expected line may take before the test fails
+
+
+class Follow:
+    """A running ``tcplens`` subprocess whose stdout lines are read as they come."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tcplens", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self.err_lines: queue.Queue[str | None] = queue.Queue()
+        self.stderr: list[str] = []
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        threading.Thread(
+            target=self._pump, args=(self.proc.stdout, self._queue), daemon=True
+        ).start()
+        threading.Thread(
+            target=self._pump, args=(self.proc.stderr, self.err_lines), daemon=True
+        ).start()
+
+    @staticmethod
+    def _pump(stream: IO[str], into: queue.Queue[str | None]) -> None:
+        for line in stream:
+            into.put(line.rstrip("\n"))
+        into.put(None)
+
+    def started(self, word: str) -> None:
+        """Wait until the first snapshot is taken (the stderr note naming ``word``)."""
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            try:
+                line = self.err_lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            self.stderr.append(line)
+            if line.startswith(word):
+                return
+        raise AssertionError(f"{word!r} never started: {self.stderr}")
+
+    def wait_for(self, predicate: Callable[[str], bool], n: int = 1) -> list[str]:
+        """Block until ``n`` stdout lines (seen so far or arriving) satisfy ``predicate``."""
+        deadline = time.monotonic() + WAIT
+        while True:
+            hits = [line for line in self.lines if predicate(line)]
+            if len(hits) >= n:
+                return hits
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"expected {n} matching lines, got: {self.lines}")
+            try:
+                line = self._queue.get(timeout=min(remaining, 0.1))
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"process ended early: {self.lines} {self.stderr}")
+            self.lines.append(line)
+
+    def finish(self, *, interrupt: bool = False, timeout: float = WAIT) -> int:
+        """Let the process end (or Ctrl-C it) and collect the rest of its output."""
+        if interrupt:
+            self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(timeout=timeout)
+        while (line := self._queue.get(timeout=WAIT)) is not None:
+            self.lines.append(line)
+        while (err := self.err_lines.get(timeout=WAIT)) is not None:
+            self.stderr.append(err)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@contextlib.contextmanager
+def following(*args: str) -> Iterator[Follow]:
+    run = Follow(*args)
+    try:
+        yield run
+    finally:
+        run.kill()
+
+
+@contextlib.contextmanager
+def listener() -> Iterator[socket.socket]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+def port_of(sock: socket.socket, *, peer: bool = False) -> int:
+    return int((sock.getpeername() if peer else sock.getsockname())[1])
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with SO_LINGER 0: an RST, so both ends leave the table at once."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def changes(run: Follow) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in run.lines if '"type":"change"' in line]
+
+
+def test_trace_follows_a_close_through_its_states_with_times_and_model_paths() -> None:
+    with listener() as lsock, following(
+        "trace", "--port", str(port_of(lsock)), "--interval", "0.05", "--duration", "60",
+        "--json", "-P",
+    ) as run:  # fmt: skip
+        run.started("tracing")
+        client = socket.create_connection(("127.0.0.1", port_of(lsock)))
+        server, _ = lsock.accept()
+        cport = port_of(client)
+
+        def event(kind: str, local: int, old: str | None, new: str | None) -> Callable[[str], bool]:
+            def check(line: str) -> bool:
+                doc = json.loads(line)
+                return doc.get("type") == "change" and (
+                    doc["event"],
+                    doc["local"]["port"],
+                    doc["old"],
+                    doc["new"],
+                ) == (kind, local, old, new)
+
+            return check
+
+        sport = port_of(server)
+        run.wait_for(event("opened", cport, None, "ESTABLISHED"))
+        run.wait_for(event("opened", sport, None, "ESTABLISHED"))
+        client.close()  # active close: client FIN_WAIT1 -> FIN_WAIT2, server CLOSE_WAIT
+        run.wait_for(event("changed", sport, "ESTABLISHED", "CLOSE_WAIT"))
+        run.wait_for(event("changed", cport, "ESTABLISHED", "FIN_WAIT2"))
+        held = time.monotonic()
+        time.sleep(0.5)  # CLOSE_WAIT lasts as long as the application waits
+        server.close()
+        closed_at = time.monotonic()
+        run.wait_for(event("closed", sport, "CLOSE_WAIT", None))
+        run.wait_for(event("changed", cport, "FIN_WAIT2", "TIME_WAIT"))
+        assert run.finish(interrupt=True) == 0
+
+    rows = changes(run)
+    assert all(r["version"] == 1 for r in rows)
+    by = {(r["local"]["port"], r["old"], r["new"]): r for r in rows}
+    fin_wait2 = by[(cport, "ESTABLISHED", "FIN_WAIT2")]
+    # the orphaned client socket lost its inode, and is still the same connection
+    assert fin_wait2["inode"] is None
+    assert fin_wait2["conn"] == by[(cport, None, "ESTABLISHED")]["conn"]
+    assert fin_wait2["unseen"] == ["FIN_WAIT1"]
+    assert fin_wait2["model_path"] == ["ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2"]
+    assert fin_wait2["in_model"] is True and fin_wait2["spent_complete"] is True
+    close_wait = by[(sport, "CLOSE_WAIT", None)]
+    assert close_wait["model_path"] == ["CLOSE_WAIT", "CLOSED"]
+    assert 0.5 <= close_wait["spent"] <= closed_at - held + 5.0
+    assert close_wait["since"] < close_wait["time"]
+    opened = by[(sport, None, "ESTABLISHED")]
+    assert opened["in_model"] is None and opened["spent"] is None
+    assert set(opened) == set(fin_wait2)  # every key is always there
+
+    summary = json.loads(run.lines[-1])
+    assert summary["type"] == "summary" and summary["version"] == 1
+    states = summary["states"]
+    assert states["ESTABLISHED"]["stays"] == 2
+    assert states["CLOSE_WAIT"]["stays"] == 1 and states["CLOSE_WAIT"]["longest"] >= 0.5
+    assert states["FIN_WAIT2"]["stays"] == 1
+    assert states["TIME_WAIT"]["ongoing"] == 1
+    assert states["LISTEN"]["ongoing"] == 1 and states["LISTEN"]["stays"] == 0
+    assert summary["changes"] == len(rows) and summary["off_model"] == 0
+
+
+def test_trace_text_lines_duration_and_summary_with_process_names() -> None:
+    with listener() as lsock, following(
+        "trace", "--port", str(port_of(lsock)), "--interval", "0.05", "--duration", "3",
+    ) as run:  # fmt: skip
+        run.started("tracing")
+        client = socket.create_connection(("127.0.0.1", port_of(lsock)))
+        server, _ = lsock.accept()
+        sport = port_of(server)
+        run.wait_for(lambda line: f"127.0.0.1:{sport} <->" in line and "new -> ESTABLISHED" in line)
+        reset(client)
+        server.close()
+        run.wait_for(lambda line: "ESTABLISHED -> gone" in line, n=2)
+        started = time.monotonic()
+        assert run.finish() == 0
+        assert time.monotonic() - started < 3.5  # --duration stops it by itself
+
+    (opened,) = [line for line in run.lines if f"127.0.0.1:{sport} <->" in line and "new" in line]
+    assert f"[{os.getpid()}/" in opened  # the accepted socket belongs to this test
+    gone = [line for line in run.lines if "ESTABLISHED -> gone" in line]
+    assert all(" after " in line for line in gone)
+    head = next(i for i, line in enumerate(run.lines) if line.startswith("Time in state over"))
+    table = "\n".join(run.lines[head:])
+    assert "ESTABLISHED" in table and "LISTEN" in table
+    assert "0 outside the state model" in run.lines[head]
+
+
+def test_state_filter_shows_changes_from_or_to_the_state() -> None:
+    with listener() as lsock, following(
+        "trace", "--port", str(port_of(lsock)), "--state", "close-wait", "--interval", "0.05",
+        "--duration", "30", "-P",
+    ) as run:  # fmt: skip
+        run.started("tracing")
+        client = socket.create_connection(("127.0.0.1", port_of(lsock)))
+        server, _ = lsock.accept()
+        time.sleep(0.3)  # likely, not certain, to be sampled as ESTABLISHED first
+        client.close()
+        run.wait_for(lambda line: "-> CLOSE_WAIT" in line)
+        server.close()
+        run.wait_for(lambda line: "CLOSE_WAIT -> gone" in line)
+        assert run.finish(interrupt=True) == 0
+    events = [line for line in run.lines if " -> " in line and line[:2].isdigit()]
+    # into CLOSE_WAIT ("new -> CLOSE_WAIT" if the ESTABLISHED moment fell between two
+    # snapshots) and out of it; not the client's FIN_WAIT2/TIME_WAIT, not ESTABLISHED opens
+    assert len(events) == 2, events
+    assert "ESTABLISHED -> CLOSE_WAIT" in events[0] or "new -> CLOSE_WAIT" in events[0]
+    assert "CLOSE_WAIT -> gone" in events[1]
+
+
+def test_from_file_and_conflicting_limits_are_usage_errors(tmp_path: Any) -> None:
+    saved = tmp_path / "ss.txt"
+    saved.write_text("State Recv-Q Send-Q Local Address:Port Peer Address:Port\n")
+    for args in (["--from", str(saved)], ["--count", "2", "--duration", "1"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "tcplens", "trace", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr
+    assert "live source" in done.stderr or "--duration" in done.stderr
+
+
+@pytest.mark.parametrize("verb", ["trace", "watch"])
+def test_count_stops_after_n_snapshots(verb: str) -> None:
+    with listener() as lsock:
+        args = [verb, "--port", str(port_of(lsock)), "-P", "--interval", "0.05", "--count", "3"]
+        done = subprocess.run(
+            [sys.executable, "-m", "tcplens", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert "1 sockets" in done.stderr  # the listener, and nothing from other suites
+    if verb == "trace":
+        assert "(3 snapshots, 0 changes" in done.stdout
+    else:
+        assert done.stdout == ""
