@@ -29,6 +29,7 @@ reads the config file and renders findings.
 from __future__ import annotations
 
 import ipaddress
+import threading
 import tomllib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -318,17 +319,16 @@ def diagnose(
 
     ``thresholds`` holds overrides only; defaults fill the rest.
     """
-    global _index_cache
     values = resolve_thresholds(thresholds)
     if snapshot.source.startswith("text"):
         snapshot = _distinct(snapshot)
-    _index_cache = (snapshot, _Index(snapshot))
+    _cache.current = (snapshot, _Index(snapshot))
     findings: list[Finding] = []
     try:
         for registered in RULES.values():
             findings.extend(registered.func(snapshot, settings, values))
     finally:
-        _index_cache = None
+        _cache.current = None
     findings.sort(key=lambda f: (-f.severity.rank, -f.evidence.count, f.rule))
     return findings
 
@@ -387,11 +387,13 @@ class _Index:
         return self._pairs.get((sock.remote, sock.local))
 
 
-_index_cache: tuple[Snapshot, _Index] | None = None
+#: the index of the snapshot :func:`diagnose` is working on, per thread (the exporter
+#: diagnoses from its scrape threads)
+_cache = threading.local()
 
 
 def _index(snapshot: Snapshot) -> _Index:
-    cached = _index_cache
+    cached: tuple[Snapshot, _Index] | None = getattr(_cache, "current", None)
     if cached is not None and cached[0] is snapshot:
         return cached[1]
     return _Index(snapshot)
