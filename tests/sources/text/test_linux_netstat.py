@@ -230,3 +230,14 @@ def test_cut_ipv6_hosts_keep_their_ports_and_are_reported() -> None:
         (s.local.port, s.remote.port, s.state, s.pid) for s in wide.sockets
     ]
     assert cut.sockets[0] == wide.sockets[0]  # ::1:8080 fits
+
+
+def test_grep_colour_codes_are_ignored() -> None:
+    text = (
+        "$ netstat -tanp | grep --color=always 10050\n"
+        "tcp        0      0 0.0.0.0:\x1b[01;31m\x1b[K10050\x1b[m\x1b[K           0.0.0.0:*"
+        "               LISTEN      2502/server\n"
+    )
+    snap = parse_text(text)
+    assert snap.warnings == []
+    assert snap.sockets[0].local == Addr("0.0.0.0", 10050)

@@ -27,7 +27,7 @@ from typing import Final
 
 from tcplens.errors import InputError
 from tcplens.sources.records import Snapshot
-from tcplens.sources.text import bsd, linux_netstat, proc, solaris, ss, windows
+from tcplens.sources.text import bsd, linux_netstat, powershell, proc, solaris, ss, windows
 from tcplens.sources.text._common import Builder, Line, is_command_echo, normalise
 from tcplens.sources.text.detect import detect
 
@@ -41,6 +41,7 @@ _PARSERS: Final[dict[str, Parser]] = {
     windows.FORMAT: windows.parse,
     bsd.FORMAT: bsd.parse,
     solaris.FORMAT: solaris.parse,
+    powershell.FORMAT: powershell.parse,
 }
 
 #: names accepted by ``--format`` (``auto`` detects)
@@ -51,6 +52,7 @@ FORMATS: Final = (
     bsd.FORMAT,
     solaris.FORMAT,
     proc.FORMAT,
+    powershell.FORMAT,
 )
 
 #: friendlier names users type for the same formats
@@ -67,6 +69,8 @@ ALIASES: Final = {
     "illumos": solaris.FORMAT,
     "procfs": proc.FORMAT,
     "proc-net": proc.FORMAT,
+    "get-nettcpconnection": powershell.FORMAT,
+    "pwsh": powershell.FORMAT,
 }
 
 _PROMPT_HOST: Final = re.compile(r"^\s*[\w.-]+@(?P<host>[\w.-]+)[:\s]")

@@ -119,8 +119,9 @@ def lookup_service(name: str, proto: str) -> int | None:
 class Line:
     """One input line: its 1-based number, the text as given, and a cleaned copy.
 
-    The cleaned copy has no-break spaces (web pages), tabs and stray carriage
-    returns turned into plain spaces, so parsers can split on whitespace.
+    The cleaned copy has terminal colour codes removed and no-break spaces
+    (web pages), tabs and stray carriage returns turned into plain spaces, so
+    parsers can split on whitespace.
     """
 
     number: int
@@ -131,10 +132,14 @@ class Line:
 _SPACES: Final = str.maketrans({"\xa0": " ", "\t": " ", "\r": " ", "\u3000": " ", "\ufeff": " "})
 
 
+#: terminal colour codes, as ``grep --color=always`` leaves them in a saved file
+_ANSI: Final = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
 def normalise(text: str) -> list[Line]:
     """Split text into :class:`Line` records (any newline convention)."""
     return [
-        Line(number, raw, raw.translate(_SPACES).rstrip())
+        Line(number, raw, _ANSI.sub("", raw).translate(_SPACES).rstrip())
         for number, raw in enumerate(text.splitlines(), start=1)
     ]
 

@@ -13,14 +13,14 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from tcplens.sources.text import bsd, linux_netstat, proc, solaris, ss, windows
+from tcplens.sources.text import bsd, linux_netstat, powershell, proc, solaris, ss, windows
 from tcplens.sources.text._common import Line, is_number
 
 __all__ = ["ORDER", "detect", "scores"]
 
 #: tie-break order: the most specific signatures first
-ORDER: Final = (proc.FORMAT, solaris.FORMAT, ss.FORMAT, windows.FORMAT, bsd.FORMAT,
-                linux_netstat.FORMAT)  # fmt: skip
+ORDER: Final = (proc.FORMAT, solaris.FORMAT, powershell.FORMAT, ss.FORMAT, windows.FORMAT,
+                bsd.FORMAT, linux_netstat.FORMAT)  # fmt: skip
 
 _LINUX_BANNER: Final = re.compile(
     r"^Active (?:Internet connections \((?:servers and established|only servers|w/o servers)\)"
@@ -75,6 +75,8 @@ def scores(lines: list[Line]) -> dict[str, int]:
             continue
         words = text.split()
         lowered = text.lower()
+        if powershell.HEADER.match(text):
+            points[powershell.FORMAT] += 5
         if proc.HEADER.match(text):
             points[proc.FORMAT] += 5
         elif proc.ROW.match(text):
