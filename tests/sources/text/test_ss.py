@@ -237,3 +237,15 @@ def test_single_state_filter_has_no_state_column() -> None:
     headless = parse_text(STATE_FILTERED.split("\n", 1)[1])
     assert [s.state for s in headless.sockets] == [State.UNKNOWN, State.UNKNOWN]
     assert headless.missing[0].startswith("state unknown for 2 socket(s)")
+
+
+def test_oneline_info_on_the_row_itself() -> None:
+    text = (
+        "State Recv-Q Send-Q Local Address:Port Peer Address:Port Process\n"
+        "ESTAB 0      0      10.0.0.5:22        10.0.0.9:5000     ino:7 sk:1 <-> cubic "
+        "rtt:1.5/0.75 cwnd:42 retrans:0/1\n"
+    )
+    (sock,) = parse_text(text).sockets
+    assert sock.info is not None
+    assert (sock.info.rtt_ms, sock.info.cwnd, sock.info.total_retrans) == (1.5, 42, 1)
+    assert (sock.inode, sock.uid) == (7, 0)

@@ -277,7 +277,9 @@ def _row(
         sock.recv_q, sock.send_q = recv_q, send_q
         before = 5 + (netid is not None) - stateless
         rest = line.text.strip().split(None, before)
-        _extras(rest[-1] if len(rest) > before else "", sock)
+        extras = rest[-1] if len(rest) > before else ""
+        _extras(extras, sock)
+        _info(extras, sock)  # ss -O (--oneline) prints the -i details on the row
     except ParseProblem as exc:
         out.warn(line, str(exc))
         return None
