@@ -1,11 +1,20 @@
 """Capture a lab run on the wire and reconstruct both endpoints' states from it.
 
-The :class:`Recorder` reads every frame on one interface of a lab namespace
-with an ``AF_PACKET`` socket (opened inside that namespace), with the
-kernel's receive timestamps (``SO_TIMESTAMPNS``), in a background thread.
-On the veth end each segment is seen exactly once: outgoing ones after the
-sender's nftables output hook, incoming ones before the receiver's input
-hook; that is the "capture point" the scenarios' blind spots refer to.
+The :class:`Recorder` captures one interface of a lab namespace through
+tcplens's own live capture (:func:`tcplens.packets.capture.live_frames`,
+AF_PACKET, raw IP frames), in a background thread.  The AF_PACKET socket is
+opened inside the namespace (the interface only exists there).  On the veth
+end each segment is seen exactly once: outgoing ones after the sender's
+nftables output hook, incoming ones before the receiver's input hook; that is
+the "capture point" the scenarios' blind spots refer to.
+
+Aligning checkpoints with the capture.  Live frames are stamped when the
+capture thread reads them, which can be later than the kernel's own time for
+the packet; comparing those stamps with the moment the kernel was observed
+could put a packet that caused the observed state after it.  So at each
+checkpoint :meth:`Recorder.barrier` waits until the socket's queue is empty:
+every frame tapped before the observation has then been read, and the
+checkpoint's capture time is the stamp of the last frame read so far.
 
 The frames are written as a pcap file with :class:`tcplens.packets.pcap.PcapWriter`
 and read back through :func:`tcplens.packets.pcap.read_frames`, so the tracker
@@ -15,11 +24,13 @@ the file can be kept as a test fixture.
 
 from __future__ import annotations
 
+import fcntl
 import io
-import select
 import socket
 import struct
+import termios
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -27,42 +38,37 @@ from tcplens.errors import ScenarioError
 from tcplens.lab.netns import Namespace, inside
 from tcplens.model.machine import Flags, format_flags
 from tcplens.model.states import State
-from tcplens.packets.pcap import PcapWriter, read_frames
+from tcplens.packets.capture import ETH_P_ALL, LINKTYPE_RAW, live_frames
+from tcplens.packets.pcap import Frame, PcapWriter, read_frames
 from tcplens.packets.tracker import Connection, Tracker, reconstruct
 
-__all__ = ["CaptureResult", "Frame", "Recorder", "state_at", "to_pcap"]
+__all__ = ["CaptureResult", "Recorder", "state_at", "to_pcap"]
 
-ETH_P_ALL: Final = 0x0003
-LINKTYPE_ETHERNET: Final = 1
-SO_TIMESTAMPNS: Final = 35
-SCM_TIMESTAMPNS: Final = SO_TIMESTAMPNS
-_TS: Final = struct.Struct("qq")
-
-Frame = tuple[int, bytes]  # (timestamp in ns since the epoch, frame bytes)
+#: how long the socket queue must stay empty before a barrier counts as reached
+QUIET: Final = 0.005
 
 
 class Recorder:
-    """AF_PACKET capture of one interface in one namespace, in a thread."""
+    """tcplens's live AF_PACKET capture of one interface in one namespace, in a thread."""
 
     def __init__(self, ns: Namespace | None, interface: str) -> None:
         self.ns = ns
         self.interface = interface
-        self.linktype = LINKTYPE_ETHERNET
+        self.linktype = LINKTYPE_RAW
         self.frames: list[Frame] = []
-        self._stop = threading.Event()
+        self.error: str | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
 
     def start(self) -> None:
         try:
             with inside(self.ns):
-                sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+                sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
         except PermissionError as exc:
             raise ScenarioError(f"AF_PACKET capture needs root (CAP_NET_RAW): {exc}") from exc
         try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             sock.bind((self.interface, ETH_P_ALL))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         except OSError:
             sock.close()
             raise
@@ -70,54 +76,53 @@ class Recorder:
         self._thread = threading.Thread(target=self._loop, name="tcplens-lab-capture", daemon=True)
         self._thread.start()
 
-    def _read_one(self, sock: socket.socket) -> None:
-        data, anc, _flags, _addr = sock.recvmsg(262_144, 64, socket.MSG_DONTWAIT)
-        ts = 0
-        for level, kind, payload in anc:
-            if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS:
-                sec, nsec = _TS.unpack_from(payload)
-                ts = sec * 1_000_000_000 + nsec
-        self.frames.append((ts, data))
-
     def _loop(self) -> None:
+        assert self._sock is not None
+        try:
+            for frame in live_frames(self.interface, sock=self._sock):
+                self.frames.append(frame)
+        except OSError as exc:  # the socket is closed by stop()
+            if self._sock is not None:
+                self.error = str(exc)
+
+    def _queued(self) -> int:
         sock = self._sock
-        assert sock is not None
-        while not self._stop.is_set():
-            ready, _, _ = select.select([sock], [], [], 0.05)
-            if ready:
-                try:
-                    self._read_one(sock)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    return
+        if sock is None:
+            return 0
+        raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        value: int = struct.unpack("i", raw)[0]
+        return value
+
+    def barrier(self, timeout: float = 1.0) -> float | None:
+        """Wait until every queued frame is read; the capture time of the last one (or None)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._queued() == 0:
+                count = len(self.frames)
+                time.sleep(QUIET)
+                if self._queued() == 0 and len(self.frames) == count:
+                    break
+            else:
+                time.sleep(QUIET)
+        return self.frames[-1].ts if self.frames else None
 
     def stop(self) -> list[Frame]:
-        """Stop, read what is still queued, and return every frame in capture order."""
-        self._stop.set()
+        """Read what is still queued, stop, and return every frame in capture order."""
+        self.barrier()
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        sock = self._sock
-        if sock is not None:
-            try:
-                while True:
-                    self._read_one(sock)
-            except (BlockingIOError, OSError):
-                pass
-            sock.close()
-            self._sock = None
-        self.frames.sort(key=lambda f: f[0])
-        return self.frames
+        return list(self.frames)
 
 
-def to_pcap(
-    frames: list[Frame], linktype: int = LINKTYPE_ETHERNET, snaplen: int = 262_144
-) -> bytes:
+def to_pcap(frames: list[Frame], linktype: int = LINKTYPE_RAW, snaplen: int = 262_144) -> bytes:
     """The frames as a classic nanosecond pcap file (``snaplen`` 96 keeps headers only)."""
     out = io.BytesIO()
     writer = PcapWriter(out, linktype, snaplen=snaplen)
-    for ts, data in frames:
-        writer.write(ts, data[:snaplen], len(data))
+    for frame in frames:
+        writer.write(frame.ts_ns, frame.data[:snaplen], frame.wire_len)
     writer.flush()
     return out.getvalue()
 

@@ -79,6 +79,8 @@ class Checkpoint:
     model_timers: tuple[float | None, float | None]
     blind: Mapping[str, str]
     capture: tuple[State, State] | None = None
+    #: capture-clock time of the last frame read when the checkpoint was taken
+    capture_time: float | None = None
 
     def kernel_timer(self, side: Side) -> str:
         """The ss-style timer of the side's socket, ``timewait,59.9s`` or ``""``."""
@@ -389,6 +391,8 @@ def run(
                 model_timers=_model_left(pair, at),
                 blind=step.blind,
             )
+            if recorder is not None:
+                cp.capture_time = recorder.barrier()
             result.checkpoints.append(cp)
             if after_step is not None:
                 after_step(cp)
@@ -412,7 +416,8 @@ def run(
                         frames, recorder.linktype, lab.client_addr, lab.server_addr
                     )
                     for cp in result.checkpoints:
-                        cp.capture = result.capture.states_at(cp.wall)
+                        t = cp.capture_time
+                        cp.capture = result.capture.states_at(float("-inf") if t is None else t)
                 except (ScenarioError, OSError) as exc:
                     result.capture_note = f"capture failed: {exc}"
             try:

@@ -77,15 +77,16 @@ def _ladder(result: LabRun, width: int) -> str:
         prev = (now[0], now[1])
         events.append((t, 0, row))
     for cp in result.checkpoints:
+        at = cp.wall if cp.capture_time is None else cp.capture_time
         row = LadderRow(
-            time=cp.wall - t0,
+            time=at - t0,
             left=str(cp.kernel[0]),
             right=str(cp.kernel[1]),
             note=f"◆ kernel after step {cp.step}",
             left_changed=True,
             right_changed=True,
         )
-        events.append((cp.wall, 1, row))
+        events.append((at, 1, row))
     events.sort(key=lambda e: (e[0], e[1]))
     return render_ladder(
         [e[2] for e in events],
