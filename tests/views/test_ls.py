@@ -286,3 +286,26 @@ def test_fast_json_rows_equal_the_dict_form_for_odd_values() -> None:
     doc = json.loads(render_json(Snapshot([odd, plain], source="test")))
     assert doc["sockets"] == [socket_to_json(odd), socket_to_json(plain)]
     assert doc["sockets"][0]["timer"] == {"kind": "on", "remaining": 0.2, "retransmits": 3}
+
+
+def test_terminal_table_is_coloured_by_state_and_fits_the_width() -> None:
+    from rich.console import Console
+
+    from tcplens.sources.records import Addr, Socket
+    from tcplens.views.sockets import STATE_STYLES, Columns, render_table
+
+    long_ip = "2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff"
+    socks = [
+        Socket("tcp", 6, Addr(long_ip, 443), Addr(long_ip, 55555), State.CLOSE_WAIT, 0, 0),
+        Socket("tcp", 4, Addr("0.0.0.0", 22), Addr("0.0.0.0", 0), State.LISTEN, 0, 128),
+    ]
+    console = Console(width=80, record=True, force_terminal=True, color_system="truecolor")
+    console.print(render_table(socks, Columns(timers=True)))
+    text = console.export_text(clear=False)
+    assert all(len(line) <= 80 for line in text.splitlines())
+    # short columns stay whole; the long address folds onto more lines
+    assert "CLOSE_WAIT" in text and "Recv-Q" in text and "PID/Program" in text
+    assert "[2001:db8:" in text and "]:443" in text
+    styled = console.export_text(styles=True)
+    assert "\x1b[1;31m" in styled  # CLOSE_WAIT in bold red
+    assert STATE_STYLES[State.CLOSE_WAIT] == "bold red"

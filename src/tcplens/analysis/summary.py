@@ -66,6 +66,10 @@ class Summary:
     missing: list[str]
 
 
+def _remaining(sock: Socket) -> float:
+    return sock.timer.remaining if sock.timer is not None else float("inf")
+
+
 def summarize(
     snapshot: Snapshot,
     *,
@@ -95,45 +99,37 @@ def summarize(
 
     candidates = [(n, s) for s, n in tcp_states.items() if s is not State.LISTEN]
     candidates.sort(key=lambda item: (-item[0], order.index(item[1])))
-    chosen = {s for _, s in candidates[:busy_states]}
-    ports: dict[State, Counter[int]] = {s: Counter() for s in chosen}
-    peers: dict[State, Counter[tuple[str, int | None]]] = {s: Counter() for s in chosen}
-    procs: dict[State, Counter[tuple[str, int | None]]] = {s: Counter() for s in chosen}
-    lifetimes = {State.TIME_WAIT: TIME_WAIT_LEN, State.FIN_WAIT2: fin_timeout}
-    oldest: dict[State, Oldest] = {}
-    untimed: Counter[State] = Counter()
-    for sock in sockets:
-        if sock.proto != "tcp":
-            continue
-        state = sock.state
-        if state in chosen:
-            if sock.local.port is not None:
-                ports[state][sock.local.port] += 1
-            peers[state][sock.remote[:2]] += 1
-            procs[state][(sock.process or "?", sock.pid)] += 1
-        if state in lifetimes:
-            timer = sock.timer
-            if timer is None or timer.kind != "timewait":
-                untimed[state] += 1
-                continue
-            best = oldest.get(state)
-            if best is None or timer.remaining < best.remaining:
-                life = lifetimes[state]
-                oldest[state] = Oldest(
-                    state, max(0.0, life - timer.remaining), timer.remaining, life, sock
-                )
-    for state, entry in oldest.items():
-        entry.untimed = untimed[state]
-    busy = [
-        StateDetail(
-            s,
-            n,
-            ports[s].most_common(top),
-            [(str(Addr(ip, port)), n) for (ip, port), n in peers[s].most_common(top)],
-            [(name, pid, c) for (name, pid), c in procs[s].most_common(top)],
+    # Per state, filtered lists and C-level Counters: a Python loop doing three
+    # counter increments per socket cost ~0.3 s at 100k sockets.
+    tcp_sockets = [sock for sock in sockets if sock.proto == "tcp"]
+    busy: list[StateDetail] = []
+    for n, state in candidates[:busy_states]:
+        rows = [sock for sock in tcp_sockets if sock.state is state]
+        ports = Counter([sock.local.port for sock in rows if sock.local.port is not None])
+        peers = Counter([sock.remote[:2] for sock in rows])
+        procs = Counter([(sock.process or "?", sock.pid) for sock in rows])
+        busy.append(
+            StateDetail(
+                state,
+                n,
+                ports.most_common(top),
+                [(str(Addr(ip, port)), c) for (ip, port), c in peers.most_common(top)],
+                [(name, pid, c) for (name, pid), c in procs.most_common(top)],
+            )
         )
-        for n, s in candidates[:busy_states]
-    ]
+    oldest: dict[State, Oldest] = {}
+    untimed: dict[State, int] = {}
+    for state, life in ((State.TIME_WAIT, TIME_WAIT_LEN), (State.FIN_WAIT2, fin_timeout)):
+        rows = [sock for sock in tcp_sockets if sock.state is state]
+        timed = [sock for sock in rows if sock.timer is not None and sock.timer.kind == "timewait"]
+        if len(rows) > len(timed):
+            untimed[state] = len(rows) - len(timed)
+        if timed:
+            first = min(timed, key=_remaining)
+            left = _remaining(first)
+            oldest[state] = Oldest(
+                state, max(0.0, life - left), left, life, first, len(rows) - len(timed)
+            )
     return Summary(
         source=snapshot.source,
         host=snapshot.host,
@@ -145,6 +141,6 @@ def summarize(
         udp_states=udp_states,
         busy=busy,
         oldest=oldest,
-        untimed={s: n for s, n in untimed.items() if n},
+        untimed=untimed,
         missing=list(snapshot.missing),
     )

@@ -18,7 +18,7 @@ import os
 import pwd
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 from tcplens.sources.records import Socket
 
@@ -33,8 +33,7 @@ NOT_ALL_IDENTIFIED: Final = (
 _O_DIR: Final = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-@dataclass(slots=True, frozen=True)
-class Owner:
+class Owner(NamedTuple):
     """A process holding a socket open through one of its file descriptors."""
 
     pid: int
@@ -61,6 +60,7 @@ def scan(wanted: set[int] | None = None, proc_root: str = "/proc") -> ScanResult
     owners = result.owners
     readlink = os.readlink
     listdir = os.listdir
+    new = tuple.__new__
     try:
         entries = os.listdir(proc_root)
     except OSError:
@@ -91,10 +91,10 @@ def scan(wanted: set[int] | None = None, proc_root: str = "/proc") -> ScanResult
                     target = readlink(fd, dir_fd=dirfd)
                 except OSError:  # fd closed between listdir and readlink
                     continue
-                if target.startswith("socket:["):
+                if target[:8] == "socket:[":
                     inode = int(target[8:-1])
                     if (wanted is None or inode in wanted) and inode not in owners:
-                        owners[inode] = Owner(pid, int(fd))
+                        owners[inode] = new(Owner, (pid, int(fd)))
         finally:
             os.close(dirfd)
         if wanted is not None and len(owners) == len(wanted):

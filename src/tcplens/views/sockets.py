@@ -216,6 +216,7 @@ def _row(sock: Socket, cols: Columns, resolver: Resolver | None) -> list[str]:
 
 
 _RIGHT: Final = {"Recv-Q", "Send-Q", "Inode"}
+_FOLDING: Final = {"Local Address", "Peer Address", "TCP info", "Command", "Timer"}
 
 
 def write_plain(
@@ -226,27 +227,30 @@ def write_plain(
 ) -> None:
     """Aligned columns, nothing truncated: for pipes, files and ``grep``.
 
-    Widths need every row first; the lines are then formatted with one
-    precompiled format string and written in chunks.
+    Column widths need every row, but keeping 100k formatted rows next to the
+    records costs ~50 MiB, so rows are built twice, a chunk at a time: once
+    to measure, once to write with one precompiled format string.
     """
     head = _headers(cols)
-    rows = [_row(s, cols, resolver) for s in sockets]
+    widths = [len(name) for name in head]
+    for start in range(0, len(sockets), _CHUNK):
+        rows = [_row(s, cols, resolver) for s in sockets[start : start + _CHUNK]]
+        for i, column in enumerate(zip(*rows, strict=True)):
+            widths[i] = max(widths[i], max(map(len, column)))
     last = len(head) - 1
     parts = []
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(head)
     for i, name in enumerate(head):
-        width = max(len(name), max(map(len, columns[i]), default=0))
         if name in _RIGHT:
-            parts.append(f"{{{i}:>{width}}}")
+            parts.append(f"{{{i}:>{widths[i]}}}")
         elif i == last:
             parts.append(f"{{{i}}}")
         else:
-            parts.append(f"{{{i}:<{width}}}")
+            parts.append(f"{{{i}:<{widths[i]}}}")
     fmt = "  ".join(parts).format
     out.write(fmt(*head).rstrip() + "\n")
-    for start in range(0, len(rows), _CHUNK):
-        lines = [fmt(*row).rstrip() for row in rows[start : start + _CHUNK]]
-        out.write("\n".join(lines) + "\n")
+    for start in range(0, len(sockets), _CHUNK):
+        chunk = sockets[start : start + _CHUNK]
+        out.write("\n".join([fmt(*_row(s, cols, resolver)).rstrip() for s in chunk]) + "\n")
 
 
 def render_plain(
@@ -268,12 +272,15 @@ def render_table(
     table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
     for name in _headers(cols):
         right = name in _RIGHT
+        # Long cells (addresses, info, command lines) fold onto more lines so
+        # the short ones (queues, state, pid) always stay visible and whole.
+        folding = name in _FOLDING
         table.add_column(
             name,
             justify="right" if right else "left",
-            no_wrap=name != "TCP info",
-            overflow="ellipsis" if name != "TCP info" else "fold",
-            min_width=len(name) if name != "Command" else 7,
+            no_wrap=not folding,
+            overflow="fold" if folding else "ellipsis",
+            min_width=None if folding else len(name),
         )
     for sock in sockets:
         style = STATE_STYLES.get(sock.state, "")
