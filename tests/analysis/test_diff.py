@@ -250,13 +250,13 @@ Spec = list[tuple[int, int | None, State, int | None]]
 
 
 def build(at: float, spec: Spec) -> Snapshot:
-    seen: set[tuple[int, int | None, int]] = set()
+    seen: set[int] = set()
     out = []
     for lport, rport, state, inode in spec:
-        if inode is not None:  # an inode is one socket: never twice under one key
-            if (lport, rport, inode) in seen:
+        if inode is not None:  # socket inodes are unique on a host
+            if inode in seen:
                 continue
-            seen.add((lport, rport, inode))
+            seen.add(inode)
         out.append(sock(lport, rport, state, inode))
     return snap(at, *out)
 

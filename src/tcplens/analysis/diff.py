@@ -57,10 +57,11 @@ from typing import Final, Literal
 
 from tcplens.model.machine import TRANSITIONS
 from tcplens.model.states import State
-from tcplens.sources.records import Snapshot, Socket
+from tcplens.sources.records import Addr, Snapshot, Socket
 
 __all__ = [
     "Change",
+    "ChangeKind",
     "ConnKey",
     "Matching",
     "SnapshotDiff",
@@ -98,6 +99,14 @@ class Matching:
     opened: list[int]
 
 
+_Ident = tuple[str, Addr, Addr]
+
+
+def _idents(sockets: Sequence[Socket]) -> list[_Ident]:
+    """Identity keys for matching: ``conn_key`` without unpacking the addresses (faster)."""
+    return [(s.proto, s.local, s.remote) for s in sockets]
+
+
 def match(prev: Sequence[Socket], cur: Sequence[Socket]) -> Matching:
     """Pair each row of ``cur`` with the row of ``prev`` that is the same socket.
 
@@ -105,29 +114,46 @@ def match(prev: Sequence[Socket], cur: Sequence[Socket]) -> Matching:
     unknown pairs with the first unpaired row of the same key (see the module
     docstring).  Linear in the number of rows.
     """
-    by_key: dict[ConnKey, list[int]] = {}
-    by_inode: dict[tuple[ConnKey, int], int] = {}
-    for i, sock in enumerate(prev):
-        key = conn_key(sock)
-        by_key.setdefault(key, []).append(i)
-        if sock.inode:
-            by_inode[(key, sock.inode)] = i
+    return _match(prev, _idents(prev), cur, _idents(cur))
+
+
+def _match(
+    prev: Sequence[Socket], prev_ids: list[_Ident], cur: Sequence[Socket], cur_ids: list[_Ident]
+) -> Matching:
+    # Keys are unique in almost every snapshot: keep the first row per key in a plain
+    # dict and only build lists for the rare keys that repeat (SO_REUSEPORT, UDP).
+    first: dict[_Ident, int] = {}
+    repeats: dict[_Ident, list[int]] = {}
+    for i, ident in enumerate(prev_ids):
+        if ident in first:
+            repeats.setdefault(ident, [first[ident]]).append(i)
+        else:
+            first[ident] = i
+    # socket inodes are unique on the host, so the inode alone finds the candidate row
+    by_inode = {s.inode: i for i, s in enumerate(prev) if s.inode}
     taken = [False] * len(prev)
     pairs: list[tuple[int, int]] = []
-    pending: list[tuple[int, ConnKey]] = []
+    pending: list[int] = []
     for j, sock in enumerate(cur):
-        key = conn_key(sock)
-        if sock.inode:
-            same = by_inode.get((key, sock.inode))
-            if same is not None and not taken[same]:
+        inode = sock.inode
+        if inode:
+            same = by_inode.get(inode)
+            if same is not None and not taken[same] and prev_ids[same] == cur_ids[j]:
                 taken[same] = True
                 pairs.append((same, j))
                 continue
-        pending.append((j, key))
+        pending.append(j)
     opened: list[int] = []
-    for j, key in pending:
+    for j in pending:
+        ident = cur_ids[j]
         inode = cur[j].inode
-        for i in by_key.get(key, ()):
+        many = repeats.get(ident)
+        if many is None:
+            only = first.get(ident)
+            candidates: Sequence[int] = () if only is None else (only,)
+        else:
+            candidates = many
+        for i in candidates:
             if not taken[i] and (not inode or not prev[i].inode):
                 taken[i] = True
                 pairs.append((i, j))
@@ -268,7 +294,7 @@ class Track:
     sock: Socket
     first_seen: float
     #: (time first observed, state), oldest first; capped, so long histories lose their head
-    history: collections.deque[tuple[float, State]]
+    history: list[tuple[float, State]]
     #: when the current state was first observed
     entered: float
     #: False while the current state is the one the connection had when tracing began
@@ -373,6 +399,7 @@ class Tracer:
         self.started: float | None = None
         self.last: float | None = None
         self._prev: list[Socket] = []
+        self._prev_ids: list[_Ident] = []
         self._tracks: list[Track] = []
         self._gone: dict[int, Track] = {}
         self._next_id = 1
@@ -423,7 +450,7 @@ class Tracer:
             id=self._next_id,
             sock=sock,
             first_seen=at,
-            history=collections.deque([(at, sock.state)], maxlen=self.max_history),
+            history=[(at, sock.state)],
             entered=at,
             entered_seen=seen_entering,
             last_seen=at,
@@ -455,45 +482,70 @@ class Tracer:
             self.started = at
             self.last = at
             self._prev = list(cur)
+            self._prev_ids = _idents(cur)
             self._tracks = [self._new_track(s, at, seen_entering=False) for s in cur]
             empty = SnapshotDiff(since=at, at=at, unchanged=len(cur))
             return TraceStep(diff=empty, changes=[], tracks=list(self._tracks), first=True)
         since = self.last if self.last is not None else at
-        prev_snap = Snapshot(sockets=self._prev, source=snap.source, taken_at=since)
-        matching = match(self._prev, cur)
-        result = _diff(prev_snap, snap, matching)
-        tracks: list[Track | None] = [None] * len(cur)
+        cur_ids = _idents(cur)
+        prev = self._prev
+        matching = _match(prev, self._prev_ids, cur, cur_ids)
+        old_tracks = self._tracks
+        tracks: list[Track] = [old_tracks[0]] * len(cur) if old_tracks else []
+        changed: list[Change] = []
         changes: list[StateChange] = []
-        by_after: dict[int, Change] = {id(c.after): c for c in result.changed}
         for i, j in matching.pairs:
-            track = self._tracks[i]
+            track = old_tracks[i]
             sock = cur[j]
-            change = by_after.get(id(sock))
-            if change is not None:
+            if prev[i].state is not sock.state:
+                change = Change("changed", prev[i], sock, since, at)
+                changed.append(change)
                 spent, complete = self._end_stay(track, at)
                 track.entered = at
                 track.entered_seen = True
-                track.history.append((at, sock.state))
+                self._remember(track, at, sock.state)
                 changes.append(self._checked(track.id, change, spent, complete))
             track.sock = sock
             track.last_seen = at
             tracks[j] = track
-        for change, j in zip(result.opened, matching.opened, strict=True):
+        opened: list[Change] = []
+        for j in matching.opened:
+            change = Change("opened", None, cur[j], since, at)
+            opened.append(change)
             track = self._new_track(cur[j], at, seen_entering=True)
+            if not tracks:
+                tracks = [track] * len(cur)
             tracks[j] = track
             changes.append(StateChange(track.id, change, None, True, False, None))
-        for change, i in zip(result.closed, matching.closed, strict=True):
-            track = self._tracks[i]
+        closed: list[Change] = []
+        for i in matching.closed:
+            change = Change("closed", prev[i], None, since, at)
+            closed.append(change)
+            track = old_tracks[i]
             spent, complete = self._end_stay(track, at)
             track.gone_at = at
-            track.history.append((at, State.CLOSED))
+            self._remember(track, at, State.CLOSED)
             self._gone[track.id] = track
             changes.append(self._checked(track.id, change, spent, complete))
-        self._tracks = [t for t in tracks if t is not None]
+        result = SnapshotDiff(
+            since=since,
+            at=at,
+            opened=opened,
+            closed=closed,
+            changed=changed,
+            unchanged=len(matching.pairs) - len(changed),
+        )
+        self._tracks = tracks
         self._prev = list(cur)
+        self._prev_ids = cur_ids
         self.last = at
         self._forget(at)
-        return TraceStep(diff=result, changes=changes, tracks=list(self._tracks), first=False)
+        return TraceStep(diff=result, changes=changes, tracks=list(tracks), first=False)
+
+    def _remember(self, track: Track, at: float, state: State) -> None:
+        track.history.append((at, state))
+        if len(track.history) > self.max_history:
+            del track.history[0]
 
     @staticmethod
     def _checked(conn: int, change: Change, spent: float, complete: bool) -> StateChange:

@@ -32,6 +32,8 @@ sockets it has not seen appear.
 
 from __future__ import annotations
 
+import gc
+import ipaddress
 import json
 import time
 from collections import Counter
@@ -47,7 +49,7 @@ from tcplens.analysis.diff import (
     Tracer,
     TraceStep,
 )
-from tcplens.analysis.filters import SORT_KEYS, SocketFilter
+from tcplens.analysis.filters import SocketFilter
 from tcplens.model.states import State
 from tcplens.sources.records import Snapshot, Socket
 from tcplens.views.sockets import STATE_STYLES, show_addr
@@ -85,6 +87,10 @@ CHANGE_STYLES: Final[dict[str, str]] = {
 _MARKS: Final[dict[str, str]] = {"opened": "+", "closed": "-", "changed": "~"}
 
 
+#: snapshots between cyclic garbage collections while sampling
+_GC_EVERY: Final = 50
+
+
 # --- sampling --------------------------------------------------------------------------------
 
 
@@ -104,19 +110,29 @@ def sample(
     """
     start = clock()
     taken = 0
-    while True:
-        yield take()
-        taken += 1
-        if count is not None and taken >= count:
-            return
-        now = clock()
-        if duration is not None and now - start >= duration:
-            return
-        due = start + taken * interval
-        if duration is not None:
-            due = min(due, start + duration)
-        if due > now:
-            sleep(due - now)
+    # Snapshots and traces are acyclic, yet at 100k sockets the cyclic GC's passes cost
+    # more than the diff itself: pause it while sampling and collect now and then.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        while True:
+            yield take()
+            taken += 1
+            if count is not None and taken >= count:
+                return
+            if taken % _GC_EVERY == 0:
+                gc.collect()
+            now = clock()
+            if duration is not None and now - start >= duration:
+                return
+            due = start + taken * interval
+            if duration is not None:
+                due = min(due, start + duration)
+            if due > now:
+                sleep(due - now)
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def snapshot_taker(
@@ -277,8 +293,31 @@ class WatchView:
             )
         for conn, (sock, spent, complete) in self._closed.items():
             out.append(Row(conn, sock, "closed", sock.state, spent, complete))
-        local, remote = SORT_KEYS["local"], SORT_KEYS["remote"]
-        out.sort(key=lambda r: (r.sock.proto, local(r.sock), remote(r.sock), r.conn))
+        ip_keys: dict[str, tuple[int, int]] = {}
+
+        def ip_key(ip: str) -> tuple[int, int]:
+            key = ip_keys.get(ip)
+            if key is None:  # parsed once per address, not once per row
+                try:
+                    parsed = ipaddress.ip_address(ip.split("%")[0])
+                    key = (parsed.version, int(parsed))
+                except ValueError:
+                    key = (0, 0)
+                ip_keys[ip] = key
+            return key
+
+        def order(r: Row) -> tuple[Any, ...]:
+            local, remote = r.sock.local, r.sock.remote
+            return (
+                r.sock.proto,
+                ip_key(local.ip),
+                local.port or 0,
+                ip_key(remote.ip),
+                remote.port or 0,
+                r.conn,
+            )
+
+        out.sort(key=order)
         return out
 
     def counts(self) -> Counter[State]:
