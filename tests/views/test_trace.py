@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import IO, Any
 
 import pytest
@@ -135,6 +136,31 @@ def reset(sock: socket.socket) -> None:
     sock.close()
 
 
+CHANGE_KEYS = {
+    *("version", "type", "time", "time_iso", "since", "conn", "event", "proto", "family"),
+    *("local", "remote", "old", "new", "spent", "spent_complete", "in_model", "model_path"),
+    *("unseen", "inode", "pid", "process"),
+}
+SUMMARY_KEYS = {
+    "version",
+    "type",
+    "snapshots",
+    "started",
+    "ended",
+    "changes",
+    "off_model",
+    "states",
+}
+STATE_KEYS = {"stays", "total", "mean", "longest", "partial", "ongoing", "ongoing_longest"}
+DOC = Path(__file__).resolve().parents[2] / "docs" / "watch.md"
+
+
+def test_the_json_lines_contract_is_documented() -> None:
+    text = DOC.read_text()
+    for key in CHANGE_KEYS | SUMMARY_KEYS | STATE_KEYS:
+        assert f"`{key}`" in text or f'"{key}"' in text, key
+
+
 def changes(run: Follow) -> list[dict[str, Any]]:
     return [json.loads(line) for line in run.lines if '"type":"change"' in line]
 
@@ -191,10 +217,12 @@ def test_trace_follows_a_close_through_its_states_with_times_and_model_paths() -
     assert close_wait["since"] < close_wait["time"]
     opened = by[(sport, None, "ESTABLISHED")]
     assert opened["in_model"] is None and opened["spent"] is None
-    assert set(opened) == set(fin_wait2)  # every key is always there
+    assert all(set(r) == CHANGE_KEYS for r in rows)  # every key, always
 
     summary = json.loads(run.lines[-1])
     assert summary["type"] == "summary" and summary["version"] == 1
+    assert set(summary) == SUMMARY_KEYS
+    assert all(set(v) == STATE_KEYS for v in summary["states"].values())
     states = summary["states"]
     assert states["ESTABLISHED"]["stays"] == 2
     assert states["CLOSE_WAIT"]["stays"] == 1 and states["CLOSE_WAIT"]["longest"] >= 0.5
