@@ -441,6 +441,8 @@ class Tracker:
         self._since_sweep = 0
         #: take the short path for plain segments (tests turn it off to compare)
         self.shortcut = True
+        #: evict inside feed(); a batch feeder turns this off and calls sweep()
+        self.sweeping = True
 
     # -- input ------------------------------------------------------------------------
     def feed(
@@ -479,11 +481,21 @@ class Tracker:
             flow, src == flow.orig_ip and sport == flow.orig_port, t, seg, frame_len, record
         )
         self._since_sweep += 1
-        if len(self.flows) > self.max_connections or (
-            t >= self._next_sweep and self._since_sweep * 4 >= len(self.flows)
+        if self.sweeping and (
+            len(self.flows) > self.max_connections
+            or (t >= self._next_sweep and self._since_sweep * 4 >= len(self.flows))
         ):
             done.extend(self._sweep())
         return done
+
+    def sweep(self, packets: int = 0) -> list[Connection]:
+        """Evict idle connections now if due (for callers that feed in batches)."""
+        self._since_sweep += packets
+        if len(self.flows) > self.max_connections or (
+            self.now >= self._next_sweep and self._since_sweep * 4 >= len(self.flows)
+        ):
+            return self._sweep()
+        return []
 
     def finish(self) -> list[Connection]:
         """End of capture: every connection still open is finished as it stands."""
@@ -496,12 +508,19 @@ class Tracker:
     def _idle_limit(self, flow: _Flow) -> float:
         z = flow.zeek
         if flow.stats[0].rst or flow.stats[1].rst:
-            return self.timeouts.reset
-        if z.orig.did_close and z.resp.did_close:
-            return self.timeouts.closed
-        if flow.stats[1].packets == 0:
-            return self.timeouts.attempt
-        return self.timeouts.inactivity
+            limit = self.timeouts.reset
+        elif z.orig.did_close and z.resp.did_close:
+            limit = self.timeouts.closed
+        elif flow.stats[1].packets == 0:
+            limit = self.timeouts.attempt
+        else:
+            limit = self.timeouts.inactivity
+        for side in flow.sides:
+            if side is not None and side.endpoint.state is State.TIME_WAIT:
+                # Follow TIME_WAIT to its end, so whether it expired does not
+                # depend on when the connection happened to be evicted.
+                return max(limit, 2 * self.msl)
+        return limit
 
     def _sweep(self) -> list[Connection]:
         self._since_sweep = 0
@@ -799,6 +818,9 @@ class Tracker:
 
     # -- output -----------------------------------------------------------------------
     def _finish(self, flow: _Flow) -> Connection:
+        # Timers run until the capture ends or the connection's idle timeout, whichever
+        # is first: the same answer however late a batch feeder evicts it.
+        until = min(self.now, flow.last + self._idle_limit(flow))
         cannot: dict[str, str] = {}
         histories: list[History] = []
         frames: list[list[int]] = []
@@ -816,7 +838,7 @@ class Tracker:
                 cannot[name] = reason
                 continue
             ep = side.endpoint
-            if ep.timer_deadline is not None and ep.timer_deadline <= self.now:
+            if ep.timer_deadline is not None and ep.timer_deadline <= until:
                 side.run(("call", Event.TIMEOUT_2MSL, 0, ep.timer_deadline, 0))
             hist = []
             hist_frames = []

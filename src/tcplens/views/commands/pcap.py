@@ -53,10 +53,36 @@ def _open(path: str) -> BinaryIO:
         raise InputError(f"cannot open: {exc.strerror}", path=path) from None
 
 
+def _is_classic_pcap(fh: BinaryIO) -> bool:
+    """Peek at the magic of a seekable file: classic pcap takes the vectorised path."""
+    try:
+        head = fh.read(4)
+        fh.seek(0)
+    except (OSError, ValueError):
+        return False
+    return head in (
+        b"\xd4\xc3\xb2\xa1",
+        b"\xa1\xb2\xc3\xd4",
+        b"\x4d\x3c\xb2\xa1",
+        b"\xa1\xb2\x3c\x4d",
+    )
+
+
+def _frames_to_connections(
+    fh: Any, path: str, tracker: Tracker, summary: CaptureSummary, fast: bool
+) -> Iterator[Connection]:
+    if fast:
+        from tcplens.packets.fastpath import reconstruct_pcap_fast
+
+        return reconstruct_pcap_fast(fh, tracker, summary, path)
+    return reconstruct(read_frames(fh, path), tracker, summary, path)
+
+
 def _connections(
     path: str, tracker: Tracker, summary: CaptureSummary, progress: bool
 ) -> Iterator[Connection]:
     fh = _open(path)
+    fast = path != "-" and not tracker.keep_segments and _is_classic_pcap(fh)
     try:
         size = os.fstat(fh.fileno()).st_size if path != "-" else 0
         if progress and size >= _PROGRESS_MIN_BYTES and sys.stderr.isatty():
@@ -78,14 +104,9 @@ def _connections(
             ) as bar:
                 task = bar.add_task(Path(path).name, total=size)
                 counted = _Counting(fh, lambda n: bar.advance(task, n))
-                yield from reconstruct(
-                    read_frames(counted, path),  # type: ignore[arg-type]
-                    tracker,
-                    summary,
-                    path,
-                )
+                yield from _frames_to_connections(counted, path, tracker, summary, fast)
         else:
-            yield from reconstruct(read_frames(fh, path), tracker, summary, path)
+            yield from _frames_to_connections(fh, path, tracker, summary, fast)
     finally:
         if fh is not sys.stdin.buffer:
             fh.close()
