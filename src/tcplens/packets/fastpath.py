@@ -241,7 +241,7 @@ def _process(
     caplen = _u32h(a, off + 8, order)
     wire = _u32h(a, off + 12, order)
     ts_ns = sec * 1_000_000_000 + frac * scale
-    times = (ts_ns / 1e9).tolist()
+    times = (ts_ns / 1e9).tolist()  # Python floats, exactly as ts_ns / 1e9 in the tracker
     p = off + 16  # start of the frame
 
     # -- link layer ------------------------------------------------------------------
@@ -497,65 +497,57 @@ def _process(
         | all_slow[group_of_o]
     )
 
-    # Prefix sums in group order for bulk application (per physical side).
-    def prefix(values: I64) -> list[int]:
-        out = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(values, out=out[1:])
-        return out.tolist()
-
+    # Prefix sums in group order for bulk application (per physical side): one row per
+    # position, read two rows per run instead of converting whole arrays to lists.
     plain_o = ~interesting_o
     wire_o = wire[o]
     iplen_o = ip_len[o]
-    cums = {}
+    sums: dict[int, npt.NDArray[np.int64]] = {}
+    lasts: dict[int, npt.NDArray[np.int64]] = {}
     for phys in (0, 1):
         m = (side_o == phys) & plain_o
-        cums[phys] = (
-            prefix(m.astype(np.int64)),
-            prefix(np.where(m, len_o, 0)),
-            prefix(np.where(m, iplen_o, 0)),
-            prefix(np.where(m, wire_o, 0)),
-            prefix((m & ((flags_o & PSH) != 0)).astype(np.int64)),
-            prefix((m & hasack_o).astype(np.int64)),
-            prefix((m & pure_ack).astype(np.int64)),
-            _ffill_last(m, new_group).tolist(),
-            _ffill_last(m & hasack_o, new_group).tolist(),
-            prefix((m & data).astype(np.int64)),
-        )
-    # running max of the end (and of acks) over plain packets, as positions of the max
-    maxpos = {}
-    for phys in (0, 1):
-        m = (side_o == phys) & plain_o
-        for name, vals, base in (
-            ("end", end_o, base_end[group_of_o, phys]),
-            ("ack", ack_o, base_end[group_of_o, 1 - phys]),
+        cols = np.stack(
+            [
+                m,
+                np.where(m, len_o, 0),
+                np.where(m, iplen_o, 0),
+                np.where(m, wire_o, 0),
+                m & ((flags_o & PSH) != 0),
+                m & hasack_o,
+                m & pure_ack,
+                m & data,
+            ],
+            axis=1,
+        ).astype(np.int64)
+        table = np.zeros((n + 1, cols.shape[1]), dtype=np.int64)
+        np.cumsum(cols, axis=0, out=table[1:])
+        sums[phys] = table
+        # last plain position, last plain ACK position, and where the running maxima of
+        # the end and of the ack were reached (positions, -1: none in the group yet)
+        posts = [_ffill_last(m, new_group), _ffill_last(m & hasack_o, new_group)]
+        for vals, base, mm in (
+            (end_o, base_end[group_of_o, phys], m),
+            (ack_o, base_end[group_of_o, 1 - phys], m & hasack_o),
         ):
-            mm = m if name == "end" else (m & hasack_o)
             rel = np.where(mm, _signed(vals - base), _NEG)
             cm = _group_cummax(rel, new_group)
-            # position of the running max: last position where rel equals the running max
-            hit = mm & (rel == cm)
-            maxpos[(phys, name)] = _ffill_last(hit, new_group).tolist()
+            posts.append(_ffill_last(mm & (rel == cm), new_group))
+        lasts[phys] = np.stack(posts, axis=1)
 
-    end_l = end_o.tolist()
-    ack_l = ack_o.tolist()
-    win_l = window[o].tolist()
-    order_l = o.tolist()
     gstart_l = gstart_pos.tolist()
-    group_l = group_of_o.tolist()
-    side_l = side_o.tolist()
+    group_l = group_of_o
+    side_l = side_o
+    order_l = o
     nxt_ack = {}
+    ends = np.zeros(n, dtype=bool)
+    ends[np.append(gstart_pos[1:] - 1, n - 1)] = True
+    rev_start = ends[::-1]
     for phys in (0, 1):
         m = (side_o == phys) & hasack_o
-        # next position >= k in the same group with an ACK from ``phys`` (reverse ffill)
-        rev = m[::-1]
-        rev_start = np.zeros(n, dtype=bool)
-        # group ends, reversed, are group starts of the reversed array
-        ends = np.zeros(n, dtype=bool)
-        ends[np.append(gstart_pos[1:] - 1, n - 1)] = True
-        rev_start = ends[::-1]
-        last = _ffill_last(rev, rev_start)
-        nxt = np.where(last >= 0, n - 1 - last, -1)[::-1]
-        nxt_ack[phys] = nxt.tolist()
+        # next position >= k in the same group with an ACK from ``phys`` (reverse ffill;
+        # group ends, reversed, are the group starts of the reversed array)
+        last = _ffill_last(m[::-1], rev_start)
+        nxt_ack[phys] = np.where(last >= 0, n - 1 - last, -1)[::-1]
 
     # -- feed interesting packets in capture order, bulk-applying plain runs ----------
     applied = list(gstart_l)  # per group: first group-order position not yet applied
@@ -584,47 +576,46 @@ def _process(
             return
         latest = -1
         for phys in (0, 1):
-            c = cums[phys]
-            count = c[0][upto] - c[0][start]
+            table = sums[phys]
+            (count, nbytes, nip, nwire, npsh, nack, npure, ndata) = (
+                table[upto] - table[start]
+            ).tolist()
             if not count:
                 continue
             s = _side_index(flow, key, phys)
             st = flow.stats[s]
             st.packets += count
-            st.payload_bytes += c[1][upto] - c[1][start]
-            st.ip_bytes += c[2][upto] - c[2][start]
-            st.frame_bytes += c[3][upto] - c[3][start]
-            st.psh += c[4][upto] - c[4][start]
-            st.ack += c[5][upto] - c[5][start]
-            if c[6][upto] - c[6][start]:
+            st.payload_bytes += nbytes
+            st.ip_bytes += nip
+            st.frame_bytes += nwire
+            st.psh += npsh
+            st.ack += nack
+            if npure:
                 flow.completeness |= 4  # COMPLETE_ACK
-            if c[9][upto] - c[9][start]:
+            if ndata:
                 flow.completeness |= 8  # COMPLETE_DATA
-            last = c[7][upto - 1]
+            last, last_ack, max_end_pos, max_ack_pos = lasts[phys][upto - 1].tolist()
             latest = max(latest, last)
-            flow.last_window[s] = win_l[last]
-            mp = maxpos[(phys, "end")][upto - 1]
+            flow.last_window[s] = int(window[order_l[last]])
             zeek = flow.zeek
             zep = zeek.orig if s == 0 else zeek.resp
             zpeer = zeek.resp if s == 0 else zeek.orig
-            if mp >= start:
-                end = end_l[mp]
+            if max_end_pos >= start:
+                end = int(end_o[max_end_pos])
                 cur = flow.max_end[s]
                 if cur is None or 0 < (end - cur) % _MOD < _HALF:
                     flow.max_end[s] = end
                 if zep.state != ZeekState.RESET and 0 < (end - zep.last_seq) % _MOD < _HALF:
                     zep.last_seq = end
-            la = c[8][upto - 1]
-            if la >= start:
+            if last_ack >= start:
                 if zpeer.state == ZeekState.INACTIVE:
-                    zpeer.init_seq((ack_l[la] - 1) % _MOD)
-                    zpeer.last_seq = (ack_l[la] - 1) % _MOD
-                else:
-                    ap = maxpos[(phys, "ack")][upto - 1]
-                    if ap >= start:
-                        av = ack_l[ap]
-                        if 0 < (av - zpeer.ack_seq) % _MOD < _HALF:
-                            zpeer.ack_seq = av
+                    value = (int(ack_o[last_ack]) - 1) % _MOD
+                    zpeer.init_seq(value)
+                    zpeer.last_seq = value
+                elif max_ack_pos >= start:
+                    av = int(ack_o[max_ack_pos])
+                    if 0 < (av - zpeer.ack_seq) % _MOD < _HALF:
+                        zpeer.ack_seq = av
         if latest >= 0:
             t = times[order_l[latest]]
             flow.last = t
@@ -645,9 +636,9 @@ def _process(
             side_obj = flow.sides[s]
             if side_obj is not None and side_obj.endpoint.state in _WAITING:
                 other_phys = _phys_of(flow, key, 1 - s)
-                nxt = nxt_ack[other_phys][pos + 1] if pos + 1 < n else -1
+                nxt = int(nxt_ack[other_phys][pos + 1]) if pos + 1 < n else -1
                 if nxt >= 0 and nxt < group_end(g):
-                    i = order_l[nxt]
+                    i = int(order_l[nxt])
                     if i not in queued:
                         queued.add(i)
                         heapq.heappush(pending, i)
@@ -661,16 +652,16 @@ def _process(
     while pending:
         i = heapq.heappop(pending)
         pos = int(pos_of[i])
-        g = group_l[pos]
+        g = int(group_l[pos])
         apply(g, pos)
         applied[g] = pos + 1
         t = times[i]
         record = recs + i
         if fastmask[i]:
-            phys = side_l[pos]
-            key = gkey[g]
-            assert key is not None
-            src, sp, dst, dp = key if phys == 0 else (key[2], key[3], key[0], key[1])
+            phys = int(side_l[pos])
+            fk = gkey[g]
+            assert fk is not None
+            src, sp, dst, dp = fk if phys == 0 else (fk[2], fk[3], fk[0], fk[1])
             seg = Segment4(
                 src,
                 dst,
@@ -704,7 +695,7 @@ def _process(
                 ) and not all_slow[g]:
                     all_slow[g] = True
                     for k in range(pos + 1, group_end(g)):
-                        j = order_l[k]
+                        j = int(order_l[k])
                         if j not in queued:
                             queued.add(j)
                             heapq.heappush(pending, j)

@@ -66,6 +66,7 @@ flood of a million half-open connections runs in bounded memory.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal
@@ -91,6 +92,9 @@ __all__ = [
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 _MOD = 1 << 32
 _HALF = 1 << 31
+
+#: Flags values by wire byte (building an IntFlag costs more than the rest of a lookup).
+_FLAGS: tuple[Flags, ...] = tuple(Flags(v) for v in range(64))
 
 #: States in which an ACK can change an endpoint's state.
 _WAITING = frozenset({State.SYN_RECV, State.FIN_WAIT1, State.CLOSING, State.LAST_ACK})
@@ -317,7 +321,11 @@ class _Side:
         self.run(("recv", seg, None, t, record), flow)
 
     def set(self, attr: str, value: int, t: float, record: int) -> None:
-        self.run(("set", attr, value, t, record))
+        # A sequence-number sync changes no state: record it for replays, nothing more.
+        setattr(self.endpoint, attr, value)
+        self.log.append(("set", attr, value, t, record))
+        state = self.endpoint.state
+        self.outcomes.append((None, state, state))
 
     def _replay_without(self, index: int) -> _Input:
         """Rebuild the endpoint from its inputs, leaving out input ``index``."""
@@ -658,7 +666,7 @@ class Tracker:
             flow.max_end[s] = end
 
     def _segment(self, seg: Segment4) -> Segment:
-        return Segment(Flags(seg.flags & 0x3F), seg.seq, seg.ack, seg.payload)
+        return Segment(_FLAGS[seg.flags & 0x3F], seg.seq, seg.ack, seg.payload)
 
     def _deliver(self, flow: _Flow, s: int, r: int, t: float, seg: Segment4, record: int) -> None:
         receiver = flow.sides[r]
@@ -913,7 +921,12 @@ _IP_CACHE: dict[bytes, str] = {}
 def _ip(raw: bytes) -> str:
     text = _IP_CACHE.get(raw)
     if text is None:
-        text = str(ipaddress.ip_address(raw))
+        # IPv4 through inet_ntop (same text, no object); IPv6 through ipaddress, whose
+        # spelling of mapped addresses the rest of tcplens uses
+        if len(raw) == 4:
+            text = socket.inet_ntop(socket.AF_INET, raw)
+        else:
+            text = str(ipaddress.ip_address(raw))
         if len(_IP_CACHE) < 65536:
             _IP_CACHE[raw] = text
     return text
