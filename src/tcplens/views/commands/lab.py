@@ -24,9 +24,19 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def _cell(cp: Checkpoint, i: int) -> str:
-    state = str(cp.kernel[i])
+    """``FIN_WAIT1 (persist,0.3s; send-q 8688)``: the state, ss's timer and queued bytes."""
+    extra = []
     timer = cp.kernel_timer(SIDES[i])
-    return f"{state} ({timer})" if timer else state
+    if timer:
+        extra.append(timer)
+    sock = cp.sockets[i]
+    if sock is not None and sock.state is not State.LISTEN:
+        if sock.recv_q:
+            extra.append(f"recv-q {sock.recv_q}")
+        if sock.send_q:
+            extra.append(f"send-q {sock.send_q}")
+    state = str(cp.kernel[i])
+    return f"{state} ({'; '.join(extra)})" if extra else state
 
 
 def _verdict(cp: Checkpoint, i: int) -> str:
@@ -43,12 +53,19 @@ def _verdict(cp: Checkpoint, i: int) -> str:
     return "; ".join(parts)
 
 
-def format_checkpoint(cp: Checkpoint, *, capture: bool = True) -> str:
-    """One step's table: kernel (with ss-style timer), model, capture, verdict."""
-    head = f"  {'':7}{'kernel':28}{'model':13}"
+def kernel_width(checkpoints: list[Checkpoint]) -> int:
+    """Width of the kernel column: the longest cell plus two spaces."""
+    cells = [len(_cell(cp, i)) for cp in checkpoints for i in range(2)]
+    return max([12, *cells]) + 2
+
+
+def format_checkpoint(cp: Checkpoint, *, capture: bool = True, width: int = 0) -> str:
+    """One step's table: kernel (with ss-style timer and queues), model, capture, verdict."""
+    kw = width or kernel_width([cp])
+    head = f"  {'':7}{'kernel':{kw}}{'model':13}"
     lines = [head + ("capture" if capture else "")]
     for i, side in enumerate(SIDES):
-        row = f"  {side:7}{_cell(cp, i):28}{cp.model[i]!s:13}"
+        row = f"  {side:7}{_cell(cp, i):{kw}}{cp.model[i]!s:13}"
         if capture:
             row += f"{'-' if cp.capture is None else str(cp.capture[i]):13}{_verdict(cp, i)}"
         lines.append(row.rstrip())
@@ -107,7 +124,7 @@ def format_run(result: LabRun, *, width: int = 100, header: bool = True) -> str:
     out.append("")
     for cp in result.checkpoints:
         out.append(f"step {cp.step}  {cp.title}   (t={cp.at:.3f}s)")
-        out.append(format_checkpoint(cp))
+        out.append(format_checkpoint(cp, width=kernel_width(result.checkpoints)))
     if result.capture is not None and result.capture.connection is not None:
         conn = result.capture.connection
         out.append("")
