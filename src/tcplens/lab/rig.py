@@ -20,9 +20,11 @@ endpoint per side, Linux has a listener *and* a connection socket):
   none means CLOSED.
 * server: the connection's socket (a ``NEW_SYN_RECV`` request counts, as
   SYN_RECV); none means LISTEN while the listener is open, else CLOSED.  The
-  lab's servers accept one connection and then close their listener, so "no
-  connection socket, listener open" only happens before the handshake
-  completes, exactly when the model's server is in LISTEN.
+  lab's in-process servers close their listener once they have accepted the
+  connection, and the peer server process (which keeps listening, like the
+  seeds' demo) loses it when it is killed, so "no connection socket, listener
+  open" only happens before the handshake completes or after an RST sent a
+  half-open connection away: exactly when the model's server is in LISTEN.
 """
 
 from __future__ import annotations
