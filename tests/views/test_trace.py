@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import struct
@@ -175,49 +176,58 @@ def test_trace_follows_a_close_through_its_states_with_times_and_model_paths() -
         server, _ = lsock.accept()
         cport = port_of(client)
 
-        def event(kind: str, local: int, old: str | None, new: str | None) -> Callable[[str], bool]:
+        def event(
+            kind: str, local: int, olds: tuple[str | None, ...], new: str | None
+        ) -> Callable[[str], bool]:
             def check(line: str) -> bool:
                 doc = json.loads(line)
-                return doc.get("type") == "change" and (
-                    doc["event"],
-                    doc["local"]["port"],
-                    doc["old"],
-                    doc["new"],
-                ) == (kind, local, old, new)
+                return (
+                    doc.get("type") == "change"
+                    and (doc["event"], doc["local"]["port"], doc["new"]) == (kind, local, new)
+                    and doc["old"] in olds
+                )
 
             return check
 
         sport = port_of(server)
-        run.wait_for(event("opened", cport, None, "ESTABLISHED"))
-        run.wait_for(event("opened", sport, None, "ESTABLISHED"))
+        run.wait_for(event("opened", cport, (None,), "ESTABLISHED"))
+        run.wait_for(event("opened", sport, (None,), "ESTABLISHED"))
         client.close()  # active close: client FIN_WAIT1 -> FIN_WAIT2, server CLOSE_WAIT
-        run.wait_for(event("changed", sport, "ESTABLISHED", "CLOSE_WAIT"))
-        run.wait_for(event("changed", cport, "ESTABLISHED", "FIN_WAIT2"))
+        run.wait_for(event("changed", sport, ("ESTABLISHED",), "CLOSE_WAIT"))
+        # FIN_WAIT1 usually lasts microseconds on loopback, but a loaded host can show it
+        run.wait_for(event("changed", cport, ("ESTABLISHED", "FIN_WAIT1"), "FIN_WAIT2"))
         held = time.monotonic()
         time.sleep(0.5)  # CLOSE_WAIT lasts as long as the application waits
         server.close()
         closed_at = time.monotonic()
-        run.wait_for(event("closed", sport, "CLOSE_WAIT", None))
-        run.wait_for(event("changed", cport, "FIN_WAIT2", "TIME_WAIT"))
+        run.wait_for(event("closed", sport, ("CLOSE_WAIT", "LAST_ACK"), None))
+        run.wait_for(event("changed", cport, ("FIN_WAIT2",), "TIME_WAIT"))
         assert run.finish(interrupt=True) == 0
 
     rows = changes(run)
     assert all(r["version"] == 1 for r in rows)
-    by = {(r["local"]["port"], r["old"], r["new"]): r for r in rows}
-    fin_wait2 = by[(cport, "ESTABLISHED", "FIN_WAIT2")]
+    assert all(set(r) == CHANGE_KEYS for r in rows)  # every key, always
+    assert all(r["in_model"] is not False for r in rows)
+    client_rows = [r for r in rows if r["local"]["port"] == cport]
+    server_rows = [r for r in rows if r["local"]["port"] == sport]
     # the orphaned client socket lost its inode, and is still the same connection
-    assert fin_wait2["inode"] is None
-    assert fin_wait2["conn"] == by[(cport, None, "ESTABLISHED")]["conn"]
-    assert fin_wait2["unseen"] == ["FIN_WAIT1"]
-    assert fin_wait2["model_path"] == ["ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2"]
+    assert len({r["conn"] for r in client_rows}) == 1
+    assert client_rows[0]["inode"] is not None and client_rows[-1]["inode"] is None
+    seen = [client_rows[0]["new"]] + [r["new"] for r in client_rows[1:]]
+    unseen = [s for r in client_rows for s in r["unseen"]]
+    # every state of an active close, each either observed or named as passed unseen
+    assert sorted(seen + unseen) == sorted(["ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT"])
+    fin_wait2 = next(r for r in client_rows if r["new"] == "FIN_WAIT2")
+    if fin_wait2["old"] == "ESTABLISHED":
+        assert fin_wait2["unseen"] == ["FIN_WAIT1"]
+        assert fin_wait2["model_path"] == ["ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2"]
     assert fin_wait2["in_model"] is True and fin_wait2["spent_complete"] is True
-    close_wait = by[(sport, "CLOSE_WAIT", None)]
-    assert close_wait["model_path"] == ["CLOSE_WAIT", "CLOSED"]
+    close_wait = next(r for r in server_rows if r["old"] == "CLOSE_WAIT")
+    assert close_wait["model_path"] in (["CLOSE_WAIT", "CLOSED"], ["CLOSE_WAIT", "LAST_ACK"])
     assert 0.5 <= close_wait["spent"] <= closed_at - held + 5.0
     assert close_wait["since"] < close_wait["time"]
-    opened = by[(sport, None, "ESTABLISHED")]
-    assert opened["in_model"] is None and opened["spent"] is None
-    assert all(set(r) == CHANGE_KEYS for r in rows)  # every key, always
+    opened = server_rows[0]
+    assert opened["event"] == "opened" and opened["in_model"] is None and opened["spent"] is None
 
     summary = json.loads(run.lines[-1])
     assert summary["type"] == "summary" and summary["version"] == 1
@@ -232,9 +242,9 @@ def test_trace_follows_a_close_through_its_states_with_times_and_model_paths() -
     assert summary["changes"] == len(rows) and summary["off_model"] == 0
 
 
-def test_trace_text_lines_duration_and_summary_with_process_names() -> None:
+def test_trace_text_lines_and_summary_with_process_names() -> None:
     with listener() as lsock, following(
-        "trace", "--port", str(port_of(lsock)), "--interval", "0.05", "--duration", "3",
+        "trace", "--port", str(port_of(lsock)), "--interval", "0.05", "--duration", "60",
     ) as run:  # fmt: skip
         run.started("tracing")
         client = socket.create_connection(("127.0.0.1", port_of(lsock)))
@@ -244,9 +254,7 @@ def test_trace_text_lines_duration_and_summary_with_process_names() -> None:
         reset(client)
         server.close()
         run.wait_for(lambda line: "ESTABLISHED -> gone" in line, n=2)
-        started = time.monotonic()
-        assert run.finish() == 0
-        assert time.monotonic() - started < 3.5  # --duration stops it by itself
+        assert run.finish(interrupt=True) == 0
 
     (opened,) = [line for line in run.lines if f"127.0.0.1:{sport} <->" in line and "new" in line]
     assert f"[{os.getpid()}/" in opened  # the accepted socket belongs to this test
@@ -256,6 +264,24 @@ def test_trace_text_lines_duration_and_summary_with_process_names() -> None:
     table = "\n".join(run.lines[head:])
     assert "ESTABLISHED" in table and "LISTEN" in table
     assert "0 outside the state model" in run.lines[head]
+
+
+def test_duration_stops_the_trace_by_itself() -> None:
+    with listener() as lsock:
+        args = ["trace", "--port", str(port_of(lsock)), "-P", "--interval", "0.2"]
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "tcplens", *args, "--duration", "1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert 1.0 <= took < 1.0 + WAIT
+    # (that the last snapshot falls on the end is tested with a fake clock in test_watch.py)
+    assert re.search(r"Time in state over [0-9.]+s \(\d+ snapshots, 0 changes", done.stdout)
 
 
 def test_state_filter_shows_changes_from_or_to_the_state() -> None:

@@ -35,6 +35,8 @@ from __future__ import annotations
 import gc
 import ipaddress
 import json
+import os
+import pwd
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -170,36 +172,117 @@ def wanted(change: StateChange, states: frozenset[State]) -> bool:
 # --- process names ---------------------------------------------------------------------------
 
 
+_O_DIR: Final = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+#: how many recent owner pids are searched first
+_HOT: Final = 64
+
+_Owner = tuple[int | None, int | None, str | None]  # pid, fd, process name
+
+
 class Owners:
-    """Process attribution that scans ``/proc`` only for inodes it has not seen before."""
+    """Process attribution for a stream of snapshots: each inode is looked up once.
+
+    ``tcplens.sources.processes.scan`` reads every descriptor of every
+    process, which is right for one listing but costs over a second per
+    refresh on a host with busy processes.  Here only inodes not seen before
+    are looked up, processes that owned sockets lately are searched first
+    (new connections usually come from the same few), and the search stops
+    once every new inode is found.  An inode nobody owns (or whose owner we
+    may not read) is remembered as unowned, so it is not searched for again.
+    """
 
     def __init__(self, proc_root: str = "/proc") -> None:
         self.proc_root = proc_root
+        #: how many searches of /proc were made (tests check this stays low)
         self.scans = 0
-        self._known: dict[int, tuple[int | None, int | None, str | None, str | None]] = {}
         self.missing: list[str] = []
+        self._known: dict[int, _Owner] = {}
+        self._hot: list[int] = []
+        self._users: dict[int, str | None] = {}
+
+    def _user(self, uid: int | None) -> str | None:
+        if uid is None:
+            return None
+        if uid not in self._users:
+            try:
+                self._users[uid] = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                self._users[uid] = str(uid)
+        return self._users[uid]
+
+    def _name(self, pid: int) -> str | None:
+        try:
+            with open(f"{self.proc_root}/{pid}/comm", "rb") as fh:
+                return fh.read().decode("utf-8", "replace").rstrip("\n")
+        except OSError:
+            return None
+
+    def _search(self, wanted: set[int]) -> tuple[dict[int, tuple[int, int]], bool]:
+        """inode -> (pid, fd) for ``wanted``, recent owners first; and whether any was denied."""
+        found: dict[int, tuple[int, int]] = {}
+        denied = False
+        try:
+            pids = [int(n) for n in os.listdir(self.proc_root) if n.isdigit()]
+        except OSError:
+            return found, denied
+        present = set(pids)
+        hot = [p for p in self._hot if p in present]
+        order = hot + [p for p in pids if p not in set(hot)]
+        for pid in order:
+            try:
+                dirfd = os.open(f"{self.proc_root}/{pid}/fd", _O_DIR)
+            except PermissionError:
+                denied = True
+                continue
+            except OSError:  # exited meanwhile
+                continue
+            try:
+                try:
+                    fds = os.listdir(dirfd)
+                except PermissionError:
+                    denied = True
+                    continue
+                except OSError:
+                    continue
+                for fd in fds:
+                    try:
+                        target = os.readlink(fd, dir_fd=dirfd)
+                    except OSError:
+                        continue
+                    if target.startswith("socket:["):
+                        inode = int(target[8:-1])
+                        if inode in wanted and inode not in found:
+                            found[inode] = (pid, int(fd))
+                            if len(found) == len(wanted):
+                                return found, denied
+            finally:
+                os.close(dirfd)
+        return found, denied
 
     def fill(self, sockets: Sequence[Socket]) -> None:
         """Set pid, fd, process and user on ``sockets`` in place."""
-        from tcplens.sources.processes import attribute
+        from tcplens.sources.processes import NOT_ALL_IDENTIFIED
 
-        fresh = [s for s in sockets if s.inode and s.inode not in self._known]
+        fresh = {s.inode for s in sockets if s.inode and s.inode not in self._known}
         if fresh:
             self.scans += 1
-            notes = attribute(fresh, proc_root=self.proc_root)
-            for note in notes:
-                if note not in self.missing:
-                    self.missing.append(note)
-            for s in fresh:
-                assert s.inode is not None
-                self._known[s.inode] = (s.pid, s.fd, s.process, s.user)
+            found, denied = self._search(fresh)
+            if denied and len(found) < len(fresh) and NOT_ALL_IDENTIFIED not in self.missing:
+                self.missing.append(NOT_ALL_IDENTIFIED)
+            names = {pid: self._name(pid) for pid, _ in found.values()}
+            for inode in fresh:
+                pid, fd = found.get(inode, (None, None))
+                self._known[inode] = (pid, fd, None if pid is None else names[pid])
+            owners = [pid for pid, _ in found.values()]
+            self._hot = list(dict.fromkeys(owners + self._hot))[:_HOT]
         alive: set[int] = set()
         for s in sockets:
+            if s.user is None:
+                s.user = self._user(s.uid)
             if not s.inode:
                 continue
             alive.add(s.inode)
-            s.pid, s.fd, s.process, user = self._known[s.inode]
-            s.user = s.user or user
+            s.pid, s.fd, s.process = self._known[s.inode]
         if len(self._known) > 2 * len(alive) + 1024:
             self._known = {k: v for k, v in self._known.items() if k in alive}
 
