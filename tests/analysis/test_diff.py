@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -305,3 +307,13 @@ def test_tracer_agrees_with_diff_and_stays_bounded(seq: list[Spec], horizon: flo
             ) == pytest.approx(lived)
     ids = [tr.id for tr in t]
     assert len(ids) == len(set(ids))
+
+
+def test_diff_is_pure_analysis_importing_no_views_or_sources_io() -> None:
+    banned = ("tcplens.views", "tcplens.sources.netlink", "tcplens.sources.processes", "rich")
+    code = (
+        "import sys, tcplens.analysis.diff\n"
+        f"print(sorted(m for m in sys.modules if m.startswith({banned!r})))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -259,3 +259,11 @@ def test_watch_on_a_terminal_draws_the_live_table() -> None:
     assert client is not None
     # the new connection's cells are drawn bold green (the client's row starts with its port)
     assert re.search(rf"\x1b\[1;32m *127\.0\.0\.1:{cport}\b", text), text[-3000:]
+
+
+def test_owners_remember_unowned_inodes_instead_of_searching_again() -> None:
+    owners = Owners()
+    orphan = [sock(1, 2, S.FIN_WAIT1, inode=1)]  # no process holds socket inode 1
+    owners.fill(orphan)
+    owners.fill([sock(1, 2, S.FIN_WAIT1, inode=1)])
+    assert owners.scans == 1 and orphan[0].pid is None
