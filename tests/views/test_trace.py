@@ -339,3 +339,20 @@ def test_count_stops_after_n_snapshots(verb: str) -> None:
         assert "(3 snapshots, 0 changes" in done.stdout
     else:
         assert done.stdout == ""
+
+
+def test_pid_filter_follows_only_this_process_sockets() -> None:
+    with listener() as lsock, following(
+        "trace", "--pid", str(os.getpid()), "--port", str(port_of(lsock)), "--interval", "0.05",
+        "--duration", "60", "--json",
+    ) as run:  # fmt: skip
+        run.started("tracing")
+        client = socket.create_connection(("127.0.0.1", port_of(lsock)))
+        server, _ = lsock.accept()
+        run.wait_for(lambda line: '"event":"opened"' in line, n=2)
+        reset(client)
+        server.close()
+        run.wait_for(lambda line: '"event":"closed"' in line, n=2)
+        assert run.finish(interrupt=True) == 0
+    rows = changes(run)
+    assert rows and all(r["pid"] == os.getpid() for r in rows)

@@ -144,21 +144,35 @@ def snapshot_taker(
 
     The state filter is left out here: a connection that changes state must
     stay tracked to be seen changing (callers filter events with
-    :func:`wanted`).  Process names come from :class:`Owners` unless the
-    filter itself needs them for every socket (``--pid``, ``--process``).
+    :func:`wanted`).  Process names come from :class:`Owners`, which looks up
+    each inode once: for the selected sockets only, or for all of them when
+    the filter needs owners (``--pid``, ``--process``).  psutil (macOS,
+    Windows) reports owners itself, so it is asked for them instead.
     """
     from tcplens.views.options import snapshot_from
 
     tracking = replace(selection, states=frozenset())
-    scan_all = selection.needs_processes
-    owners = Owners(str(kwargs.get("proc_root") or "/proc")) if processes and not scan_all else None
+    by_owner = selection.needs_processes
+    owners = Owners(str(kwargs.get("proc_root") or "/proc"))
+    psutil_owners = False
 
     def take() -> Snapshot:
-        snap = snapshot_from(dict(kwargs), processes=scan_all, narrow=tracking)
-        snap.sockets = tracking.apply(snap.sockets)
-        if owners is not None:
+        nonlocal psutil_owners
+        snap = snapshot_from(dict(kwargs), processes=psutil_owners, narrow=tracking)
+        if snap.source == "psutil" and not psutil_owners and (processes or by_owner):
+            psutil_owners = True
+            snap = snapshot_from(dict(kwargs), processes=True, narrow=tracking)
+        if psutil_owners:
+            snap.sockets = tracking.apply(snap.sockets)
+            return snap
+        if by_owner:
             owners.fill(snap.sockets)
-            snap.missing.extend(n for n in owners.missing if n not in snap.missing)
+            snap.sockets = tracking.apply(snap.sockets)
+        else:
+            snap.sockets = tracking.apply(snap.sockets)
+            if processes:
+                owners.fill(snap.sockets)
+        snap.missing.extend(n for n in owners.missing if n not in snap.missing)
         return snap
 
     return take
@@ -470,6 +484,8 @@ def render_watch(view: WatchView, *, max_rows: int | None = None) -> RenderableT
     table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False, expand=False)
     columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("Proto", "left"),
+        ("Recv-Q", "right"),
+        ("Send-Q", "right"),
         ("Local Address", "left"),
         ("Peer Address", "left"),
         ("State", "left"),
@@ -500,6 +516,8 @@ def render_watch(view: WatchView, *, max_rows: int | None = None) -> RenderableT
         since = ("" if row.in_state_complete else "≥") + _duration(row.in_state)
         table.add_row(
             _proto(sock),
+            "-" if sock.recv_q is None else str(sock.recv_q),
+            "-" if sock.send_q is None else str(sock.send_q),
             show_addr(sock.local, sock.proto),
             show_addr(sock.remote, sock.proto),
             cell,
