@@ -299,6 +299,8 @@ def test_state_filter_shows_changes_from_or_to_the_state() -> None:
         run.wait_for(lambda line: "CLOSE_WAIT -> gone" in line)
         assert run.finish(interrupt=True) == 0
     events = [line for line in run.lines if " -> " in line and line[:2].isdigit()]
+    head = next(i for i, line in enumerate(run.lines) if line.startswith("Time in state over"))
+    assert [line.split()[0] for line in run.lines[head + 2 : -1]] == ["CLOSE_WAIT"]
     # into CLOSE_WAIT ("new -> CLOSE_WAIT" if the ESTABLISHED moment fell between two
     # snapshots) and out of it; not the client's FIN_WAIT2/TIME_WAIT, not ESTABLISHED opens
     assert len(events) == 2, events

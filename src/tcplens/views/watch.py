@@ -623,7 +623,13 @@ def _totals(tracer: Tracer, changes: int, off_model: int) -> TraceTotals:
     return TraceTotals(tracer.snapshots, tracer.started, tracer.last, changes, off_model)
 
 
-def summary_json(tracer: Tracer, *, changes: int, off_model: int) -> str:
+def _selected(tracer: Tracer, states: frozenset[State]) -> dict[State, StateTime]:
+    return {s: t for s, t in tracer.state_times().items() if not states or s in states}
+
+
+def summary_json(
+    tracer: Tracer, *, changes: int, off_model: int, states: frozenset[State] = frozenset()
+) -> str:
     """The last ``trace --json`` line: ``"type": "summary"`` with time per state."""
     totals = _totals(tracer, changes, off_model)
 
@@ -647,14 +653,16 @@ def summary_json(tracer: Tracer, *, changes: int, off_model: int) -> str:
             "ended": totals.ended,
             "changes": totals.changes,
             "off_model": totals.off_model,
-            "states": {s.value: state(t) for s, t in tracer.state_times().items()},
+            "states": {s.value: state(t) for s, t in _selected(tracer, states).items()},
         },
         separators=(",", ":"),
     )
 
 
-def summary_lines(tracer: Tracer, *, changes: int, off_model: int) -> list[str]:
-    """Time spent per TCP state, as aligned plain text."""
+def summary_lines(
+    tracer: Tracer, *, changes: int, off_model: int, states: frozenset[State] = frozenset()
+) -> list[str]:
+    """Time spent per TCP state (only ``states`` when given), as aligned plain text."""
     totals = _totals(tracer, changes, off_model)
     span = 0.0
     if totals.started is not None and totals.ended is not None:
@@ -663,9 +671,9 @@ def summary_lines(tracer: Tracer, *, changes: int, off_model: int) -> list[str]:
         f"Time in state over {span:.1f}s ({totals.snapshots} snapshots, "
         f"{totals.changes} changes, {totals.off_model} outside the state model)"
     )
-    times = tracer.state_times()
+    times = _selected(tracer, states)
     if not times:
-        return [head, "  no TCP connections seen"]
+        return [head, "  no TCP connections seen" + (" in those states" if states else "")]
 
     def secs(value: float | None) -> str:
         return "-" if value is None else f"{value:.2f}s"
@@ -693,6 +701,6 @@ def summary_lines(tracer: Tracer, *, changes: int, off_model: int) -> list[str]:
         lines.append("  " + "  ".join(cells))
     lines.append(
         "  (Stays: entered and left while tracing; Partial: began before tracing, so not timed; "
-        "Now: still in the state.)"
+        "Now: still in the state; Longest now: since first seen in it.)"
     )
     return lines

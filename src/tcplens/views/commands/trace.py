@@ -96,10 +96,12 @@ def command(
                 out.flush()
     except KeyboardInterrupt:
         pass
+    states = selection.states
     if as_json:
-        out.write(summary_json(tracer, changes=changes, off_model=off_model) + "\n")
-    else:
-        out.write("\n" + "\n".join(summary_lines(tracer, changes=changes, off_model=off_model)))
+        out.write(summary_json(tracer, changes=changes, off_model=off_model, states=states))
         out.write("\n")
+    else:
+        lines = summary_lines(tracer, changes=changes, off_model=off_model, states=states)
+        out.write("\n" + "\n".join(lines) + "\n")
     out.flush()
     return 0
