@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tcplens.lab.netns import PREFIX
-from tcplens.lab.runner import SIDES, LabRun, run
+from tcplens.lab.runner import LabRun, run
 from tcplens.lab.scenarios import LAB_SCENARIOS, LabScenario
 from tcplens.model.states import State
 
@@ -103,19 +103,3 @@ def test_time_wait_timer_counts_down_with_the_model() -> None:
     # the timer runs down in real time: what it lost is the time that passed
     assert at[2] - at[0] >= 2.0
     assert abs((left[0] - left[2]) - (at[2] - at[0])) < 0.5
-
-
-@pytest.mark.parametrize("name", ["closing", "refused", "abort"])
-def test_loopback_rig_runs_without_namespaces(name: str) -> None:
-    """The unprivileged path: 127.0.0.1 in this namespace, no capture, kernel = model."""
-    scenario = LAB_SCENARIOS[name]
-    result = run(scenario, rig="loopback")
-    _check(result, scenario)
-    assert result.capture is None
-    assert "needs root" in result.capture_note
-    assert result.ok
-    for cp in result.checkpoints:
-        for i, _side in enumerate(SIDES):
-            sock = cp.sockets[i]
-            if sock is not None:
-                assert sock.local.ip == "127.0.0.1"

@@ -157,3 +157,30 @@ def test_step_mode_with_closed_stdin_stops_cleanly() -> None:
     )
     assert done.returncode == 130
     assert "Traceback" not in done.stderr
+
+
+def test_all_on_loopback_runs_every_unprivileged_scenario_and_names_the_rest() -> None:
+    """The unprivileged path, every scenario that has one: 127.0.0.1, no capture, kernel = model."""
+    done = tcplens("lab", "--all", "--rig", "loopback", "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    ran = {r["scenario"]: r for r in doc["runs"]}
+    needs_root = {n for n, sc in LAB_SCENARIOS.items() if sc.needs_root}
+    assert set(ran) == set(LAB_SCENARIOS) - needs_root
+    assert {s["scenario"] for s in doc["skipped"]} == needs_root
+    for name, r in ran.items():
+        assert r["ok"] and r["rig_kind"] == "loopback" and r["capture"] is None, name
+        assert r["agreement"]["model"] and r["agreement"]["timer"], name
+        for cp in r["checkpoints"]:
+            assert cp["reached"] and cp["capture"] is None
+            assert {s: cp["kernel"][s]["state"] for s in ("client", "server")} == {
+                s: cp["model"][s]["state"] for s in ("client", "server")
+            }
+        seen = set(r["states_seen"]["client"]) | set(r["states_seen"]["server"])
+        assert {str(s) for s in LAB_SCENARIOS[name].shows} <= seen, name
+
+
+def test_all_takes_no_scenario_name() -> None:
+    done = tcplens("lab", "--all", "closing")
+    assert done.returncode == 2
+    assert "--all runs every scenario" in done.stderr

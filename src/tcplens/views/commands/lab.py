@@ -171,6 +171,12 @@ def summary_line(result: LabRun) -> str:
 @click.command(name="lab")
 @click.argument("name", required=False)
 @click.option("--list", "list_", is_flag=True, help="List the scenarios (and which need root).")
+@click.option(
+    "--all",
+    "all_",
+    is_flag=True,
+    help="Run every scenario this user can and print the summary table.",
+)
 @click.option("--step", is_flag=True, help="Wait for Enter before each step (for teaching).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON (schema version 1).")
 @click.option(
@@ -185,6 +191,7 @@ def summary_line(result: LabRun) -> str:
 def command(
     name: str | None,
     list_: bool,
+    all_: bool,
     step: bool,
     as_json: bool,
     rig: str,
@@ -206,6 +213,7 @@ def command(
     Example: sudo tcplens lab server-killed
     Example: tcplens lab --list
     Example: sudo tcplens lab closing --step
+    Example: sudo tcplens lab --all
     """
     if list_:
         width = max(len(n) for n in LAB_SCENARIOS)
@@ -213,8 +221,12 @@ def command(
             root = "  (root)" if sc.needs_root else ""
             click.echo(f"{sc.name.ljust(width)}  {sc.title}{root}")
         return 0
+    if all_:
+        if name is not None or step or pcap is not None:
+            raise click.UsageError("--all runs every scenario: no NAME, --step or --pcap")
+        return _run_all(_rig(rig), capture=not no_capture, as_json=as_json)
     if name is None:
-        raise click.UsageError("give a scenario NAME or --list")
+        raise click.UsageError("give a scenario NAME, --list or --all")
     scenario = get(name)
     width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100
 
@@ -248,6 +260,39 @@ def command(
             click.echo("\nthe whole run, with the capture:")
         click.echo(format_run(result, width=width, header=not step), nl=False)
     return 0 if result.ok else 1
+
+
+def _run_all(rig: RigKind, *, capture: bool, as_json: bool) -> int:
+    """Every scenario in turn; the ones this user cannot run are named and skipped."""
+    from tcplens.lab.netns import can_create_namespaces
+    from tcplens.lab.report import table
+
+    results: list[LabRun] = []
+    skipped: list[str] = []
+    old = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        for sc in LAB_SCENARIOS.values():
+            if sc.needs_root and (rig == "loopback" or not can_create_namespaces()):
+                skipped.append(sc.name)
+                continue
+            result = run(sc, rig=rig, capture=capture)
+            results.append(result)
+            if not as_json:
+                click.echo(f"{sc.name}: {'ok' if result.ok else 'FAIL'}", err=True)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    if as_json:
+        doc = {
+            "version": 1,
+            "runs": [r.as_dict() for r in results],
+            "skipped": [{"scenario": n, "reason": "needs root"} for n in skipped],
+        }
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    else:
+        click.echo(table(results, "tcplens lab --all"), nl=False)
+        if skipped:
+            click.echo(f"skipped (need root for namespaces and nftables): {', '.join(skipped)}")
+    return 0 if all(r.ok for r in results) else 1
 
 
 def _rig(text: str) -> RigKind:
