@@ -46,7 +46,7 @@ def test_busiest_states_exclude_listen_and_name_ports_and_processes() -> None:
     est = s.busy[0]
     assert est.top_local_ports == [(443, 5), (80, 2)]
     assert est.top_processes == [("p7", 7, 5), ("p8", 8, 2)]
-    assert s.busy[1].top_peers == [("10.0.0.2:5000", 3)]
+    assert s.busy[1].top_peers == [("10.0.0.2", 3)]
 
 
 def test_ties_are_broken_by_state_order() -> None:
