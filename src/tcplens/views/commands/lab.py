@@ -210,10 +210,10 @@ def command(
     127.0.0.1 without capture.  Exit status 1 when anything disagrees.
 
     \b
-    Example: sudo tcplens lab server-killed
+    Example: tcplens lab server-killed      (as root: namespaces and capture)
     Example: tcplens lab --list
-    Example: sudo tcplens lab closing --step
-    Example: sudo tcplens lab --all
+    Example: tcplens lab closing --step
+    Example: tcplens lab --all
     """
     if list_:
         width = max(len(n) for n in LAB_SCENARIOS)
