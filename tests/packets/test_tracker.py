@@ -243,9 +243,12 @@ def test_time_wait_expires_after_two_msl_of_capture_time() -> None:
         # unrelated traffic much later moves the capture clock on
         (int(100e9), build.ether(build.ipv4("10.9.9.9", "10.9.9.8", build.tcp(1, 2, 0, 0, SYN)))),
     ]
-    conns = run(packets, msl=30.0)
+    conns = run(packets, msl=30.0, timeouts=Timeouts(closed=120.0))
     assert states(conns[0].orig_history)[-2:] == [S.TIME_WAIT, S.CLOSED]
     assert conns[0].orig_history[-1][0] == pytest.approx(1.01 + 60.0)
+    # Followed only for the default 5 s after the close, it is still in TIME_WAIT.
+    conns = run(packets, msl=30.0)
+    assert conns[0].orig_state is S.TIME_WAIT
 
 
 def test_port_reuse_new_syn_after_close_starts_a_new_connection() -> None:

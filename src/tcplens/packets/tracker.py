@@ -523,11 +523,6 @@ class Tracker:
             limit = self.timeouts.attempt
         else:
             limit = self.timeouts.inactivity
-        for side in flow.sides:
-            if side is not None and side.endpoint.state is State.TIME_WAIT:
-                # Follow TIME_WAIT to its end, so whether it expired does not
-                # depend on when the connection happened to be evicted.
-                return max(limit, 2 * self.msl)
         return limit
 
     def _sweep(self) -> list[Connection]:
@@ -827,7 +822,9 @@ class Tracker:
     # -- output -----------------------------------------------------------------------
     def _finish(self, flow: _Flow) -> Connection:
         # Timers run until the capture ends or the connection's idle timeout, whichever
-        # is first: the same answer however late a batch feeder evicts it.
+        # is first: the same answer however late a batch feeder evicts it.  With the
+        # default 5 s close timeout a TIME_WAIT is reported as such (its 2MSL is 60 s);
+        # a close timeout beyond 2MSL follows it to CLOSED.
         until = min(self.now, flow.last + self._idle_limit(flow))
         cannot: dict[str, str] = {}
         histories: list[History] = []
