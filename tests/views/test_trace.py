@@ -13,6 +13,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -358,3 +359,18 @@ def test_pid_filter_follows_only_this_process_sockets() -> None:
         assert run.finish(interrupt=True) == 0
     rows = changes(run)
     assert rows and all(r["pid"] == os.getpid() for r in rows)
+
+
+def test_source_failing_mid_trace_keeps_the_summary_and_exits_2(tmp_path: Path) -> None:
+    root = tmp_path / "proc"
+    shutil.copytree(Path(__file__).parents[1] / "fixtures" / "proc", root)
+    with following(
+        "trace", "--proc-root", str(root), "-P", "--interval", "0.05", "--duration", "60",
+    ) as run:  # fmt: skip
+        run.started("tracing")
+        shutil.rmtree(root)
+        code = run.finish()
+    assert code == 2
+    assert any(line.startswith("tcplens: error:") for line in run.stderr), run.stderr
+    assert not any("Traceback" in line for line in run.stderr)
+    assert any(line.startswith("Time in state over") for line in run.lines)

@@ -7,6 +7,9 @@ from typing import Any
 
 import click
 
+from tcplens.analysis.diff import Tracer
+from tcplens.errors import TcplensError
+from tcplens.model.states import State
 from tcplens.views.commands.watch import live_options, reject_saved_text
 from tcplens.views.options import filter_from, filter_options, source_options
 from tcplens.views.watch import (
@@ -71,8 +74,6 @@ def command(
     selection = filter_from(kwargs)
     take = snapshot_taker(kwargs, selection, processes=not no_processes)
 
-    from tcplens.analysis.diff import Tracer
-
     tracer = Tracer(horizon=max(60.0, 2 * interval))
     out = sys.stdout
     changes = off_model = 0
@@ -96,7 +97,19 @@ def command(
                 out.flush()
     except KeyboardInterrupt:
         pass
-    states = selection.states
+    except TcplensError:
+        # the source failed mid-trace (e.g. its proc root went away): keep what was seen
+        if tracer.snapshots:
+            _summary(tracer, changes, off_model, selection.states, as_json)
+        raise
+    _summary(tracer, changes, off_model, selection.states, as_json)
+    return 0
+
+
+def _summary(
+    tracer: Tracer, changes: int, off_model: int, states: frozenset[State], as_json: bool
+) -> None:
+    out = sys.stdout
     if as_json:
         out.write(summary_json(tracer, changes=changes, off_model=off_model, states=states))
         out.write("\n")
@@ -104,4 +117,3 @@ def command(
         lines = summary_lines(tracer, changes=changes, off_model=off_model, states=states)
         out.write("\n" + "\n".join(lines) + "\n")
     out.flush()
-    return 0
