@@ -334,12 +334,14 @@ def run(
     capture: bool = True,
     before_step: Callable[[int, LabStep], None] | None = None,
     after_step: Callable[[Checkpoint], None] | None = None,
+    on_ready: Callable[[Rig], None] | None = None,
 ) -> LabRun:
     """Run ``scenario`` on real sockets; returns the run with every checkpoint.
 
     ``capture=False`` skips the packet capture (it needs root anyway).
     ``before_step``/``after_step`` let the CLI print as it goes and wait
-    for Enter between steps.
+    for Enter between steps; ``on_ready`` is told where the run lives once
+    its namespaces and rules are in place.
     """
     kind = choose_rig(scenario, rig)
     if kind == "netns":
@@ -354,6 +356,8 @@ def run(
     try:
         if scenario.setup is not None:
             scenario.setup(the_rig)
+        if on_ready is not None:
+            on_ready(the_rig)
         if capture and the_rig.capture_at is not None:
             recorder = Recorder(the_rig.capture_at[0].ns, the_rig.capture_at[1])
             recorder.start()

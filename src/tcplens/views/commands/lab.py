@@ -12,6 +12,7 @@ from types import FrameType
 import click
 
 from tcplens.lab.capture import state_at
+from tcplens.lab.rig import Rig
 from tcplens.lab.runner import SIDES, Checkpoint, LabRun, RigKind, run
 from tcplens.lab.scenarios import LAB_SCENARIOS, LabStep, get
 from tcplens.model.states import State
@@ -63,7 +64,7 @@ def format_checkpoint(cp: Checkpoint, *, capture: bool = True, width: int = 0) -
     """One step's table: kernel (with ss-style timer and queues), model, capture, verdict."""
     kw = width or kernel_width([cp])
     head = f"  {'':7}{'kernel':{kw}}{'model':13}"
-    lines = [head + ("capture" if capture else "")]
+    lines = [(head + ("capture" if capture else "")).rstrip()]
     for i, side in enumerate(SIDES):
         row = f"  {side:7}{_cell(cp, i):{kw}}{cp.model[i]!s:13}"
         if capture:
@@ -142,6 +143,12 @@ def format_run(result: LabRun, *, width: int = 100, header: bool = True) -> str:
             out.append("the model's ladder for the same steps:")
             rows = rows_from_steps(result.model_steps, (State.CLOSED, State.CLOSED))
             out.append(render_ladder(rows, width=width).rstrip("\n"))
+    last = result.checkpoints[-1].kernel if result.checkpoints else ()
+    if result.rig_kind == "loopback" and State.TIME_WAIT in last:
+        out.append(
+            "note: this run's TIME_WAIT stays in this machine's table for up to 60 s; "
+            "it is the kernel's, and removing it early needs root"
+        )
     out.append("")
     out.append(summary_line(result))
     if result.error:
@@ -237,6 +244,11 @@ def command(
     def after(cp: Checkpoint) -> None:
         click.echo(format_checkpoint(cp, capture=False))
 
+    def ready(where: Rig) -> None:
+        click.echo(f"rig: {where.describe()}")
+        for ns in where.namespaces:
+            click.echo(f"  while paused, look for yourself: ip netns exec {ns.name} ss -tanoi")
+
     if step and not as_json:
         click.echo(f"lab {scenario.name}: {scenario.title}")
         click.echo(scenario.description)
@@ -248,6 +260,7 @@ def command(
             capture=not no_capture,
             before_step=before if step and not as_json else None,
             after_step=after if step and not as_json else None,
+            on_ready=ready if step and not as_json else None,
         )
     finally:
         signal.signal(signal.SIGTERM, old)
