@@ -137,6 +137,7 @@ def test_step_mode_waits_for_enter_before_each_step() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert out.count("press Enter to run it") == 2
+    assert "while paused, look for yourself: ip netns exec tcplens-lab-" in out
     # each step's kernel and model states are shown as soon as it has run
     first = out.index("step 1  server: socket(), bind(), listen()")
     second = out.index("step 2  client: connect()")

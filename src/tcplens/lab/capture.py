@@ -31,7 +31,7 @@ import struct
 import termios
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from tcplens.errors import ScenarioError
@@ -146,8 +146,8 @@ class CaptureResult:
     connection: Connection | None
     #: True when the tracker took the server for the originator (it never should here)
     flipped: bool = False
+    #: connections in the capture that are not the lab's (there should be none)
     others: int = 0
-    notes: list[str] = field(default_factory=list)
 
     @classmethod
     def build(
@@ -222,6 +222,7 @@ class CaptureResult:
         conn = self.connection
         return {
             "frames": self.frames,
+            "other_connections": self.others,
             "conn_state": None if conn is None else conn.conn_state,
             "history": None if conn is None else conn.history,
             "client_history": [
