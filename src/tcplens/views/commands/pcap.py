@@ -9,6 +9,7 @@ turned into a conn.log in bounded memory; the table needs every row to sort.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -83,6 +84,11 @@ def _connections(
 ) -> Iterator[Connection]:
     fh = _open(path)
     fast = path != "-" and not tracker.keep_segments and _is_classic_pcap(fh)
+    # The tracker's objects form no reference cycles, so reference counting frees them;
+    # the cyclic collector would only rescan every live connection, again and again
+    # (22% of the run on a 10k-connection capture).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         size = os.fstat(fh.fileno()).st_size if path != "-" else 0
         if progress and size >= _PROGRESS_MIN_BYTES and sys.stderr.isatty():
@@ -108,6 +114,8 @@ def _connections(
         else:
             yield from _frames_to_connections(fh, path, tracker, summary, fast)
     finally:
+        if collecting:
+            gc.enable()
         if fh is not sys.stdin.buffer:
             fh.close()
 
