@@ -61,6 +61,9 @@ def test_scenario_kernel_model_and_capture_agree(name: str) -> None:
     _check(result, scenario)
     assert result.capture is not None, result.capture_note
     assert (result.capture.connection is None) == (name == "listen")
+    if scenario.zeek is not None:
+        assert result.capture.connection is not None
+        assert result.capture.connection.conn_state == scenario.zeek
     declared = {(cp.step, side) for cp in result.checkpoints for side in cp.blind}
     disagreed = {(m.step, m.side) for m in result.mismatches() if m.against == "capture"}
     # exactly the declared blind spots, nothing more and nothing less

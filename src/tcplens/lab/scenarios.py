@@ -102,6 +102,8 @@ class LabScenario:
     shows: tuple[State, ...]
     rig: Literal["any", "netns"] = "any"
     setup: Callable[[Rig], None] | None = None
+    #: Zeek's conn_state the capture must get (None: not asserted)
+    zeek: str | None = None
 
     @property
     def needs_root(self) -> bool:
@@ -329,6 +331,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
         "connect() sends SYN, the listener answers SYN+ACK, the client's ACK completes it.",
         (_listen(), _handshake()),
         shows=(S.ESTABLISHED,),
+        zeek="S1",
     ),
     LabScenario(
         "client-close",
@@ -337,6 +340,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
         "CLOSE_WAIT until it closes too, passes LAST_ACK and is gone.",
         _CLOSE_CLIENT_FIRST,
         shows=(S.FIN_WAIT2, S.CLOSE_WAIT, S.TIME_WAIT),
+        zeek="SF",
     ),
     LabScenario(
         "server-close",
@@ -360,6 +364,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
             ),
         ),
         shows=(S.FIN_WAIT2, S.CLOSE_WAIT, S.TIME_WAIT),
+        zeek="SF",
     ),
     LabScenario(
         "server-killed",
@@ -386,6 +391,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
             ),
         ),
         shows=(S.FIN_WAIT2, S.CLOSE_WAIT),
+        zeek="SF",
     ),
     LabScenario(
         "client-killed",
@@ -408,6 +414,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
             ),
         ),
         shows=(S.FIN_WAIT2, S.CLOSE_WAIT),
+        zeek="SF",
     ),
     LabScenario(
         "orphan-timeout",
@@ -485,6 +492,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
             ),
         ),
         shows=(S.FIN_WAIT1,),
+        zeek="SF",
     ),
     LabScenario(
         "last-ack",
@@ -528,6 +536,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
             ),
         ),
         shows=(S.LAST_ACK,),
+        zeek="SF",
     ),
     LabScenario(
         "closing",
@@ -579,6 +588,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
             ),
         ),
         shows=(S.CLOSING,),
+        zeek="SF",
     ),
     LabScenario(
         "simultaneous-close",
@@ -628,6 +638,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
         ),
         shows=(S.FIN_WAIT1, S.CLOSING),
         rig="netns",
+        zeek="SF",
     ),
     LabScenario(
         "syn-sent",
@@ -661,6 +672,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
         shows=(S.SYN_SENT,),
         rig="netns",
         setup=_drop_syn,
+        zeek="S0",
     ),
     LabScenario(
         "syn-recv",
@@ -691,6 +703,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
         shows=(S.SYN_RECV,),
         rig="netns",
         setup=_drop_final_ack,
+        zeek="RSTO",
     ),
     LabScenario(
         "syn-ack-lost",
@@ -732,6 +745,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
         shows=(S.SYN_SENT, S.SYN_RECV),
         rig="netns",
         setup=_drop_syn_ack,
+        zeek="S1",
     ),
     LabScenario(
         "refused",
@@ -747,6 +761,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
             ),
         ),
         shows=(S.CLOSED,),
+        zeek="REJ",
     ),
     LabScenario(
         "abort",
@@ -764,6 +779,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
             ),
         ),
         shows=(S.CLOSED,),
+        zeek="RSTO",
     ),
     LabScenario(
         "time-wait",
@@ -776,6 +792,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
             LabStep("two seconds later", _sleep(1.0), _nothing, (S.TIME_WAIT, S.CLOSED)),
         ),
         shows=(S.TIME_WAIT,),
+        zeek="SF",
     ),
 ]
 
