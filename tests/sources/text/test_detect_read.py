@@ -144,3 +144,25 @@ def test_stdin_errors_are_named_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InputError) as info:
         read_text("-")
     assert info.value.path == "<stdin>"
+
+
+@pytest.mark.parametrize(
+    ("text", "ip"),
+    [
+        ("10.0.0.1", "10.0.0.1"),
+        ("255.255.255.255", "255.255.255.255"),
+        ("0.0.0.0", "0.0.0.0"),
+        ("0:0:0:0:0:0:0:1", "::1"),
+        ("::FFFF:127.0.0.1", str(__import__("ipaddress").ip_address("::ffff:127.0.0.1"))),
+    ],
+)
+def test_addresses_are_printed_as_ipaddress_prints_them(text: str, ip: str) -> None:
+    row = f"tcp        0      0 {text}:22     0.0.0.0:*     LISTEN\n"
+    assert parse_text(row).sockets[0].local.ip == ip
+
+
+@pytest.mark.parametrize("text", ["010.0.0.1", "256.1.1.1", "1.2.3", "1.2.3.4.5"])
+def test_broken_dotted_quads_are_warnings(text: str) -> None:
+    snap = parse_text(f"tcp        0      0 {text}:22     0.0.0.0:*     LISTEN\n", "linux")
+    assert snap.sockets == []
+    assert "bad address" in snap.warnings[0].message

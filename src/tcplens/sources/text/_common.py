@@ -207,9 +207,16 @@ def make_endpoint(host: str, port_text: str, proto: str) -> Endpoint:
     return Endpoint(Addr(literal[0], port, service), literal[1], zone)
 
 
+_OCTET: Final = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+#: a dotted quad already in the form ipaddress prints (no leading zeros)
+_CANONICAL_V4: Final = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
 @functools.lru_cache(maxsize=65536)
 def _ip_literal(host: str) -> tuple[str, int] | None:
     """Compressed text and version of an IP literal; cached, dumps repeat their peers."""
+    if _CANONICAL_V4.fullmatch(host):
+        return host, 4  # ipaddress would print it unchanged, at 20x the cost
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:

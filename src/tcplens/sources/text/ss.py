@@ -91,10 +91,21 @@ def duration(text: str) -> float:
     return seconds
 
 
+_USERS: Final = re.compile(
+    r'users:\((\("(?:[^"\\]|\\.)*",[^()]*\)(?:,\("(?:[^"\\]|\\.)*",[^()]*\))*)\)'
+)
+
+
 def _users(rest: str) -> list[tuple[str, int, int]]:
     start = rest.find("users:(")
     if start < 0:
         return []
+    quick = _USERS.match(rest, start)
+    if quick:
+        found = _USER_NEW.findall(quick[1]) or _USER_OLD.findall(quick[1])
+        if found:
+            return [(name.replace('\\"', '"'), int(pid), int(fd)) for name, pid, fd in found]
+    # the slow way, character by character, to say what is wrong with the list
     depth = 0
     in_quote = False
     end = len(rest)
