@@ -9,7 +9,8 @@ from pathlib import Path
 from tcplens import parse_text
 from tests.sources.text.helpers import FIXTURES
 
-SEEDS = Path("/work/shared/seeds")
+#: the project's shared/ folder sits beside the repository (here and in CI)
+SEEDS = Path(__file__).resolve().parents[3].parent / "shared" / "seeds"
 LINUX_SEED = FIXTURES / "seed003-linux-netstat-anlp.txt"
 
 
