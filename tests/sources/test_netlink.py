@@ -155,6 +155,9 @@ def test_error_reply_is_a_source_error_and_bad_length_an_input_error() -> None:
     err += struct.pack("=i", -2) + b"\0" * 16
     with pytest.raises(SourceError, match="No such file or directory"):
         netlink.parse(err, "udp", [])
+    done = netlink.NLMSGHDR.pack(nlmsg_len=20, nlmsg_type=netlink.NLMSG_DONE)
+    with pytest.raises(SourceError, match="Operation not supported"):
+        netlink.parse(done + struct.pack("=i", -95), "tcp", [])
     bad = netlink.NLMSGHDR.pack(nlmsg_len=4000, nlmsg_type=20) + b"\0" * 72
     with pytest.raises(InputError, match="byte 0"):
         netlink.parse(bad, "tcp", [])
@@ -225,3 +228,23 @@ def test_kernel_side_filter_returns_only_the_asked_states_protocols_and_families
     assert sorted(s.state.value for s in mine.values()) == ["CLOSE_WAIT", "TIME_WAIT"]
     assert {(s.proto, s.family) for s in udp6.sockets} == {("udp", 6)}
     assert len(known.select(udp6.sockets)) == 1
+
+
+def test_a_protocol_the_kernel_cannot_dump_is_noted_not_fatal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ask the real kernel for a protocol no inet_diag handler serves (as on a
+    # kernel without udp_diag): it answers NLMSG_ERROR, the TCP dump survives.
+    monkeypatch.setitem(netlink._PROTO_NUMBERS, "udp", 254)
+    missing: list[str] = []
+    kinds = [(socket.AF_INET, "udp"), (socket.AF_INET, "tcp")]
+    with known_sockets() as known:
+        got = netlink.dump(kinds, missing=missing)  # type: ignore[arg-type]
+    assert missing == [
+        "udp sockets (sock_diag dump for udp failed: No such file or directory;"
+        " is the udp_diag module loaded?)"
+    ]
+    assert {s.proto for s in got} == {"tcp"}
+    assert any(key[0] == "tcp" for key in known.select(got))
+    with pytest.raises(SourceError):
+        netlink.dump([(socket.AF_INET, "udp")])
