@@ -128,7 +128,8 @@ def command(**kwargs: Any) -> int:
     proc_root = kwargs.get("proc_root", "/proc")
     live = kwargs.get("from_file") is None
     snap = snapshot_from(kwargs, processes=True)
-    summary = summarize(snap, fin_timeout=read_fin_timeout(proc_root))
+    # a saved dump's kernel is unknown: assume the default tcp_fin_timeout there
+    summary = summarize(snap, fin_timeout=read_fin_timeout(proc_root) if live else 60.0)
     console = Console(highlight=False, soft_wrap=True)
     for line in render_status(summary, top_finding(snap, live=live, proc_root=proc_root)):
         console.print(line)
