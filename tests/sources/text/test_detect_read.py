@@ -11,6 +11,7 @@ import pytest
 
 from tcplens import parse_text
 from tcplens.errors import InputError
+from tcplens.model import State
 from tcplens.sources.text import ALIASES, FORMATS, decode, read_text
 from tests.sources.text.helpers import FIXTURES
 
@@ -166,3 +167,28 @@ def test_broken_dotted_quads_are_warnings(text: str) -> None:
     snap = parse_text(f"tcp        0      0 {text}:22     0.0.0.0:*     LISTEN\n", "linux")
     assert snap.sockets == []
     assert "bad address" in snap.warnings[0].message
+
+
+CHINESE_WINDOWS = (
+    "\r\n活动连接\r\n\r\n"
+    "  协议  本地地址          外部地址        状态           PID\r\n"
+    "  TCP    0.0.0.0:135            0.0.0.0:0              LISTENING       1044\r\n"
+    "  TCP    192.168.1.5:50435      20.42.65.90:443        CLOSE_WAIT      4712\r\n"
+)
+
+
+def test_chinese_windows_console_code_page() -> None:
+    data = CHINESE_WINDOWS.encode("gbk")  # what cmd.exe's > writes under code page 936
+    assert decode(data) == CHINESE_WINDOWS
+    snap = parse_text(decode(data))
+    assert snap.source == "text:windows-netstat"
+    assert snap.warnings == []
+    assert [(s.local.port, s.state, s.pid) for s in snap.sockets] == [
+        (135, State.LISTEN, 1044),
+        (50435, State.CLOSE_WAIT, 4712),
+    ]
+
+
+def test_western_8bit_text_still_falls_back_to_latin1() -> None:
+    data = "  TCP    0.0.0.0:135    0.0.0.0:0    ABH\xd6REN    1044\r\n".encode("cp1252")
+    assert decode(data) == data.decode("latin-1")

@@ -8,7 +8,8 @@ package turns it into :class:`~tcplens.sources.records.Snapshot` records so
   from the lines (:mod:`.detect`) unless ``fmt`` names one of :data:`FORMATS`.
 * :func:`read_text` only reads a file (``-`` for stdin) and decodes it:
   UTF-8, UTF-16 with a BOM or without one (``netstat > file`` in PowerShell),
-  latin-1 as the last resort; any newline convention.
+  GBK (a Chinese Windows console), latin-1 as the last resort; any newline
+  convention.
 * Nothing is dropped silently: every line that is not understood becomes a
   :class:`~tcplens.sources.records.ParseWarning` with its line number, rows of
   non-inet sections are counted in ``Snapshot.skipped``, and banners such as
@@ -154,8 +155,17 @@ def parse_text(
     )
 
 
+#: Chinese words are runs of ideographs; a lone one is a Western 8-bit byte pair
+_CJK: Final = re.compile(r"[\u4e00-\u9fff]{2,}")
+
+
 def decode(data: bytes) -> str:
-    """Decode a saved dump: BOM first, then UTF-16 without BOM, UTF-8, latin-1."""
+    """Decode a saved dump: BOM first, then UTF-16 without BOM, UTF-8, GBK, latin-1.
+
+    GBK is what ``netstat -ano > file`` writes on a Chinese Windows console
+    (code page 936); it is accepted only when it decodes cleanly into text
+    with Chinese words in it, so other 8-bit text still ends in latin-1.
+    """
     if data.startswith(b"\xef\xbb\xbf"):
         return data[3:].decode("utf-8", errors="replace")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -172,7 +182,12 @@ def decode(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
+        pass
+    try:
+        text = data.decode("gbk")
+    except UnicodeDecodeError:
         return data.decode("latin-1")
+    return text if _CJK.search(text) else data.decode("latin-1")
 
 
 def read_text(path: str, fmt: str | None = None, strict: bool = False) -> Snapshot:
