@@ -309,3 +309,40 @@ def test_terminal_table_is_coloured_by_state_and_fits_the_width() -> None:
     styled = console.export_text(styles=True)
     assert "\x1b[1;31m" in styled  # CLOSE_WAIT in bold red
     assert STATE_STYLES[State.CLOSE_WAIT] == "bold red"
+
+
+@pytest.mark.parametrize("processes", [True, False])
+def test_coloured_plain_text_aligns_exactly_like_plain_text(processes: bool) -> None:
+    import re
+
+    from tcplens.sources.records import Addr, Socket
+    from tcplens.views.sockets import Columns, render_plain, write_plain
+
+    socks = [
+        Socket("tcp", 4, Addr("10.0.0.1", 80), Addr("10.0.0.2", 5), state, 0, 0, pid=7)
+        for state in (State.LISTEN, State.CLOSE_WAIT, State.TIME_WAIT)
+    ]
+    cols = Columns(processes=processes)
+    buf = io.StringIO()
+    write_plain(buf, socks, cols, colour=True)
+    coloured = buf.getvalue()
+    assert "\x1b[1;31mCLOSE_WAIT" in coloured
+    assert re.sub(r"\x1b\[[0-9;]*m", "", coloured) == render_plain(socks, cols)
+
+
+def test_source_flag_and_environment_choose_the_source(
+    known: KnownSockets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def source_of(*args: str) -> str:
+        doc: dict[str, Any] = json.loads(run("--json", *args))
+        return str(doc["snapshot"]["source"])
+
+    monkeypatch.setenv("TCPLENS_SOURCE", "procfs")
+    assert source_of() == "procfs"
+    assert source_of("--source", "psutil") == "psutil"
+    monkeypatch.delenv("TCPLENS_SOURCE")
+    assert source_of() == "netlink"
+    # every source sees our listener, with our pid
+    for source in ("netlink", "procfs", "psutil"):
+        rows = mine(known, "--source", source, "-l", "-t", "-4")
+        assert [(r["state"], r["pid"]) for r in rows] == [("LISTEN", os.getpid())], source

@@ -219,17 +219,40 @@ _RIGHT: Final = {"Recv-Q", "Send-Q", "Inode"}
 _FOLDING: Final = {"Local Address", "Peer Address", "TCP info", "Command", "Timer"}
 
 
+#: :data:`STATE_STYLES` as ANSI SGR codes, for the plain writer's ``colour`` mode
+_SGR: Final = {
+    "bold": "1",
+    "dim": "2",
+    "red": "31",
+    "green": "32",
+    "yellow": "33",
+    "blue": "34",
+    "magenta": "35",
+    "cyan": "36",
+}
+_STATE_COLUMN: Final = 5
+
+
+def _ansi(style: str) -> str:
+    codes = ";".join(_SGR[word] for word in style.split() if word in _SGR)
+    return f"\x1b[{codes}m" if codes else ""
+
+
 def write_plain(
     out: TextIO,
     sockets: Sequence[Socket],
     cols: Columns = Columns(),
     resolver: Resolver | None = None,
+    *,
+    colour: bool = False,
 ) -> None:
     """Aligned columns, nothing truncated: for pipes, files and ``grep``.
 
     Column widths need every row, but keeping 100k formatted rows next to the
     records costs ~50 MiB, so rows are built twice, a chunk at a time: once
     to measure, once to write with one precompiled format string.
+    ``colour`` colours the state column with ANSI codes (terminals too big
+    for a rich table).
     """
     head = _headers(cols)
     widths = [len(name) for name in head]
@@ -248,9 +271,21 @@ def write_plain(
             parts.append(f"{{{i}:<{widths[i]}}}")
     fmt = "  ".join(parts).format
     out.write(fmt(*head).rstrip() + "\n")
+    if colour:
+        # pad first, then wrap in escape codes, so the codes take no width
+        width = widths[_STATE_COLUMN] if last != _STATE_COLUMN else 0
+        painted = {
+            state.value: f"{_ansi(style)}{state.value:<{width}}\x1b[0m"
+            for state, style in STATE_STYLES.items()
+        }
+        parts[_STATE_COLUMN] = f"{{{_STATE_COLUMN}}}"
+        fmt = "  ".join(parts).format
     for start in range(0, len(sockets), _CHUNK):
-        chunk = sockets[start : start + _CHUNK]
-        out.write("\n".join([fmt(*_row(s, cols, resolver)).rstrip() for s in chunk]) + "\n")
+        rows = [_row(s, cols, resolver) for s in sockets[start : start + _CHUNK]]
+        if colour:
+            for row in rows:
+                row[_STATE_COLUMN] = painted[row[_STATE_COLUMN]]
+        out.write("\n".join([fmt(*row).rstrip() for row in rows]) + "\n")
 
 
 def render_plain(

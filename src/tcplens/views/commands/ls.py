@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from typing import Any
 
@@ -27,7 +28,12 @@ from tcplens.views.sockets import (
     write_plain,
 )
 
-__all__ = ["command", "print_notes"]
+__all__ = ["TABLE_ROWS", "command", "print_notes"]
+
+#: up to this many rows a terminal gets a rich table fitted to its width; a
+#: bigger listing is aligned plain text with coloured states (rich would take
+#: seconds per 10k rows, and nobody reads that table without a pager anyway)
+TABLE_ROWS = 500
 
 
 def print_notes(missing: list[str], warnings: list[Any] | None = None) -> None:
@@ -104,11 +110,12 @@ def command(
         cols = Columns(
             timers=timers, info=info, extended=extended, cmdline=cmdline, processes=processes
         )
-        if out.isatty():
+        if out.isatty() and len(sockets) <= TABLE_ROWS:
             from rich.console import Console
 
             Console().print(render_table(sockets, cols, resolver))
         else:
-            write_plain(out, sockets, cols, resolver)
+            colour = out.isatty() and not os.environ.get("NO_COLOR")
+            write_plain(out, sockets, cols, resolver, colour=colour)
     out.flush()
     return 0
