@@ -131,3 +131,11 @@ def test_offload_column_and_unexpected_columns() -> None:
     snap = parse_text(text)
     assert [s.pid for s in snap.sockets] == [988]
     assert [w.line for w in snap.warnings] == [2]
+
+
+def test_a_listener_with_a_peer_port_is_a_damaged_line() -> None:
+    # found by fuzzing: one stray digit turned "0.0.0.0:0" into "0.0.0.0:10"
+    text = "  TCP    0.0.0.0:13656          0.0.0.0:10             LISTENING\r\n"
+    snap = parse_text(text)
+    assert snap.sockets == []
+    assert snap.warnings[0].message == "a listening socket with a peer port (0.0.0.0:10)"

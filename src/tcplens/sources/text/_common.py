@@ -289,9 +289,21 @@ class Builder:
         if message not in self.missing:
             self.missing.append(message)
 
-    def add(self, sock: Socket) -> Socket:
+    def add(self, line: Line, sock: Socket) -> Socket | None:
+        """Keep a parsed row, unless it contradicts itself (then warn, keep nothing)."""
+        problem = _contradiction(sock)
+        if problem:
+            self.warn(line, problem)
+            return None
         self.sockets.append(sock)
         return sock
+
+
+def _contradiction(sock: Socket) -> str | None:
+    """What no tool prints for a real socket: only a damaged line says it."""
+    if sock.proto == "tcp" and sock.state is State.LISTEN and sock.remote.port not in (None, 0):
+        return f"a listening socket with a peer port ({sock.remote})"
+    return None
 
 
 def new_socket(

@@ -145,7 +145,7 @@ def _listen_row(line: Line, words: list[str], out: Builder) -> None:
     except ParseProblem as exc:
         out.warn(line, str(exc))
         return
-    out.add(sock)
+    out.add(line, sock)
 
 
 def _row(line: Line, words: list[str], header: _Header | None, out: Builder) -> int:
@@ -186,7 +186,6 @@ def _row(line: Line, words: list[str], header: _Header | None, out: Builder) -> 
     except ParseProblem as exc:
         out.warn(line, str(exc))
         return 0
-    out.add(sock)
-    if header is None or header.width is None:
+    if out.add(line, sock) is None or header is None or header.width is None:
         return 0
     return sum(1 for f in fields[2:4] if len(f) >= header.width and f != "*.*")

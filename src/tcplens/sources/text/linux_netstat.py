@@ -187,5 +187,6 @@ def _row(line: Line, out: Builder) -> int:
     except ParseProblem as exc:
         out.warn(line, str(exc))
         return 0
-    out.add(sock)
+    if out.add(line, sock) is None:
+        return 0
     return sum(len(match[end]) == ADDRESS_WIDTH for end in ("local", "remote"))

@@ -55,7 +55,7 @@ def parse(lines: list[Line], out: Builder) -> None:
             out.warn(line, "row before a LocalAddress/LocalPort header")
             continue
         try:
-            out.add(_row(stripped.split(), names))
+            out.add(line, _row(stripped.split(), names))
         except ParseProblem as exc:
             out.warn(line, str(exc))
 

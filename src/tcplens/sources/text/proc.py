@@ -76,4 +76,4 @@ def parse(lines: list[Line], out: Builder, *, path: str | None = None) -> None:
             reason = exc.reason if isinstance(exc, InputError) else str(exc)
             out.warn(line, reason)
             continue
-        out.add(sock)
+        out.add(line, sock)

@@ -109,4 +109,4 @@ def _row(line: Line, proto: Proto, family: int | None, out: Builder) -> None:
     except ParseProblem as exc:
         out.warn(line, str(exc))
         return
-    out.add(sock)
+    out.add(line, sock)

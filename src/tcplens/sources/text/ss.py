@@ -294,4 +294,4 @@ def _row(
     except ParseProblem as exc:
         out.warn(line, str(exc))
         return None
-    return out.add(sock)
+    return out.add(line, sock)

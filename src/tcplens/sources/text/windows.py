@@ -110,7 +110,8 @@ def parse(lines: list[Line], out: Builder) -> None:
         if match:
             try:
                 last = out.add(
-                    _socket(match["proto"], match["local"], match["remote"], match["rest"] or "")
+                    line,
+                    _socket(match["proto"], match["local"], match["remote"], match["rest"] or ""),
                 )
             except ParseProblem as exc:
                 out.warn(line, str(exc))
@@ -156,7 +157,7 @@ def _flattened(line: Line, out: Builder) -> bool:
             j += 1
         rows += 1
         try:
-            out.add(_socket(proto_col, local_text, remote_text, " ".join(rest_words)))
+            out.add(line, _socket(proto_col, local_text, remote_text, " ".join(rest_words)))
         except ParseProblem as exc:
             damaged.append(f"{' '.join(words[i:j])} ({exc})")
         i = j
