@@ -248,3 +248,36 @@ def test_a_protocol_the_kernel_cannot_dump_is_noted_not_fatal(
     assert any(key[0] == "tcp" for key in known.select(got))
     with pytest.raises(SourceError):
         netlink.dump([(socket.AF_INET, "udp")])
+
+
+def test_port_filter_bytecode_layout() -> None:
+    assert netlink.port_filter() == b""
+    code = netlink.port_filter(sports=[80])
+    ops = [netlink.INET_DIAG_BC_OP.unpack(code, i) for i in range(0, len(code), 4)]
+    # S_GE 80 then S_LE 80; a failed compare jumps past the end (reject)
+    assert [(o["code"], o["yes"], o["no"]) for o in ops] == [
+        (netlink.BC_S_GE, 8, 20), (0, 0, 80), (netlink.BC_S_LE, 8, 12), (0, 0, 80)
+    ]  # fmt: skip
+    two = netlink.port_filter(dports=[1, 2])
+    jmp = netlink.INET_DIAG_BC_OP.unpack(two, 16)
+    assert (jmp["code"], jmp["yes"], jmp["no"]) == (netlink.BC_JMP, 4, 20)  # over the 2nd test
+    with pytest.raises(ValueError, match="too many ports"):
+        netlink.port_filter(ports=range(1, 5000))
+
+
+def test_kernel_port_filter_selects_local_peer_and_either_port() -> None:
+    with known_sockets() as known:
+        port = known.listen_port
+        peer = next(
+            int(k[2].rsplit(":", 1)[1]) for k in known.expected if k[3].endswith(f":{port}")
+        )
+        local = {key for key in known.select(netlink.snapshot(sports=[port]).sockets)}
+        remote = {key for key in known.select(netlink.snapshot(dports=[port]).sockets)}
+        either = {key for key in known.select(netlink.snapshot(ports=[port]).sockets)}
+        both = netlink.snapshot(sports=[peer], dports=[port]).sockets
+        many = netlink.snapshot(ports=range(1, 5000)).sockets  # falls back to no filter
+    assert local and all(k[2].endswith(f":{port}") for k in local)
+    assert remote and all(k[3].endswith(f":{port}") for k in remote)
+    assert either == local | remote
+    assert [(s.local.port, s.remote.port) for s in both] == [(peer, port)]
+    assert len(known.select(many)) == len(known.expected)

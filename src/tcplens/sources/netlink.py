@@ -59,6 +59,7 @@ __all__ = [
     "dump",
     "parse",
     "parse_tcp_info",
+    "port_filter",
     "snapshot",
     "state_mask",
 ]
@@ -276,6 +277,85 @@ _MINISOCKETS: Final = frozenset({6, 12})  # TCP_TIME_WAIT, TCP_NEW_SYN_RECV
 _PROTO_NUMBERS: Final = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 
 
+#: ``struct inet_diag_bc_op`` (include/uapi/linux/inet_diag.h): one 4-byte
+#: instruction of the socket filter the kernel runs before sending a socket
+INET_DIAG_BC_OP: Final = WireStruct(
+    "inet_diag_bc_op",
+    (Field("code", "B"), Field("yes", "B"), Field("no", "H")),
+)
+INET_DIAG_REQ_BYTECODE: Final = 1
+BC_JMP: Final = 1
+BC_S_GE: Final = 2
+BC_S_LE: Final = 3
+BC_D_GE: Final = 4
+BC_D_LE: Final = 5
+
+# Theory of the filter bytecode (net/ipv4/inet_diag.c, inet_diag_bc_run and
+# inet_diag_bc_audit).  Every instruction is a conditional forward jump by
+# ``yes`` or ``no`` bytes; a socket is accepted when execution lands exactly
+# on the end of the program and rejected when it jumps past it (to end + 4).
+# A port test is two instructions: the compare, then one whose ``no`` holds
+# the port.  The audit only accepts ``no`` targets that lie on the chain of
+# ``yes`` jumps, so alternatives are laid out as iproute2's ss does:
+# ``A or B`` = A, JMP over B, B (A's reject lands on B, its accept on the
+# JMP); ``A and B`` = A, B with A's reject exits moved past B.  Equality is
+# ``>= p and <= p`` (S_EQ/D_EQ only exist in newer kernels).
+
+_Program = list[list[int]]  # [code, yes, no, is_port_operand]
+
+
+def _port_equals(local: bool, port: int) -> _Program:
+    ge, le = (BC_S_GE, BC_S_LE) if local else (BC_D_GE, BC_D_LE)
+    # each compare: yes -> next instruction (8 bytes on), no -> past this test's end + 4
+    return [[ge, 8, 20, 0], [0, 0, port, 1], [le, 8, 12, 0], [0, 0, port, 1]]
+
+
+def _reject_exits(program: _Program, end: int) -> list[list[int]]:
+    return [
+        op
+        for i, op in enumerate(program)
+        if not op[3] and op[0] != BC_JMP and i * 4 + op[2] == end + 4
+    ]
+
+
+def _and(a: _Program, b: _Program) -> _Program:
+    for op in _reject_exits(a, len(a) * 4):
+        op[2] += len(b) * 4
+    return a + b
+
+
+def _or(a: _Program, b: _Program) -> _Program:
+    return [*a, [BC_JMP, 4, len(b) * 4 + 4, 0], *b]
+
+
+def port_filter(
+    sports: Iterable[int] = (), dports: Iterable[int] = (), ports: Iterable[int] = ()
+) -> bytes:
+    """Bytecode accepting sockets whose local port is in ``sports`` and whose
+    peer port is in ``dports`` and which have either port in ``ports`` (empty
+    sets do not constrain); ``b""`` when nothing constrains.
+    """
+    clauses: list[_Program] = []
+    for wanted in (
+        [_port_equals(True, p) for p in sorted(set(sports))],
+        [_port_equals(False, p) for p in sorted(set(dports))],
+        [t for p in sorted(set(ports)) for t in (_port_equals(True, p), _port_equals(False, p))],
+    ):
+        if wanted:
+            alternative = wanted[-1]
+            for test in reversed(wanted[:-1]):
+                alternative = _or(test, alternative)
+            clauses.append(alternative)
+    if not clauses:
+        return b""
+    program = clauses[0]
+    for clause in clauses[1:]:
+        program = _and(program, clause)
+    if len(program) * 4 > 0xFFFF - 4:
+        raise ValueError("too many ports for one kernel filter")
+    return b"".join(INET_DIAG_BC_OP.pack(code=code, yes=yes, no=no) for code, yes, no, _ in program)
+
+
 def state_mask(states: Iterable[State] | None) -> int:
     """``idiag_states``: bit ``1 << code`` for every kernel code of the given states.
 
@@ -295,8 +375,10 @@ def build_request(
     info: bool = False,
     seq: int = 1,
     states: Iterable[State] | None = None,
+    bytecode: bytes = b"",
 ) -> bytes:
-    """The dump request for one (address family, protocol); the kernel filters by state."""
+    """The dump request for one (address family, protocol); the kernel filters by state
+    and, with ``bytecode`` (:func:`port_filter`), by port."""
     ext = 1 << (INET_DIAG_INFO - 1) if info and proto == "tcp" else 0
     body = INET_DIAG_REQ_V2.pack(
         sdiag_family=family,
@@ -304,6 +386,8 @@ def build_request(
         idiag_ext=ext,
         idiag_states=state_mask(states),
     )
+    if bytecode:
+        body += _RTA.pack(4 + len(bytecode), INET_DIAG_REQ_BYTECODE) + bytecode
     header = NLMSGHDR.pack(
         nlmsg_len=NLMSGHDR.size + len(body),
         nlmsg_type=SOCK_DIAG_BY_FAMILY,
@@ -518,6 +602,7 @@ def dump(
     info: bool = False,
     missing: list[str] | None = None,
     states: Iterable[State] | None = None,
+    bytecode: bytes = b"",
 ) -> list[Socket]:
     """Dump sockets of every (family, protocol) over one netlink socket.
 
@@ -534,7 +619,10 @@ def dump(
     view = memoryview(buf)
     with _open() as nl, _no_gc():
         for seq, (family, proto) in enumerate(kinds, start=1):
-            nl.send(build_request(family, proto, info=info, seq=seq, states=wanted))
+            request = build_request(
+                family, proto, info=info, seq=seq, states=wanted, bytecode=bytecode
+            )
+            nl.send(request)
             try:
                 for chunk in _receive(nl, buf, view):
                     if parse(chunk, proto, out, info=info):
@@ -595,12 +683,20 @@ def snapshot(
     states: Iterable[State] | None = None,
     protos: Iterable[Proto] | None = None,
     families: Iterable[int] | None = None,
+    sports: Iterable[int] | None = None,
+    dports: Iterable[int] | None = None,
+    ports: Iterable[int] | None = None,
 ) -> Snapshot:
     """Every TCP and UDP socket, IPv4 and IPv6, in every state, unless narrowed.
 
-    ``states``, ``protos`` (``tcp``/``udp``) and ``families`` (4/6) narrow the
-    dump in the kernel; ``None`` means all.
+    ``states``, ``protos`` (``tcp``/``udp``), ``families`` (4/6) and the
+    ports (local, peer, either) narrow the dump in the kernel; ``None`` means
+    all.
     """
+    try:
+        bytecode = port_filter(sports or (), dports or (), ports or ())
+    except ValueError:  # more ports than one filter holds: the caller filters them
+        bytecode = b""
     missing: list[str] = []
     both: tuple[Proto, ...] = ("tcp", "udp")
     kinds = [
@@ -609,5 +705,5 @@ def snapshot(
         for fam, af in ((4, socket.AF_INET), (6, socket.AF_INET6))
         if (protos is None or proto in set(protos)) and (families is None or fam in set(families))
     ]
-    sockets = dump(kinds, info=info, missing=missing, states=states)
+    sockets = dump(kinds, info=info, missing=missing, states=states, bytecode=bytecode)
     return Snapshot(sockets, source="netlink", host=socket.gethostname(), missing=missing)

@@ -72,6 +72,9 @@ def take_snapshot(
     states: Iterable[State] | None = None,
     protos: Iterable[str] | None = None,
     families: Iterable[int] | None = None,
+    sports: Iterable[int] | None = None,
+    dports: Iterable[int] | None = None,
+    ports: Iterable[int] | None = None,
 ) -> Snapshot:
     """Read sockets from saved text (``from_file``, ``-`` for stdin) or a live source.
 
@@ -80,11 +83,19 @@ def take_snapshot(
     not shown); ``info`` asks netlink for ``tcp_info``.  A ``proc_root`` other
     than ``/proc`` (recorded files) makes ``auto`` mean ``procfs``.
 
-    ``states``/``protos``/``families`` are hints: netlink asks the kernel for
-    only those sockets; other sources may return more, so callers still
-    filter.  ``None`` (the default) means everything.
+    ``states``/``protos``/``families`` and the ports (local ``sports``, peer
+    ``dports``, either ``ports``) are hints: netlink asks the kernel for only
+    those sockets; other sources may return more, so callers still filter.
+    ``None`` (the default) means everything.
     """
-    narrow: dict[str, Any] = {"states": states, "protos": protos, "families": families}
+    narrow: dict[str, Any] = {
+        "states": states,
+        "protos": protos,
+        "families": families,
+        "sports": sports,
+        "dports": dports,
+        "ports": ports,
+    }
     if from_file is not None:
         return _read_text()(from_file, fmt=fmt, strict=strict)
     name = choose_source(None if source in (None, "auto") else source)

@@ -115,6 +115,9 @@ def snapshot_from(
             "states": states or None,
             "protos": narrow.protos or None,
             "families": narrow.families or None,
+            "sports": narrow.sports or None,
+            "dports": narrow.dports or None,
+            "ports": narrow.ports or None,
         }
 
     return take_snapshot(
