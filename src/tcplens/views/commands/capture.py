@@ -46,7 +46,7 @@ def _line(conn: Connection) -> str:
     "write",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Also write a pcap.",
+    help="Also write every frame to this pcap file (raw IP link type).",
 )
 @click.option("--zeek", is_flag=True, help="Print Zeek conn.log rows instead of lines and a table.")
 @click.option("--msl", type=float, default=30.0, show_default=True, help="MSL for TIME_WAIT.")
@@ -72,7 +72,7 @@ def command(
     (--count, --duration or Ctrl-C) every connection seen is shown with both
     sides' final states, as 'tcplens pcap' shows them for a file.
 
-    Example: sudo tcplens capture -i lo --duration 10 -w out.pcap
+    Example: tcplens capture -i lo --duration 10 -w out.pcap   (as root)
     """
     sock = open_interface(interface)
     out_file: BinaryIO | None = None
