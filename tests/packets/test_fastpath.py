@@ -7,6 +7,7 @@ connections, and the JSON forms of all connections must be identical.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tcplens.errors import TruncatedInput
+from tcplens.errors import TcplensError, TruncatedInput
 from tcplens.packets import fastpath
 from tcplens.packets.pcap import PcapWriter, read_frames
 from tcplens.packets.tracker import CaptureSummary, Timeouts, Tracker, reconstruct
@@ -148,3 +149,24 @@ def test_truncated_file_gives_the_same_connections_and_error() -> None:
         got.extend(fastpath.reconstruct_pcap_fast(io.BytesIO(data), Tracker(), CaptureSummary()))
     assert len(got) == 2
     assert info.value.record == 35
+
+
+SMALL_PCAPS = [
+    as_pcap(FIXTURES / name) for name in ("200722_tcp_anon.pcapng", "http_ip4and6.pcapng")
+]
+SMALL_PCAPS.append((FIXTURES / "simple_http_sll2.pcap").read_bytes())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(range(len(SMALL_PCAPS))),
+    st.lists(st.tuples(st.integers(0, 20_000), st.integers(0, 255)), min_size=1, max_size=12),
+)
+def test_mutated_pcaps_never_raise_anything_but_tcplens_errors(
+    which: int, edits: list[tuple[int, int]]
+) -> None:
+    data = bytearray(SMALL_PCAPS[which])
+    for position, value in edits:
+        data[24 + position % (len(data) - 24)] = value  # keep the magic: test the records
+    with contextlib.suppress(TcplensError):
+        list(fastpath.reconstruct_pcap_fast(io.BytesIO(bytes(data)), Tracker(), CaptureSummary()))
