@@ -8,11 +8,14 @@ history follow the rules in Zeek's main.zeek (see tcplens.packets.zeek).
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tcplens.errors import TruncatedInput
+from tcplens.errors import TcplensError, TruncatedInput
 from tcplens.model.states import State
 from tcplens.packets.decode import Segment4
 from tcplens.packets.pcap import read_frames
@@ -351,3 +354,25 @@ def test_short_path_agrees_on_losses_zero_windows_and_retransmissions() -> None:
         "FIN_WAIT2",
         "TIME_WAIT",
     ]
+
+
+ALL_BYTES = [p.read_bytes() for p in sorted(FIXTURES.glob("*.pcap*"))]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(range(len(ALL_BYTES))),
+    st.lists(st.tuples(st.integers(0, 20_000), st.integers(0, 255)), min_size=1, max_size=12),
+)
+def test_mutated_captures_reconstruct_or_fail_cleanly(
+    which: int, edits: list[tuple[int, int]]
+) -> None:
+    data = bytearray(ALL_BYTES[which])
+    for position, value in edits:
+        data[32 + position % (len(data) - 32)] = value
+    try:
+        for conn in reconstruct(read_frames(io.BytesIO(bytes(data)))):
+            assert conn.orig_history and conn.resp_history
+            json.dumps(conn.as_dict())
+    except TcplensError:
+        pass
