@@ -99,3 +99,13 @@ def test_help_has_an_example() -> None:
     res = tcplens("pcap", "--help")
     assert res.returncode == 0
     assert any(line.strip().startswith("Example:") for line in res.stdout.splitlines())
+
+
+def test_sort_orders_the_table() -> None:
+    path = str(FIXTURES / "200722_tcp_anon.pcapng")
+    by_start = tcplens("pcap", path).stdout.splitlines()
+    by_bytes = tcplens("pcap", "--sort", "bytes", path).stdout.splitlines()
+    rows = [line.split()[0] for line in by_start if " SF " in line]
+    assert rows == ["1", "2"]
+    rows = [line.split()[0] for line in by_bytes if " SF " in line]
+    assert rows == ["2", "1"]  # connection 2 carried 9519 bytes

@@ -376,3 +376,14 @@ def test_mutated_captures_reconstruct_or_fail_cleanly(
             json.dumps(conn.as_dict())
     except TcplensError:
         pass
+
+
+def test_multi_flag_inconsistent_and_gap_letters() -> None:
+    (conn,) = run([pkt(0, C, SYN | FIN, 100), pkt(0.1, C, SYN | FIN, 100)])
+    assert conn.history == "Q"  # once per direction
+    (conn,) = run([*handshake(), pkt(1, C, FIN | RST | ACK, 101, 501)])
+    assert conn.history == "ShAI"
+    # The server acknowledges 1000 bytes of the client's the capture never showed: a
+    # content gap in the originator's stream (upper case), after the server's pure ACK.
+    (conn,) = run([*handshake(), pkt(1, SRV, ACK, 501, 1101)])
+    assert conn.history == "ShAaG"
