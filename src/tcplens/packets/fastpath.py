@@ -474,28 +474,8 @@ def _process(
     zero = window[o] == 0
     pure_ack = hasack_o & (len_o == 0)
     data = len_o > 0
-    first_pure = np.zeros(n, dtype=bool)
-    first_data = np.zeros(n, dtype=bool)
-    for phys in (0, 1):
-        for mask, out in ((pure_ack, first_pure), (data, first_data)):
-            m = mask & (side_o == phys) & ~ctrl_o
-            lastpos = _ffill_last(m, new_group)
-            prev = np.empty(n, dtype=np.int64)
-            prev[0] = -1
-            prev[1:] = lastpos[:-1]
-            prev[new_group] = -1
-            out |= m & (prev == -1)
     need_first_o = need_first[group_of_o, side_o] & first_of_side
-    interesting_o = (
-        interesting_o
-        | retrans
-        | gap
-        | zero
-        | first_pure
-        | first_data
-        | need_first_o
-        | all_slow[group_of_o]
-    )
+    interesting_o = interesting_o | retrans | gap | zero | need_first_o | all_slow[group_of_o]
 
     # Prefix sums in group order for bulk application (per physical side): one row per
     # position, read two rows per run instead of converting whole arrays to lists.
@@ -549,6 +529,15 @@ def _process(
         last = _ffill_last(m[::-1], rev_start)
         nxt_ack[phys] = np.where(last >= 0, n - 1 - last, -1)[::-1]
 
+    # First plain pure ACK / data segment of each side at or after each position: their
+    # history letters (A, D) are added in bulk, in position order, when a run is applied.
+    nxt_letter: list[tuple[int, str, npt.NDArray[np.int64]]] = []
+    for phys in (0, 1):
+        for mask, code in ((pure_ack, "A"), (data, "D")):
+            m = (side_o == phys) & plain_o & mask
+            last = _ffill_last(m[::-1], rev_start)
+            nxt_letter.append((phys, code, np.where(last >= 0, n - 1 - last, -1)[::-1]))
+
     # -- feed interesting packets in capture order, bulk-applying plain runs ----------
     applied = list(gstart_l)  # per group: first group-order position not yet applied
     heap = np.flatnonzero(interesting_o)
@@ -574,6 +563,15 @@ def _process(
         flow = tracker.flows.get(key)
         if flow is None:
             return
+        letters = []
+        for phys, code, nxt in nxt_letter:
+            j = int(nxt[start])
+            if 0 <= j < upto:
+                letters.append((j, phys, code))
+        if letters:
+            letters.sort()
+            for _j, phys, code in letters:
+                flow.zeek.letter(_side_index(flow, key, phys) == 0, code)
         latest = -1
         for phys in (0, 1):
             table = sums[phys]

@@ -260,6 +260,11 @@ class ZeekConn:
             peer.gap_upto = ack
             self._scaled(peer, "G", "gap_cnt", "gap_thresh")
 
+    def letter(self, is_orig: bool, code: str) -> None:
+        """Record an ``A`` (pure ACK) or ``D`` (data) seen in bulk: once per direction."""
+        ep = self.orig if is_orig else self.resp
+        self._check(ep, _H_DATA if code == "D" else _H_ACK, code)
+
     def plain(
         self, is_orig: bool, flags: int, seq: int, ack: int, length: int, window: int, t: float
     ) -> bool:
