@@ -10,9 +10,8 @@ only the segments that can matter ("interesting"), in capture order:
 
 * SYN, FIN and RST segments, and anything the vectorised decoder does not
   handle (fragments, IPv6 extension headers, odd link headers);
-* the first segment of each side in the chunk (a new flow, a side the model
-  has not seen, Zeek's INACTIVE endpoint), the first pure ACK and the first
-  data segment of each side (history letters ``A``/``D``);
+* the first segment of each side in the chunk when the flow is new, the
+  model has not seen that side, or Zeek's endpoint is still INACTIVE;
 * every segment that may be a retransmission, carries a zero window, or
   acknowledges data the capture never showed (``T``, ``W``, ``G``), decided
   with the same sequence-space tests the tracker uses;
@@ -27,9 +26,12 @@ the last one are applied in bulk from prefix sums: packet and byte counters,
 PSH/ACK counts, the last window, the highest sequence number sent and
 acknowledged (Zeek's ``last_seq``/``ack_seq``), the completeness bits and
 Zeek's ``last_time``.  Every one of those is a sum, a maximum or a "last
-value", so order inside a run does not change it; what depends on order
-(state changes, letters) only happens on interesting segments.  Tests run
-captures through both paths and require identical connections.
+value", so order inside a run does not change it.  The only order-dependent
+effect a plain segment can have is a first ``A`` (pure ACK) or ``D`` (data)
+history letter; the run's first such segments per side are found by
+position and their letters added in that order.  State changes happen only on
+interesting segments.  Tests run captures through both paths and require
+identical connections.
 
 The one intended difference: idle connections are evicted at chunk
 boundaries instead of packet by packet, so a connection idle longer than a
