@@ -62,6 +62,26 @@ def test_fixtures_agree(name: str) -> None:
     slow, fast = both(as_pcap(FIXTURES / name))
     assert slow == fast
     assert slow
+    native = (FIXTURES / name).read_bytes()  # pcapng stays pcapng
+    assert both(native) == (slow, slow)
+
+
+def test_pcapng_with_two_link_types_and_resolutions_agrees() -> None:
+    eth = build.ether(build.ipv4("10.0.0.1", "10.0.0.2", build.tcp(1000, 80, 5, 0, SYN)))
+    raw = build.ipv4("10.0.0.2", "10.0.0.1", build.tcp(80, 1000, 9, 6, SYN | ACK))
+    eth_ack = build.ether(build.ipv4("10.0.0.1", "10.0.0.2", build.tcp(1000, 80, 6, 10, ACK)))
+    data = (
+        build.ng_shb(">")
+        + build.ng_idb(1, order=">")
+        + build.ng_idb(101, tsresol=9, order=">")
+        + build.ng_block(0x0BAD_F00D, b"skipped", ">")
+        + build.ng_epb(0, 1_000_000, eth, ">")
+        + build.ng_epb(1, 1_100_000_000, raw, ">")
+        + build.ng_epb(0, 1_200_000, eth_ack, ">")
+    )
+    slow, fast = both(data)
+    assert slow == fast
+    assert '"conn_state": "S1"' in slow[0]
 
 
 C = ("10.0.0.1", 40000)
@@ -155,6 +175,7 @@ SMALL_PCAPS = [
     as_pcap(FIXTURES / name) for name in ("200722_tcp_anon.pcapng", "http_ip4and6.pcapng")
 ]
 SMALL_PCAPS.append((FIXTURES / "simple_http_sll2.pcap").read_bytes())
+SMALL_PCAPS.append((FIXTURES / "200722_tcp_anon.pcapng").read_bytes())
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -45,14 +45,36 @@ import heapq
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
 from tcplens.errors import InputError, TruncatedInput
 from tcplens.packets.decode import DecodeStats, Segment4, decode, supported_linktype
-from tcplens.packets.pcap import LINKTYPE_NAMES
+from tcplens.packets.pcap import (
+    _PCAPNG_BOM as _BOM,
+)
+from tcplens.packets.pcap import (
+    _PCAPNG_EPB as _EPB,
+)
+from tcplens.packets.pcap import (
+    _PCAPNG_IDB as _IDB,
+)
+from tcplens.packets.pcap import (
+    _PCAPNG_OPB as _OPB,
+)
+from tcplens.packets.pcap import (
+    _PCAPNG_SHB as _SHB,
+)
+from tcplens.packets.pcap import (
+    _PCAPNG_SPB as _SPB,
+)
+from tcplens.packets.pcap import (
+    LINKTYPE_NAMES,
+    _packet_block,
+    _parse_idb,
+)
 from tcplens.packets.tracker import _WAITING, CaptureSummary, Connection, Tracker, _Flow
 from tcplens.packets.zeek import ZeekState
 
@@ -72,12 +94,19 @@ _NEG = -(1 << 40)
 
 @dataclass(slots=True)
 class _Chunk:
-    """Record offsets of one chunk and the raw bytes they point into."""
+    """Record offsets of one chunk and the raw bytes they point into.
+
+    For pcap, ``offsets`` are record headers and the rest is read from them with
+    numpy.  For pcapng the block walk has already read each packet's header, so
+    ``offsets`` are where the packet data starts and ``meta`` holds caplen, wire
+    length, timestamp (ns) and link type per packet.
+    """
 
     buf: bytes
     offsets: list[int]
     first_record: int
     base: int  # file offset of buf[0]
+    meta: tuple[list[int], list[int], list[int], list[int]] | None = None
 
 
 def _index(fileobj: BinaryIO, order: str, snaplen: int, path: str | None) -> Iterator[_Chunk]:
@@ -118,6 +147,121 @@ def _index(fileobj: BinaryIO, order: str, snaplen: int, path: str | None) -> Ite
             off += 16 + caplen
         yield _Chunk(buf, offsets, record, base)
         record += len(offsets)
+        carry = buf[off:]
+        base += off
+
+
+def _index_pcapng(fileobj: BinaryIO, path: str | None) -> Iterator[_Chunk]:
+    """Walk pcapng blocks chunk by chunk: sections, interfaces, packet blocks."""
+    order = "<"
+    interfaces: list[Any] = []
+    carry = b""
+    base = 0
+    record = 1
+    section_seen = False
+    supported: set[int] = set()
+    epb = struct.Struct("<IIIII").unpack_from
+    while True:
+        data = fileobj.read(_CHUNK_BYTES)
+        buf = carry + data if carry else data
+        if not data:
+            if carry:
+                raise TruncatedInput("block is truncated", path=path, record=record, offset=base)
+            return
+        offsets: list[int] = []
+        caplens: list[int] = []
+        wires: list[int] = []
+        stamps: list[int] = []
+        links: list[int] = []
+        first = record
+        off = 0
+        end = len(buf)
+        while off + 12 <= end:
+            raw_type = struct.unpack_from("<I", buf, off)[0]
+            if raw_type == _SHB:
+                bom = struct.unpack_from("<I", buf, off + 8)[0]
+                if bom == _BOM:
+                    order = "<"
+                elif struct.unpack_from(">I", buf, off + 8)[0] == _BOM:
+                    order = ">"
+                else:
+                    raise InputError(
+                        "pcapng section header has a bad byte-order magic",
+                        path=path,
+                        offset=base + off + 8,
+                    )
+                interfaces = []
+                section_seen = True
+                epb = struct.Struct(order + "IIIII").unpack_from
+            elif not section_seen:
+                raise InputError("pcapng file does not start with a section header", path=path)
+            block_type, total = struct.unpack_from(order + "II", buf, off)
+            if total < 12 or total % 4 or total > _MAX_RECORD + 64:
+                raise InputError(
+                    f"block of type 0x{block_type:08x} has an impossible length {total}",
+                    path=path,
+                    record=record,
+                    offset=base + off,
+                )
+            if off + total > end:
+                break
+            if struct.unpack_from(order + "I", buf, off + total - 4)[0] != total:
+                raise InputError(
+                    "block lengths disagree", path=path, record=record, offset=base + off
+                )
+            if block_type == _IDB:
+                interfaces.append(
+                    _parse_idb(buf[off + 8 : off + total - 4], order, path, base + off)
+                )
+            elif block_type in (_EPB, _SPB, _OPB):
+                if (
+                    block_type == _EPB
+                    and total >= 32
+                    and (if_id := epb(buf, off + 8)[0]) < len(interfaces)
+                    and 20 + epb(buf, off + 8)[3] <= total - 12
+                ):
+                    # the common case, read in place (no Frame object per packet)
+                    _if, hi, lo, cap, wlen = epb(buf, off + 8)
+                    iface = interfaces[if_id]
+                    units = (hi << 32) | lo
+                    stamp = (
+                        units
+                        if iface.units == 1_000_000_000
+                        else units * 1_000_000_000 // iface.units
+                    ) + iface.offset_s * 1_000_000_000
+                    lt = iface.linktype
+                    start = off + 28
+                else:
+                    body = buf[off + 8 : off + total - 4]
+                    frame = _packet_block(
+                        block_type, body, order, interfaces, record, base + off, path
+                    )
+                    cap, wlen, stamp, lt = (
+                        len(frame.data),
+                        frame.wire_len,
+                        frame.ts_ns,
+                        frame.linktype,
+                    )
+                    start = off + 8 + (4 if block_type == _SPB else 20)
+                if lt not in supported:
+                    if not supported_linktype(lt):
+                        name = LINKTYPE_NAMES.get(lt, "unknown")
+                        raise InputError(
+                            f"link type {lt} ({name}) is not supported; tcplens reads "
+                            "Ethernet, Linux SLL/SLL2, BSD NULL/LOOP and raw IP",
+                            path=path,
+                            record=record,
+                            offset=base + off,
+                        )
+                    supported.add(lt)
+                offsets.append(start)
+                caplens.append(cap)
+                wires.append(wlen)
+                stamps.append(stamp)
+                links.append(lt)
+                record += 1
+            off += total
+        yield _Chunk(buf, offsets, first, base, (caplens, wires, stamps, links))
         carry = buf[off:]
         base += off
 
@@ -171,42 +315,65 @@ def _signed(a: I64) -> I64:
     return out
 
 
+class _Prepend:
+    """A file object that first returns bytes already read from it."""
+
+    def __init__(self, head: bytes, fileobj: BinaryIO) -> None:
+        self.head = head
+        self.fileobj = fileobj
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            out, self.head = self.head, b""
+            return out + self.fileobj.read(max(0, n - len(out))) if n >= 0 else out
+        return self.fileobj.read(n)
+
+
 def reconstruct_pcap_fast(
     fileobj: BinaryIO,
     tracker: Tracker,
     summary: CaptureSummary,
     path: str | None = None,
 ) -> Iterator[Connection]:
-    """Like :func:`tcplens.packets.tracker.reconstruct` for a classic pcap stream."""
+    """Like :func:`tcplens.packets.tracker.reconstruct` for a pcap or pcapng stream."""
     head = fileobj.read(24)
-    if len(head) < 24:
-        raise InputError("pcap file header is truncated", path=path, offset=0)
-    magic = struct.unpack("<I", head[:4])[0]
-    if magic in (0xA1B2C3D4, 0xA1B23C4D):
-        order = "<"
-    elif struct.unpack(">I", head[:4])[0] in (0xA1B2C3D4, 0xA1B23C4D):
-        order = ">"
-        magic = struct.unpack(">I", head[:4])[0]
+    magic = struct.unpack("<I", head[:4])[0] if len(head) >= 4 else 0
+    chunks: Iterator[_Chunk]
+    order = "<"
+    scale = 1000
+    linktype = -1
+    if magic == _SHB:
+        chunks = _index_pcapng(_Prepend(head, fileobj), path)  # type: ignore[arg-type]
     else:
-        raise InputError(f"not a pcap file (magic 0x{head[:4].hex()})", path=path, offset=0)
-    scale = 1 if magic == 0xA1B23C4D else 1000
-    _m, _maj, _min, _zone, _sig, snaplen, network = struct.unpack(order + "IHHiIII", head)
-    linktype = network & 0xFFFF
-    if not supported_linktype(linktype):
-        raise InputError(
-            f"link type {linktype} ({LINKTYPE_NAMES.get(linktype, 'unknown')}) is not "
-            "supported; tcplens reads Ethernet, Linux SLL/SLL2, BSD NULL/LOOP and raw IP",
-            path=path,
-            record=1,
-            offset=24,
-        )
+        if len(head) < 24:
+            raise InputError("pcap file header is truncated", path=path, offset=0)
+        if magic in (0xA1B2C3D4, 0xA1B23C4D):
+            order = "<"
+        elif struct.unpack(">I", head[:4])[0] in (0xA1B2C3D4, 0xA1B23C4D):
+            order = ">"
+            magic = struct.unpack(">I", head[:4])[0]
+        else:
+            raise InputError(f"not a pcap file (magic 0x{head[:4].hex()})", path=path, offset=0)
+        scale = 1 if magic == 0xA1B23C4D else 1000
+        _m, _maj, _min, _zone, _sig, snaplen, network = struct.unpack(order + "IHHiIII", head)
+        linktype = network & 0xFFFF
+        if not supported_linktype(linktype):
+            raise InputError(
+                f"link type {linktype} ({LINKTYPE_NAMES.get(linktype, 'unknown')}) is not "
+                "supported; tcplens reads Ethernet, Linux SLL/SLL2, BSD NULL/LOOP and raw IP",
+                path=path,
+                record=1,
+                offset=24,
+            )
+        chunks = _index(fileobj, order, snaplen, path)
     tracker.sweeping = False
     stats = summary.decode
     try:
-        for chunk in _index(fileobj, order, snaplen, path):
+        for chunk in chunks:
             if not chunk.offsets:
                 continue
-            yield from _process(chunk, order, scale, linktype, tracker, stats, summary)
+            primary = chunk.meta[3][0] if chunk.meta is not None else linktype
+            yield from _process(chunk, order, scale, primary, tracker, stats, summary)
             done = tracker.sweep(len(chunk.offsets))
             summary.connections += len(done)
             yield from done
@@ -238,13 +405,23 @@ def _process(
     summary.frames += n
     a: U8 = np.frombuffer(buf + bytes(128), dtype=np.uint8)
     off: I64 = np.asarray(chunk.offsets, dtype=np.int64)
-    sec = _u32h(a, off, order)
-    frac = _u32h(a, off + 4, order)
-    caplen = _u32h(a, off + 8, order)
-    wire = _u32h(a, off + 12, order)
-    ts_ns = sec * 1_000_000_000 + frac * scale
-    times = (ts_ns / 1e9).tolist()  # Python floats, exactly as ts_ns / 1e9 in the tracker
-    p = off + 16  # start of the frame
+    if chunk.meta is None:
+        sec = _u32h(a, off, order)
+        frac = _u32h(a, off + 4, order)
+        caplen = _u32h(a, off + 8, order)
+        wire = _u32h(a, off + 12, order)
+        ts_ns = sec * 1_000_000_000 + frac * scale
+        times = (ts_ns / 1e9).tolist()  # Python floats, exactly as ts_ns / 1e9 in the tracker
+        p = off + 16  # start of the frame
+        links: list[int] = [linktype] * n
+        other_link = np.zeros(n, dtype=bool)
+    else:
+        caps, wires, stamps, links = chunk.meta
+        caplen = np.asarray(caps, dtype=np.int64)
+        wire = np.asarray(wires, dtype=np.int64)
+        times = [stamp / 1e9 for stamp in stamps]
+        p = off
+        other_link = np.asarray(links, dtype=np.int64) != linktype
 
     # -- link layer ------------------------------------------------------------------
     if linktype == 1:
@@ -254,20 +431,21 @@ def _process(
         etype = np.where(vlan, _u16(a, p + 16), etype)
         l3 = np.where(vlan, l3 + 4, l3)
         link_ok = ~((etype == 0x8100) | (etype == 0x88A8) | (etype == 0x9100))
+        link_ok &= ~other_link
     elif linktype == 276:
         etype = _u16(a, p)
         l3 = p + 20
-        link_ok = np.ones(n, dtype=bool)
+        link_ok = ~other_link
     elif linktype == 113:
         etype = _u16(a, p + 14)
         l3 = p + 16
-        link_ok = np.ones(n, dtype=bool)
+        link_ok = ~other_link
     else:  # raw, NULL, LOOP: leave to the exact decoder unless raw IP
         if linktype in (12, 14, 101, 228, 229):
             version = a[p] >> 4
             etype = np.where(version == 4, 0x0800, np.where(version == 6, 0x86DD, 0))
             l3 = p
-            link_ok = np.ones(n, dtype=bool)
+            link_ok = ~other_link
         else:
             etype = np.zeros(n, dtype=np.int64)
             l3 = p
@@ -372,8 +550,8 @@ def _process(
     # the exact path for the whole chunk, so order between the two kinds is kept.
     slow_keys: set[tuple[bytes, int, bytes, int]] = set()
     for i in np.flatnonzero(~fast).tolist():
-        start = chunk.offsets[i] + 16
-        probe = decode(linktype, buf[start : start + int(caplen[i])], DecodeStats())
+        start = int(p[i])
+        probe = decode(links[i], buf[start : start + int(caplen[i])], DecodeStats())
         if probe is not None:
             a1, a2 = (probe.src, probe.sport), (probe.dst, probe.dport)
             lo_, hi_ = (a1, a2) if a1 <= a2 else (a2, a1)
@@ -675,9 +853,9 @@ def _process(
                 int(ip_len[i]),
             )
         else:
-            start = chunk.offsets[i] + 16
+            start = int(p[i])
             data_b = buf[start : start + int(caplen[i])]
-            seg_or_none = decode(linktype, data_b, stats)
+            seg_or_none = decode(links[i], data_b, stats)
             if seg_or_none is None:
                 continue
             seg = seg_or_none
