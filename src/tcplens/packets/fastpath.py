@@ -1,4 +1,4 @@
-"""Vectorised reconstruction for classic pcap files: same results, less Python per packet.
+"""Vectorised reconstruction for pcap and pcapng files: same results, less Python per packet.
 
 Theory of operation
 -------------------
