@@ -382,40 +382,42 @@ def snapshot_to_json(snapshot: Snapshot, count: int) -> dict[str, Any]:
 _encode_str = json.encoder.encode_basestring_ascii
 
 
-def _js(value: str | None) -> str:
-    return "null" if value is None else _encode_str(value)
-
-
-def _ji(value: int | None) -> str:
-    return "null" if value is None else str(value)
-
-
-def _socket_json_text(sock: Socket) -> str:
+def _socket_json_text(sock: Socket, enc: Any = _encode_str, null: str = "null") -> str:
     """``json.dumps(socket_to_json(sock))`` without building the dict (3x faster at 100k).
 
-    Kept byte-identical to the dict form by ``tests/views/test_ls.py``.
+    Every nullable value is an inline conditional rather than a helper call:
+    at 100k sockets ~1.4M helper calls were a third of the time.  Kept
+    byte-identical to the dict form by ``tests/views/test_ls.py``.
     """
-    local, remote, timer = sock.local, sock.remote, sock.timer
+    local, remote, timer, info = sock.local, sock.remote, sock.timer, sock.info
+    lport, rport, lsvc, rsvc = local.port, remote.port, local.service, remote.service
+    recv_q, send_q, uid, user = sock.recv_q, sock.send_q, sock.uid, sock.user
+    inode, pid, fd, process = sock.inode, sock.pid, sock.fd, sock.process
+    cmdline, interface = sock.cmdline, sock.interface
     if timer is None:
-        timer_text = "null"
+        timer_text = null
     else:
         timer_text = (
-            f'{{"kind":{_encode_str(timer.kind)},"remaining":{float(timer.remaining)!r},'
+            f'{{"kind":{enc(timer.kind)},"remaining":{float(timer.remaining)!r},'
             f'"retransmits":{timer.retransmits}}}'
         )
-    info_text = "null" if sock.info is None else json.dumps(_info_json(sock.info), separators=_SEP)
+    info_text = null if info is None else json.dumps(_info_json(info), separators=_SEP)
     return (
         f'{{"proto":"{sock.proto}","family":{sock.family},'
-        f'"local":{{"ip":{_encode_str(local.ip)},"port":{_ji(local.port)},'
-        f'"service":{_js(local.service)}}},'
-        f'"remote":{{"ip":{_encode_str(remote.ip)},"port":{_ji(remote.port)},'
-        f'"service":{_js(remote.service)}}},'
-        f'"state":"{str.__str__(sock.state)}","recv_q":{_ji(sock.recv_q)},'
-        f'"send_q":{_ji(sock.send_q)},'
-        f'"uid":{_ji(sock.uid)},"user":{_js(sock.user)},"inode":{_ji(sock.inode)},'
-        f'"pid":{_ji(sock.pid)},"fd":{_ji(sock.fd)},"process":{_js(sock.process)},'
-        f'"cmdline":{_js(sock.cmdline)},"timer":{timer_text},"info":{info_text},'
-        f'"interface":{_js(sock.interface)}}}'
+        f'"local":{{"ip":{enc(local.ip)},"port":{null if lport is None else lport},'
+        f'"service":{null if lsvc is None else enc(lsvc)}}},'
+        f'"remote":{{"ip":{enc(remote.ip)},"port":{null if rport is None else rport},'
+        f'"service":{null if rsvc is None else enc(rsvc)}}},'
+        f'"state":"{str.__str__(sock.state)}",'
+        f'"recv_q":{null if recv_q is None else recv_q},'
+        f'"send_q":{null if send_q is None else send_q},'
+        f'"uid":{null if uid is None else uid},"user":{null if user is None else enc(user)},'
+        f'"inode":{null if inode is None else inode},"pid":{null if pid is None else pid},'
+        f'"fd":{null if fd is None else fd},'
+        f'"process":{null if process is None else enc(process)},'
+        f'"cmdline":{null if cmdline is None else enc(cmdline)},'
+        f'"timer":{timer_text},"info":{info_text},'
+        f'"interface":{null if interface is None else enc(interface)}}}'
     )
 
 
