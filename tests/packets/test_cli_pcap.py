@@ -109,3 +109,17 @@ def test_sort_orders_the_table() -> None:
     assert rows == ["1", "2"]
     rows = [line.split()[0] for line in by_bytes if " SF " in line]
     assert rows == ["2", "1"]  # connection 2 carried 9519 bytes
+
+
+def test_flow_accepts_an_endpoint_or_a_port() -> None:
+    path = str(FIXTURES / "200722_tcp_anon.pcapng")
+    res = tcplens("pcap", "--flow", "192.168.200.135:7876", path)
+    assert res.returncode == 0, res.stderr
+    assert "frame 9" in res.stdout and "frame 2 " not in res.stdout
+    res = tcplens("pcap", "--flow", "2000", path)  # a port both connections share
+    assert res.returncode == 0, res.stderr
+    assert "1 more match 2000: 2" in res.stdout
+    res = tcplens(
+        "pcap", "--flow", "[2001:db8:1:2::1000]:80", str(FIXTURES / "http_ip4and6.pcapng")
+    )
+    assert res.returncode == 0 and "frame 11" in res.stdout

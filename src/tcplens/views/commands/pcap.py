@@ -130,6 +130,29 @@ def _state_text(conn: Connection, side: str) -> str:
     return f"{state}?" if side in conn.cannot_tell else str(state)
 
 
+def _choose(conns: list[Connection], flow: str) -> list[Connection]:
+    """Connections selected by ``--flow``: a number, or an endpoint either side matches."""
+    text = flow.strip()
+    if text.isdigit() and ":" not in text:
+        number = int(text)
+        by_index = [c for c in conns if c.index == number]
+        # a bare number is a connection number when one exists, else a port
+        if by_index or number > 65535:
+            return by_index
+        return sorted(
+            (c for c in conns if number in (c.orig.port, c.resp.port)), key=lambda c: c.index
+        )
+    wanted = text.replace("[", "").replace("]", "")
+    return sorted(
+        (
+            c
+            for c in conns
+            if wanted in (f"{c.orig.ip}:{c.orig.port}", f"{c.resp.ip}:{c.resp.port}")
+        ),
+        key=lambda c: c.index,
+    )
+
+
 def _sort(conns: list[Connection], key: str) -> list[Connection]:
     if key == "duration":
         return sorted(conns, key=lambda c: (-c.duration, c.index))
@@ -299,7 +322,12 @@ def _ladder(conn: Connection, out: IO[str]) -> None:
     show_default=True,
     help="Table order.",
 )
-@click.option("--flow", type=int, metavar="N", help="Ladder chart of connection number N.")
+@click.option(
+    "--flow",
+    metavar="N|ADDR:PORT|PORT",
+    help="Ladder chart of connection number N, or of the first connection with that "
+    "endpoint (e.g. 10.0.0.1:5000, [::1]:80 or 443).",
+)
 @click.option("--states", is_flag=True, help="State timeline of each side, time in each state.")
 @click.option("--msl", type=float, default=30.0, show_default=True, help="MSL for TIME_WAIT.")
 @click.option(
@@ -321,7 +349,7 @@ def command(
     as_json: bool,
     zeek: bool,
     sort: str,
-    flow: int | None,
+    flow: str | None,
     states: bool,
     msl: float,
     idle_timeout: float,
@@ -387,7 +415,7 @@ def command(
             if not collected and summary.frames == 0:
                 raise
         if flow is not None:
-            chosen = [c for c in collected if c.index == flow]
+            chosen = _choose(collected, flow)
             if not chosen:
                 if failure is not None:
                     raise failure
@@ -395,6 +423,9 @@ def command(
                     f"no connection {flow}; this capture has {len(collected)} (1..{len(collected)})"
                 )
             _ladder(chosen[0], out)
+            if len(chosen) > 1:
+                others = ", ".join(str(c.index) for c in chosen[1:6])
+                out.write(f"({len(chosen) - 1} more match {flow}: {others}; pick one by number)\n")
         elif states:
             _timelines(_sort(collected, sort), tracker.now, out)
         else:
