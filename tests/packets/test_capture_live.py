@@ -106,6 +106,10 @@ def test_live_capture_agrees_with_the_kernel_and_writes_a_readable_pcap(
     )
     assert "TIME_WAIT" in row and "CLOSED" in row
     assert "REJ" in stdout  # the refused connection to port 5600
+    # State changes were reported as they happened, before the summary.
+    changes = [line for line in stdout.splitlines() if f"127.0.0.1:{port} -> " in line]
+    assert any("orig SYN_SENT" in line for line in changes)
+    assert any("resp CLOSE_WAIT" in line for line in changes)
     # The written file reads back through tcplens and agrees with tshark's view.
     res = subprocess.run(
         [sys.executable, "-m", "tcplens", "pcap", "--json", str(out)],

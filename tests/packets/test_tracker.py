@@ -387,3 +387,12 @@ def test_multi_flag_inconsistent_and_gap_letters() -> None:
     # content gap in the originator's stream (upper case), after the server's pure ACK.
     (conn,) = run([*handshake(), pkt(1, SRV, ACK, 501, 1101)])
     assert conn.history == "ShAaG"
+
+
+def test_on_change_reports_every_state_entered_as_it_happens() -> None:
+    seen: list[tuple[str, State]] = []
+    tracker = Tracker(on_change=lambda c: seen.append((c.side, c.state)))
+    data = build.pcap([*handshake()], nanos=True)
+    conns = list(reconstruct(read_frames(io.BytesIO(data)), tracker))
+    assert [s for side, s in seen if side == "orig"] == states(conns[0].orig_history)
+    assert [s for side, s in seen if side == "resp"] == states(conns[0].resp_history)

@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal
 
@@ -81,6 +81,7 @@ from tcplens.sources.records import Addr
 
 __all__ = [
     "CaptureSummary",
+    "Change",
     "Connection",
     "DirectionStats",
     "Timeouts",
@@ -145,6 +146,19 @@ class WireSegment:
 
 
 History = list[tuple[float, State, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One side of one connection entering a state, reported as it happens (live use)."""
+
+    index: int
+    orig: Addr
+    resp: Addr
+    side: Literal["orig", "resp"]
+    time: float
+    state: State
+    cause: str
 
 
 @dataclass(slots=True)
@@ -310,6 +324,10 @@ class _Side:
                 flow.note(f"frame {record}: {exc}")
         if len(ep.history) > grown:
             self.frames.extend([record] * (len(ep.history) - grown))
+            if flow is not None and flow.watcher is not None:
+                name = "orig" if flow.sides[0] is self else "resp"
+                for when, state, cause in ep.history[grown:]:
+                    flow.watcher(flow, name, when, state, f"{cause} (frame {record})")
         self.log.append(entry)
         self.outcomes.append((event if kind == "recv" else None, before, ep.state))
         return event
@@ -381,6 +399,7 @@ class _Flow:
         "sides",
         "start",
         "stats",
+        "watcher",
         "zeek",
     )
 
@@ -403,6 +422,7 @@ class _Flow:
         self.fin_dirs = 0
         self.notes: list[str] = []
         self.segments: list[WireSegment] | None = None
+        self.watcher: Callable[[_Flow, str, float, State, str], None] | None = None
 
     def note(self, text: str) -> None:
         if len(self.notes) < 50:
@@ -435,11 +455,14 @@ class Tracker:
         timeouts: Timeouts | None = None,
         max_connections: int = 1_000_000,
         keep_segments: bool = False,
+        on_change: Callable[[Change], None] | None = None,
     ) -> None:
         self.msl = msl
         self.timeouts = timeouts or Timeouts()
         self.max_connections = max_connections
         self.keep_segments = keep_segments
+        #: called with a :class:`Change` whenever a side enters a new state (live views)
+        self.on_change = on_change
         self.flows: dict[tuple[bytes, int, bytes, int], _Flow] = {}
         self.now = 0.0
         self.count = 0
@@ -479,6 +502,8 @@ class Tracker:
             flow = _Flow(self.count, src, sport, dst, dport, t, record)
             if self.keep_segments:
                 flow.segments = []
+            if self.on_change is not None:
+                flow.watcher = self._report
             if should_flip(sport, dport, flags):
                 flow.flip()
                 flow.zeek.flip()
@@ -511,6 +536,14 @@ class Tracker:
         self.flows.clear()
         out.sort(key=lambda c: c.index)
         return out
+
+    def _report(self, flow: _Flow, side: str, when: float, state: State, cause: str) -> None:
+        if self.on_change is None:
+            return
+        orig = Addr(_ip(flow.orig_ip), flow.orig_port)
+        resp = Addr(_ip(flow.resp_ip), flow.resp_port)
+        which: Literal["orig", "resp"] = "orig" if side == "orig" else "resp"
+        self.on_change(Change(flow.index, orig, resp, which, when, state, cause))
 
     # -- eviction -------------------------------------------------------------------------
     def _idle_limit(self, flow: _Flow) -> float:
@@ -679,6 +712,8 @@ class Tracker:
         init = _Init(state, "orig" if s == 0 else "resp", self.msl, isn, t)
         side = _Side(init.make(), init, cause, record)
         flow.sides[s] = side
+        if flow.watcher is not None:
+            flow.watcher(flow, "orig" if s == 0 else "resp", t, state, cause)
         return side
 
     def _pickup(self, flow: _Flow, s: int, r: int, t: float, seg: Segment4, record: int) -> None:

@@ -1,7 +1,8 @@
 """``tcplens capture -i IFACE``: live AF_PACKET capture through the same tracker.
 
-Connections are printed as they finish (closed, reset or idle past the
-timeouts), then the table of every connection seen when the capture stops
+Each state change of either side is printed as it happens, each connection
+again when it finishes (closed, reset or idle past the timeouts), then the
+table of every connection seen when the capture stops
 (``--count``, ``--duration`` or Ctrl-C).  ``-w FILE`` also writes every frame
 to a pcap file that ``tcplens pcap``, tshark or tcpdump can read back.
 """
@@ -9,6 +10,7 @@ to a pcap file that ``tcplens pcap``, tshark or tcpdump can read back.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -17,7 +19,14 @@ import click
 from tcplens.errors import InputError
 from tcplens.packets.capture import LINKTYPE_RAW, live_frames, open_interface
 from tcplens.packets.pcap import Frame, PcapWriter
-from tcplens.packets.tracker import CaptureSummary, Connection, Timeouts, Tracker, reconstruct
+from tcplens.packets.tracker import (
+    CaptureSummary,
+    Change,
+    Connection,
+    Timeouts,
+    Tracker,
+    reconstruct,
+)
 from tcplens.views.commands.pcap import _table
 
 
@@ -68,7 +77,8 @@ def command(
 ) -> int:
     """Capture live on an interface (root) and reconstruct connection states as they happen.
 
-    Finished connections are printed as they finish; when the capture stops
+    Every state change of either side is printed as it happens, each connection
+    when it finishes; when the capture stops
     (--count, --duration or Ctrl-C) every connection seen is shown with both
     sides' final states, as 'tcplens pcap' shows them for a file.
 
@@ -85,10 +95,20 @@ def command(
             raise InputError(f"cannot write: {exc.strerror}", path=write) from None
         writer = PcapWriter(out_file, LINKTYPE_RAW)
     timeouts = Timeouts(attempt=close_timeout, closed=close_timeout, reset=close_timeout)
-    tracker = Tracker(msl=msl, timeouts=timeouts)
+    stdout = click.get_text_stream("stdout")
+
+    def changed(change: Change) -> None:
+        clock = time.strftime("%H:%M:%S", time.localtime(change.time))
+        frac = f"{change.time % 1:.6f}"[1:]
+        stdout.write(
+            f"{clock}{frac} #{change.index} {change.orig} -> {change.resp}  "
+            f"{change.side} {change.state}  ({change.cause})\n"
+        )
+        stdout.flush()
+
+    tracker = Tracker(msl=msl, timeouts=timeouts, on_change=None if zeek else changed)
     summary = CaptureSummary()
     frames = _tee(live_frames(interface, count=count, duration=duration, sock=sock), writer)
-    stdout = click.get_text_stream("stdout")
     seen: list[Connection] = []
     try:
         if zeek:
@@ -101,7 +121,7 @@ def command(
                 stdout.write("\t".join(conn.zeek.values()) + "\n")
             else:
                 seen.append(conn)
-                stdout.write(_line(conn) + "\n")
+                stdout.write("finished " + _line(conn) + "\n")
             stdout.flush()
     finally:
         sock.close()
