@@ -572,6 +572,7 @@ def _process(
     all_slow = np.zeros(ngroups, dtype=bool)
     need_first = np.ones((ngroups, 2), dtype=bool)
     gkey: list[tuple[bytes, int, bytes, int] | None] = []
+    waiting_groups: set[int] = set()
     for g in range(ngroups):
         if not gfast[g]:
             gkey.append(None)
@@ -608,7 +609,10 @@ def _process(
                 base_end[g, phys] = me
                 has_base[g, phys] = True
             zep = z.orig if s == 0 else z.resp
-            need_first[g, phys] = flow.sides[s] is None or zep.state == ZeekState.INACTIVE
+            side_obj = flow.sides[s]
+            need_first[g, phys] = side_obj is None or zep.state == ZeekState.INACTIVE
+            if side_obj is not None and side_obj.endpoint.state in _WAITING:
+                waiting_groups.add(g)
 
     # a second bare SYN in a group: possible port reuse, take the exact path
     bare_syn_o = (flags_o & (SYN | ACK)) == SYN
@@ -822,10 +826,8 @@ def _process(
                         heapq.heappush(pending, i)
 
     # Waits carried over from the previous chunk.
-    for g in range(ngroups):
-        gk = gkey[g]
-        if gk is not None and gk in tracker.flows:
-            watch(g, gstart_l[g] - 1)
+    for g in sorted(waiting_groups):
+        watch(g, gstart_l[g] - 1)
 
     while pending:
         i = heapq.heappop(pending)
