@@ -328,6 +328,10 @@ def _or(a: _Program, b: _Program) -> _Program:
     return [*a, [BC_JMP, 4, len(b) * 4 + 4, 0], *b]
 
 
+#: jumps are 16-bit offsets, and the program must fit one netlink attribute
+_MAX_BYTECODE: Final = 0xFFFF - 8
+
+
 def port_filter(
     sports: Iterable[int] = (), dports: Iterable[int] = (), ports: Iterable[int] = ()
 ) -> bytes:
@@ -335,11 +339,15 @@ def port_filter(
     peer port is in ``dports`` and which have either port in ``ports`` (empty
     sets do not constrain); ``b""`` when nothing constrains.
     """
+    sports, dports, ports = set(sports), set(dports), set(ports)
+    tests = len(sports) + len(dports) + 2 * len(ports)
+    if tests * 20 > _MAX_BYTECODE:  # 16 bytes per test, 4 per JMP between them
+        raise ValueError("too many ports for one kernel filter")
     clauses: list[_Program] = []
     for wanted in (
-        [_port_equals(True, p) for p in sorted(set(sports))],
-        [_port_equals(False, p) for p in sorted(set(dports))],
-        [t for p in sorted(set(ports)) for t in (_port_equals(True, p), _port_equals(False, p))],
+        [_port_equals(True, p) for p in sorted(sports)],
+        [_port_equals(False, p) for p in sorted(dports)],
+        [t for p in sorted(ports) for t in (_port_equals(True, p), _port_equals(False, p))],
     ):
         if wanted:
             alternative = wanted[-1]
@@ -351,8 +359,6 @@ def port_filter(
     program = clauses[0]
     for clause in clauses[1:]:
         program = _and(program, clause)
-    if len(program) * 4 > 0xFFFF - 4:
-        raise ValueError("too many ports for one kernel filter")
     return b"".join(INET_DIAG_BC_OP.pack(code=code, yes=yes, no=no) for code, yes, no, _ in program)
 
 
