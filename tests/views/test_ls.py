@@ -346,3 +346,17 @@ def test_source_flag_and_environment_choose_the_source(
     for source in ("netlink", "procfs", "psutil"):
         rows = mine(known, "--source", source, "-l", "-t", "-4")
         assert [(r["state"], r["pid"]) for r in rows] == [("LISTEN", os.getpid())], source
+
+
+def test_resolve_in_json_adds_host_and_service_names(known: KnownSockets) -> None:
+    rows = mine(known, "--resolve", "--sport", str(known.listen_port), "-4")
+    assert rows and all(r["local"]["host"] == "localhost" for r in rows)
+    listener = next(r for r in rows if r["state"] == "LISTEN")
+    assert listener["remote"]["ip"] == "0.0.0.0" and "host" not in listener["remote"]
+
+
+def test_cmdline_column_and_key(known: KnownSockets) -> None:
+    rows = mine(known, "--cmdline", "-l", "-t", "-4")
+    assert rows and all("pytest" in (r["cmdline"] or "") for r in rows)
+    text = run("--cmdline", "--sport", str(known.listen_port), "-l")
+    assert "Command" in text.splitlines()[0] and "pytest" in text

@@ -47,7 +47,7 @@ def from_psutil(conn: Any) -> Socket:
 
 def snapshot(*, processes: bool = True) -> Snapshot:
     """Every inet socket psutil can see, with pids where the OS tells them."""
-    missing: list[str] = ["queues, uid, inode and timers (the psutil source does not have them)"]
+    missing: list[str] = ["the psutil source has no queues, uid, inode or timers"]
     conns: list[Any]
     try:
         conns = list(psutil.net_connections(kind="inet"))

@@ -43,7 +43,7 @@ def _live(name: str, *, info: bool, proc_root: str, narrow: dict[str, Any]) -> S
 
         snap = procfs.snapshot(proc_root)
         if info:
-            snap.missing.append("TCP info (the procfs source does not have it; use netlink)")
+            snap.missing.append("the procfs source has no TCP info (-i needs netlink)")
         return snap
     from tcplens.sources import portable
 
