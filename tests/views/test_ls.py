@@ -89,6 +89,7 @@ def test_state_filter_groups_and_repeats(known: KnownSockets) -> None:
         "FIN_WAIT2",
         "TIME_WAIT",
     ]
+    assert states(mine(known, "--state", "FIN-WAIT-2,TIME_WAIT")) == ["FIN_WAIT2", "TIME_WAIT"]
     assert "LISTEN" not in states(mine(known, "--state", "connected"))
     synchronized = states(mine(known, "-t", "--state", "synchronized"))
     assert set(synchronized) == {"ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT2", "TIME_WAIT"}
