@@ -114,10 +114,15 @@ def summarize(
         )
     oldest: dict[State, Oldest] = {}
     untimed: dict[State, int] = {}
+    # Live sources report every timer (None means the kernel has none running);
+    # saved text only has timers when the dump was taken with -o / -e.
+    knows_timers = not snapshot.source.startswith("text:") or any(
+        sock.timer is not None for sock in tcp_sockets
+    )
     for state, life in ((State.TIME_WAIT, TIME_WAIT_LEN), (State.FIN_WAIT2, fin_timeout)):
         rows = [sock for sock in tcp_sockets if sock.state is state]
         timed = [sock for sock in rows if sock.timer is not None and sock.timer.kind == "timewait"]
-        if len(rows) > len(timed):
+        if knows_timers and len(rows) > len(timed):
             untimed[state] = len(rows) - len(timed)
         if timed:
             first = min(timed, key=_remaining)

@@ -72,8 +72,12 @@ def render_status(summary: Summary, extra: Sequence[str | Text] = ()) -> list[Te
         lines.append(Text("Busiest states", style="bold"))
         for detail in summary.busy:
             ports = ", ".join(f"{p} ({n})" for p, n in detail.top_local_ports)
+            # TIME_WAIT sockets belong to the kernel, never to a process.
+            nobody = "none" if detail.state in _KERNEL_OWNED else "unknown"
             procs = ", ".join(
-                f"{name}[{pid}] ({n})" if pid is not None else f"{name} ({n})"
+                f"{name}[{pid}] ({n})"
+                if pid is not None
+                else f"{nobody if name == '?' else name} ({n})"
                 for name, pid, n in detail.top_processes
             )
             line = Text(f"  {detail.state.value} {detail.count}: ")
@@ -109,6 +113,9 @@ def render_status(summary: Summary, extra: Sequence[str | Text] = ()) -> list[Te
         lines.append(item if isinstance(item, Text) else Text(item))
     lines.append(Text(DOCTOR_POINTER))
     return lines
+
+
+_KERNEL_OWNED = frozenset({State.TIME_WAIT})
 
 
 @click.command("status")
