@@ -23,6 +23,8 @@ from tcplens.errors import (
 from tcplens.model import State
 
 if TYPE_CHECKING:
+    from tcplens.analysis.doctor import Finding, diagnose
+    from tcplens.packets import reconstruct
     from tcplens.sources.records import Addr, Snapshot, Socket
     from tcplens.sources.select import take_snapshot
     from tcplens.sources.text import parse_text
@@ -35,10 +37,14 @@ _LAZY = {
     "Socket": "tcplens.sources.records",
     "parse_text": "tcplens.sources.text",
     "take_snapshot": "tcplens.sources.select",
+    "diagnose": "tcplens.analysis.doctor",
+    "Finding": "tcplens.analysis.doctor",
+    "reconstruct": "tcplens.packets",
 }
 
 __all__ = [
     "Addr",
+    "Finding",
     "IllegalTransition",
     "InputError",
     "ScenarioError",
@@ -50,7 +56,9 @@ __all__ = [
     "TruncatedInput",
     "UnknownStateError",
     "__version__",
+    "diagnose",
     "parse_text",
+    "reconstruct",
     "take_snapshot",
 ]
 
