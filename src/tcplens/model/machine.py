@@ -46,7 +46,7 @@ from types import MappingProxyType
 from typing import Final
 
 from tcplens.errors import IllegalTransition
-from tcplens.model.states import State
+from tcplens.model.states import STATE_GROUPS, State
 
 __all__ = [
     "TRANSITIONS",
@@ -98,12 +98,8 @@ class Segment:
     @property
     def end_seq(self) -> int:
         """Sequence number after this segment (SYN and FIN occupy one each)."""
-        return (
-            self.seq
-            + self.length
-            + (1 if Flags.SYN in self.flags else 0)
-            + (1 if Flags.FIN in self.flags else 0)
-        ) % SEQ_SPACE
+        bits = _bits(self.flags)
+        return (self.seq + self.length + (bits >> 1 & 1) + (bits & 1)) % SEQ_SPACE
 
     def __str__(self) -> str:
         text = f"{format_flags(self.flags)} seq={self.seq}"
@@ -292,6 +288,15 @@ _TABLE: dict[State, dict[Key, Transition]] = {
 #: The transition table: ``state -> (event | (event, opening)) -> Transition``.
 TRANSITIONS: Final = MappingProxyType({s: MappingProxyType(rows) for s, rows in _TABLE.items()})
 
+# -- hot-path helpers (a capture drives the model once per control segment) -----------
+# IntFlag membership (``Flags.ACK in flags``) and IntFlag ``&`` run Python-level enum
+# code; the flags are plain ints underneath, so the model tests bits on the int.
+_bits = int  # the wire value of a Flags (or plain int) as a plain int
+_FIN_BIT, _SYN_BIT, _RST_BIT, _ACK_BIT = 0x01, 0x02, 0x04, 0x10
+_SEGMENT_EVENTS: Final = frozenset(e for e in Event if e.name.startswith("RCV_"))
+_SYNCHRONIZED: Final = STATE_GROUPS["synchronized"]
+_CLOSED_OR_LISTEN: Final = frozenset({State.CLOSED, State.LISTEN})
+
 
 class Endpoint:
     """One side of a connection, sans IO: feed it events, it returns segments to send."""
@@ -327,23 +332,22 @@ class Endpoint:
 
     # -- classification -------------------------------------------------
     def _acks_our_fin(self, seg: Segment) -> bool:
-        return (
-            Flags.ACK in seg.flags
-            and self.fin_seq is not None
-            and not _seq_ge(self.snd_una, (self.fin_seq + 1) % SEQ_SPACE)
-            and _seq_ge(seg.ack, (self.fin_seq + 1) % SEQ_SPACE)
-        )
+        fin_seq = self.fin_seq
+        if fin_seq is None or not _bits(seg.flags) & _ACK_BIT:
+            return False
+        after_fin = (fin_seq + 1) % SEQ_SPACE
+        return not _seq_ge(self.snd_una, after_fin) and _seq_ge(seg.ack, after_fin)
 
     def classify(self, seg: Segment) -> Event:
         """Name the event a segment is for this endpoint (see the theory of operation)."""
-        flags = seg.flags
-        if Flags.RST in flags:
+        flags = _bits(seg.flags)
+        if flags & _RST_BIT:
             return Event.RCV_RST
-        if Flags.SYN in flags:
-            return Event.RCV_SYN_ACK if Flags.ACK in flags else Event.RCV_SYN
-        if Flags.FIN in flags:
+        if flags & _SYN_BIT:
+            return Event.RCV_SYN_ACK if flags & _ACK_BIT else Event.RCV_SYN
+        if flags & _FIN_BIT:
             return Event.RCV_FIN_ACK if self._acks_our_fin(seg) else Event.RCV_FIN
-        if Flags.ACK in flags:
+        if flags & _ACK_BIT:
             if self.state is State.SYN_RECV and _seq_ge(seg.ack, self.isn + 1):
                 return Event.RCV_ACK
             if self._acks_our_fin(seg):
@@ -352,7 +356,7 @@ class Endpoint:
 
     def _rst_acceptable(self, seg: Segment) -> bool:
         if self.state is State.SYN_SENT:
-            return Flags.ACK in seg.flags and seg.ack == self.snd_nxt
+            return bool(_bits(seg.flags) & _ACK_BIT) and seg.ack == self.snd_nxt
         if self.rcv_nxt is None:
             return True
         return (seg.seq - self.rcv_nxt) % SEQ_SPACE <= RCV_WINDOW
@@ -360,7 +364,7 @@ class Endpoint:
     # -- the one place state changes --------------------------------------
     def lookup(self, event: Event) -> Transition | None:
         """The row that applies now, or None; context keys win over plain ones."""
-        rows = TRANSITIONS[self.state]
+        rows = _TABLE[self.state]  # the same rows TRANSITIONS shows, without the proxy
         if self.opening is not None:
             row = rows.get((event, self.opening))
             if row is not None:
@@ -377,7 +381,7 @@ class Endpoint:
         ``size`` is the payload length for :attr:`Event.SEND`.  Segment
         events must go through :meth:`receive`, which knows the numbers.
         """
-        if event.kind == "segment":
+        if event in _SEGMENT_EVENTS:
             raise IllegalTransition(self.state, event.value, "use receive() for segments")
         row = self.lookup(event)
         if row is None:
@@ -398,10 +402,14 @@ class Endpoint:
         held and answered with a duplicate ACK; it is processed, state change
         included, once the gap before it is filled, as RFC 9293 3.10.7.4 asks.
         """
+        return self._receive(seg, now, None)
+
+    def _receive(self, seg: Segment, now: float, event: Event | None) -> list[Segment]:
+        """:meth:`receive`, given ``classify(seg)`` when the caller already has it."""
         if self._is_ahead(seg):
             self.out_of_order.append(seg)
             return [Segment(Flags.ACK, self.snd_nxt, self.rcv_nxt or 0)]
-        out = self._receive_in_order(seg, now)
+        out = self._receive_in_order(seg, now, event)
         while self.rcv_nxt is not None:
             ready = [s for s in self.out_of_order if s.seq == self.rcv_nxt]
             if not ready:
@@ -411,17 +419,22 @@ class Endpoint:
         return out
 
     def _is_ahead(self, seg: Segment) -> bool:
+        rcv_nxt = self.rcv_nxt
+        if rcv_nxt is None or seg.seq == rcv_nxt:
+            return False
+        flags = _bits(seg.flags)
         return (
-            self.rcv_nxt is not None
-            and self.state.synchronized
-            and not seg.flags & (Flags.SYN | Flags.RST)
-            and (seg.length > 0 or Flags.FIN in seg.flags)
-            and seg.seq != self.rcv_nxt
-            and _seq_ge(seg.seq, self.rcv_nxt)
+            self.state in _SYNCHRONIZED
+            and not flags & (_SYN_BIT | _RST_BIT)
+            and (seg.length > 0 or bool(flags & _FIN_BIT))
+            and _seq_ge(seg.seq, rcv_nxt)
         )
 
-    def _receive_in_order(self, seg: Segment, now: float) -> list[Segment]:
-        event = self.classify(seg)
+    def _receive_in_order(
+        self, seg: Segment, now: float, event: Event | None = None
+    ) -> list[Segment]:
+        if event is None:
+            event = self.classify(seg)
         if event is Event.RCV_RST and not self._rst_acceptable(seg):
             return []
         row = self.lookup(event)
@@ -452,7 +465,7 @@ class Endpoint:
             seg is not None
             and not row.send
             and (seg.length > 0)
-            and row.next not in (State.CLOSED, State.LISTEN)
+            and row.next not in _CLOSED_OR_LISTEN
         ):
             # Payload is acknowledged whatever the state; that is flow, not a row.
             out.append(Segment(Flags.ACK, self.snd_nxt, self.rcv_nxt or 0))
@@ -464,7 +477,7 @@ class Endpoint:
                 self.timer_deadline = now + 2 * self.msl
         else:
             self.timer_deadline = None
-        if row.next in (State.CLOSED, State.LISTEN) and previous is not row.next:
+        if row.next in _CLOSED_OR_LISTEN and previous is not row.next:
             self._reset_numbers(row.next)
         if row.next is not previous:
             self.history.append((now, row.next, event.value))
@@ -484,41 +497,43 @@ class Endpoint:
             self.state is State.LISTEN and event is not Event.RCV_SYN
         ):
             return
-        if Flags.SYN in seg.flags:
+        flags = _bits(seg.flags)
+        if flags & _SYN_BIT:
             self.rcv_nxt = (seg.seq + 1) % SEQ_SPACE
         elif self.rcv_nxt is not None and seg.seq == self.rcv_nxt:
             self.rcv_nxt = (seg.seq + seg.length) % SEQ_SPACE
-        if Flags.FIN in seg.flags:
+        if flags & _FIN_BIT:
             fin = (seg.seq + seg.length) % SEQ_SPACE
             if self.peer_fin_seq is None:
                 self.peer_fin_seq = fin
             if self.rcv_nxt is not None and self.rcv_nxt == fin:
                 self.rcv_nxt = (fin + 1) % SEQ_SPACE
-        if Flags.ACK in seg.flags and _seq_ge(seg.ack, self.snd_una):
+        if flags & _ACK_BIT and _seq_ge(seg.ack, self.snd_una):
             self.snd_una = seg.ack
 
     def _emit(self, flags: Flags, event: Event, seg: Segment | None, size: int) -> Segment:
         """Build an outgoing segment and advance ``snd_nxt``."""
-        if self.state in (State.CLOSED, State.LISTEN) and Flags.RST in flags and seg is not None:
+        bits = _bits(flags)
+        if self.state in _CLOSED_OR_LISTEN and bits & _RST_BIT and seg is not None:
             # Reply to a segment for no connection (RFC 9293 3.10.7.1).
-            if Flags.ACK in seg.flags:
+            if _bits(seg.flags) & _ACK_BIT:
                 return Segment(Flags.RST, seg.ack, 0)
             return Segment(Flags.RST | Flags.ACK, 0, seg.end_seq)
         ack = self.rcv_nxt or 0
         if event is Event.TIMEOUT_RTO or (event is Event.RCV_SYN and self.state is State.SYN_RECV):
-            if Flags.SYN in flags:
+            if bits & _SYN_BIT:
                 return Segment(flags, self.isn, ack)
             if self.fin_seq is not None:
                 return Segment(flags, self.fin_seq, ack)
-        if Flags.RST in flags:
+        if bits & _RST_BIT:
             return Segment(flags, self.snd_nxt, ack)
-        if Flags.SYN in flags:
+        if bits & _SYN_BIT:
             self.snd_una = self.isn
             self.snd_nxt = (self.isn + 1) % SEQ_SPACE
             return Segment(flags, self.isn, ack)
         length = size if event is Event.SEND else 0
         out = Segment(flags, self.snd_nxt, ack, length)
-        if Flags.FIN in flags:
+        if bits & _FIN_BIT:
             self.fin_seq = (self.snd_nxt + length) % SEQ_SPACE
         self.snd_nxt = out.end_seq
         return out

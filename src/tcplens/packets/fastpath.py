@@ -132,19 +132,21 @@ def _index(fileobj: BinaryIO, order: str, snaplen: int, path: str | None) -> Ite
         append = offsets.append
         off = 0
         end = len(buf)
-        while off + 16 <= end:
-            caplen = unpack(buf, off + 8)[0]
-            if caplen > limit:
-                raise InputError(
-                    f"captured length {caplen} is larger than any packet; not a valid record",
-                    path=path,
-                    record=record + len(offsets),
-                    offset=base + off,
-                )
-            if off + 16 + caplen > end:
+        stop = end - 16
+        while off <= stop:
+            nxt = off + 16 + unpack(buf, off + 8)[0]
+            if nxt > end or nxt - off > limit + 16:  # caplen read once on the common path
+                caplen = nxt - off - 16
+                if caplen > limit:
+                    raise InputError(
+                        f"captured length {caplen} is larger than any packet; not a valid record",
+                        path=path,
+                        record=record + len(offsets),
+                        offset=base + off,
+                    )
                 break
             append(off)
-            off += 16 + caplen
+            off = nxt
         yield _Chunk(buf, offsets, record, base)
         record += len(offsets)
         carry = buf[off:]
@@ -488,12 +490,15 @@ def _process(
 
     s4hi, s4lo = words(l3 + 12, 4)
     d4hi, d4lo = words(l3 + 16, 4)
-    s6hi, s6lo = words(l3 + 8, 16)
-    d6hi, d6lo = words(l3 + 24, 16)
-    shi = np.where(ok6, s6hi, s4hi)
-    slo = np.where(ok6, s6lo, s4lo)
-    dhi = np.where(ok6, d6hi, d4hi)
-    dlo = np.where(ok6, d6lo, d4lo)
+    if ok6.any():
+        s6hi, s6lo = words(l3 + 8, 16)
+        d6hi, d6lo = words(l3 + 24, 16)
+        shi = np.where(ok6, s6hi, s4hi)
+        slo = np.where(ok6, s6lo, s4lo)
+        dhi = np.where(ok6, d6hi, d4hi)
+        dlo = np.where(ok6, d6lo, d4lo)
+    else:  # IPv4 only: the high words are all zero
+        shi, slo, dhi, dlo = s4hi, s4lo, d4hi, d4lo
     fam = ok6.astype(np.int64)
 
     # canonical order: (addr, port) pairs compared as the tracker compares them
@@ -661,34 +666,29 @@ def _process(
     need_first_o = need_first[group_of_o, side_o] & first_of_side
     interesting_o = interesting_o | retrans | gap | zero | need_first_o | all_slow[group_of_o]
 
-    # Prefix sums in group order for bulk application (per physical side): one row per
-    # position, read two rows per run instead of converting whole arrays to lists.
+    # Prefix sums in group order for bulk application, both physical sides in one
+    # table (columns 0-7: side 0, 8-15: side 1): one row per position, two rows read
+    # per run instead of converting whole arrays to lists.
     plain_o = ~interesting_o
     wire_o = wire[o]
     iplen_o = ip_len[o]
-    sums: dict[int, npt.NDArray[np.int64]] = {}
-    lasts: dict[int, npt.NDArray[np.int64]] = {}
+    cols_list: list[npt.NDArray[Any]] = []
+    posts: list[I64] = []
     for phys in (0, 1):
         m = (side_o == phys) & plain_o
-        cols = np.stack(
-            [
-                m,
-                np.where(m, len_o, 0),
-                np.where(m, iplen_o, 0),
-                np.where(m, wire_o, 0),
-                m & ((flags_o & PSH) != 0),
-                m & hasack_o,
-                m & pure_ack,
-                m & data,
-            ],
-            axis=1,
-        ).astype(np.int64)
-        table = np.zeros((n + 1, cols.shape[1]), dtype=np.int64)
-        np.cumsum(cols, axis=0, out=table[1:])
-        sums[phys] = table
+        cols_list += [
+            m,
+            np.where(m, len_o, 0),
+            np.where(m, iplen_o, 0),
+            np.where(m, wire_o, 0),
+            m & ((flags_o & PSH) != 0),
+            m & hasack_o,
+            m & pure_ack,
+            m & data,
+        ]
         # last plain position, last plain ACK position, and where the running maxima of
         # the end and of the ack were reached (positions, -1: none in the group yet)
-        posts = [_ffill_last(m, new_group), _ffill_last(m & hasack_o, new_group)]
+        posts += [_ffill_last(m, new_group), _ffill_last(m & hasack_o, new_group)]
         for vals, base, mm in (
             (end_o, base_end[group_of_o, phys], m),
             (ack_o, base_end[group_of_o, 1 - phys], m & hasack_o),
@@ -696,44 +696,62 @@ def _process(
             rel = np.where(mm, _signed(vals - base), _NEG)
             cm = _group_cummax(rel, new_group)
             posts.append(_ffill_last(mm & (rel == cm), new_group))
-        lasts[phys] = np.stack(posts, axis=1)
+    # summed along rows of a (columns, n) array (contiguous runs), then turned so that
+    # one position is one contiguous row
+    sums_t = np.zeros((len(cols_list), n + 1), dtype=np.int64)
+    np.cumsum(np.stack(cols_list).astype(np.int64), axis=1, out=sums_t[:, 1:])
+    sums = np.ascontiguousarray(sums_t.T)
+    lasts = np.stack(posts, axis=1)
 
     gstart_l = gstart_pos.tolist()
-    group_l = group_of_o
-    side_l = side_o
-    order_l = o
-    nxt_ack = {}
     ends = np.zeros(n, dtype=bool)
     ends[np.append(gstart_pos[1:] - 1, n - 1)] = True
     rev_start = ends[::-1]
+    nxt_ack: list[I64] = []
     for phys in (0, 1):
         m = (side_o == phys) & hasack_o
         # next position >= k in the same group with an ACK from ``phys`` (reverse ffill;
-        # group ends, reversed, are the group starts of the reversed array)
+        # group ends, reversed, are the group starts of the reversed array), then -1
+        # for "none" at position n so that pos + 1 needs no bounds test
         last = _ffill_last(m[::-1], rev_start)
-        nxt_ack[phys] = np.where(last >= 0, n - 1 - last, -1)[::-1]
+        nxt_ack.append(np.append(np.where(last >= 0, n - 1 - last, -1)[::-1], -1))
 
     # First plain pure ACK / data segment of each side at or after each position: their
     # history letters (A, D) are added in bulk, in position order, when a run is applied.
-    nxt_letter: list[tuple[int, str, npt.NDArray[np.int64]]] = []
+    letter_cols: list[I64] = []
+    letter_codes: list[tuple[int, str]] = []
     for phys in (0, 1):
         for mask, code in ((pure_ack, "A"), (data, "D")):
             m = (side_o == phys) & plain_o & mask
             last = _ffill_last(m[::-1], rev_start)
-            nxt_letter.append((phys, code, np.where(last >= 0, n - 1 - last, -1)[::-1]))
+            letter_cols.append(np.where(last >= 0, n - 1 - last, -1)[::-1])
+            letter_codes.append((phys, code))
+    nxt_letter = np.stack(letter_cols, axis=1)  # read one row per applied run
+
+    window_o = window[o]
+    all_slow_l: list[bool] = all_slow.tolist()
 
     # -- feed interesting packets in capture order, bulk-applying plain runs ----------
     applied = list(gstart_l)  # per group: first group-order position not yet applied
+    gend_l = [*gstart_l[1:], n]
     heap = np.flatnonzero(interesting_o)
     pending: list[int] = order_idx[heap].tolist()  # capture-order indices
+    # What the loop reads per fed packet, as Python ints, for the packets known to be fed
+    # (a sixth of them): one numpy gather instead of a scalar read per field; packets
+    # found later (waits, resets) read their row on demand.
+    gid_cap = np.empty(n, dtype=np.int64)
+    gid_cap[o] = group_of_o
+    fields = np.stack([pos_of, gid_cap, side, seq, ack, flags, window, payload, ip_len, wire, fast])
+    rows: dict[int, list[int]] = dict(
+        zip(pending, fields[:, order_idx[heap]].T.tolist(), strict=True)
+    )
     heapq.heapify(pending)
     queued = set(pending)
     feed = tracker.feed
-    fastmask = fast
+    flows = tracker.flows
     recs = chunk.first_record
-
-    def group_end(g: int) -> int:
-        return gstart_l[g + 1] if g + 1 < len(gstart_l) else n
+    reset = ZeekState.RESET
+    inactive = ZeekState.INACTIVE
 
     def apply(g: int, upto: int) -> None:
         """Apply plain packets of group g at positions [applied[g], upto)."""
@@ -744,41 +762,48 @@ def _process(
         key = gkey[g]
         if key is None:
             return
-        flow = tracker.flows.get(key)
+        flow = flows.get(key)
         if flow is None:
             return
-        letters = []
-        for phys, code, nxt in nxt_letter:
-            j = int(nxt[start])
+        sides = (_side_index(flow, key, 0), _side_index(flow, key, 1))
+        letters = None
+        for (phys, code), j in zip(letter_codes, nxt_letter[start].tolist(), strict=True):
             if 0 <= j < upto:
-                letters.append((j, phys, code))
-        if letters:
+                if letters is None:
+                    letters = [(j, phys, code)]
+                else:
+                    letters.append((j, phys, code))
+        if letters is not None:
             letters.sort()
             for _j, phys, code in letters:
-                flow.zeek.letter(_side_index(flow, key, phys) == 0, code)
+                flow.zeek.letter(sides[phys] == 0, code)
         latest = -1
+        both = (sums[upto] - sums[start]).tolist()
+        pos_rows: list[int] | None = None
         for phys in (0, 1):
-            table = sums[phys]
-            (count, nbytes, nip, nwire, npsh, nack, npure, ndata) = (
-                table[upto] - table[start]
-            ).tolist()
+            c = 8 * phys
+            count = both[c]
             if not count:
                 continue
-            s = _side_index(flow, key, phys)
+            s = sides[phys]
             st = flow.stats[s]
             st.packets += count
-            st.payload_bytes += nbytes
-            st.ip_bytes += nip
-            st.frame_bytes += nwire
-            st.psh += npsh
-            st.ack += nack
-            if npure:
+            st.payload_bytes += both[c + 1]
+            st.ip_bytes += both[c + 2]
+            st.frame_bytes += both[c + 3]
+            st.psh += both[c + 4]
+            st.ack += both[c + 5]
+            if both[c + 6]:
                 flow.completeness |= 4  # COMPLETE_ACK
-            if ndata:
+            if both[c + 7]:
                 flow.completeness |= 8  # COMPLETE_DATA
-            last, last_ack, max_end_pos, max_ack_pos = lasts[phys][upto - 1].tolist()
-            latest = max(latest, last)
-            flow.last_window[s] = int(window[order_l[last]])
+            if pos_rows is None:
+                pos_rows = lasts[upto - 1].tolist()
+            c = 4 * phys
+            last, last_ack, max_end_pos, max_ack_pos = pos_rows[c : c + 4]
+            if last > latest:
+                latest = last
+            flow.last_window[s] = int(window_o[last])
             zeek = flow.zeek
             zep = zeek.orig if s == 0 else zeek.resp
             zpeer = zeek.resp if s == 0 else zeek.orig
@@ -787,10 +812,10 @@ def _process(
                 cur = flow.max_end[s]
                 if cur is None or 0 < (end - cur) % _MOD < _HALF:
                     flow.max_end[s] = end
-                if zep.state != ZeekState.RESET and 0 < (end - zep.last_seq) % _MOD < _HALF:
+                if zep.state != reset and 0 < (end - zep.last_seq) % _MOD < _HALF:
                     zep.last_seq = end
             if last_ack >= start:
-                if zpeer.state == ZeekState.INACTIVE:
+                if zpeer.state == inactive:
                     value = (int(ack_o[last_ack]) - 1) % _MOD
                     zpeer.init_seq(value)
                     zpeer.last_seq = value
@@ -799,7 +824,7 @@ def _process(
                     if 0 < (av - zpeer.ack_seq) % _MOD < _HALF:
                         zpeer.ack_seq = av
         if latest >= 0:
-            t = times[order_l[latest]]
+            t = times[int(o[latest])]
             flow.last = t
             if t > tracker.now:
                 tracker.now = t
@@ -807,20 +832,20 @@ def _process(
             if not (zeek.orig.did_close and zeek.resp.did_close):
                 zeek.last_time = t
 
-    def watch(g: int, pos: int) -> None:
+    def watch(g: int, pos: int, flow: _Flow | None = None) -> None:
         key = gkey[g]
         if key is None:
             return
-        flow = tracker.flows.get(key)
         if flow is None:
-            return
+            flow = flows.get(key)
+            if flow is None:
+                return
         for s in (0, 1):
             side_obj = flow.sides[s]
             if side_obj is not None and side_obj.endpoint.state in _WAITING:
-                other_phys = _phys_of(flow, key, 1 - s)
-                nxt = int(nxt_ack[other_phys][pos + 1]) if pos + 1 < n else -1
-                if nxt >= 0 and nxt < group_end(g):
-                    i = int(order_l[nxt])
+                nxt = int(nxt_ack[_phys_of(flow, key, 1 - s)][pos + 1])
+                if nxt >= 0 and nxt < gend_l[g]:
+                    i = int(o[nxt])
                     if i not in queued:
                         queued.add(i)
                         heapq.heappush(pending, i)
@@ -831,28 +856,32 @@ def _process(
 
     while pending:
         i = heapq.heappop(pending)
-        pos = int(pos_of[i])
-        g = int(group_l[pos])
-        apply(g, pos)
+        row = rows.pop(i, None)
+        if row is None:
+            row = fields[:, i].tolist()
+        pos, g, side_i, seq_i, ack_i, flags_i, window_i, payload_i, iplen_i, wire_i, fast_i = row
+        if applied[g] < pos:
+            apply(g, pos)
         applied[g] = pos + 1
-        t = times[i]
         record = recs + i
-        if fastmask[i]:
-            phys = int(side_l[pos])
-            fk = gkey[g]
+        fk = gkey[g]
+        if fast_i:
             assert fk is not None
-            src, sp, dst, dp = fk if phys == 0 else (fk[2], fk[3], fk[0], fk[1])
+            if side_i == 0:
+                src, sp, dst, dp = fk
+            else:
+                dst, dp, src, sp = fk
             seg = Segment4(
                 src,
                 dst,
                 sp,
                 dp,
-                int(seq[i]),
-                int(ack[i]),
-                int(flags[i]),
-                int(window[i]),
-                int(payload[i]),
-                int(ip_len[i]),
+                seq_i,
+                ack_i,
+                flags_i,
+                window_i,
+                payload_i,
+                iplen_i,
             )
         else:
             start = int(p[i])
@@ -861,28 +890,25 @@ def _process(
             if seg_or_none is None:
                 continue
             seg = seg_or_none
-        done = feed(t, seg, int(wire[i]), record)
+        done = feed(times[i], seg, wire_i, record)
         if done:
             summary.connections += len(done)
             yield from done
-        fkey = gkey[g]
-        if fkey is not None:
-            flow = tracker.flows.get(fkey)
+        if fk is not None:
+            flow = flows.get(fk)
             if flow is not None:
                 z = flow.zeek
-                if (
-                    z.orig.state == ZeekState.RESET or z.resp.state == ZeekState.RESET
-                ) and not all_slow[g]:
-                    all_slow[g] = True
-                    for k in range(pos + 1, group_end(g)):
-                        j = int(order_l[k])
+                if (z.orig.state == reset or z.resp.state == reset) and not all_slow_l[g]:
+                    all_slow_l[g] = True
+                    for j in o[pos + 1 : gend_l[g]].tolist():
                         if j not in queued:
                             queued.add(j)
                             heapq.heappush(pending, j)
-            watch(g, pos)
+                watch(g, pos, flow)
     for g in range(ngroups):
-        apply(g, group_end(g))
-    nfast = int(fastmask.sum())
+        if applied[g] < gend_l[g]:
+            apply(g, gend_l[g])
+    nfast = int(fast.sum())
     stats.frames += nfast
     stats.tcp += nfast
 

@@ -308,25 +308,26 @@ class _Side:
         kind, a, b, t, record = entry
         ep = self.endpoint
         before = ep.state
-        grown = len(ep.history)
+        history = ep.history
+        grown = len(history)
         event: Event | None = None
         try:
-            if kind == "call":
+            if kind == "recv":
+                event = ep.classify(a)
+                ep._receive(a, t, event)  # receive() without classifying a second time
+            elif kind == "call":
                 ep.handle(a, t, size=b)
                 event = a
-            elif kind == "recv":
-                event = ep.classify(a)
-                ep.receive(a, t)
             else:
                 setattr(ep, a, b)
         except IllegalTransition as exc:
             if flow is not None:
                 flow.note(f"frame {record}: {exc}")
-        if len(ep.history) > grown:
-            self.frames.extend([record] * (len(ep.history) - grown))
+        if len(history) > grown:
+            self.frames.extend([record] * (len(history) - grown))
             if flow is not None and flow.watcher is not None:
                 name = "orig" if flow.sides[0] is self else "resp"
-                for when, state, cause in ep.history[grown:]:
+                for when, state, cause in history[grown:]:
                     flow.watcher(flow, name, when, state, f"{cause} (frame {record})")
         self.log.append(entry)
         self.outcomes.append((event if kind == "recv" else None, before, ep.state))
@@ -880,13 +881,14 @@ class Tracker:
             ep = side.endpoint
             if ep.timer_deadline is not None and ep.timer_deadline <= until:
                 side.run(("call", Event.TIMEOUT_2MSL, 0, ep.timer_deadline, 0))
-            hist = []
-            hist_frames = []
-            for i, (when, state, cause) in enumerate(side.endpoint.history):
-                frame = side.frames[i] if i < len(side.frames) and i else 0
-                text = f"{cause} (frame {frame})" if frame else cause
-                hist.append((when, state, text))
-                hist_frames.append(frame)
+            side_frames = side.frames
+            known = len(side_frames)
+            history = side.endpoint.history
+            hist_frames = [side_frames[i] if 0 < i < known else 0 for i in range(len(history))]
+            hist = [
+                (when, state, f"{cause} (frame {frame})" if frame else cause)
+                for (when, state, cause), frame in zip(history, hist_frames, strict=True)
+            ]
             histories.append(hist)
             frames.append(hist_frames)
             other = 1 - s
