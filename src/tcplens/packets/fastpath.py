@@ -696,11 +696,10 @@ def _process(
             rel = np.where(mm, _signed(vals - base), _NEG)
             cm = _group_cummax(rel, new_group)
             posts.append(_ffill_last(mm & (rel == cm), new_group))
-    # summed along rows of a (columns, n) array (contiguous runs), then turned so that
-    # one position is one contiguous row
-    sums_t = np.zeros((len(cols_list), n + 1), dtype=np.int64)
-    np.cumsum(np.stack(cols_list).astype(np.int64), axis=1, out=sums_t[:, 1:])
-    sums = np.ascontiguousarray(sums_t.T)
+    # summed along the rows of a (columns, n) array: contiguous runs; a run reads two
+    # columns of it
+    sums = np.zeros((len(cols_list), n + 1), dtype=np.int64)
+    np.cumsum(np.stack(cols_list), axis=1, out=sums[:, 1:])
     lasts = np.stack(posts, axis=1)
 
     gstart_l = gstart_pos.tolist()
@@ -778,7 +777,7 @@ def _process(
             for _j, phys, code in letters:
                 flow.zeek.letter(sides[phys] == 0, code)
         latest = -1
-        both = (sums[upto] - sums[start]).tolist()
+        both = (sums[:, upto] - sums[:, start]).tolist()
         pos_rows: list[int] | None = None
         for phys in (0, 1):
             c = 8 * phys

@@ -563,7 +563,13 @@ class Tracker:
         self._since_sweep = 0
         self._next_sweep = self.now + 1.0
         now = self.now
-        stale = [k for k, f in self.flows.items() if now - f.last > self._idle_limit(f)]
+        # every limit is at least the shortest timeout: most live flows fail that first test
+        to = self.timeouts
+        floor = min(to.attempt, to.closed, to.reset, to.inactivity)
+        limit = self._idle_limit
+        stale = [
+            k for k, f in self.flows.items() if now - f.last > floor and now - f.last > limit(f)
+        ]
         if len(self.flows) - len(stale) > self.max_connections:
             # Over the cap even after timeouts: the longest idle go first.
             keep = self.max_connections * 9 // 10
