@@ -66,6 +66,23 @@ def test_fixtures_agree(name: str) -> None:
     assert both(native) == (slow, slow)
 
 
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("nanos", [False, True])
+def test_classic_pcap_in_either_byte_order_and_resolution_agrees(order: str, nanos: bool) -> None:
+    # the record headers are read in one gather in the file's byte order
+    with (FIXTURES / "tcp_retransmissions.pcapng").open("rb") as fh:
+        frames = [(f.ts_ns, f.data) for f in read_frames(fh)]
+    if not nanos:
+        frames = [(ts - ts % 1000, data) for ts, data in frames]
+    data = build.pcap(frames, order=order, nanos=nanos)
+    slow, fast = both(data)
+    assert slow == fast
+    assert slow
+    reference, _ = both(build.pcap(frames))
+    starts = sorted(json.loads(c)["start"] for c in slow)
+    assert starts == sorted(json.loads(c)["start"] for c in reference)
+
+
 def test_pcapng_with_two_link_types_and_resolutions_agrees() -> None:
     eth = build.ether(build.ipv4("10.0.0.1", "10.0.0.2", build.tcp(1000, 80, 5, 0, SYN)))
     raw = build.ipv4("10.0.0.2", "10.0.0.1", build.tcp(80, 1000, 9, 6, SYN | ACK))

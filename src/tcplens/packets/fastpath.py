@@ -90,6 +90,7 @@ _HALF = 1 << 31
 _CHUNK_BYTES = 8 << 20
 _MAX_RECORD = 262_144 * 4
 _NEG = -(1 << 40)
+_BYTES16 = np.arange(16, dtype=np.int64)
 
 
 @dataclass(slots=True)
@@ -281,17 +282,6 @@ def _u32(a: U8, idx: I64) -> I64:
     )
 
 
-def _u32h(a: U8, idx: I64, order: str) -> I64:
-    if order == ">":
-        return _u32(a, idx)
-    return (
-        (a[idx + 3].astype(np.int64) << 24)
-        | (a[idx + 2].astype(np.int64) << 16)
-        | (a[idx + 1].astype(np.int64) << 8)
-        | a[idx]
-    )
-
-
 def _group_cummax(values: I64, group_start: B) -> I64:
     """Running maximum that restarts at every ``group_start`` (values >= _NEG)."""
     n = len(values)
@@ -408,10 +398,9 @@ def _process(
     a: U8 = np.frombuffer(buf + bytes(128), dtype=np.uint8)
     off: I64 = np.asarray(chunk.offsets, dtype=np.int64)
     if chunk.meta is None:
-        sec = _u32h(a, off, order)
-        frac = _u32h(a, off + 4, order)
-        caplen = _u32h(a, off + 8, order)
-        wire = _u32h(a, off + 12, order)
+        # the four header words in one gather (n x 16 bytes), read in the file's order
+        head = a[off[:, None] + _BYTES16].view(order + "u4").astype(np.int64)
+        sec, frac, caplen, wire = head[:, 0], head[:, 1], head[:, 2], head[:, 3]
         ts_ns = sec * 1_000_000_000 + frac * scale
         times = (ts_ns / 1e9).tolist()  # Python floats, exactly as ts_ns / 1e9 in the tracker
         p = off + 16  # start of the frame
@@ -464,17 +453,19 @@ def _process(
     plen6 = _u16(a, l3 + 4)
     ok6 = is6 & (a[l3 + 6] == 6) & (plen6 >= 20)
     l4 = np.where(ok4, l3 + ihl, l3 + 40)
+    # the fixed TCP header in one gather (n x 16 bytes): ports and window as 16-bit,
+    # sequence and acknowledgement numbers as 32-bit big-endian words
+    tcp = a[l4[:, None] + _BYTES16]
+    words16 = tcp.view(">u2").astype(np.int64)
+    sport, dport, window = words16[:, 0], words16[:, 1], words16[:, 7]
+    numbers = np.ascontiguousarray(tcp[:, 4:12]).view(">u4").astype(np.int64)
+    seq, ack = numbers[:, 0], numbers[:, 1]
+    flags = tcp[:, 13].astype(np.int64)
     ip_len = np.where(ok4, total4, plen6 + 40)
     captured_end = p + caplen
-    doff = ((a[l4 + 12] >> 4) & 0x0F).astype(np.int64) * 4
+    doff = ((tcp[:, 12] >> 4) & 0x0F).astype(np.int64) * 4
     ip_payload = np.where(ok4, total4 - ihl, plen6)
     fast = (ok4 | ok6) & (l4 + 20 <= captured_end) & (doff >= 20) & (doff <= ip_payload)
-    sport = _u16(a, l4)
-    dport = _u16(a, l4 + 2)
-    seq = _u32(a, l4 + 4)
-    ack = _u32(a, l4 + 8)
-    flags = a[l4 + 13].astype(np.int64)
-    window = _u16(a, l4 + 14)
     payload = ip_payload - doff
 
     # Addresses as two 64-bit words each (IPv4 in the low word of the second).
