@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from tcplens.errors import TcplensError, TruncatedInput
 from tcplens.packets import fastpath
 from tcplens.packets.pcap import PcapWriter, read_frames
-from tcplens.packets.tracker import CaptureSummary, Timeouts, Tracker, reconstruct
+from tcplens.packets.tracker import CaptureSummary, Connection, Timeouts, Tracker, reconstruct
 
 from . import build
 from .build import ACK, FIN, PSH, RST, SYN
@@ -181,7 +181,7 @@ def test_random_segment_soups_agree(rows: list[tuple]) -> None:  # type: ignore[
 
 def test_truncated_file_gives_the_same_connections_and_error() -> None:
     data = as_pcap(FIXTURES / "200722_tcp_anon.pcapng")[:-40]
-    got = []
+    got: list[Connection] = []
     with pytest.raises(TruncatedInput) as info:
         got.extend(fastpath.reconstruct_pcap_fast(io.BytesIO(data), Tracker(), CaptureSummary()))
     assert len(got) == 2
