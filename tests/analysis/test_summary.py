@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tcplens.analysis.summary import TIME_WAIT_LEN, summarize
+from tcplens.analysis.summary import ORPHAN, TIME_WAIT_LEN, summarize
 from tcplens.model import State
 from tcplens.sources.records import Addr, Snapshot, Socket, Timer
 
@@ -53,7 +53,7 @@ def test_ties_are_broken_by_state_order() -> None:
     s = summarize(snapshot(), busy_states=3)
     # CLOSE_WAIT and TIME_WAIT both have 3: CLOSE_WAIT comes first in the diagram
     assert [d.state for d in s.busy] == [State.ESTABLISHED, State.CLOSE_WAIT, State.TIME_WAIT]
-    assert s.busy[2].top_processes == [("?", None, 3)]
+    assert s.busy[2].top_processes == [(ORPHAN, None, 3)]  # TIME_WAIT: no process holds it
 
 
 def test_oldest_time_wait_and_fin_wait2_come_from_their_timers() -> None:

@@ -33,7 +33,7 @@ class StateDetail:
     top_local_ports: list[tuple[int, int]] = field(default_factory=list)
     #: peer addresses (hosts, not ports: client ports are mostly unique)
     top_peers: list[tuple[str, int]] = field(default_factory=list)
-    #: (process name or "?" when unknown, pid or None, count)
+    #: (process name, "?" when unknown or ORPHAN when none holds it, pid or None, count)
     top_processes: list[tuple[str, int | None, int]] = field(default_factory=list)
 
 
@@ -65,6 +65,17 @@ class Summary:
     oldest: dict[State, Oldest]
     untimed: dict[State, int]
     missing: list[str]
+
+
+#: ``top_processes`` name for sockets no process holds any more (TIME_WAIT, and
+#: orphans the kernel finishes on a timewait timer after close()).
+ORPHAN: Final = "(none)"
+
+
+def _no_process(sock: Socket) -> str:
+    if sock.state is State.TIME_WAIT or (sock.timer is not None and sock.timer.kind == "timewait"):
+        return ORPHAN
+    return "?"
 
 
 def _remaining(sock: Socket) -> float:
@@ -102,7 +113,7 @@ def summarize(
         rows = [sock for sock in tcp_sockets if sock.state is state]
         ports = Counter([sock.local.port for sock in rows if sock.local.port is not None])
         peers = Counter([sock.remote.ip for sock in rows])
-        procs = Counter([(sock.process or "?", sock.pid) for sock in rows])
+        procs = Counter([(sock.process or _no_process(sock), sock.pid) for sock in rows])
         busy.append(
             StateDetail(
                 state,

@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.text import Text
 
-from tcplens.analysis.summary import Summary, summarize
+from tcplens.analysis.summary import ORPHAN, Summary, summarize
 from tcplens.model.states import State
+from tcplens.views.console import Console
 from tcplens.views.options import snapshot_from, source_options
 from tcplens.views.sockets import STATE_STYLES
 
@@ -72,20 +72,17 @@ def render_status(summary: Summary, extra: Sequence[str | Text] = ()) -> list[Te
         lines.append(Text("Busiest states", style="bold"))
         for detail in summary.busy:
             ports = ", ".join(f"{p} ({n})" for p, n in detail.top_local_ports)
-            # TIME_WAIT sockets belong to the kernel, never to a process.
-            nobody = "none" if detail.state in _KERNEL_OWNED else "unknown"
             procs = ", ".join(
-                f"{name}[{pid}] ({n})"
-                if pid is not None
-                else f"{nobody if name == '?' else name} ({n})"
+                f"{name}[{pid}] ({n})" if pid is not None else f"{_OWNER.get(name, name)} ({n})"
                 for name, pid, n in detail.top_processes
             )
             line = Text(f"  {detail.state.value} {detail.count}: ")
             line.stylize(STATE_STYLES.get(detail.state, ""), 2, 2 + len(detail.state.value))
             line.append(f"local ports {ports}")
-            if procs:
-                line.append(f"; processes {procs}")
             lines.append(line)
+            if procs:
+                # Own line: names and pids must not wrap mid-word at 80 columns.
+                lines.append(Text(f"    processes {procs}"))
     if summary.oldest or summary.untimed:
         lines.append(Text(""))
         lines.append(Text("Oldest", style="bold"))
@@ -115,7 +112,7 @@ def render_status(summary: Summary, extra: Sequence[str | Text] = ()) -> list[Te
     return lines
 
 
-_KERNEL_OWNED = frozenset({State.TIME_WAIT})
+_OWNER = {ORPHAN: "none (closed, kernel-held)", "?": "unknown"}
 
 
 @click.command("status")
