@@ -9,10 +9,19 @@ instead of a quiet "s" in the summary.
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Test this checkout, in process and in every `python -m tcplens` subprocess,
+# whichever copy an editable install last pointed at (a CI run in a scratch
+# clone re-points it, and the suite would then quietly test that clone).
+_SRC = str(Path(__file__).resolve().parents[1] / "src")
+sys.path.insert(0, _SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH", "")) if p)
 
 
 @pytest.hookimpl(hookwrapper=True)

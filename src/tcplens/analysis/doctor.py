@@ -213,14 +213,15 @@ THRESHOLDS: Final[dict[str, Threshold]] = dict(
 
 
 def resolve_thresholds(overrides: Mapping[str, float] | None = None) -> dict[str, float]:
-    """Defaults with ``overrides`` applied; unknown names and negative values are errors."""
+    """Defaults with ``overrides`` applied; unknown names, negative values and NaN are errors."""
     values = {key: t.default for key, t in THRESHOLDS.items()}
     for key, value in (overrides or {}).items():
         if key not in THRESHOLDS:
             raise ThresholdError(
                 f"unknown threshold {key!r}; known: {', '.join(sorted(THRESHOLDS))}"
             )
-        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        # `not value >= 0` also refuses NaN, which would silently switch a rule off
+        if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
             raise ThresholdError(f"threshold {key} must be a number >= 0, got {value!r}")
         values[key] = float(value)
     return values

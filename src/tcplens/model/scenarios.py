@@ -32,12 +32,13 @@ same lines as strings.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal
 
-from tcplens.errors import IllegalTransition, ScenarioError
+from tcplens.errors import IllegalTransition, ScenarioError, UnknownStateError
 from tcplens.model.machine import Endpoint, Event, Segment
 from tcplens.model.states import State
 
@@ -346,18 +347,26 @@ def _run_line(pair: Pair, words: list[str], line: int) -> None:
             seconds = float(words[1]) if len(words) == 2 else -1.0
         except ValueError:
             seconds = -1.0
-        if seconds < 0:
+        if not (math.isfinite(seconds) and seconds >= 0):
             raise ScenarioError(f"line {line}: wait takes a number of seconds")
         pair.wait(seconds)
     elif head == "expect":
         if len(words) != 3 or words[1] not in SIDES:
             raise ScenarioError(f"line {line}: expect takes a side and a state")
-        want = State.parse(words[2])
+        try:
+            want = State.parse(words[2])
+        except UnknownStateError as exc:
+            raise ScenarioError(f"line {line}: {exc}") from None
         got = pair.endpoint("client" if words[1] == "client" else "server").state
         if got is not want:
             raise ScenarioError(f"line {line}: expected {words[1]} in {want}, it is in {got}")
     else:
         raise ScenarioError(f"line {line}: unknown action {words[0]!r}")
+
+
+def _positive(value: float) -> bool:
+    """A usable duration: NaN and infinity would stall or never fire the timers."""
+    return math.isfinite(value) and value > 0
 
 
 def load_script(text: str) -> tuple[float, list[tuple[int, list[str]]]]:
@@ -374,7 +383,7 @@ def load_script(text: str) -> tuple[float, list[tuple[int, list[str]]]]:
         if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
             raise ScenarioError("JSON script needs a 'steps' list of strings")
         if "msl" in data:
-            if not isinstance(data["msl"], int | float) or data["msl"] <= 0:
+            if not isinstance(data["msl"], int | float) or not _positive(data["msl"]):
                 raise ScenarioError("JSON script: 'msl' must be a positive number")
             msl = float(data["msl"])
         lines = [(n, s) for n, s in enumerate(steps, 1)]
@@ -392,7 +401,7 @@ def load_script(text: str) -> tuple[float, list[tuple[int, list[str]]]]:
                 msl = float(words[1])
             except (IndexError, ValueError):
                 raise ScenarioError(f"line {number}: msl takes a number of seconds") from None
-            if msl <= 0:
+            if not _positive(msl):
                 raise ScenarioError(f"line {number}: msl must be positive")
             continue
         parsed.append((number, words))

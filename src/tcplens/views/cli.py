@@ -13,6 +13,7 @@ result (doctor findings, truncated capture), 2 usage or input error.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from dataclasses import dataclass
 from typing import NoReturn
@@ -96,8 +97,22 @@ COMMANDS: dict[str, Verb] = {
 }
 
 
+class ReaderGone(Exception):
+    """The process reading our stdout went away (``tcplens ls | head -1``).
+
+    Not an ``OSError``: click's own main turns ``EPIPE`` into a silent exit 1,
+    and a closed pipe is not an error, so it has to pass click untouched.
+    """
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands are imported on first use."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise ReaderGone from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -154,11 +169,27 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except TcplensError as exc:
         click.echo(f"tcplens: error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except BrokenPipeError:
+    except (ReaderGone, BrokenPipeError):
         # `tcplens ls | head`: the reader went away; that is not an error.
-        sys.stderr.close()
+        _discard_stdout()
         sys.exit(0)
     except KeyboardInterrupt:
         sys.exit(130)
+    try:
+        # Flush here, not at interpreter exit, where a closed pipe would print
+        # "Exception ignored ... BrokenPipeError" and exit 120.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
     # Verbs return an int exit code (doctor: 1 when it has findings) or None.
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so the final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

@@ -699,10 +699,13 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
 
     where = str(path)
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+        with open(path, "rb") as handle:
+            # decoded whole, so a decode error's offset is the file's byte offset
+            data = yaml.safe_load(handle.read().decode("utf-8"))
     except OSError as exc:
         raise InputError(f"cannot read web config: {exc.strerror}", path=where) from None
+    except UnicodeDecodeError as exc:
+        raise InputError("not UTF-8 text", path=where, offset=exc.start) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

@@ -175,6 +175,9 @@ def _states(
 ) -> frozenset[State]:
     chosen: set[State] = set()
     for value in values:
+        if not value.replace(",", "").strip():
+            # an empty filter would silently mean "every state"
+            raise click.BadParameter(f"{value!r} names no state; {valid_states_text()}")
         for part in value.split(","):
             if not part.strip():
                 continue

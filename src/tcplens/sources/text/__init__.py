@@ -190,6 +190,11 @@ def decode(data: bytes) -> str:
     return text if _CJK.search(text) else data.decode("latin-1")
 
 
+#: A million sockets of ``ss -tanp`` is about 200 MB; anything past this is not a
+#: dump (``--from /dev/zero`` would otherwise read until memory runs out).
+MAX_TEXT_BYTES: Final = 512 * 1024 * 1024
+
+
 def read_text(path: str, fmt: str | None = None, strict: bool = False) -> Snapshot:
     """Read a saved dump from ``path`` (``-`` is stdin) and parse it.
 
@@ -199,14 +204,20 @@ def read_text(path: str, fmt: str | None = None, strict: bool = False) -> Snapsh
     name = "<stdin>" if path == "-" else path
     try:
         if path == "-":
-            data = sys.stdin.buffer.read()
+            data = sys.stdin.buffer.read(MAX_TEXT_BYTES + 1)
             mtime = time.time()
         else:
             with open(path, "rb") as fh:
-                data = fh.read()
+                data = fh.read(MAX_TEXT_BYTES + 1)
                 mtime = os.fstat(fh.fileno()).st_mtime
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", path=name) from None
+    if len(data) > MAX_TEXT_BYTES:
+        raise InputError(
+            f"larger than {MAX_TEXT_BYTES >> 20} MiB: not a saved netstat/ss dump",
+            path=name,
+            offset=MAX_TEXT_BYTES,
+        )
     snapshot = parse_text(decode(data), fmt, path=name, strict=strict)
     if mtime > 0:
         snapshot.taken_at = mtime

@@ -47,8 +47,13 @@ def _line(conn: Connection) -> str:
 
 @click.command(name="capture")
 @click.option("-i", "--interface", required=True, help="Interface to capture on (e.g. lo, eth0).")
-@click.option("--count", type=int, default=None, help="Stop after N IP packets.")
-@click.option("--duration", type=float, default=None, help="Stop after S seconds.")
+@click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N IP packets.")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop after S seconds.",
+)
 @click.option(
     "-w",
     "--write",

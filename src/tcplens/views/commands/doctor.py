@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import click
-from rich.console import Console
 from rich.padding import Padding
 from rich.text import Text
 
@@ -35,6 +34,7 @@ from tcplens.analysis.doctor_texts import Localized
 from tcplens.errors import InputError
 from tcplens.sources.kernel import KernelSettings, read_kernel
 from tcplens.sources.records import Snapshot
+from tcplens.views.console import Console
 from tcplens.views.options import snapshot_from, source_options
 
 __all__ = ["JSON_VERSION", "command", "doctor_json", "render_findings", "top_finding"]

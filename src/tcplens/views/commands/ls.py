@@ -111,7 +111,7 @@ def command(
             timers=timers, info=info, extended=extended, cmdline=cmdline, processes=processes
         )
         if out.isatty() and len(sockets) <= TABLE_ROWS:
-            from rich.console import Console
+            from tcplens.views.console import Console
 
             Console().print(render_table(sockets, cols, resolver))
         else:

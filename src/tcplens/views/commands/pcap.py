@@ -57,6 +57,9 @@ def _open(path: str) -> BinaryIO:
 def _vectorisable(fh: BinaryIO) -> bool:
     """Peek at the magic of a seekable file: pcap and pcapng take the vectorised path."""
     try:
+        if not fh.seekable():
+            # a pipe (`tcplens pcap <(tcpdump -w -)`): reading the magic here would lose it
+            return False
         head = fh.read(4)
         fh.seek(0)
     except (OSError, ValueError):
@@ -167,8 +170,9 @@ def _sort(conns: list[Connection], key: str) -> list[Connection]:
 
 
 def _table(conns: list[Connection], summary: CaptureSummary, out: IO[str]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from tcplens.views.console import Console
 
     width = None if out.isatty() else 250  # a pipe gets whole lines, not a squeezed table
     console = Console(file=out, highlight=False, soft_wrap=False, width=width)

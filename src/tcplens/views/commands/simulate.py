@@ -18,9 +18,12 @@ from tcplens.views.ladder import render_ladder, render_ladder_svg, rows_from_ste
 def _play(name: str | None, script: str | None) -> Pair:
     if script is not None:
         try:
-            text = sys.stdin.read() if script == "-" else Path(script).read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read script: {exc}", path=script) from None
+            raw = sys.stdin.buffer.read() if script == "-" else Path(script).read_bytes()
+            text = raw.decode("utf-8-sig")  # Notepad saves a BOM
+        except OSError as exc:
+            raise InputError(f"cannot read script: {exc.strerror}", path=script) from None
+        except UnicodeDecodeError as exc:
+            raise InputError("not UTF-8 text", path=script, offset=exc.start) from None
         try:
             return run_script(text)
         except ScenarioError as exc:

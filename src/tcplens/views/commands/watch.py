@@ -45,7 +45,8 @@ def live_options(fn: F) -> F:
     )(fn)
     return click.option(
         "--interval",
-        type=click.FloatRange(min=0.01),
+        # a day at most: time.sleep() overflows on absurd values
+        type=click.FloatRange(min=0.01, max=86400),
         default=1.0,
         show_default=True,
         metavar="S",
@@ -102,8 +103,9 @@ def command(
 
 
 def _live(view: WatchView, snaps: Iterator[Snapshot]) -> None:
-    from rich.console import Console
     from rich.live import Live
+
+    from tcplens.views.console import Console
 
     console = Console()
     with Live(console=console, auto_refresh=False, vertical_overflow="crop") as live:
