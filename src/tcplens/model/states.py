@@ -152,7 +152,7 @@ _SPELLINGS: dict[State, dict[str, tuple[str, ...]]] = {
     },
     State.SYN_RECV: {
         "netstat (Linux)": ("SYN_RECV",),
-        "ss": ("SYN-RECV",),
+        "ss": ("SYN-RECV", "NEW-SYN-RECV"),
         "RFC 9293": ("SYN-RECEIVED",),
         "Windows": ("SYN_RECEIVED",),
         "BSD/macOS": ("SYN_RCVD",),
@@ -216,7 +216,7 @@ _SPELLINGS: dict[State, dict[str, tuple[str, ...]]] = {
     },
     State.CLOSED: {
         "netstat (Linux)": ("CLOSE",),
-        "ss": ("UNCONN",),
+        "ss": ("UNCONN", "BOUND"),
         "RFC 9293": ("CLOSED",),
         "Windows": ("CLOSED", "DELETE_TCB"),
         "BSD/macOS": ("CLOSED",),

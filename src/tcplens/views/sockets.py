@@ -552,11 +552,8 @@ PROGNAME_WIDTH: Final = 20
 
 def netstat_state(sock: Socket) -> str:
     """The state column as Linux netstat prints it (``udp_do_one``: blank when unconnected)."""
-    if sock.proto == "udp":
-        if sock.state is State.CLOSED:
-            return ""
-        if sock.state is State.ESTABLISHED:
-            return "ESTABLISHED"
+    if sock.proto == "udp" and sock.state is State.CLOSED:
+        return ""
     return SPELLINGS[sock.state]["netstat (Linux)"][0]
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from tcplens.model.states import State
 from tcplens.sources.records import Proto
 from tcplens.sources.text._common import (
     Builder,
@@ -47,8 +48,9 @@ FORMAT: Final = "solaris-netstat"
 SECTION: Final = re.compile(
     r"^(?P<proto>TCP|UDP|SCTP|ICMP|RAWIP)(?::\s*(?:IPv(?P<fam>[46]))?)?\s*$"
 )
-#: Solaris UDP endpoint words -> the spelling of the equivalent socket state
-_UDP_WORDS: Final = {"connected": "ESTABLISHED", "idle": "IDLE", "unbound": "CLOSED"}
+#: Solaris UDP endpoint words that are no TCP state's spelling (TS_DATA_XFER,
+#: TS_UNBND); "Idle" is one (Solaris column of the model's table)
+_UDP_WORDS: Final = {"connected": State.ESTABLISHED, "unbound": State.CLOSED}
 
 
 def parse(lines: list[Line], out: Builder) -> None:
@@ -98,7 +100,7 @@ def _row(line: Line, proto: Proto, family: int | None, out: Builder) -> None:
             if not rest:
                 raise ParseProblem("UDP row without a state")
             word = rest.pop(0)
-            state = state_of(_UDP_WORDS.get(word.lower(), word))
+            state = _UDP_WORDS.get(word.lower()) or state_of(word)
             send_q = recv_q = None
         sock = new_socket(proto, family, local, remote, state)
         sock.send_q, sock.recv_q = send_q, recv_q

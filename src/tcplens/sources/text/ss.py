@@ -26,7 +26,7 @@ import re
 from typing import Final
 
 from tcplens.errors import UnknownStateError
-from tcplens.model.states import STATE_GROUPS, State
+from tcplens.model.states import SPELLINGS, STATE_GROUPS, State
 from tcplens.sources.records import Proto, Socket, TcpInfo, Timer
 from tcplens.sources.text._common import (
     Builder,
@@ -53,13 +53,10 @@ NETIDS: Final = frozenset(
         "ipv4", "ipv6", "link", "unix", "inet", "inet6", "packet", "netlink", "vsock",
     }
 )  # fmt: skip
-#: the state words ss prints (``sstate_name[]``); parsed through State.parse
+#: the state words ss prints (``sstate_name[]``), from the model's spelling table
 STATE_WORDS: Final = frozenset(
-    {
-        "ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT", "UNCONN",
-        "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING", "UNKNOWN", "BOUND", "NEW-SYN-RECV",
-    }
-)  # fmt: skip
+    spelling for tools in SPELLINGS.values() for spelling in tools.get("ss", ())
+)
 
 _DURATION: Final = re.compile(
     r"^(?:(?P<min>\d+)min)?(?:(?P<sec>\d+)(?P<sep>sec|\.))?(?:(?P<ms>\d+)ms)?$"
