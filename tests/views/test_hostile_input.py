@@ -169,3 +169,10 @@ def test_a_reader_that_goes_away_is_not_an_error(args: tuple[str, ...]) -> None:
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
     assert result.returncode == 0, (result.returncode, stderr)
     assert stderr == ""
+
+
+def test_lab_refuses_an_unwritable_pcap_before_running(tmp_path: Path) -> None:
+    target = tmp_path / "no-such-dir" / "run.pcap"
+    result = tcplens("lab", "listen", "--pcap", str(target))
+    assert_one_line_error(result, f"{target}: cannot write: No such file or directory")
+    assert "rig:" not in result.stdout and result.stdout == ""

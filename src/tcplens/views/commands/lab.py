@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
 import sys
-from pathlib import Path
 from types import FrameType
+from typing import BinaryIO
 
 import click
 
+from tcplens.errors import InputError
 from tcplens.lab.capture import state_at
 from tcplens.lab.rig import Rig
 from tcplens.lab.runner import SIDES, Checkpoint, LabRun, RigKind, run
@@ -252,6 +254,8 @@ def command(
     if step and not as_json:
         click.echo(f"lab {scenario.name}: {scenario.title}")
         click.echo(scenario.description)
+    # opened before the run, so a bad --pcap path fails now, not after the scenario
+    sink = _open_output(pcap) if pcap is not None else None
     old = signal.signal(signal.SIGTERM, _terminate)
     try:
         result = run(
@@ -262,10 +266,17 @@ def command(
             after_step=after if step and not as_json else None,
             on_ready=ready if step and not as_json else None,
         )
+        if sink is not None and result.capture is not None:
+            try:
+                sink.write(result.capture.pcap)
+                sink.flush()
+            except OSError as exc:
+                raise InputError(f"cannot write: {exc.strerror}", path=pcap) from None
     finally:
         signal.signal(signal.SIGTERM, old)
-    if pcap is not None and result.capture is not None:
-        Path(pcap).write_bytes(result.capture.pcap)
+        if sink is not None:
+            with contextlib.suppress(OSError):
+                sink.close()
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
     else:
@@ -273,6 +284,13 @@ def command(
             click.echo("\nthe whole run, with the capture:")
         click.echo(format_run(result, width=width, header=not step), nl=False)
     return 0 if result.ok else 1
+
+
+def _open_output(path: str) -> BinaryIO:
+    try:
+        return open(path, "wb")
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror}", path=path) from None
 
 
 def _run_all(rig: RigKind, *, capture: bool, as_json: bool) -> int:
