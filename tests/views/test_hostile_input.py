@@ -176,3 +176,11 @@ def test_lab_refuses_an_unwritable_pcap_before_running(tmp_path: Path) -> None:
     result = tcplens("lab", "listen", "--pcap", str(target))
     assert_one_line_error(result, f"{target}: cannot write: No such file or directory")
     assert "rig:" not in result.stdout and result.stdout == ""
+
+
+def test_exporter_refuses_an_unreadable_dump_at_start(tmp_path: Path) -> None:
+    dump = tmp_path / "netstat.txt"
+    dump.write_bytes(b"\x00\x01garbage\n" * 10)
+    result = tcplens("exporter", "--listen", "127.0.0.1:0", "--from", str(dump))
+    assert_one_line_error(result, f"{dump}: not netstat, ss or /proc/net output")
+    assert "serving" not in result.stderr

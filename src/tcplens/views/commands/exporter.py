@@ -156,6 +156,10 @@ def command(
     def kernel() -> KernelSettings:
         return read_kernel(proc_root)
 
+    if from_file is not None:
+        # a missing or unparseable dump fails now, as one line; once serving, a dump
+        # that goes bad is a failed scrape (tcplens_snapshot_success 0), not a dead exporter
+        snapshot()
     live_linux = from_file is None and sys.platform.startswith("linux")
 
     collector = TcplensCollector(
