@@ -184,3 +184,17 @@ def test_exporter_refuses_an_unreadable_dump_at_start(tmp_path: Path) -> None:
     result = tcplens("exporter", "--listen", "127.0.0.1:0", "--from", str(dump))
     assert_one_line_error(result, f"{dump}: not netstat, ss or /proc/net output")
     assert "serving" not in result.stderr
+
+
+def test_a_non_utf8_terminal_gets_replacement_characters_not_a_traceback() -> None:
+    seed = FIXTURES / "text" / "seed003-linux-netstat-anlp.txt"
+    result = subprocess.run(
+        [sys.executable, "-m", "tcplens", "doctor", "--from", str(seed), "--lang", "zh"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+        env={**ENV, "PYTHONIOENCODING": "ascii"},
+    )
+    assert b"Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 0, result.stderr
+    assert b"?" in result.stdout and b"CLOSE_WAIT" in result.stdout

@@ -13,6 +13,7 @@ result (doctor findings, truncated capture), 2 usage or input error.
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import sys
 from dataclasses import dataclass
@@ -156,6 +157,11 @@ def cli(ctx: click.Context) -> None:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Console entry point: turn every tcplens error into one line and an exit code."""
+    for stream in (sys.stdout, sys.stderr):
+        # a non-UTF-8 terminal or PYTHONIOENCODING=ascii: '?' for 中文 and box
+        # drawing rather than a UnicodeEncodeError traceback halfway through a table
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="replace")
     try:
         result = cli.main(args=argv, prog_name="tcplens", standalone_mode=False)
     except click.exceptions.Exit as exc:
