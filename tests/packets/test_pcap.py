@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import struct
 import subprocess
 from pathlib import Path
 
@@ -129,20 +130,44 @@ def test_truncated_last_record_yields_the_rest_then_names_record_and_offset() ->
     assert str(info.value).startswith(f"cut.pcap record {len(whole)} byte {whole[-1].offset}:")
 
 
+def record_boundaries(data: bytes) -> set[int]:
+    """Offsets where a record (pcap) or block (pcapng) ends, walked independently of the reader."""
+    if data[:4] == b"\x0a\x0d\x0d\x0a":
+        order = "<" if data[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
+        offset, ends = 0, set()
+        while offset < len(data):
+            offset += struct.unpack_from(order + "I", data, offset + 4)[0]
+            ends.add(offset)
+        return ends
+    order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    offset, ends = 24, {24}
+    while offset < len(data):
+        offset += 16 + struct.unpack_from(order + "I", data, offset + 8)[0]
+        ends.add(offset)
+    return ends
+
+
 @pytest.mark.parametrize("path", ALL_FIXTURES, ids=lambda p: p.name)
 def test_every_cut_point_is_either_clean_or_truncated(path: Path) -> None:
     data = path.read_bytes()
-    total = len(frames_of(data))
-    for cut in range(0, len(data), 7):
+    frames = frames_of(data)
+    ends = record_boundaries(data)
+    assert max(ends) == len(data)
+    for cut in sorted(set(range(0, len(data), 7)) | ends):
         seen = 0
         try:
-            for _ in read_frames(io.BytesIO(data[:cut])):
+            for frame in read_frames(io.BytesIO(data[:cut])):
+                assert frame.data == frames[seen].data
                 seen += 1
         except TruncatedInput as exc:
+            # a cut inside a record is reported, naming the record it cut
+            assert cut not in ends, cut
             assert exc.record == seen + 1
         except InputError:
             assert cut < 40  # only a cut inside the file header is "not a capture"
-        assert seen <= total
+        else:
+            # a clean end is only possible where a record ends
+            assert cut in ends, cut
 
 
 def test_bad_magic_is_one_line_input_error() -> None:
