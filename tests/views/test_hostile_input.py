@@ -148,6 +148,8 @@ def test_pcap_reads_a_pipe_without_losing_its_magic() -> None:
         ("pcap", str(HANDSHAKE)),
         ("simulate", "--list"),
         ("explain",),
+        ("--help",),
+        ("ls", "--help"),
     ],
 )
 def test_a_reader_that_goes_away_is_not_an_error(args: tuple[str, ...]) -> None:

@@ -17,7 +17,7 @@ import io
 import os
 import sys
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -108,6 +108,19 @@ class ReaderGone(Exception):
 
 class LazyGroup(click.Group):
     """A group whose subcommands are imported on first use."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        # `tcplens --help | head -1`: the help is written while parsing
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except BrokenPipeError:
+            raise ReaderGone from None
 
     def invoke(self, ctx: click.Context) -> object:
         try:
