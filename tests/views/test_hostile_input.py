@@ -116,6 +116,7 @@ def test_an_empty_state_filter_is_an_error_not_every_state(value: str) -> None:
         ("capture", "-i", "lo", "--count", "-1"),
         ("capture", "-i", "lo", "--count", "0"),
         ("capture", "-i", "lo", "--duration", "-5"),
+        ("ls", "--from", str(NETSTAT), "--pid", "-5"),
     ],
 )
 def test_out_of_range_live_options_are_usage_errors(args: tuple[str, ...]) -> None:

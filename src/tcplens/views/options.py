@@ -241,7 +241,13 @@ def filter_options(fn: F) -> F:
                 metavar="CIDR",
                 help="Peer address or network.",
             ),
-            click.option("--pid", "pids", multiple=True, type=int, help="Owning process id."),
+            click.option(
+                "--pid",
+                "pids",
+                multiple=True,
+                type=click.IntRange(min=0),
+                help="Owning process id.",
+            ),
             click.option(
                 "--process",
                 default=None,
