@@ -117,11 +117,29 @@ def test_an_empty_state_filter_is_an_error_not_every_state(value: str) -> None:
         ("capture", "-i", "lo", "--count", "0"),
         ("capture", "-i", "lo", "--duration", "-5"),
         ("ls", "--from", str(NETSTAT), "--pid", "-5"),
+        ("pcap", str(HANDSHAKE), "--msl", "-1"),
+        ("pcap", str(HANDSHAKE), "--close-timeout", "-1"),
     ],
 )
 def test_out_of_range_live_options_are_usage_errors(args: tuple[str, ...]) -> None:
     result = tcplens(*args)
     assert_one_line_error(result, "is not in the range")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("watch", "--interval", "nan", "--count", "1"),
+        ("trace", "--duration", "nan"),
+        ("capture", "-i", "lo", "--duration", "nan"),
+        ("exporter", "--listen", "127.0.0.1:0", "--min-interval", "nan"),
+        ("pcap", str(HANDSHAKE), "--msl", "nan"),
+        ("pcap", str(HANDSHAKE), "--idle-timeout", "inf"),
+    ],
+)
+def test_nan_and_infinite_durations_are_usage_errors(args: tuple[str, ...]) -> None:
+    # NaN passes click's own range checks: every comparison with it is false
+    assert_one_line_error(tcplens(*args), "is not a finite number")
 
 
 def test_an_endless_from_file_is_refused_with_its_offset(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,7 @@ pass the rest on without knowing every option.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -28,6 +29,7 @@ from tcplens.model.states import STATE_GROUPS, State, parse_state_filter
 from tcplens.sources.records import Snapshot
 
 __all__ = [
+    "FiniteFloat",
     "filter_from",
     "filter_options",
     "output_format",
@@ -40,6 +42,18 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 SOURCE_CHOICES = ("auto", "netlink", "procfs", "psutil")
+
+
+class FiniteFloat(click.FloatRange):
+    """A ``FloatRange`` that also refuses NaN, which passes every ``<``/``>`` bound check."""
+
+    name = "float"  # metavar FLOAT, and "is not a valid float" like type=float
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{number} is not a finite number", param, ctx)
+        return number
 
 
 def _apply(fn: F, decorators: list[Callable[[F], F]]) -> F:

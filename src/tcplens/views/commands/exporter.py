@@ -31,7 +31,7 @@ from tcplens.views.exporter import (
     make_server,
     parse_listen,
 )
-from tcplens.views.options import source_options
+from tcplens.views.options import FiniteFloat, source_options
 
 DEFAULT_LISTEN = "127.0.0.1:9977"
 
@@ -64,7 +64,7 @@ def _doctor() -> DiagnoseFn | None:
 )
 @click.option(
     "--min-interval",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=5.0,
     show_default=True,
     metavar="SECONDS",

@@ -11,7 +11,7 @@ from tcplens.analysis.diff import Tracer
 from tcplens.errors import TcplensError
 from tcplens.model.states import State
 from tcplens.views.commands.watch import live_options, reject_saved_text
-from tcplens.views.options import filter_from, filter_options, source_options
+from tcplens.views.options import FiniteFloat, filter_from, filter_options, source_options
 from tcplens.views.watch import (
     sample,
     snapshot_taker,
@@ -31,7 +31,7 @@ __all__ = ["command"]
 @live_options
 @click.option(
     "--duration",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=None,
     metavar="S",
     help="Stop after S seconds.",

@@ -10,7 +10,7 @@ import click
 
 from tcplens.model.states import State
 from tcplens.sources.records import Snapshot
-from tcplens.views.options import filter_from, filter_options, source_options
+from tcplens.views.options import FiniteFloat, filter_from, filter_options, source_options
 from tcplens.views.watch import (
     WatchView,
     event_line,
@@ -46,7 +46,7 @@ def live_options(fn: F) -> F:
     return click.option(
         "--interval",
         # a day at most: time.sleep() overflows on absurd values
-        type=click.FloatRange(min=0.01, max=86400),
+        type=FiniteFloat(min=0.01, max=86400),
         default=1.0,
         show_default=True,
         metavar="S",
