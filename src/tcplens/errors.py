@@ -28,7 +28,8 @@ class UnknownStateError(TcplensError, ValueError):
         self.text = text
         self.suggestions = suggestions
         hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
-        super().__init__(f"unknown TCP state {text!r}{hint}")
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        super().__init__(f"unknown TCP state {shown!r}{hint}")
 
 
 class IllegalTransition(TcplensError):
