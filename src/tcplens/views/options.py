@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -36,6 +36,7 @@ __all__ = [
     "output_options",
     "snapshot_from",
     "source_options",
+    "tracker_options",
     "valid_states_text",
 ]
 
@@ -56,10 +57,52 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
-def _apply(fn: F, decorators: list[Callable[[F], F]]) -> F:
+def _apply(fn: F, decorators: Sequence[Callable[[Any], Any]]) -> F:
     for decorator in reversed(decorators):
         fn = decorator(fn)
     return fn
+
+
+def tracker_options(*, idle: bool) -> Callable[[F], F]:
+    """Timing of the capture tracker, shared by ``pcap`` and ``capture``.
+
+    ``idle`` adds ``--idle-timeout``: a file has capture time to measure
+    idleness by; a live capture reports connections as they finish.
+    """
+    timing = [
+        click.option(
+            "--msl",
+            type=FiniteFloat(min=0, min_open=True),
+            default=30.0,
+            show_default=True,
+            help="MSL for TIME_WAIT (TIME_WAIT lasts 2MSL).",
+        )
+    ]
+    if idle:
+        timing.append(
+            click.option(
+                "--idle-timeout",
+                type=FiniteFloat(min=0),
+                default=300.0,
+                show_default=True,
+                help="Finish an idle open connection after this many seconds of capture time.",
+            )
+        )
+    timing.append(
+        click.option(
+            "--close-timeout",
+            type=FiniteFloat(min=0),
+            default=5.0,
+            show_default=True,
+            help="Finish (report) a closed, reset or unanswered connection after this "
+            "many idle seconds.",
+        )
+    )
+
+    def decorate(fn: F) -> F:
+        return _apply(fn, timing)
+
+    return decorate
 
 
 def source_options(fn: F) -> F:

@@ -28,7 +28,7 @@ from tcplens.packets.tracker import (
     reconstruct,
 )
 from tcplens.views.commands.pcap import _table
-from tcplens.views.options import FiniteFloat
+from tcplens.views.options import FiniteFloat, tracker_options
 
 
 def _tee(frames: Iterator[Frame], writer: PcapWriter | None) -> Iterator[Frame]:
@@ -64,20 +64,7 @@ def _line(conn: Connection) -> str:
     help="Also write every frame to this pcap file (raw IP link type).",
 )
 @click.option("--zeek", is_flag=True, help="Print Zeek conn.log rows instead of lines and a table.")
-@click.option(
-    "--msl",
-    type=FiniteFloat(min=0, min_open=True),
-    default=30.0,
-    show_default=True,
-    help="MSL for TIME_WAIT.",
-)
-@click.option(
-    "--close-timeout",
-    type=FiniteFloat(min=0),
-    default=5.0,
-    show_default=True,
-    help="Report a closed, reset or unanswered connection after this many idle seconds.",
-)
+@tracker_options(idle=False)
 def command(
     interface: str,
     count: int | None,

@@ -25,7 +25,7 @@ from tcplens.packets.pcap import read_frames
 from tcplens.packets.tracker import CaptureSummary, Connection, Timeouts, Tracker, reconstruct
 from tcplens.packets.zeek import conn_log_header
 from tcplens.sources.records import Addr
-from tcplens.views.options import FiniteFloat
+from tcplens.views.options import tracker_options
 
 JSON_VERSION = 1
 SORT_KEYS = ("start", "duration", "bytes", "state")
@@ -334,27 +334,7 @@ def _ladder(conn: Connection, out: IO[str]) -> None:
     "endpoint (e.g. 10.0.0.1:5000, [::1]:80 or 443).",
 )
 @click.option("--states", is_flag=True, help="State timeline of each side, time in each state.")
-@click.option(
-    "--msl",
-    type=FiniteFloat(min=0, min_open=True),
-    default=30.0,
-    show_default=True,
-    help="MSL for TIME_WAIT.",
-)
-@click.option(
-    "--idle-timeout",
-    type=FiniteFloat(min=0),
-    default=300.0,
-    show_default=True,
-    help="Finish an idle open connection after this many seconds of capture time.",
-)
-@click.option(
-    "--close-timeout",
-    type=FiniteFloat(min=0),
-    default=5.0,
-    show_default=True,
-    help="Finish a closed, reset or unanswered connection after this many seconds.",
-)
+@tracker_options(idle=True)
 def command(
     file: str,
     as_json: bool,
