@@ -370,17 +370,9 @@ def reconstruct_pcap_fast(
             summary.connections += len(done)
             yield from done
     except TruncatedInput as exc:
-        summary.truncated = exc
-        summary.status = "truncated"
-        rest = tracker.finish()
-        summary.connections += len(rest)
-        summary.peak_live = tracker.peak
-        yield from rest
+        yield from summary.finish(tracker, exc)
         raise
-    rest = tracker.finish()
-    summary.connections += len(rest)
-    summary.peak_live = tracker.peak
-    yield from rest
+    yield from summary.finish(tracker)
 
 
 def _process(

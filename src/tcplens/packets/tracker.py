@@ -983,6 +983,20 @@ class CaptureSummary:
     truncated: TruncatedInput | None = None
     status: Literal["ok", "truncated"] = "ok"
 
+    def finish(self, tracker: Tracker, truncated: TruncatedInput | None = None) -> list[Connection]:
+        """End of input (clean or cut short): flush the tracker and count what it held.
+
+        Both the packet-by-packet and the vectorised readers end this way, so a
+        truncated capture reports exactly the connections a clean one would.
+        """
+        if truncated is not None:
+            self.truncated = truncated
+            self.status = "truncated"
+        rest = tracker.finish()
+        self.connections += len(rest)
+        self.peak_live = tracker.peak
+        return rest
+
 
 def reconstruct(
     frames: Iterable[Frame],
@@ -1023,17 +1037,9 @@ def reconstruct(
                 sm.connections += len(finished)
                 yield from finished
     except TruncatedInput as exc:
-        sm.truncated = exc
-        sm.status = "truncated"
-        rest = tr.finish()
-        sm.connections += len(rest)
-        sm.peak_live = tr.peak
-        yield from rest
+        yield from sm.finish(tr, exc)
         raise
-    rest = tr.finish()
-    sm.connections += len(rest)
-    sm.peak_live = tr.peak
-    yield from rest
+    yield from sm.finish(tr)
 
 
 def reconstruct_file(fileobj: BinaryIO, path: str | None = None, **kwargs: Any) -> list[Connection]:
