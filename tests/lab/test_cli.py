@@ -12,6 +12,7 @@ import pytest
 
 from tcplens.lab.scenarios import LAB_SCENARIOS
 from tcplens.packets.tracker import reconstruct_file
+from tests.unprivileged import cli_as_nobody
 
 ROOT = os.geteuid() == 0
 
@@ -86,27 +87,16 @@ def test_json_and_saved_pcap_of_a_refused_connection(tmp_path: Path) -> None:
     assert [c.conn_state for c in conns] == ["REJ"]
 
 
-_AS_NOBODY = """
-import contextlib, io, os, sys
-from tcplens.views.cli import main
-import tcplens.views.commands.lab, tcplens.lab.runner, tcplens.sources.netlink
-import tcplens.sources.select, tcplens.packets.tracker
-os.setgroups([])
-os.setgid(65534)
-os.setuid(65534)
-assert os.geteuid() == 65534
-main(sys.argv[1:])
-"""
-
-
 def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", _AS_NOBODY, *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HOME": "/tmp", "COLUMNS": "100"},
-        cwd="/",
-        timeout=60,
+    return cli_as_nobody(
+        *args,
+        preload=(
+            "tcplens.views.commands.lab",
+            "tcplens.lab.runner",
+            "tcplens.sources.netlink",
+            "tcplens.sources.select",
+            "tcplens.packets.tracker",
+        ),
     )
 
 

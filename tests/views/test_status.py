@@ -13,6 +13,7 @@ from tcplens.analysis.summary import summarize
 from tcplens.sources.procfs import snapshot as proc_snapshot
 from tcplens.views.commands.status import DOCTOR_POINTER, render_status
 from tests.sources.live import known_sockets
+from tests.unprivileged import cli_as_nobody
 
 PROC = Path(__file__).parent.parent / "fixtures" / "proc"
 
@@ -61,31 +62,8 @@ def test_bare_tcplens_is_status_on_live_sockets() -> None:
 #: Run the real CLI, then again after dropping to ``nobody``.  The interpreter
 #: lives under /root (mode 700) here, so the child imports everything while
 #: still root (a first, silenced run), then gives up root for good.
-_AS_NOBODY = """
-import contextlib, io, os, sys
-from tcplens.views.cli import main
-with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-    try:
-        main(sys.argv[1:])
-    except SystemExit:
-        pass
-os.setgroups([])
-os.setgid(65534)
-os.setuid(65534)
-assert os.geteuid() == 65534
-main(sys.argv[1:])
-"""
-
-
 def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", _AS_NOBODY, *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HOME": "/tmp", "COLUMNS": "100"},
-        cwd="/",
-        timeout=60,
-    )
+    return cli_as_nobody(*args, warm_up=True)
 
 
 @pytest.mark.root
