@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,46 @@ def test_mutated_pcaps_never_raise_anything_but_tcplens_errors(
         data[24 + position % (len(data) - 24)] = value  # keep the magic: test the records
     with contextlib.suppress(TcplensError):
         list(fastpath.reconstruct_pcap_fast(io.BytesIO(bytes(data)), Tracker(), CaptureSummary()))
+
+
+def fast_json(data: bytes, offload: bool) -> list[str]:
+    got = fastpath.reconstruct_pcap_fast(
+        io.BytesIO(data), Tracker(), CaptureSummary(), offload=offload
+    )
+    return [json.dumps(c.as_dict(), sort_keys=True) for c in got]
+
+
+@pytest.mark.parametrize("name", ["200722_tcp_anon.pcapng", "tcp_retransmissions.pcapng"])
+def test_offloaded_decoding_gives_the_same_connections_in_the_same_order(name: str) -> None:
+    # a forked child indexes and decodes, this process tracks; with 700-byte chunks
+    # dozens of decoded chunks cross the pipe, pcapng and classic pcap alike
+    for data in (as_pcap(FIXTURES / name), (FIXTURES / name).read_bytes()):
+        here = fast_json(data, offload=False)
+        assert here
+        assert fast_json(data, offload=True) == here
+
+
+def test_offloaded_decoding_reports_a_truncated_file_at_the_same_record() -> None:
+    data = as_pcap(FIXTURES / "200722_tcp_anon.pcapng")[:-40]
+    got: list[Connection] = []
+    with pytest.raises(TruncatedInput) as info:
+        got.extend(
+            fastpath.reconstruct_pcap_fast(
+                io.BytesIO(data), Tracker(), CaptureSummary(), offload=True
+            )
+        )
+    assert len(got) == 2
+    assert info.value.record == 35
+    assert info.value.offset is not None and info.value.offset > 24
+
+
+def test_offloaded_decoding_stopped_early_leaves_no_child_behind() -> None:
+    data = as_pcap(FIXTURES / "200722_tcp_anon.pcapng")
+    conns = fastpath.reconstruct_pcap_fast(
+        io.BytesIO(data), Tracker(), CaptureSummary(), offload=True
+    )
+    first = next(iter(conns))
+    assert first.index >= 1
+    conns.close()  # type: ignore[attr-defined]
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # the child was reaped by the generator

@@ -42,7 +42,11 @@ would split it.
 from __future__ import annotations
 
 import heapq
+import io
+import os
+import pickle
 import struct
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -108,6 +112,43 @@ class _Chunk:
     first_record: int
     base: int  # file offset of buf[0]
     meta: tuple[list[int], list[int], list[int], list[int]] | None = None
+
+
+@dataclass(slots=True)
+class _Decoded:
+    """A chunk decoded and grouped by 4-tuple: everything that needs no tracker state.
+
+    Positions ``*_o`` are in group order (``o`` maps them to capture order);
+    ``fields`` holds, per capture-order packet, what feeding it reads.  Nothing
+    here points into the chunk's buffer except ``slow_frames`` (the frames the
+    vectorised decoder leaves to the exact one), so a decoded chunk is small
+    and can cross a process boundary.
+    """
+
+    n: int
+    first_record: int
+    stamps: npt.NDArray[np.float64]
+    slow_frames: dict[int, tuple[int, bytes]]
+    slow_keys: set[tuple[bytes, int, bytes, int]]
+    gkey: list[tuple[bytes, int, bytes, int] | None]
+    first_syn: B
+    reuse: B
+    o: I64
+    new_group: B
+    group_of_o: I64
+    gstart_pos: I64
+    side_o: I64
+    flags_o: I64
+    len_o: I64
+    end_o: I64
+    ack_o: I64
+    window_o: I64
+    wire_o: I64
+    iplen_o: I64
+    interesting_o: B
+    first_of_side: B
+    fields: I64
+    nfast: int
 
 
 def _index(fileobj: BinaryIO, order: str, snaplen: int, path: str | None) -> Iterator[_Chunk]:
@@ -326,8 +367,15 @@ def reconstruct_pcap_fast(
     tracker: Tracker,
     summary: CaptureSummary,
     path: str | None = None,
+    *,
+    offload: bool | None = None,
 ) -> Iterator[Connection]:
-    """Like :func:`tcplens.packets.tracker.reconstruct` for a pcap or pcapng stream."""
+    """Like :func:`tcplens.packets.tracker.reconstruct` for a pcap or pcapng stream.
+
+    ``offload``: index and decode in a forked worker process while this one
+    tracks (see :func:`_offloaded`); ``None`` decides from the file (a real file
+    of at least :data:`_OFFLOAD_MIN_BYTES` on a machine with a second core).
+    """
     head = fileobj.read(24)
     magic = struct.unpack("<I", head[:4])[0] if len(head) >= 4 else 0
     chunks: Iterator[_Chunk]
@@ -360,33 +408,120 @@ def reconstruct_pcap_fast(
         chunks = _index(fileobj, order, snaplen, path)
     tracker.sweeping = False
     stats = summary.decode
-    try:
+
+    def decoded() -> Iterator[_Decoded]:
         for chunk in chunks:
-            if not chunk.offsets:
-                continue
-            primary = chunk.meta[3][0] if chunk.meta is not None else linktype
-            yield from _process(chunk, order, scale, primary, tracker, stats, summary)
-            done = tracker.sweep(len(chunk.offsets))
+            if chunk.offsets:
+                primary = chunk.meta[3][0] if chunk.meta is not None else linktype
+                yield _decode(chunk, order, scale, primary)
+
+    if offload is None:
+        offload = _worth_offloading(fileobj)
+    source = _offloaded(decoded()) if offload else decoded()
+    try:
+        for dec in source:
+            yield from _track(dec, tracker, stats, summary)
+            done = tracker.sweep(dec.n)
             summary.connections += len(done)
             yield from done
     except TruncatedInput as exc:
         yield from summary.finish(tracker, exc)
         raise
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
     yield from summary.finish(tracker)
 
 
-def _process(
-    chunk: _Chunk,
-    order: str,
-    scale: int,
-    linktype: int,
-    tracker: Tracker,
-    stats: DecodeStats,
-    summary: CaptureSummary,
-) -> Iterator[Connection]:
+#: smallest file worth a worker process (forking and the pipe cost a few ms)
+_OFFLOAD_MIN_BYTES = 32 << 20
+
+
+def _worth_offloading(fileobj: BinaryIO) -> bool:
+    """A real, large file and a second core: decode there, track here."""
+    if not isinstance(fileobj, io.BufferedReader):
+        return False  # e.g. the CLI's progress-counting wrapper: its reads must stay here
+    try:
+        cores = len(os.sched_getaffinity(0))
+        size = os.fstat(fileobj.fileno()).st_size
+    except (AttributeError, OSError, ValueError):
+        return False
+    return cores >= 2 and size >= _OFFLOAD_MIN_BYTES
+
+
+def _offloaded(decoded: Iterator[_Decoded]) -> Iterator[_Decoded]:
+    """Run ``decoded`` in a forked child and yield what it sends, in order.
+
+    Pipeline parallelism with exactly the in-process results: the child reads,
+    indexes and decodes (everything in :class:`_Decoded` needs no tracker
+    state), the parent tracks.  The child inherits the open file object and is
+    the only one to read it from then on.  The pipe holds less than a chunk, so
+    the child runs at most a chunk or two ahead and memory stays bounded.  An
+    :class:`~tcplens.errors.InputError` in the child (bad or truncated record)
+    is sent as data and raised here at the same point of the stream as the
+    in-process path raises it.  The child leaves with ``os._exit``: it must not
+    flush the copy of this process's unwritten stdout it was born with.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child; its results are checked in the parent
+        code = 0
+        try:
+            os.close(read_fd)
+            _produce(decoded, write_fd)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    pipe = open(read_fd, "rb", buffering=1 << 20)  # noqa: SIM115 - closed in finally
+    try:
+        while True:
+            head = pipe.read(8)
+            if len(head) < 8:
+                raise RuntimeError("decoding worker ended without a result")
+            kind, payload = pickle.loads(pipe.read(int.from_bytes(head, "little")))
+            if kind == "chunk":
+                yield payload
+            elif kind == "end":
+                return
+            elif kind == "input-error":
+                cls, reason, where = payload
+                raise cls(reason, **where)
+            else:
+                raise RuntimeError(f"decoding worker failed:\n{payload}")
+    finally:
+        pipe.close()  # a child still writing gets EPIPE and leaves
+        os.waitpid(pid, 0)
+
+
+def _produce(decoded: Iterator[_Decoded], write_fd: int) -> None:
+    """The child's side of :func:`_offloaded`: length-prefixed pickles on the pipe."""
+
+    def send(item: tuple[str, Any]) -> None:
+        data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+        view = memoryview(len(data).to_bytes(8, "little") + data)
+        while view:
+            view = view[os.write(write_fd, view) :]
+
+    try:
+        for dec in decoded:
+            send(("chunk", dec))
+        send(("end", None))
+    except InputError as exc:
+        where = {"path": exc.path, "line": exc.line, "offset": exc.offset, "record": exc.record}
+        send(("input-error", (type(exc), exc.reason, where)))
+    except OSError:
+        pass  # EPIPE: the parent stopped reading
+    except Exception:
+        send(("failure", traceback.format_exc()))
+
+
+def _decode(chunk: _Chunk, order: str, scale: int, linktype: int) -> _Decoded:
+    """Everything about a chunk that does not depend on the tracker (see :class:`_Decoded`)."""
     buf = chunk.buf
     n = len(chunk.offsets)
-    summary.frames += n
     a: U8 = np.frombuffer(buf + bytes(128), dtype=np.uint8)
     off: I64 = np.asarray(chunk.offsets, dtype=np.int64)
     if chunk.meta is None:
@@ -394,15 +529,16 @@ def _process(
         head = a[off[:, None] + _BYTES16].view(order + "u4").astype(np.int64)
         sec, frac, caplen, wire = head[:, 0], head[:, 1], head[:, 2], head[:, 3]
         ts_ns = sec * 1_000_000_000 + frac * scale
-        times = (ts_ns / 1e9).tolist()  # Python floats, exactly as ts_ns / 1e9 in the tracker
+        # Python floats later, exactly as ts_ns / 1e9 in the tracker
+        stamps: npt.NDArray[np.float64] = ts_ns / 1e9
         p = off + 16  # start of the frame
         links: list[int] = [linktype] * n
         other_link = np.zeros(n, dtype=bool)
     else:
-        caps, wires, stamps, links = chunk.meta
+        caps, wires, stamp_ns, links = chunk.meta
         caplen = np.asarray(caps, dtype=np.int64)
         wire = np.asarray(wires, dtype=np.int64)
-        times = [stamp / 1e9 for stamp in stamps]
+        stamps = np.asarray([stamp / 1e9 for stamp in stamp_ns], dtype=np.float64)
         p = off
         other_link = np.asarray(links, dtype=np.int64) != linktype
 
@@ -529,7 +665,6 @@ def _process(
     ctrl_o = (flags_o & (SYN | FIN | RST)) != 0
     end_o = (seq[o] + len_o + ((flags_o & SYN) != 0) + ((flags_o & FIN) != 0)) % _MOD
     ack_o = ack[o]
-    hasack_o = (flags_o & ACK) != 0
     # bases per group and side: the first end seen from that side in the chunk
     interesting_o = ~fast[o] | ctrl_o | new_group
     group_of_o = gid_sorted
@@ -537,15 +672,17 @@ def _process(
     # Slow packets decoded up front only to learn their flows: those flows then take
     # the exact path for the whole chunk, so order between the two kinds is kept.
     slow_keys: set[tuple[bytes, int, bytes, int]] = set()
+    slow_frames: dict[int, tuple[int, bytes]] = {}
     for i in np.flatnonzero(~fast).tolist():
         start = int(p[i])
-        probe = decode(links[i], buf[start : start + int(caplen[i])], DecodeStats())
+        slow_frames[i] = (links[i], buf[start : start + int(caplen[i])])
+        probe = decode(links[i], slow_frames[i][1], DecodeStats())
         if probe is not None:
             a1, a2 = (probe.src, probe.sport), (probe.dst, probe.dport)
             lo_, hi_ = (a1, a2) if a1 <= a2 else (a2, a1)
             slow_keys.add((lo_[0], lo_[1], hi_[0], hi_[1]))
 
-    # Per-group flow facts from the tracker (Python, once per group).
+    # Group keys as the tracker spells them (Python, once per group).
     gkeys_ahi = ahi[o][gstart_pos].tolist()
     gkeys_alo = alo[o][gstart_pos].tolist()
     gkeys_apt = apt[o][gstart_pos].tolist()
@@ -554,17 +691,10 @@ def _process(
     gkeys_bpt = bpt[o][gstart_pos].tolist()
     gfam = fam[o][gstart_pos].tolist()
     gfast = fast[o][gstart_pos].tolist()
-    first_syn = ((flags[o][gstart_pos] & (SYN | ACK)) == SYN).tolist()
-    base_end = np.zeros((ngroups, 2), dtype=np.int64)
-    has_base = np.zeros((ngroups, 2), dtype=bool)
-    all_slow = np.zeros(ngroups, dtype=bool)
-    need_first = np.ones((ngroups, 2), dtype=bool)
     gkey: list[tuple[bytes, int, bytes, int] | None] = []
-    waiting_groups: set[int] = set()
     for g in range(ngroups):
         if not gfast[g]:
             gkey.append(None)
-            all_slow[g] = True
             continue
         if gfam[g]:
             araw = (gkeys_ahi[g] & (_MOD * _MOD - 1)).to_bytes(8, "big") + (
@@ -576,8 +706,89 @@ def _process(
         else:
             araw = gkeys_alo[g].to_bytes(4, "big")
             braw = gkeys_blo[g].to_bytes(4, "big")
-        key = (araw, gkeys_apt[g], braw, gkeys_bpt[g])
-        gkey.append(key)
+        gkey.append((araw, gkeys_apt[g], braw, gkeys_bpt[g]))
+    # a second bare SYN in a group: possible port reuse, take the exact path
+    bare_syn_o = (flags_o & (SYN | ACK)) == SYN
+    syn_count = np.bincount(group_of_o, weights=bare_syn_o, minlength=ngroups)
+    first_is_syn = bare_syn_o[gstart_pos]
+    reuse = (syn_count - first_is_syn) > 0
+
+    # first segment of each side in its group
+    first_of_side = np.zeros(n, dtype=bool)
+    for phys in (0, 1):
+        m = side_o == phys
+        lastpos = _ffill_last(m, new_group)
+        prev = np.empty(n, dtype=np.int64)
+        prev[0] = -1
+        prev[1:] = lastpos[:-1]
+        prev[new_group] = -1
+        first_of_side |= m & (prev == -1)
+
+    gid_cap = np.empty(n, dtype=np.int64)
+    gid_cap[o] = group_of_o
+    fields = np.stack([pos_of, gid_cap, side, seq, ack, flags, window, payload, ip_len, wire, fast])
+    return _Decoded(
+        n=n,
+        first_record=chunk.first_record,
+        stamps=stamps,
+        slow_frames=slow_frames,
+        slow_keys=slow_keys,
+        gkey=gkey,
+        first_syn=first_is_syn,
+        reuse=reuse,
+        o=o,
+        new_group=new_group,
+        group_of_o=group_of_o,
+        gstart_pos=gstart_pos,
+        side_o=side_o,
+        flags_o=flags_o,
+        len_o=len_o,
+        end_o=end_o,
+        ack_o=ack_o,
+        window_o=window[o],
+        wire_o=wire[o],
+        iplen_o=ip_len[o],
+        interesting_o=interesting_o,
+        first_of_side=first_of_side,
+        fields=fields,
+        nfast=int(fast.sum()),
+    )
+
+
+def _track(
+    dec: _Decoded, tracker: Tracker, stats: DecodeStats, summary: CaptureSummary
+) -> Iterator[Connection]:
+    """Feed a decoded chunk's interesting segments to the tracker, the rest in bulk."""
+    summary.frames += dec.n
+    n = dec.n
+    o = dec.o
+    new_group = dec.new_group
+    group_of_o = dec.group_of_o
+    gstart_pos = dec.gstart_pos
+    ngroups = len(gstart_pos)
+    side_o = dec.side_o
+    flags_o = dec.flags_o
+    len_o = dec.len_o
+    end_o = dec.end_o
+    ack_o = dec.ack_o
+    hasack_o = (flags_o & ACK) != 0
+    gkey = dec.gkey
+    slow_keys = dec.slow_keys
+    first_syn = dec.first_syn.tolist()
+    first_of_side = dec.first_of_side
+    fields = dec.fields
+    times: list[float] = dec.stamps.tolist()
+    interesting_o = dec.interesting_o
+    base_end = np.zeros((ngroups, 2), dtype=np.int64)
+    has_base = np.zeros((ngroups, 2), dtype=bool)
+    all_slow = np.zeros(ngroups, dtype=bool)
+    need_first = np.ones((ngroups, 2), dtype=bool)
+    waiting_groups: set[int] = set()
+    for g in range(ngroups):
+        key = gkey[g]
+        if key is None:
+            all_slow[g] = True
+            continue
         if key in slow_keys:
             all_slow[g] = True
         flow = tracker.flows.get(key)
@@ -602,22 +813,9 @@ def _process(
             if side_obj is not None and side_obj.endpoint.state in _WAITING:
                 waiting_groups.add(g)
 
-    # a second bare SYN in a group: possible port reuse, take the exact path
-    bare_syn_o = (flags_o & (SYN | ACK)) == SYN
-    syn_count = np.bincount(group_of_o, weights=bare_syn_o, minlength=ngroups)
-    first_is_syn = bare_syn_o[gstart_pos]
-    all_slow |= (syn_count - first_is_syn) > 0
+    all_slow |= dec.reuse
 
     # Relative sequence numbers per group-side; a side without a base takes its first end.
-    first_of_side = np.zeros(n, dtype=bool)
-    for phys in (0, 1):
-        m = side_o == phys
-        lastpos = _ffill_last(m, new_group)
-        prev = np.empty(n, dtype=np.int64)
-        prev[0] = -1
-        prev[1:] = lastpos[:-1]
-        prev[new_group] = -1
-        first_of_side |= m & (prev == -1)
     for phys in (0, 1):
         idx = np.flatnonzero(first_of_side & (side_o == phys))
         grp = group_of_o[idx]
@@ -643,7 +841,7 @@ def _process(
     retrans = (len_o > 0) & (rel_end <= before_self) & (before_self > _NEG)
     rel_ack_peer = _signed(ack_o - base_peer)
     gap = hasack_o & (peer_max_before > _NEG) & (rel_ack_peer > peer_max_before)
-    zero = window[o] == 0
+    zero = dec.window_o == 0
     pure_ack = hasack_o & (len_o == 0)
     data = len_o > 0
     need_first_o = need_first[group_of_o, side_o] & first_of_side
@@ -653,8 +851,8 @@ def _process(
     # table (columns 0-7: side 0, 8-15: side 1): one row per position, two rows read
     # per run instead of converting whole arrays to lists.
     plain_o = ~interesting_o
-    wire_o = wire[o]
-    iplen_o = ip_len[o]
+    wire_o = dec.wire_o
+    iplen_o = dec.iplen_o
     cols_list: list[npt.NDArray[Any]] = []
     posts: list[I64] = []
     for phys in (0, 1):
@@ -710,28 +908,23 @@ def _process(
             letter_codes.append((phys, code))
     nxt_letter = np.stack(letter_cols, axis=1)  # read one row per applied run
 
-    window_o = window[o]
+    window_o = dec.window_o
     all_slow_l: list[bool] = all_slow.tolist()
 
     # -- feed interesting packets in capture order, bulk-applying plain runs ----------
     applied = list(gstart_l)  # per group: first group-order position not yet applied
     gend_l = [*gstart_l[1:], n]
     heap = np.flatnonzero(interesting_o)
-    pending: list[int] = order_idx[heap].tolist()  # capture-order indices
+    pending: list[int] = o[heap].tolist()  # capture-order indices
     # What the loop reads per fed packet, as Python ints, for the packets known to be fed
     # (a sixth of them): one numpy gather instead of a scalar read per field; packets
     # found later (waits, resets) read their row on demand.
-    gid_cap = np.empty(n, dtype=np.int64)
-    gid_cap[o] = group_of_o
-    fields = np.stack([pos_of, gid_cap, side, seq, ack, flags, window, payload, ip_len, wire, fast])
-    rows: dict[int, list[int]] = dict(
-        zip(pending, fields[:, order_idx[heap]].T.tolist(), strict=True)
-    )
+    rows: dict[int, list[int]] = dict(zip(pending, fields[:, o[heap]].T.tolist(), strict=True))
     heapq.heapify(pending)
     queued = set(pending)
     feed = tracker.feed
     flows = tracker.flows
-    recs = chunk.first_record
+    recs = dec.first_record
     reset = ZeekState.RESET
     inactive = ZeekState.INACTIVE
 
@@ -866,9 +1059,8 @@ def _process(
                 iplen_i,
             )
         else:
-            start = int(p[i])
-            data_b = buf[start : start + int(caplen[i])]
-            seg_or_none = decode(links[i], data_b, stats)
+            link_i, data_b = dec.slow_frames[i]
+            seg_or_none = decode(link_i, data_b, stats)
             if seg_or_none is None:
                 continue
             seg = seg_or_none
@@ -890,9 +1082,8 @@ def _process(
     for g in range(ngroups):
         if applied[g] < gend_l[g]:
             apply(g, gend_l[g])
-    nfast = int(fast.sum())
-    stats.frames += nfast
-    stats.tcp += nfast
+    stats.frames += dec.nfast
+    stats.tcp += dec.nfast
 
 
 def _side_index(flow: _Flow, key: tuple[bytes, int, bytes, int], phys: int) -> int:
