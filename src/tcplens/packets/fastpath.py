@@ -118,11 +118,10 @@ class _Chunk:
 class _Decoded:
     """A chunk decoded and grouped by 4-tuple: everything that needs no tracker state.
 
-    Positions ``*_o`` are in group order (``o`` maps them to capture order);
-    ``fields`` holds, per capture-order packet, what feeding it reads.  Nothing
-    here points into the chunk's buffer except ``slow_frames`` (the frames the
-    vectorised decoder leaves to the exact one), so a decoded chunk is small
-    and can cross a process boundary.
+    Positions ``*_o`` are in group order (``o`` maps them to capture order).
+    Nothing here points into the chunk's buffer except ``slow_frames`` (the
+    frames the vectorised decoder leaves to the exact one), so a decoded chunk
+    is small and can cross a process boundary (:func:`_shrink`, :func:`_grow`).
     """
 
     n: int
@@ -147,8 +146,69 @@ class _Decoded:
     iplen_o: I64
     interesting_o: B
     first_of_side: B
-    fields: I64
+    fast_o: B
     nfast: int
+
+
+#: narrowest exact dtype of each integer array of :class:`_Decoded` (for the pipe)
+_NARROW: dict[str, type[np.integer[Any]]] = {
+    "o": np.int32,
+    "group_of_o": np.int32,
+    "gstart_pos": np.int32,
+    "side_o": np.int8,
+    "flags_o": np.uint8,
+    "len_o": np.int32,
+    "end_o": np.uint32,
+    "ack_o": np.uint32,
+    "window_o": np.uint16,
+    "wire_o": np.uint32,
+    "iplen_o": np.int32,
+}
+
+
+def _shrink(dec: _Decoded) -> dict[str, Any]:
+    """A decoded chunk in a quarter of the bytes: what the worker sends."""
+    state = {name: getattr(dec, name) for name in _Decoded.__dataclass_fields__}
+    for name, dtype in _NARROW.items():
+        state[name] = state[name].astype(dtype)
+    return state
+
+
+def _grow(state: dict[str, Any]) -> _Decoded:
+    """Undo :func:`_shrink` (every value fits its narrow type, so this is exact)."""
+    for name in _NARROW:
+        state[name] = state[name].astype(np.int64)
+    return _Decoded(**state)
+
+
+def _fields(dec: _Decoded) -> I64:
+    """Per capture-order packet, what feeding it reads (one row per field).
+
+    Rows: group position, group, side, seq, ack, flags, window, payload, IP
+    length, wire length, fast.  Payload and seq are exact for fast packets
+    (the only ones whose fields are read; slow ones are decoded again).
+    """
+    n, o = dec.n, dec.o
+    flags_o, len_o = dec.flags_o, dec.len_o
+    seq_o = (dec.end_o - len_o - ((flags_o & SYN) != 0) - ((flags_o & FIN) != 0)) % _MOD
+    rows = np.stack(
+        [
+            np.arange(n, dtype=np.int64),
+            dec.group_of_o,
+            dec.side_o,
+            seq_o,
+            dec.ack_o,
+            flags_o,
+            dec.window_o,
+            len_o,
+            dec.iplen_o,
+            dec.wire_o,
+            dec.fast_o,
+        ]
+    )
+    out: I64 = np.empty_like(rows)
+    out[:, o] = rows
+    return out
 
 
 def _index(fileobj: BinaryIO, order: str, snaplen: int, path: str | None) -> Iterator[_Chunk]:
@@ -483,7 +543,7 @@ def _offloaded(decoded: Iterator[_Decoded]) -> Iterator[_Decoded]:
                 raise RuntimeError("decoding worker ended without a result")
             kind, payload = pickle.loads(pipe.read(int.from_bytes(head, "little")))
             if kind == "chunk":
-                yield payload
+                yield _grow(payload)
             elif kind == "end":
                 return
             elif kind == "input-error":
@@ -501,13 +561,14 @@ def _produce(decoded: Iterator[_Decoded], write_fd: int) -> None:
 
     def send(item: tuple[str, Any]) -> None:
         data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
-        view = memoryview(len(data).to_bytes(8, "little") + data)
-        while view:
-            view = view[os.write(write_fd, view) :]
+        for part in (len(data).to_bytes(8, "little"), data):
+            view = memoryview(part)
+            while view:
+                view = view[os.write(write_fd, view) :]
 
     try:
         for dec in decoded:
-            send(("chunk", dec))
+            send(("chunk", _shrink(dec)))
         send(("end", None))
     except InputError as exc:
         where = {"path": exc.path, "line": exc.line, "offset": exc.offset, "record": exc.record}
@@ -653,8 +714,6 @@ def _decode(chunk: _Chunk, order: str, scale: int, linktype: int) -> _Decoded:
     new_group |= ~fast[order_idx]  # every slow packet stands alone
     gid_sorted = np.cumsum(new_group) - 1
     ngroups = int(gid_sorted[-1]) + 1
-    pos_of = np.empty(n, dtype=np.int64)
-    pos_of[order_idx] = np.arange(n)
     gstart_pos = np.flatnonzero(new_group)
 
     # -- per-packet values in group order --------------------------------------------
@@ -724,9 +783,6 @@ def _decode(chunk: _Chunk, order: str, scale: int, linktype: int) -> _Decoded:
         prev[new_group] = -1
         first_of_side |= m & (prev == -1)
 
-    gid_cap = np.empty(n, dtype=np.int64)
-    gid_cap[o] = group_of_o
-    fields = np.stack([pos_of, gid_cap, side, seq, ack, flags, window, payload, ip_len, wire, fast])
     return _Decoded(
         n=n,
         first_record=chunk.first_record,
@@ -750,7 +806,7 @@ def _decode(chunk: _Chunk, order: str, scale: int, linktype: int) -> _Decoded:
         iplen_o=ip_len[o],
         interesting_o=interesting_o,
         first_of_side=first_of_side,
-        fields=fields,
+        fast_o=fast[o],
         nfast=int(fast.sum()),
     )
 
@@ -776,7 +832,7 @@ def _track(
     slow_keys = dec.slow_keys
     first_syn = dec.first_syn.tolist()
     first_of_side = dec.first_of_side
-    fields = dec.fields
+    fields = _fields(dec)
     times: list[float] = dec.stamps.tolist()
     interesting_o = dec.interesting_o
     base_end = np.zeros((ngroups, 2), dtype=np.int64)
