@@ -1,9 +1,11 @@
 """tcplens: make TCP connection states visible and understandable.
 
 The public API is re-exported here once; implementation modules may change.
-Only the errors and the model are imported eagerly: ``import tcplens.model``
-must not drag in sources, packets or views (a test checks that in a fresh
-interpreter), so everything else is resolved on first attribute access.
+Only the errors are imported eagerly: ``import tcplens.model`` must not drag
+in sources, packets or views (a test checks that in a fresh interpreter), and
+a command's start-up time is paid by every invocation (``tcplens status``
+aims to finish faster than ``ss -tan``), so everything else, the model
+included, is resolved on first attribute access.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from tcplens.errors import (
     TruncatedInput,
     UnknownStateError,
 )
-from tcplens.model import State
 
 if TYPE_CHECKING:
     from tcplens.analysis.doctor import Finding, diagnose
+    from tcplens.model.states import State
     from tcplens.packets import reconstruct
     from tcplens.sources.records import Addr, Snapshot, Socket
     from tcplens.sources.select import take_snapshot
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _LAZY = {
+    "State": "tcplens.model.states",
     "Addr": "tcplens.sources.records",
     "Snapshot": "tcplens.sources.records",
     "Socket": "tcplens.sources.records",

@@ -46,7 +46,15 @@ def test_busiest_states_exclude_listen_and_name_ports_and_processes() -> None:
     est = s.busy[0]
     assert est.top_local_ports == [(443, 5), (80, 2)]
     assert est.top_processes == [("p7", 7, 5), ("p8", 8, 2)]
-    assert s.busy[1].top_peers == [("10.0.0.2", 3)]
+    assert s.busy[1].top_local_ports == [(8080, 3)]
+
+
+def test_ties_in_ports_and_processes_go_to_the_lower_number_not_the_dump_order() -> None:
+    rows = [tcp(State.ESTABLISHED, port, pid=pid) for port, pid in ((90, 9), (80, 8), (70, 7))]
+    rows.append(tcp(State.ESTABLISHED, 60))
+    est = summarize(Snapshot(rows, source="test"), top=4).busy[0]
+    assert est.top_local_ports == [(60, 1), (70, 1), (80, 1), (90, 1)]
+    assert est.top_processes == [("p7", 7, 1), ("p8", 8, 1), ("p9", 9, 1), ("?", None, 1)]
 
 
 def test_ties_are_broken_by_state_order() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import datetime
 import enum
 import functools
@@ -54,6 +53,7 @@ from tcplens.views.exporter import (
     make_registry,
     parse_listen,
 )
+from tests.netns import netns, run_in_private_netns
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -653,43 +653,6 @@ class Population:
         self.listener.close()
 
 
-CLONE_NEWNET = 0x40000000
-#: ``netns.private`` is True in a test body that runs in its own network namespace
-netns = threading.local()
-
-
-def _run_in_private_netns(body: Callable[[], None]) -> None:
-    """Run ``body`` in a thread moved into a fresh network namespace (root only).
-
-    unshare(CLONE_NEWNET) moves only the calling thread; the sockets it opens
-    and the processes it starts (exporter, Prometheus) live in the new
-    namespace, so the exporter sees only this test's sockets however many
-    other suites hold on the host, and snapshots stay fast.  Without root the
-    body runs here, on the host's loopback, filtered by port as before.
-    """
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        body()
-        return
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            # a container without CAP_SYS_ADMIN cannot: then run on the host's loopback
-            netns.private = libc.unshare(CLONE_NEWNET) == 0
-            if netns.private:
-                subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
-            body()
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=target, name="private-netns")
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-
-
 def isolated(test: Callable[..., None]) -> Callable[..., None]:
     """Run a live test in its own network namespace; give it a ``population`` if it asks.
 
@@ -711,7 +674,7 @@ def isolated(test: Callable[..., None]) -> Callable[..., None]:
             finally:
                 pop.close()
 
-        _run_in_private_netns(body)
+        run_in_private_netns(body)
 
     params = [p for name, p in signature.parameters.items() if name != "population"]
     wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]

@@ -11,14 +11,29 @@ timer and can stay forever; those are counted separately.
 
 from __future__ import annotations
 
+import heapq
+from array import array
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from itertools import compress, repeat
+from typing import TYPE_CHECKING, Final
 
-from tcplens.model.states import State
+from tcplens.model.states import KERNEL_CODES, State
 from tcplens.sources.records import Snapshot, Socket
 
-__all__ = ["TIME_WAIT_LEN", "Oldest", "StateDetail", "Summary", "summarize"]
+if TYPE_CHECKING:
+    from tcplens.sources.columns import Columns
+    from tcplens.sources.processes import Tally
+
+__all__ = [
+    "TIME_WAIT_LEN",
+    "Oldest",
+    "StateDetail",
+    "Summary",
+    "summarize",
+    "summarize_columns",
+]
 
 #: ``TCP_TIMEWAIT_LEN`` in include/net/tcp.h: 60 seconds, not tunable
 TIME_WAIT_LEN: Final = 60.0
@@ -31,10 +46,10 @@ class StateDetail:
     state: State
     count: int
     top_local_ports: list[tuple[int, int]] = field(default_factory=list)
-    #: peer addresses (hosts, not ports: client ports are mostly unique)
-    top_peers: list[tuple[str, int]] = field(default_factory=list)
     #: (process name, "?" when unknown or ORPHAN when none holds it, pid or None, count)
     top_processes: list[tuple[str, int | None, int]] = field(default_factory=list)
+    #: the process counts are estimates from a sample of file descriptors
+    estimated: bool = False
 
 
 @dataclass(slots=True)
@@ -70,6 +85,27 @@ class Summary:
 #: ``top_processes`` name for sockets no process holds any more (TIME_WAIT, and
 #: orphans the kernel finishes on a timewait timer after close()).
 ORPHAN: Final = "(none)"
+
+
+def _top_ports(ports: Mapping[int, int], top: int) -> list[tuple[int, int]]:
+    """Most sockets first; ties by port number, so the order never depends on dump order.
+
+    C-level selection: a TIME_WAIT crowd has tens of thousands of distinct ports.
+    """
+    if len(ports) > top:
+        kth = heapq.nlargest(top, ports.values())[-1]
+        keys, values = ports.keys(), ports.values()
+        above = list(compress(keys, map(kth.__lt__, values)))
+        level = heapq.nsmallest(top - len(above), compress(keys, map(kth.__eq__, values)))
+        ports = {port: ports[port] for port in above + level}
+    return sorted(ports.items(), key=lambda item: (-item[1], item[0]))[:top]
+
+
+def _top_processes(
+    procs: Iterable[tuple[str, int | None, int]], top: int
+) -> list[tuple[str, int | None, int]]:
+    """Most sockets first; ties by pid (none last), then name."""
+    return sorted(procs, key=lambda p: (-p[2], p[1] is None, p[1] or 0, p[0]))[:top]
 
 
 def _no_process(sock: Socket) -> str:
@@ -112,15 +148,13 @@ def summarize(
     for n, state in candidates[:busy_states]:
         rows = [sock for sock in tcp_sockets if sock.state is state]
         ports = Counter([sock.local.port for sock in rows if sock.local.port is not None])
-        peers = Counter([sock.remote.ip for sock in rows])
         procs = Counter([(sock.process or _no_process(sock), sock.pid) for sock in rows])
         busy.append(
             StateDetail(
                 state,
                 n,
-                ports.most_common(top),
-                peers.most_common(top),
-                [(name, pid, c) for (name, pid), c in procs.most_common(top)],
+                _top_ports(ports, top),
+                _top_processes(((name, pid, c) for (name, pid), c in procs.items()), top),
             )
         )
     oldest: dict[State, Oldest] = {}
@@ -154,4 +188,208 @@ def summarize(
         oldest=oldest,
         untimed=untimed,
         missing=list(snapshot.missing),
+    )
+
+
+#: kernel state code -> State, every code (unknown ones read UNKNOWN)
+_BY_CODE: Final = [KERNEL_CODES.get(code, State.UNKNOWN) for code in range(256)]
+_TIMEWAIT_TIMER: Final = 3  # netlink.TIMER_KINDS: the timer of TIME_WAIT and orphaned FIN_WAIT2
+
+
+def _mask(codes: bytes | bytearray, wanted: Iterable[int]) -> bytes:
+    """1 where the code is one of ``wanted``, else 0: one C-level translate."""
+    table = bytearray(256)
+    for code in wanted:
+        table[code] = 1
+    return bytes(codes).translate(table)
+
+
+def _both(a: bytes, b: bytes) -> bytes:
+    """Element-wise AND of two 0/1 masks, as one big-integer AND."""
+    both = int.from_bytes(a, "little") & int.from_bytes(b, "little")
+    return both.to_bytes(len(a), "little")
+
+
+_FLIP: Final = bytes([1, 0]) + bytes(254)
+
+
+def _zero_mask(values: array[int]) -> bytes:
+    """1 where a 32-bit value is 0: OR its four byte columns, then flip."""
+    raw = values.tobytes()
+    width = values.itemsize
+    merged = 0
+    for j in range(width):
+        merged |= int.from_bytes(raw[j::width], "little")
+    nonzero = merged.to_bytes(len(values), "little")
+    return nonzero.translate(bytes([1]) + bytes(255))
+
+
+def _tcp_index(parts: list[tuple[int, int]], index: int) -> int:
+    """From an index among the TCP sockets back to the columns' own index."""
+    for start, stop in parts:
+        if index < stop - start:
+            return start + index
+        index -= stop - start
+    raise IndexError(index)
+
+
+def _round2(value: float) -> int:
+    """Two significant digits: what a sample of descriptors can tell."""
+    if value < 100:
+        return round(value)
+    digits = len(str(int(value))) - 2
+    return int(round(value, -digits))
+
+
+def summarize_columns(
+    columns: Columns,
+    *,
+    source: str,
+    host: str,
+    taken_at: float,
+    missing: list[str],
+    owners: Tally | None = None,
+    busy_states: int = 3,
+    top: int = 3,
+    fin_timeout: float = 60.0,
+) -> Summary:
+    """The :func:`summarize` of a columnar dump (:mod:`tcplens.sources.columns`).
+
+    Gives the same :class:`Summary` as building every record and calling
+    :func:`summarize` (tests hold the two together), counting with C-level
+    slices, translations and ``Counter`` s instead of a Python step per
+    socket.  ``owners`` says which process holds which socket inode
+    (:func:`tcplens.sources.processes.tally`); when it sampled descriptors,
+    the busy states' process counts are marked ``estimated`` and the
+    estimates are scaled to the exact number of sockets that have an owner.
+    """
+    tcp_parts = [(a, b) for proto, _fam, a, b in columns.ranges if proto == "tcp"]
+    udp_parts = [(a, b) for proto, _fam, a, b in columns.ranges if proto != "tcp"]
+
+    def cut(values: bytearray | bytes, parts: list[tuple[int, int]]) -> bytes:
+        return b"".join(bytes(values[a:b]) for a, b in parts)
+
+    tcp_codes = cut(columns.state, tcp_parts)
+    udp_codes = cut(columns.state, udp_parts)
+    by_proto = {"tcp": len(tcp_codes), "udp": len(udp_codes)}
+    by_family: Counter[int] = Counter()
+    for _proto, fam, a, b in columns.ranges:
+        by_family[fam] += b - a
+    order = list(State)
+
+    def per_state(codes: bytes) -> dict[State, int]:
+        counts: Counter[State] = Counter()
+        for code in set(codes):
+            counts[_BY_CODE[code]] += codes.count(code)
+        return {s: counts[s] for s in order if counts[s]}
+
+    tcp_states = per_state(tcp_codes)
+    udp_states = per_state(udp_codes)
+
+    def tcp_column(values: array[int]) -> array[int]:
+        out = array(values.typecode)
+        for a, b in tcp_parts:
+            out.extend(values[a:b])
+        return out
+
+    ports = tcp_column(columns.sport)
+    inodes = tcp_column(columns.inode)
+    expires = tcp_column(columns.expires)
+    timers = cut(columns.timer, tcp_parts)
+    timewait_timer = _mask(timers, (_TIMEWAIT_TIMER,))
+    no_inode = _zero_mask(inodes)
+
+    def codes_of(state: State) -> list[int]:
+        return [code for code in range(256) if _BY_CODE[code] is state]
+
+    candidates = [(n, s) for s, n in tcp_states.items() if s is not State.LISTEN]
+    candidates.sort(key=lambda item: (-item[0], order.index(item[1])))
+    chosen = candidates[:busy_states]
+    masks = {state: _mask(tcp_codes, codes_of(state)) for _n, state in chosen}
+    held: dict[tuple[int, int], float] = {}  # (busy state's rank, pid) -> sockets
+    if owners is not None and owners.inodes:
+        found = {inode for inodes_of in owners.inodes.values() for inode in inodes_of}
+        member = bytes(map(found.__contains__, inodes))
+        rank: dict[int, int] = {}
+        for k, (_n, state) in enumerate(chosen):
+            rank.update(zip(compress(inodes, _both(masks[state], member)), repeat(k)))
+        seen: set[int] = set()  # a shared socket counts once, for the lowest pid
+        for pid in sorted(owners.inodes):
+            weight = owners.scale.get(pid, 1.0)
+            for inode in owners.inodes[pid]:
+                k = rank.get(inode, -1)
+                if k >= 0 and inode not in seen:
+                    seen.add(inode)
+                    held[(k, pid)] = held.get((k, pid), 0.0) + weight
+
+    busy: list[StateDetail] = []
+    for k, (n, state) in enumerate(chosen):
+        mask = masks[state]
+        port_counts = Counter(compress(ports, mask))
+        ownerless = _both(mask, no_inode)
+        orphans = _both(ownerless, timewait_timer).count(1)
+        if state is State.TIME_WAIT:
+            orphans = ownerless.count(1)
+        unheld = ownerless.count(1) - orphans  # inode 0 but not a timewait orphan: "?"
+        with_inode = n - ownerless.count(1)
+        procs: list[tuple[str, int | None, float]] = []
+        estimated = False
+        if owners is not None:
+            mine = {pid: c for (label, pid), c in held.items() if label == k}
+            estimated = not owners.exact
+            attributed = sum(mine.values())
+            if estimated and not owners.denied and attributed:
+                mine = {pid: c * with_inode / attributed for pid, c in mine.items()}
+                attributed = with_inode
+            procs = [(owners.names.get(pid) or "?", pid, c) for pid, c in mine.items()]
+            unheld += max(0, round(with_inode - attributed))
+        else:
+            unheld += with_inode
+        if orphans:
+            procs.append((ORPHAN, None, orphans))
+        if unheld:
+            procs.append(("?", None, unheld))
+        rounded = [
+            (name, pid, _round2(c) if estimated and pid is not None else round(c))
+            for name, pid, c in procs
+        ]
+        busy.append(
+            StateDetail(
+                state,
+                n,
+                _top_ports(port_counts, top),
+                _top_processes([p for p in rounded if p[2]], top),
+                estimated,
+            )
+        )
+
+    oldest: dict[State, Oldest] = {}
+    untimed: dict[State, int] = {}
+    for state, life in ((State.TIME_WAIT, TIME_WAIT_LEN), (State.FIN_WAIT2, fin_timeout)):
+        mask = masks.get(state) or _mask(tcp_codes, codes_of(state))
+        total = mask.count(1)
+        timed = _both(mask, timewait_timer)
+        n_timed = timed.count(1)
+        if total > n_timed:
+            untimed[state] = total - n_timed
+        if n_timed:
+            values = list(compress(expires, timed))
+            first = values.index(min(values))
+            index = list(compress(range(len(timed)), timed))[first]
+            sock = columns.socket_at(_tcp_index(tcp_parts, index))
+            left = values[first] / 1000.0
+            oldest[state] = Oldest(state, max(0.0, life - left), left, life, sock, total - n_timed)
+    return Summary(
+        source=source,
+        host=host,
+        taken_at=taken_at,
+        total=len(columns),
+        by_proto={proto: n for proto, n in by_proto.items() if n},
+        by_family={fam: n for fam, n in by_family.items() if n},
+        tcp_states=tcp_states,
+        udp_states=udp_states,
+        busy=busy,
+        oldest=oldest,
+        untimed=untimed,
+        missing=list(missing),
     )

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import os
 import pwd
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
 from tcplens.sources.records import Socket
 
-__all__ = ["NOT_ALL_IDENTIFIED", "Owner", "ScanResult", "attribute", "scan"]
+__all__ = ["NOT_ALL_IDENTIFIED", "Owner", "ScanResult", "Tally", "attribute", "scan", "tally"]
 
 #: what net-tools netstat prints when some /proc/<pid>/fd could not be read
 NOT_ALL_IDENTIFIED: Final = (
@@ -168,3 +169,113 @@ def attribute(
     if result.denied:
         return [NOT_ALL_IDENTIFIED]
     return []
+
+
+@dataclass(slots=True)
+class Tally:
+    """Which socket inodes each process holds: all of them, or a sample of its descriptors."""
+
+    #: pid -> socket inodes found among the descriptors read, lowest pid first
+    inodes: dict[int, list[int]] = field(default_factory=dict)
+    #: pid -> descriptors held / open descriptors read, for sampled processes only
+    scale: dict[int, float] = field(default_factory=dict)
+    #: process names (``comm``) of the pids in ``inodes``
+    names: dict[int, str | None] = field(default_factory=dict)
+    denied: int = 0
+    #: descriptors read, and descriptors the readable processes hold in all
+    read: int = 0
+    held: int = 0
+
+    @property
+    def exact(self) -> bool:
+        """Every descriptor of every readable process was read."""
+        return not self.scale
+
+
+def _fd_count(proc_root: str, pid: str) -> int:
+    """How many descriptors a process holds, without listing them.
+
+    Since Linux 6.2 ``stat()`` of ``/proc/<pid>/fd`` reports the count as its
+    size; earlier kernels report 0, which reads as "unknown, list it".
+    """
+    try:
+        return os.stat(f"{proc_root}/{pid}/fd").st_size
+    except OSError:
+        return 0
+
+
+def _fd_slots(proc_root: str, pid: str) -> int:
+    """``FDSize`` in ``/proc/<pid>/status``: the fd table's size, above every open fd."""
+    text = _read_text(f"{proc_root}/{pid}/status") or ""
+    for line in text.splitlines():
+        if line.startswith("FDSize:"):
+            return int(line.split()[1])
+    return 0
+
+
+def tally(
+    proc_root: str = "/proc",
+    *,
+    budget: int = 20_000,
+    probes: int = 512,
+    seed: int | None = None,
+) -> Tally:
+    """The socket inodes each process holds, read exactly or estimated from a sample.
+
+    Exact when the processes hold at most ``budget`` descriptors in all (one
+    ``readlink`` each, ~2.5 µs).  Beyond that, a process holding more than
+    ``probes`` descriptors is sampled instead: ``probes`` random slots of its
+    fd table are read, and what is found there stands for
+    ``Tally.scale[pid]`` descriptors each (a ratio estimate: with 512 probes,
+    a kind of socket holding half a process's descriptors is estimated
+    within about ±5%).  ``tcplens status`` uses this on hosts with 100k
+    sockets, where reading every descriptor costs more than the rest of the
+    command; it needs no socket list, so it can run while the dump does.
+    """
+    result = Tally()
+    rng = random.Random(seed)
+    try:
+        pids = [name for name in os.listdir(proc_root) if name.isdigit()]
+    except OSError:
+        return result
+    sizes = {pid: _fd_count(proc_root, pid) for pid in pids}
+    sample = sum(sizes.values()) > budget
+    readlink = os.readlink
+    for pid in sorted(pids, key=int):
+        try:
+            dirfd = os.open(f"{proc_root}/{pid}/fd", _O_DIR)
+        except PermissionError:
+            result.denied += 1
+            continue
+        except OSError:
+            continue
+        try:
+            held = sizes[pid]
+            slots = _fd_slots(proc_root, pid) if sample and held > probes else 0
+            sampled = slots > probes
+            if sampled:
+                names = [str(fd) for fd in rng.sample(range(slots), probes)]
+            else:
+                try:
+                    names = os.listdir(dirfd)
+                except OSError:
+                    continue
+                held = len(names)
+            try:
+                links = [readlink(fd, dir_fd=dirfd) for fd in names]
+            except OSError:  # a probed slot that is not open, or an fd closed meanwhile
+                links = [_readlink_or_empty(fd, dirfd) for fd in names]
+        finally:
+            os.close(dirfd)
+        inodes = [int(link[8:-1]) for link in links if link[:8] == "socket:["]
+        result.read += len(links)
+        result.held += held
+        number = int(pid)
+        if sampled:
+            opened = len(links) - links.count("")
+            result.scale[number] = held / opened if opened else 0.0
+        if inodes:
+            result.inodes[number] = inodes
+            comm = _read_text(f"{proc_root}/{pid}/comm")
+            result.names[number] = comm.rstrip("\n") if comm is not None else None
+    return result

@@ -12,13 +12,16 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from tcplens.errors import SourceError
 from tcplens.model.states import State
 from tcplens.sources.records import Snapshot
 
-__all__ = ["ENV_VAR", "SOURCES", "choose_source", "take_snapshot"]
+if TYPE_CHECKING:
+    from tcplens.sources.columns import Columns
+
+__all__ = ["ENV_VAR", "SOURCES", "choose_source", "live_columns", "take_snapshot"]
 
 ENV_VAR: Final = "TCPLENS_SOURCE"
 SOURCES: Final = ("auto", "netlink", "procfs", "psutil")
@@ -57,6 +60,31 @@ def _read_text() -> Callable[..., Snapshot]:
     except (ImportError, AttributeError):
         raise SourceError("saved-text parsing is not available") from None
     return reader
+
+
+def live_columns(source: str | None = "auto", *, proc_root: str = "/proc") -> Columns | None:
+    """This machine's sockets as columns, when the source chosen is netlink; else None.
+
+    The columnar dump (:mod:`tcplens.sources.columns`) only exists for
+    netlink; callers fall back to :func:`take_snapshot` on None, which also
+    covers ``auto`` when netlink cannot be opened.
+    """
+    name = choose_source(None if source in (None, "auto") else source)
+    if name == "auto" and (proc_root != "/proc" or not sys.platform.startswith("linux")):
+        return None
+    if name not in ("auto", "netlink"):
+        return None
+    from tcplens.sources.columns import dump_columns
+
+    missing: list[str] = []
+    try:
+        columns = dump_columns(missing=missing)
+    except SourceError:
+        if name == "netlink":
+            raise
+        return None
+    columns.missing = missing
+    return columns
 
 
 def take_snapshot(

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from tcplens.model.states import SPELLINGS, State
 from tcplens.sources.records import Addr, Snapshot, Socket, TcpInfo, Timer
+from tcplens.views.styles import STATE_STYLES
 
 if TYPE_CHECKING:  # rich costs ~20 ms to import; JSON, CSV and pipes never need it
     from rich.table import Table
@@ -46,22 +47,6 @@ __all__ = [
 
 #: bump when a key changes meaning or disappears (adding keys keeps the version)
 JSON_VERSION: Final = 1
-
-#: colours by state: green is healthy-and-waiting, red needs an application's attention
-STATE_STYLES: Final = {
-    State.LISTEN: "green",
-    State.ESTABLISHED: "bold",
-    State.SYN_SENT: "cyan",
-    State.SYN_RECV: "cyan",
-    State.FIN_WAIT1: "magenta",
-    State.FIN_WAIT2: "magenta",
-    State.CLOSE_WAIT: "bold red",
-    State.CLOSING: "magenta",
-    State.LAST_ACK: "yellow",
-    State.TIME_WAIT: "dim",
-    State.CLOSED: "blue",
-    State.UNKNOWN: "red",
-}
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,19 +9,19 @@ view never computes findings itself.
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.text import Text
 
-from tcplens.analysis.summary import ORPHAN, Summary, summarize
+from tcplens.analysis.summary import ORPHAN, Summary, summarize, summarize_columns
 from tcplens.model.states import State
-from tcplens.views.console import Console
 from tcplens.views.options import snapshot_from, source_options
-from tcplens.views.sockets import STATE_STYLES
+from tcplens.views.styles import STATE_STYLES, Line, emit
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 __all__ = ["DOCTOR_POINTER", "command", "render_status"]
 
@@ -42,50 +42,53 @@ def _seconds(value: float) -> str:
     return f"{value:.0f}s" if value >= 10 else f"{value:.1f}s"
 
 
-def render_status(summary: Summary, extra: Sequence[str | Text] = ()) -> list[Text]:
+def render_status(summary: Summary, extra: Sequence[str | Line | Text] = ()) -> list[Line | Text]:
     """The status screen as lines; ``extra`` lines go just before the doctor pointer."""
-    lines: list[Text] = []
+    lines: list[Line | Text] = []
     when = datetime.fromtimestamp(summary.taken_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    lines.append(Text(f"{summary.host or 'this host'} · {summary.source} · {when}", style="bold"))
+    lines.append(Line(f"{summary.host or 'this host'} · {summary.source} · {when}", style="bold"))
     tcp = summary.by_proto.get("tcp", 0)
     udp = summary.by_proto.get("udp", 0)
     v4, v6 = summary.by_family.get(4, 0), summary.by_family.get(6, 0)
-    lines.append(Text(f"{summary.total} sockets: TCP {tcp}, UDP {udp} (IPv4 {v4}, IPv6 {v6})"))
-    lines.append(Text(""))
+    lines.append(Line(f"{summary.total} sockets: TCP {tcp}, UDP {udp} (IPv4 {v4}, IPv6 {v6})"))
+    lines.append(Line(""))
     if summary.tcp_states:
-        lines.append(Text("TCP sockets per state", style="bold"))
+        lines.append(Line("TCP sockets per state", style="bold"))
         biggest = max(summary.tcp_states.values())
         width = max(len(s.value) for s in summary.tcp_states)
         digits = len(str(biggest))
         for state, count in summary.tcp_states.items():
-            line = Text(f"  {state.value:<{width}} {count:>{digits}} ")
+            line = Line(f"  {state.value:<{width}} {count:>{digits}} ")
             line.append(_bar(count, biggest), style=STATE_STYLES.get(state, ""))
             lines.append(line)
     else:
-        lines.append(Text("No TCP sockets."))
+        lines.append(Line("No TCP sockets."))
     if summary.udp_states:
         unconnected = summary.udp_states.get(State.CLOSED, 0)
         connected = summary.udp_states.get(State.ESTABLISHED, 0)
-        lines.append(Text(f"  UDP: {unconnected} unconnected, {connected} connected"))
+        lines.append(Line(f"  UDP: {unconnected} unconnected, {connected} connected"))
     if summary.busy:
-        lines.append(Text(""))
-        lines.append(Text("Busiest states", style="bold"))
+        lines.append(Line(""))
+        lines.append(Line("Busiest states", style="bold"))
         for detail in summary.busy:
             ports = ", ".join(f"{p} ({n})" for p, n in detail.top_local_ports)
+            about = "~" if detail.estimated else ""
             procs = ", ".join(
-                f"{name}[{pid}] ({n})" if pid is not None else f"{_OWNER.get(name, name)} ({n})"
+                f"{name}[{pid}] ({about}{n})"
+                if pid is not None
+                else f"{_OWNER.get(name, name)} ({n})"
                 for name, pid, n in detail.top_processes
             )
-            line = Text(f"  {detail.state.value} {detail.count}: ")
+            line = Line(f"  {detail.state.value} {detail.count}: ")
             line.stylize(STATE_STYLES.get(detail.state, ""), 2, 2 + len(detail.state.value))
             line.append(f"local ports {ports}")
             lines.append(line)
             if procs:
                 # Own line: names and pids must not wrap mid-word at 80 columns.
-                lines.append(Text(f"    processes {procs}"))
+                lines.append(Line(f"    processes {procs}"))
     if summary.oldest or summary.untimed:
-        lines.append(Text(""))
-        lines.append(Text("Oldest", style="bold"))
+        lines.append(Line(""))
+        lines.append(Line("Oldest", style="bold"))
         for state in (State.TIME_WAIT, State.FIN_WAIT2):
             entry = summary.oldest.get(state)
             untimed = summary.untimed.get(state, 0)
@@ -95,48 +98,110 @@ def render_status(summary: Summary, extra: Sequence[str | Text] = ()) -> list[Te
                     f"  {state.value}: {_seconds(entry.age)} of {_seconds(entry.lifetime)}"
                     f" ({_seconds(entry.remaining)} left), {sock.local} -> {sock.remote}"
                 )
-                lines.append(Text(text))
+                lines.append(Line(text))
             if untimed:
                 lines.append(
-                    Text(
+                    Line(
                         f"  {state.value}: {untimed} without a timer "
                         "(still held open by their application; they can stay forever)"
                     )
                 )
-    lines.append(Text(""))
+    lines.append(Line(""))
     for note in summary.missing:
-        lines.append(Text(f"({note})", style="dim"))
+        lines.append(Line(f"({note})", style="dim"))
     for item in extra:
-        lines.append(item if isinstance(item, Text) else Text(item))
-    lines.append(Text(DOCTOR_POINTER))
+        lines.append(Line(item) if isinstance(item, str) else item)
+    lines.append(Line(DOCTOR_POINTER))
     return lines
 
 
 _OWNER = {ORPHAN: "none (closed, kernel-held)", "?": "unknown"}
 
 
+#: above this many sockets, ``status`` counts from columns and samples processes
+FULL_LIMIT = 20_000
+
+
+def _estimate_note(summary: Summary, read: int, held: int) -> list[str | Line | Text]:
+    if not any(detail.estimated for detail in summary.busy):
+        return []
+    return [
+        Line(
+            f"(~: process counts estimated from {read:,} of {held:,} file descriptors; "
+            "`tcplens status --full` or `tcplens ls` count every one)",
+            style="dim",
+        )
+    ]
+
+
 @click.command("status")
 @source_options
-def command(**kwargs: Any) -> int:
+@click.option(
+    "--full/--fast",
+    default=None,
+    help="--full: attribute every socket to its process and add the doctor's top finding; "
+    f"--fast: count from the kernel dump and sample processes. Default: --full up to "
+    f"{FULL_LIMIT:,} sockets, --fast beyond (netlink only).",
+)
+def command(full: bool | None, **kwargs: Any) -> int:
     """This machine at a glance: sockets per state, busiest ports and processes.
 
     Works unprivileged: sockets of other users' processes are counted, only
     their process names are unknown.
 
+    On a host with many sockets (more than 20,000, or with --fast) the counts
+    come straight from the kernel's dump without building a record per
+    socket, and the processes of the busiest states are estimated from a
+    sample of file descriptors (marked ~); the doctor's top finding is left
+    to `tcplens doctor`.
+
     Example: tcplens status --source procfs
     """
     from tcplens.sources.procfs import read_fin_timeout
-    from tcplens.views.commands.doctor import top_finding
 
     gc.disable()  # short-lived and acyclic: see tcplens.sources.netlink._no_gc
     proc_root = kwargs.get("proc_root", "/proc")
     live = kwargs.get("from_file") is None
-    snap = snapshot_from(kwargs, processes=True)
-    # a saved dump's kernel is unknown: assume the default tcp_fin_timeout there
-    summary = summarize(snap, fin_timeout=read_fin_timeout(proc_root) if live else 60.0)
-    console = Console(highlight=False, soft_wrap=True)
-    for line in render_status(summary, top_finding(snap, live=live, proc_root=proc_root)):
-        console.print(line)
-    if not os.isatty(1):
-        console.file.flush()
+    fin_timeout = read_fin_timeout(proc_root) if live else 60.0
+    lines: list[Line | Text] | None = None
+    if live and full is not True:
+        lines = _fast(kwargs.get("source"), proc_root, fin_timeout, force=full is False)
+    if lines is None:
+        from tcplens.views.commands.doctor import top_finding
+
+        snap = snapshot_from(kwargs, processes=True)
+        # a saved dump's kernel is unknown: assume the default tcp_fin_timeout there
+        summary = summarize(snap, fin_timeout=fin_timeout)
+        lines = render_status(summary, top_finding(snap, live=live, proc_root=proc_root))
+    emit(lines)
     return 0
+
+
+def _fast(
+    source: str | None, proc_root: str, fin_timeout: float, *, force: bool
+) -> list[Line | Text] | None:
+    """The status from columns, or None when the full path should run instead."""
+    import socket
+    import time
+
+    from tcplens.sources.processes import NOT_ALL_IDENTIFIED, tally
+    from tcplens.sources.select import live_columns
+
+    taken_at = time.time()
+    columns = live_columns(source, proc_root=proc_root)
+    if columns is None or (not force and len(columns) <= FULL_LIMIT):
+        return None
+    owners = tally(proc_root)
+    missing = list(columns.missing)
+    if owners.denied:
+        missing.append(NOT_ALL_IDENTIFIED)
+    summary = summarize_columns(
+        columns,
+        source="netlink",
+        host=socket.gethostname(),
+        taken_at=taken_at,
+        missing=missing,
+        owners=owners,
+        fin_timeout=fin_timeout,
+    )
+    return render_status(summary, _estimate_note(summary, owners.read, owners.held))

@@ -1,0 +1,308 @@
+"""The columnar dump: the same sockets as the record dump, and the same summary from them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tcplens.analysis.summary import _round2, summarize, summarize_columns
+from tcplens.errors import InputError, SourceError
+from tcplens.model import State
+from tcplens.sources import columns, netlink, processes
+from tcplens.sources.records import Snapshot
+from tests.netns import run_in_private_netns
+from tests.sources.test_netlink import _done, _ip4, _message
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- pure: receive buffers cut into columns ---------------------------------------------
+
+
+def _full(state: int, port: int, inode: int, timer: int = 0, expires: int = 0) -> bytes:
+    # a full socket carries attributes after the inet_diag_msg (here one 8-byte rtattr)
+    return _message(
+        idiag_family=2,
+        idiag_state=state,
+        idiag_sport=port,
+        idiag_src=_ip4("127.0.0.9"),
+        idiag_dst=_ip4("127.0.0.8"),
+        idiag_inode=inode,
+        idiag_timer=timer,
+        idiag_expires=expires,
+        _attrs=b"\x08\x00\x08\x00\x00\x00\x00\x00",
+    )
+
+
+def _tw(port: int, expires: int) -> bytes:
+    return _message(
+        idiag_family=2, idiag_state=6, idiag_sport=port, idiag_timer=3, idiag_expires=expires
+    )
+
+
+def _cut(*buffers: bytes) -> columns.Columns:
+    out = columns.Columns()
+    done = False
+    for buf in buffers:
+        done = columns._take(out, buf, "tcp")
+    assert done
+    return out
+
+
+def test_uniform_and_mixed_buffers_give_the_same_columns() -> None:
+    uniform = b"".join(_full(1, 1000 + i, 500 + i) for i in range(5))
+    mixed = _full(8, 2000, 900, 2, 7_000) + _tw(2001, 59_000) + _full(10, 2002, 901)
+    cols = _cut(uniform, mixed + _done())
+    assert list(cols.state) == [1] * 5 + [8, 6, 10]
+    assert list(cols.sport) == [1000, 1001, 1002, 1003, 1004, 2000, 2001, 2002]
+    assert list(cols.inode) == [500, 501, 502, 503, 504, 900, 0, 901]
+    assert list(cols.timer) == [0] * 5 + [2, 3, 0]
+    assert list(cols.expires) == [0] * 5 + [7_000, 59_000, 0]
+    # one message back as a record, whichever buffer kind it came from
+    tw = cols.socket_at(6)
+    assert tw.state is State.TIME_WAIT and tw.local.port == 2001 and tw.inode is None
+    assert tw.timer is not None and tw.timer.remaining == 59.0
+    cw = cols.socket_at(5)
+    assert cw.state is State.CLOSE_WAIT and str(cw.remote) == "127.0.0.8:0" and cw.inode == 900
+    assert cols.socket_at(4).local.port == 1004
+
+
+def test_a_buffer_of_one_length_is_sliced_without_a_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    walked: list[int] = []
+    real = columns._messages
+
+    def counting(buf: bytes, proto: str) -> tuple[list[int], bool]:
+        offsets, done = real(buf, proto)  # type: ignore[arg-type]
+        walked.append(len(offsets))
+        return offsets, done
+
+    monkeypatch.setattr(columns, "_messages", counting)
+    cols = _cut(b"".join(_full(1, p, p) for p in range(1, 300)) + _done())
+    assert len(cols) == 299 and walked == [0]  # only the DONE after them was walked
+
+
+def test_errors_read_as_the_record_parser_says_them() -> None:
+    error = netlink.NLMSGHDR.pack(nlmsg_len=36, nlmsg_type=netlink.NLMSG_ERROR) + (
+        (-13).to_bytes(4, "little", signed=True) + bytes(16)
+    )
+    with pytest.raises(SourceError, match="Permission denied"):
+        _cut(error)
+    bad = bytearray(_full(1, 80, 1))
+    bad[0:4] = (4000).to_bytes(4, "little")  # longer than the buffer
+    with pytest.raises(InputError, match="length 4000"):
+        _cut(bytes(bad))
+
+
+# --- live, in a network namespace of the test's own ---------------------------------------
+
+
+@contextlib.contextmanager
+def population(v6_time_wait: bool = True) -> Iterator[list[socket.socket]]:
+    """LISTEN, ESTABLISHED, FIN_WAIT2/CLOSE_WAIT, TIME_WAIT (v4 and v6) and UDP sockets.
+
+    Over 600 sockets, so the dump spans several receive buffers and the
+    TIME_WAIT minisockets interleave with full sockets in them.
+    """
+    held: list[socket.socket] = []
+    try:
+        for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            listener = socket.socket(family)
+            listener.bind((host, 0))
+            listener.listen(1024)
+            held.append(listener)
+            address = listener.getsockname()[:2]
+            pairs = 200 if family == socket.AF_INET else 40
+            for i in range(pairs):
+                client = socket.socket(family)
+                client.connect(address)
+                server, _ = listener.accept()
+                if i % 10 == 0:
+                    client.shutdown(socket.SHUT_WR)  # FIN_WAIT2 / CLOSE_WAIT
+                held += [client, server]
+            closes = 150 if family == socket.AF_INET else (20 if v6_time_wait else 0)
+            for _ in range(closes):
+                client = socket.socket(family)
+                client.connect(address)
+                server, _ = listener.accept()
+                client.close()  # active close: TIME_WAIT on the client's side
+                server.close()
+            udp = socket.socket(family, socket.SOCK_DGRAM)
+            udp.bind((host, 0))
+            held.append(udp)
+        time.sleep(0.2)  # let the last FINs land
+        yield held
+    finally:
+        for s in held:
+            s.close()
+
+
+def _rows(snap_or_cols: object) -> Counter[tuple[str, int, State, int, int]]:
+    if isinstance(snap_or_cols, Snapshot):
+        return Counter(
+            (s.proto, s.family, s.state, s.local.port or 0, s.inode or 0)
+            for s in snap_or_cols.sockets
+        )
+    assert isinstance(snap_or_cols, columns.Columns)
+    cols = snap_or_cols
+    out: Counter[tuple[str, int, State, int, int]] = Counter()
+    for proto, family, start, stop in cols.ranges:
+        for i in range(start, stop):
+            state = netlink._STATES[cols.state[i]]
+            out[(proto, family, state, cols.sport[i], cols.inode[i])] += 1
+    return out
+
+
+@pytest.mark.root
+def test_live_columns_hold_the_sockets_the_record_dump_holds() -> None:
+    def body() -> None:
+        with population():
+            cols = columns.dump_columns()
+            snap = netlink.snapshot()
+        assert len(cols) == len(snap.sockets) > 600
+        assert _rows(cols) == _rows(snap)
+        states = Counter(netlink._STATES[c] for c in cols.state)
+        assert states[State.TIME_WAIT] == 170 and states[State.CLOSE_WAIT] == 24
+        # every column agrees socket by socket, looked up through socket_at
+        by_key = {(s.proto, str(s.local), str(s.remote)): s for s in snap.sockets}
+        for i in range(0, len(cols), 7):
+            sock = cols.socket_at(i)
+            twin = by_key[(sock.proto, str(sock.local), str(sock.remote))]
+            assert (sock.state, sock.inode, sock.uid) == (twin.state, twin.inode, twin.uid)
+            assert (sock.timer is None) == (twin.timer is None)
+
+    run_in_private_netns(body, required=True)
+
+
+def _v4_time_wait(cols: columns.Columns) -> int:
+    [(start, stop)] = [(a, b) for proto, fam, a, b in cols.ranges if (proto, fam) == ("tcp", 4)]
+    return cols.state[start:stop].count(6)
+
+
+@pytest.mark.root
+def test_ipv6_tcp_is_skipped_only_when_sockstat_proves_there_is_none() -> None:
+    def body() -> None:
+        with population(v6_time_wait=False) as held:
+            cols = columns.dump_columns()
+            assert not columns.tcp6_absent(_v4_time_wait(cols))  # v6 listener, connections
+            assert any(fam == 6 and b > a for proto, fam, a, b in cols.ranges if proto == "tcp")
+            for s in held:
+                if s.family == socket.AF_INET6:
+                    s.close()
+            time.sleep(0.2)
+            # no IPv6 full socket is left, but the closes left IPv6 TIME_WAIT behind
+            cols = columns.dump_columns()
+            assert not columns.tcp6_absent(_v4_time_wait(cols))
+            v6 = [cols.state[a:b] for proto, fam, a, b in cols.ranges if (proto, fam) == ("tcp", 6)]
+            assert v6[0].count(6) > 0
+
+    run_in_private_netns(body, required=True)
+
+
+@pytest.mark.root
+def test_an_ipv4_only_namespace_skips_the_ipv6_walk() -> None:
+    def body() -> None:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        held = [listener]
+        try:
+            for _ in range(30):
+                client = socket.create_connection(listener.getsockname())
+                server, _ = listener.accept()
+                client.close()
+                server.close()  # TIME_WAIT, IPv4 only
+            held.append(socket.create_connection(listener.getsockname()))
+            held.append(listener.accept()[0])
+            cols = columns.dump_columns()
+            assert _v4_time_wait(cols) == 30
+            assert columns.tcp6_absent(30) and not columns.tcp6_absent(29)
+            [(a, b)] = [(a, b) for proto, fam, a, b in cols.ranges if (proto, fam) == ("tcp", 6)]
+            assert a == b  # skipped, and nothing was missed: the record dump agrees
+            assert not [s for s in netlink.snapshot().sockets if s.family == 6]
+        finally:
+            for s in held:
+                s.close()
+
+    run_in_private_netns(body, required=True)
+
+
+@pytest.mark.root
+def test_summary_from_columns_equals_the_summary_from_records() -> None:
+    def body() -> None:
+        with population():
+            cols = columns.dump_columns()
+            owners = processes.tally(budget=10**9)
+            snap = netlink.snapshot()
+            processes.attribute(snap.sockets)
+        fast = summarize_columns(
+            cols, source=snap.source, host=snap.host, taken_at=snap.taken_at, missing=[],
+            owners=owners,
+        )  # fmt: skip
+        full = summarize(snap)
+        assert owners.exact
+        for name in ("total", "by_proto", "by_family", "tcp_states", "udp_states", "untimed"):
+            assert getattr(fast, name) == getattr(full, name), name
+        assert fast.busy == full.busy and fast.busy[0].top_processes[0][1] == os.getpid()
+        assert fast.oldest.keys() == full.oldest.keys() == {State.TIME_WAIT}
+        a, b = fast.oldest[State.TIME_WAIT], full.oldest[State.TIME_WAIT]
+        assert abs(a.remaining - b.remaining) < 1.0 and a.socket.remote.port
+
+    run_in_private_netns(body, required=True)
+
+
+@pytest.mark.root
+def test_sampled_owners_estimate_each_process_share() -> None:
+    """A process holding 2,000 sockets, read through 256 probes, is estimated, not guessed."""
+
+    def body() -> None:
+        with population():
+            cols = columns.dump_columns()
+            owners = processes.tally(budget=0, probes=256, seed=7)
+        assert not owners.exact and owners.read < owners.held
+        assert owners.scale[os.getpid()] > 0
+        summary = summarize_columns(
+            cols, source="netlink", host="h", taken_at=0.0, missing=[], owners=owners
+        )
+        est = summary.busy[0]
+        assert est.state is State.ESTABLISHED and est.estimated
+        [(_name, pid, count)] = [p for p in est.top_processes if p[1] is not None]
+        # this process holds every ESTABLISHED socket: scaled to the exact total,
+        # shown to two significant digits like every estimate
+        assert (pid, count) == (os.getpid(), _round2(est.count)) and est.count == 432
+
+    run_in_private_netns(body, required=True)
+
+
+@pytest.mark.root
+def test_status_fast_and_full_agree_on_the_counts() -> None:
+    def body() -> None:
+        env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+        with population():
+            runs = {
+                mode: subprocess.run(
+                    [sys.executable, "-m", "tcplens", "status", mode],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    timeout=60,
+                    check=True,
+                )
+                for mode in ("--fast", "--full")
+            }
+        fast, full = (runs[m].stdout.splitlines() for m in ("--fast", "--full"))
+        counts = slice(1, fast.index("Busiest states"))
+        assert fast[counts] == full[counts]
+        assert any(line.split()[:2] == ["TIME_WAIT", "170"] for line in fast[counts])
+        assert fast[-1] == full[-1]  # the doctor pointer closes both
+        assert not any(line.startswith("Top finding") for line in fast)
+
+    run_in_private_netns(body, required=True)
