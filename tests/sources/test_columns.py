@@ -192,7 +192,7 @@ def test_ipv6_tcp_is_skipped_only_when_sockstat_proves_there_is_none() -> None:
     def body() -> None:
         with population(v6_time_wait=False) as held:
             cols = columns.dump_columns()
-            assert not columns.tcp6_absent(_v4_time_wait(cols))  # v6 listener, connections
+            assert not netlink.tcp6_absent(_v4_time_wait(cols))  # v6 listener, connections
             assert any(fam == 6 and b > a for proto, fam, a, b in cols.ranges if proto == "tcp")
             for s in held:
                 if s.family == socket.AF_INET6:
@@ -200,7 +200,7 @@ def test_ipv6_tcp_is_skipped_only_when_sockstat_proves_there_is_none() -> None:
             time.sleep(0.2)
             # no IPv6 full socket is left, but the closes left IPv6 TIME_WAIT behind
             cols = columns.dump_columns()
-            assert not columns.tcp6_absent(_v4_time_wait(cols))
+            assert not netlink.tcp6_absent(_v4_time_wait(cols))
             v6 = [cols.state[a:b] for proto, fam, a, b in cols.ranges if (proto, fam) == ("tcp", 6)]
             assert v6[0].count(6) > 0
 
@@ -208,7 +208,16 @@ def test_ipv6_tcp_is_skipped_only_when_sockstat_proves_there_is_none() -> None:
 
 
 @pytest.mark.root
-def test_an_ipv4_only_namespace_skips_the_ipv6_walk() -> None:
+def test_an_ipv4_only_namespace_skips_the_ipv6_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[tuple[int, str]] = []
+    real = netlink.build_request
+
+    def recording(family: int, proto: netlink.Proto, **kwargs: object) -> bytes:
+        asked.append((family, proto))
+        return real(family, proto, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(netlink, "build_request", recording)
+
     def body() -> None:
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
@@ -224,10 +233,18 @@ def test_an_ipv4_only_namespace_skips_the_ipv6_walk() -> None:
             held.append(listener.accept()[0])
             cols = columns.dump_columns()
             assert _v4_time_wait(cols) == 30
-            assert columns.tcp6_absent(30) and not columns.tcp6_absent(29)
+            assert netlink.tcp6_absent(30) and not netlink.tcp6_absent(29)
             [(a, b)] = [(a, b) for proto, fam, a, b in cols.ranges if (proto, fam) == ("tcp", 6)]
             assert a == b  # skipped, and nothing was missed: the record dump agrees
+            del asked[:]
             assert not [s for s in netlink.snapshot().sockets if s.family == 6]
+            assert (socket.AF_INET6, "tcp") not in asked and (socket.AF_INET, "tcp") in asked
+            six = socket.socket(socket.AF_INET6)
+            held.append(six)
+            six.bind(("::1", 0))
+            six.listen()
+            assert [s.family for s in netlink.snapshot(protos=["tcp"]).sockets].count(6) == 1
+            assert (socket.AF_INET6, "tcp") in asked
         finally:
             for s in held:
                 s.close()

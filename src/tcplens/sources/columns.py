@@ -185,30 +185,6 @@ def _take(columns: Columns, buf: bytes, proto: Proto) -> bool:
     return done
 
 
-def tcp6_absent(v4_time_wait: int, proc_net: str = "/proc/thread-self/net") -> bool:
-    """True when this network namespace certainly has no IPv6 TCP socket.
-
-    Dumping an empty family still walks the whole established hash (~40 ms at
-    100k sockets).  ``sockstat6`` counts IPv6 full sockets (``TCP6: inuse``);
-    request sockets need an IPv6 listener, which is one of those; TIME_WAIT is
-    only counted for both families together (``sockstat``: ``tw``), so all of
-    it must be IPv4 ones already seen.  Unreadable files mean "don't know".
-    ``thread-self``, not ``/proc/net`` (``self``): a thread may have entered
-    another network namespace than its process's.
-    """
-    try:
-        with open(f"{proc_net}/sockstat6", "rb") as fh:
-            six = fh.read().split()
-        with open(f"{proc_net}/sockstat", "rb") as fh:
-            four = fh.read().split()
-        inuse6 = int(six[six.index(b"TCP6:") + 2])
-        tcp = four.index(b"TCP:")
-        time_wait = int(four[four.index(b"tw", tcp) + 1])
-    except (OSError, ValueError, IndexError):
-        return False
-    return inuse6 == 0 and time_wait == v4_time_wait
-
-
 def dump_columns(
     kinds: Iterable[tuple[int, Proto]] = (
         (socket.AF_INET, "tcp"),
@@ -231,7 +207,7 @@ def dump_columns(
         for seq, (family, proto) in enumerate(kinds, start=1):
             fam = 4 if family == socket.AF_INET else 6
             start = len(columns)
-            if proto == "tcp" and fam == 6 and tcp6_absent(v4_time_wait):
+            if proto == "tcp" and fam == 6 and netlink.tcp6_absent(v4_time_wait):
                 columns.ranges.append((proto, fam, start, start))
                 continue
             nl.send(netlink.build_request(family, proto, seq=seq))

@@ -62,6 +62,7 @@ __all__ = [
     "port_filter",
     "snapshot",
     "state_mask",
+    "tcp6_absent",
 ]
 
 
@@ -597,6 +598,32 @@ def _open() -> socket.socket:
     return sock
 
 
+def tcp6_absent(v4_time_wait: int | None, proc_net: str = "/proc/thread-self/net") -> bool:
+    """True when this network namespace certainly has no IPv6 TCP socket.
+
+    Dumping an empty family still walks the whole established hash (~40 ms at
+    100k sockets).  ``sockstat6`` counts IPv6 full sockets (``TCP6: inuse``);
+    request sockets need an IPv6 listener, which is one of those; TIME_WAIT is
+    only counted for both families together (``sockstat``: ``tw``), so all of
+    it must be IPv4 ones already seen (``v4_time_wait``; ``None`` when the
+    dump does not ask for TIME_WAIT at all).  Unreadable files mean "don't
+    know".
+    ``thread-self``, not ``/proc/net`` (``self``): a thread may have entered
+    another network namespace than its process's.
+    """
+    try:
+        with open(f"{proc_net}/sockstat6", "rb") as fh:
+            six = fh.read().split()
+        with open(f"{proc_net}/sockstat", "rb") as fh:
+            four = fh.read().split()
+        inuse6 = int(six[six.index(b"TCP6:") + 2])
+        tcp = four.index(b"TCP:")
+        time_wait = int(four[four.index(b"tw", tcp) + 1])
+    except (OSError, ValueError, IndexError):
+        return False
+    return inuse6 == 0 and (v4_time_wait is None or time_wait == v4_time_wait)
+
+
 def dump(
     kinds: Iterable[tuple[int, Proto]] = (
         (socket.AF_INET, "tcp"),
@@ -623,8 +650,15 @@ def dump(
     wanted = None if states is None else frozenset(states)
     buf = bytearray(_RECV_SIZE)
     view = memoryview(buf)
+    # TIME_WAIT sockets of IPv4 seen, to tell whether IPv6 has any (tcp6_absent)
+    v4_time_wait: int | None = -1
+    if wanted is not None and State.TIME_WAIT not in wanted:
+        v4_time_wait = None
     with _open() as nl, _no_gc():
         for seq, (family, proto) in enumerate(kinds, start=1):
+            if proto == "tcp" and family == socket.AF_INET6 and tcp6_absent(v4_time_wait):
+                continue
+            start = len(out)
             request = build_request(
                 family, proto, info=info, seq=seq, states=wanted, bytecode=bytecode
             )
@@ -639,6 +673,11 @@ def dump(
                 name = proto if family == socket.AF_INET else proto + "6"
                 missing.append(f"{name} sockets ({exc}; is the {proto}_diag module loaded?)")
                 _drain(nl, buf)
+            if proto == "tcp" and family == socket.AF_INET and v4_time_wait is not None:
+                # with a port filter the count is partial: -1 never matches sockstat
+                tw = State.TIME_WAIT
+                seen = sum(1 for sock in out[start:] if sock.state is tw)
+                v4_time_wait = -1 if bytecode else seen
     return out
 
 
