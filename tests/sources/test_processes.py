@@ -131,3 +131,64 @@ def test_scan_stops_once_every_wanted_inode_is_owned(tmp_path: Path) -> None:
     result = processes.scan({555}, str(tmp_path))
     assert result.owners == {555: processes.Owner(100, 3)}
     assert result.scanned == 1 and result.vanished == 0  # 200 and 300 were never opened
+
+
+def test_a_scan_in_a_child_process_gives_the_scan_done_here(tmp_path: Path) -> None:
+    _fake_proc(tmp_path)
+    pending = processes.PendingScan(str(tmp_path))
+    assert pending.pid != os.getpid()
+    result = pending.result()
+    assert result == processes.scan(None, str(tmp_path))
+    assert result.owners[555] == processes.Owner(100, 3) and result.vanished == 2
+    rows = [_sock(556)]
+    assert processes.attribute(rows, proc_root=str(tmp_path), pending=None) == []
+    assert (rows[0].pid, rows[0].fd, rows[0].process) == (100, 7, "nginx")
+
+
+def test_live_scan_in_a_child_finds_this_process_sockets() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        fd = listener.fileno()
+        pending = processes.PendingScan("/proc")
+        rows = [_sock(os.fstat(fd).st_ino)]
+        processes.attribute(rows, pending=pending)
+    assert (rows[0].pid, rows[0].fd) == (os.getpid(), fd)
+
+
+def test_a_child_that_fails_falls_back_to_scanning_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_proc(tmp_path)
+    parent = os.getpid()
+    real = processes.scan
+
+    def scan_unless_child(wanted: set[int] | None, proc_root: str = "/proc") -> object:
+        if os.getpid() != parent:
+            raise RuntimeError("the child breaks")
+        return real(wanted, proc_root)
+
+    monkeypatch.setattr(processes, "scan", scan_unless_child)
+    result = processes.PendingScan(str(tmp_path)).result()
+    assert result.owners == {555: processes.Owner(100, 3), 556: processes.Owner(100, 7)}
+
+
+def test_a_cancelled_scan_leaves_no_child(tmp_path: Path) -> None:
+    _fake_proc(tmp_path)
+    pending = processes.PendingScan(str(tmp_path))
+    pending.cancel()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pending.pid, 0)
+
+
+def test_no_child_is_forked_while_other_threads_run() -> None:
+    import threading
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert processes.start_scan() is None
+    finally:
+        stop.set()
+        other.join()

@@ -127,28 +127,41 @@ def take_snapshot(
     if from_file is not None:
         return _read_text()(from_file, fmt=fmt, strict=strict)
     name = choose_source(None if source in (None, "auto") else source)
-    explicit = name != "auto"
-    if name == "auto":
-        if proc_root != "/proc":
-            name = "procfs"
-        elif sys.platform.startswith("linux"):
-            name = "netlink"
+    pending = None
+    if processes and name != "psutil":
+        from tcplens.sources import processes as proc
+
+        pending = proc.start_scan(proc_root)  # beside the dump, in a child process
+    try:
+        explicit = name != "auto"
+        if name == "auto":
+            if proc_root != "/proc":
+                name = "procfs"
+            elif sys.platform.startswith("linux"):
+                name = "netlink"
+            else:
+                name = "psutil"
+        if name == "netlink":
+            try:
+                snap = _live("netlink", info=info, proc_root=proc_root, narrow=narrow)
+            except SourceError as exc:
+                if explicit:
+                    raise
+                snap = _live("procfs", info=info, proc_root=proc_root, narrow=narrow)
+                snap.missing.append(f"netlink unavailable ({exc}); read /proc/net instead")
         else:
-            name = "psutil"
-    if name == "netlink":
-        try:
-            snap = _live("netlink", info=info, proc_root=proc_root, narrow=narrow)
-        except SourceError as exc:
-            if explicit:
-                raise
-            snap = _live("procfs", info=info, proc_root=proc_root, narrow=narrow)
-            snap.missing.append(f"netlink unavailable ({exc}); read /proc/net instead")
-    else:
-        snap = _live(name, info=info, proc_root=proc_root, narrow=narrow)
+            snap = _live(name, info=info, proc_root=proc_root, narrow=narrow)
+    except BaseException:
+        if pending is not None:
+            pending.cancel()
+        raise
     if processes and snap.source != "psutil":
         from tcplens.sources import processes as proc
 
-        snap.missing.extend(proc.attribute(snap.sockets, proc_root=proc_root, cmdline=cmdline))
+        notes = proc.attribute(snap.sockets, proc_root=proc_root, cmdline=cmdline, pending=pending)
+        snap.missing.extend(notes)
+    elif pending is not None:
+        pending.result()  # psutil after all (auto off Linux): reap the child
     elif not processes and snap.source == "psutil":
         for sock in snap.sockets:
             sock.pid = sock.fd = None
