@@ -252,3 +252,140 @@ def test_offloaded_decoding_stopped_early_leaves_no_child_behind() -> None:
     conns.close()  # type: ignore[attr-defined]
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # the child was reaped by the generator
+
+
+def run_fast(data: bytes, offload: bool, split: bool, **kwargs: int) -> tuple[list[str], tuple]:  # type: ignore[type-arg]
+    """Connections in output order (not sorted) plus every figure the summary keeps."""
+    tracker, summary = Tracker(**kwargs), CaptureSummary()  # type: ignore[arg-type]
+    conns = fastpath.reconstruct_pcap_fast(
+        io.BytesIO(data), tracker, summary, offload=offload, split=split
+    )
+    got = [json.dumps(c.as_dict(), sort_keys=True) for c in conns]
+    figures = (summary.frames, summary.connections, summary.peak_live, str(summary.decode))
+    return got, (*figures, tracker.count, tracker.evicted)
+
+
+def busy_capture(seed: int, connections: int = 120, backwards: bool = False) -> bytes:
+    """Many interleaved connections over ~40 s: handshakes, data, FIN and RST closes,
+    refused and half-open attempts, port reuse; idle ones are evicted on the way."""
+    import random
+
+    rng = random.Random(seed)
+    rows: list[tuple[float, bytes]] = []
+    for k in range(connections):
+        client = (f"10.0.0.{1 + k % 2}", 20000 + rng.randrange(6))  # 4-tuples get reused
+        server = (f"192.168.0.{1 + k % 2}", rng.choice((80, 443)))
+        t = rng.uniform(10, 50)
+        cs, ss = rng.getrandbits(32), rng.getrandbits(32)
+        kind = rng.random()
+
+        def add(
+            frm: tuple[str, int],
+            to: tuple[str, int],
+            flags: int,
+            n: int = 0,
+            client: tuple[str, int] = client,
+        ) -> None:
+            nonlocal t, cs, ss
+            seq, ack = (cs, ss) if frm == client else (ss, cs)
+            win = 0 if rng.random() < 0.03 else 500
+            rows.append((t, frame(frm, to, flags, seq % 2**32, ack % 2**32, n, win)))
+            used = n + (1 if flags & (SYN | FIN) else 0)
+            if frm == client:
+                cs += used
+            else:
+                ss += used
+            t += rng.uniform(0.001, 0.3)
+
+        add(client, server, SYN)
+        if kind < 0.1:
+            continue  # half-open
+        if kind < 0.2:
+            add(server, client, RST | ACK)
+            continue
+        add(server, client, SYN | ACK)
+        add(client, server, ACK)
+        for _ in range(rng.randrange(4)):
+            frm, to = (client, server) if rng.random() < 0.5 else (server, client)
+            add(frm, to, PSH | ACK, rng.choice((1, 10, 100)))
+        if kind < 0.4:
+            add(client, server, RST | ACK)
+        else:
+            first, second = (client, server) if kind < 0.7 else (server, client)
+            add(first, second, FIN | ACK)
+            add(second, first, FIN | ACK)
+            add(first, second, ACK)
+    rows.sort(key=lambda r: r[0])
+    if backwards:  # one timestamp steps back (e.g. merged interfaces)
+        i = len(rows) // 2
+        rows[i] = (rows[i][0] - 2.0, rows[i][1])
+    return build.pcap([(int(t * 1e9), data) for t, data in rows], nanos=True)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_split_tracking_gives_what_one_tracker_gives_in_the_same_order(seed: int) -> None:
+    # two processes each track the connections of their half of the 4-tuples and
+    # reconcile numbering, clock and sweeps at each of ~100 chunk boundaries
+    data = busy_capture(seed)
+    one = run_fast(data, offload=False, split=False)
+    assert len(one[0]) > 100
+    assert one[1][5] > 20  # evicted on the way, so sweeps are merged
+    assert sum('"conn_state": "REJ"' in c for c in one[0]) > 3
+    assert run_fast(data, offload=True, split=True) == one
+
+
+def test_split_tracking_hands_over_when_timestamps_go_back() -> None:
+    data = busy_capture(4, backwards=True)
+    one = run_fast(data, offload=False, split=False)
+    assert run_fast(data, offload=True, split=True) == one
+
+
+def test_split_tracking_hands_over_at_the_connection_cap() -> None:
+    data = busy_capture(5)
+    one = run_fast(data, offload=False, split=False, max_connections=6)
+    assert run_fast(data, offload=True, split=True, max_connections=6) == one
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.pcap*")))
+def test_split_tracking_agrees_on_every_fixture(name: str) -> None:
+    for data in (as_pcap(FIXTURES / name), (FIXTURES / name).read_bytes()):
+        assert run_fast(data, True, True) == run_fast(data, False, False)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(segment, min_size=1, max_size=40))
+def test_split_tracking_agrees_on_random_segment_soups(rows: list[tuple]) -> None:  # type: ignore[type-arg]
+    t = 0.0
+    packets = []
+    for (frm, to), flags, seq, ack, n, win, gap in rows:
+        t += gap
+        packets.append(
+            (int(t * 1e9), frame(frm, to, flags, 1000 + seq * 7, 2000 + ack * 7, n, win))
+        )
+    data = build.pcap(packets, nanos=True)
+    assert run_fast(data, True, True) == run_fast(data, False, False)
+
+
+def test_split_tracking_reports_a_truncated_file_like_one_tracker() -> None:
+    data = busy_capture(6)[:-30]
+    outcomes = []
+    for offload in (False, True):
+        got: list[str] = []
+        with pytest.raises(TruncatedInput) as info:
+            for conn in fastpath.reconstruct_pcap_fast(
+                io.BytesIO(data), Tracker(), CaptureSummary(), offload=offload, split=offload
+            ):
+                got.append(json.dumps(conn.as_dict(), sort_keys=True))
+        outcomes.append((got, info.value.record, info.value.offset))
+    assert outcomes[0][0]
+    assert outcomes[1] == outcomes[0]
+
+
+def test_split_tracking_stopped_early_leaves_no_child_behind() -> None:
+    conns = fastpath.reconstruct_pcap_fast(
+        io.BytesIO(busy_capture(7)), Tracker(), CaptureSummary(), offload=True, split=True
+    )
+    assert next(iter(conns)).index >= 1
+    conns.close()  # type: ignore[attr-defined]
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)

@@ -45,7 +45,9 @@ import heapq
 import io
 import os
 import pickle
+import queue
 import struct
+import threading
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -147,6 +149,7 @@ class _Decoded:
     interesting_o: B
     first_of_side: B
     fast_o: B
+    gpart: npt.NDArray[np.int8]
     nfast: int
 
 
@@ -429,12 +432,15 @@ def reconstruct_pcap_fast(
     path: str | None = None,
     *,
     offload: bool | None = None,
+    split: bool | None = None,
 ) -> Iterator[Connection]:
     """Like :func:`tcplens.packets.tracker.reconstruct` for a pcap or pcapng stream.
 
     ``offload``: index and decode in a forked worker process while this one
     tracks (see :func:`_offloaded`); ``None`` decides from the file (a real file
     of at least :data:`_OFFLOAD_MIN_BYTES` on a machine with a second core).
+    ``split`` (with ``offload``; the default then): the worker also tracks half
+    of the connections (see :func:`_partitioned`).
     """
     head = fileobj.read(24)
     magic = struct.unpack("<I", head[:4])[0] if len(head) >= 4 else 0
@@ -477,6 +483,11 @@ def reconstruct_pcap_fast(
 
     if offload is None:
         offload = _worth_offloading(fileobj)
+    if split is None:
+        split = offload
+    if offload and split and tracker.on_change is None and not tracker.keep_segments:
+        yield from _partitioned(decoded(), tracker, summary)
+        return
     source = _offloaded(decoded()) if offload else decoded()
     try:
         for dec in source:
@@ -554,6 +565,23 @@ def _offloaded(decoded: Iterator[_Decoded]) -> Iterator[_Decoded]:
     finally:
         pipe.close()  # a child still writing gets EPIPE and leaves
         os.waitpid(pid, 0)
+
+
+def _send(write_fd: int, item: tuple[str, Any]) -> None:
+    """One length-prefixed pickle on a pipe."""
+    data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+    for part in (len(data).to_bytes(8, "little"), data):
+        view = memoryview(part)
+        while view:
+            view = view[os.write(write_fd, view) :]
+
+
+def _receive(pipe: BinaryIO) -> tuple[str, Any]:
+    head = pipe.read(8)
+    if len(head) < 8:
+        raise RuntimeError("worker process ended without a result")
+    kind, payload = pickle.loads(pipe.read(int.from_bytes(head, "little")))
+    return kind, payload
 
 
 def _produce(decoded: Iterator[_Decoded], write_fd: int) -> None:
@@ -732,6 +760,7 @@ def _decode(chunk: _Chunk, order: str, scale: int, linktype: int) -> _Decoded:
     # the exact path for the whole chunk, so order between the two kinds is kept.
     slow_keys: set[tuple[bytes, int, bytes, int]] = set()
     slow_frames: dict[int, tuple[int, bytes]] = {}
+    slow_part: dict[int, int] = {}
     for i in np.flatnonzero(~fast).tolist():
         start = int(p[i])
         slow_frames[i] = (links[i], buf[start : start + int(caplen[i])])
@@ -740,6 +769,7 @@ def _decode(chunk: _Chunk, order: str, scale: int, linktype: int) -> _Decoded:
             a1, a2 = (probe.src, probe.sport), (probe.dst, probe.dport)
             lo_, hi_ = (a1, a2) if a1 <= a2 else (a2, a1)
             slow_keys.add((lo_[0], lo_[1], hi_[0], hi_[1]))
+            slow_part[i] = _part((lo_[0], lo_[1], hi_[0], hi_[1]))
 
     # Group keys as the tracker spells them (Python, once per group).
     gkeys_ahi = ahi[o][gstart_pos].tolist()
@@ -766,6 +796,14 @@ def _decode(chunk: _Chunk, order: str, scale: int, linktype: int) -> _Decoded:
             araw = gkeys_alo[g].to_bytes(4, "big")
             braw = gkeys_blo[g].to_bytes(4, "big")
         gkey.append((araw, gkeys_apt[g], braw, gkeys_bpt[g]))
+    # which of two trackers owns each group (see _partitioned); a slow packet's
+    # group is owned by whoever owns the flow it decodes to
+    gpart = np.array([0 if key is None else _part(key) for key in gkey], dtype=np.int8)
+    if slow_part:
+        gid_cap = np.empty(n, dtype=np.int64)
+        gid_cap[o] = group_of_o
+        for i, part in slow_part.items():
+            gpart[gid_cap[i]] = part
     # a second bare SYN in a group: possible port reuse, take the exact path
     bare_syn_o = (flags_o & (SYN | ACK)) == SYN
     syn_count = np.bincount(group_of_o, weights=bare_syn_o, minlength=ngroups)
@@ -807,15 +845,27 @@ def _decode(chunk: _Chunk, order: str, scale: int, linktype: int) -> _Decoded:
         interesting_o=interesting_o,
         first_of_side=first_of_side,
         fast_o=fast[o],
+        gpart=gpart,
         nfast=int(fast.sum()),
     )
 
 
 def _track(
-    dec: _Decoded, tracker: Tracker, stats: DecodeStats, summary: CaptureSummary
+    dec: _Decoded,
+    tracker: Tracker,
+    stats: DecodeStats,
+    summary: CaptureSummary,
+    part: int | None = None,
+    reused: list[tuple[int, Connection]] | None = None,
 ) -> Iterator[Connection]:
-    """Feed a decoded chunk's interesting segments to the tracker, the rest in bulk."""
-    summary.frames += dec.n
+    """Feed a decoded chunk's interesting segments to the tracker, the rest in bulk.
+
+    With ``part``, only the groups that partition owns (``dec.gpart``), and
+    only partition 0 counts frames; connections finished by port reuse go to
+    ``reused`` with the record that finished them instead of being yielded.
+    """
+    if not part:
+        summary.frames += dec.n
     n = dec.n
     o = dec.o
     new_group = dec.new_group
@@ -902,6 +952,8 @@ def _track(
     data = len_o > 0
     need_first_o = need_first[group_of_o, side_o] & first_of_side
     interesting_o = interesting_o | retrans | gap | zero | need_first_o | all_slow[group_of_o]
+    if part is not None:
+        interesting_o &= dec.gpart[group_of_o] == part
 
     # Prefix sums in group order for bulk application, both physical sides in one
     # table (columns 0-7: side 0, 8-15: side 1): one row per position, two rows read
@@ -1122,8 +1174,11 @@ def _track(
             seg = seg_or_none
         done = feed(times[i], seg, wire_i, record)
         if done:
-            summary.connections += len(done)
-            yield from done
+            if reused is not None:
+                reused.extend((record, conn) for conn in done)
+            else:
+                summary.connections += len(done)
+                yield from done
         if fk is not None:
             flow = flows.get(fk)
             if flow is not None:
@@ -1135,11 +1190,357 @@ def _track(
                             queued.add(j)
                             heapq.heappush(pending, j)
                 watch(g, pos, flow)
-    for g in range(ngroups):
+    owned = range(ngroups) if part is None else np.flatnonzero(dec.gpart == part).tolist()
+    for g in owned:
         if applied[g] < gend_l[g]:
             apply(g, gend_l[g])
-    stats.frames += dec.nfast
-    stats.tcp += dec.nfast
+    if not part:
+        stats.frames += dec.nfast
+        stats.tcp += dec.nfast
+
+
+def _part(key: tuple[bytes, int, bytes, int]) -> int:
+    """Partition (0 or 1) of a 4-tuple: low bits of both ports and both addresses."""
+    return int((key[1] ^ key[3] ^ key[0][-1] ^ key[2][-1]) % 8 < 3)
+
+
+class _ChunkArrived(Exception):
+    """A decoded chunk came in while waiting for the end of input."""
+
+
+def _monotonic(dec: _Decoded) -> bool:
+    return bool(np.all(dec.stamps[1:] >= dec.stamps[:-1]))
+
+
+def _partitioned(
+    decoded: Iterator[_Decoded], tracker: Tracker, summary: CaptureSummary
+) -> Iterator[Connection]:
+    """Track with two processes: connections split by 4-tuple, results as from one.
+
+    A forked worker reads and decodes every chunk (sending each here, as in
+    :func:`_offloaded`), then both processes track the same chunk, each only
+    the groups it owns (:func:`_part`): connections never share state, so each
+    tracker sees exactly the segments one tracker would for those
+    connections.  What is global in one tracker is reconciled at every chunk
+    boundary, where the single-process path sweeps (theory of operation):
+
+    * connection numbers: one tracker numbers connections in the order their
+      first record arrives, so both sides send the records that created
+      connections in the chunk and renumber from the merged list;
+    * the sweep decision (capture time, packets since the last sweep, live
+      connections) is taken here from both sides' figures and sent to the
+      worker, which evicts what is stale and sends those connections back;
+      output order is that of one tracker: connections finished by port reuse
+      in record order, then each sweep's batch in connection order;
+    * capture time inside a chunk is the time of the packet being fed when
+      timestamps do not go backwards, in either process.  A chunk where they
+      do, more live connections than the tracker's cap, or the end of input
+      makes the worker hand its connections over (pickled) and go on only
+      decoding: this process then has everything one tracker would have.
+    """
+    up_r, up_w = os.pipe()
+    down_r, down_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child; its results are checked in the parent
+        code = 0
+        try:
+            os.close(up_r)
+            os.close(down_w)
+            _partition_worker(decoded, tracker, up_w, down_r)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(up_w)
+    os.close(down_r)
+    pipe = open(up_r, "rb", buffering=1 << 20)  # noqa: SIM115 - closed in finally
+    ahead: list[_Decoded] = []
+    stats = summary.decode
+    held: list[Connection] = []  # this side's last sweep, to merge with the worker's
+    evicted: list[list[Connection]] = []  # the worker's, when it came in early
+    split = True
+
+    def take(flows: list[tuple[tuple[bytes, int, bytes, int], _Flow]]) -> None:
+        nonlocal split
+        merged = [*tracker.flows.items(), *flows]
+        merged.sort(key=lambda kv: kv[1].index)
+        tracker.flows.clear()
+        tracker.flows.update(merged)
+        split = False
+
+    def wait_for(kind: str) -> Any:
+        """The worker's next message of ``kind``; chunks sent ahead are kept.
+
+        Waiting for "end" means waiting for the next chunk or the end: a chunk
+        then raises :class:`_ChunkArrived`.
+        """
+        if kind == "evicted" and evicted:
+            return evicted.pop()
+        while True:
+            got, payload = _receive(pipe)
+            if got == kind:
+                return payload
+            if got == "evicted":  # the worker's share of a held sweep batch
+                evicted.append(payload)
+            elif got == "chunk":
+                ahead.append(_grow(payload))
+                if kind == "end":
+                    raise _ChunkArrived
+            elif got == "flows-sent":
+                pass
+            elif got == "flows":
+                take(payload)
+            elif got == "input-error":
+                cls, reason, where = payload
+                raise cls(reason, **where)
+            elif got == "failure":
+                raise RuntimeError(f"tracking worker failed:\n{payload}")
+            else:
+                raise RuntimeError(f"tracking worker sent {got!r} instead of {kind!r}")
+
+    try:
+        try:
+            while True:
+                if not ahead:
+                    try:
+                        wait_for("end")
+                        break
+                    except _ChunkArrived:
+                        pass
+                dec = ahead.pop(0)
+                if split and not _monotonic(dec):
+                    yield from _flush(held, tracker, summary, wait_for)
+                    wait_for("flows-sent")  # the worker handed its connections over
+                if not split:
+                    yield from _flush(held, tracker, summary, wait_for)
+                    yield from _track(dec, tracker, stats, summary)
+                    done = tracker.sweep(dec.n)
+                    summary.connections += len(done)
+                    yield from done
+                    continue
+                yield from _split_chunk(dec, tracker, summary, wait_for, down_w, held)
+        except TruncatedInput as exc:
+            yield from _flush(held, tracker, summary, wait_for)
+            if split:
+                wait_for("flows-sent")
+            yield from summary.finish(tracker, exc)
+            raise
+        yield from _flush(held, tracker, summary, wait_for)
+        if split:
+            wait_for("flows-sent")
+        yield from summary.finish(tracker)
+    finally:
+        pipe.close()
+        os.close(down_w)
+        os.waitpid(pid, 0)
+
+
+def _split_chunk(
+    dec: _Decoded,
+    tracker: Tracker,
+    summary: CaptureSummary,
+    wait_for: Any,
+    down_w: int,
+    held: list[Connection],
+) -> Iterator[Connection]:
+    """This process's half of one chunk, then the reconciliation (see :func:`_partitioned`).
+
+    The previous sweep's batch is yielded only after this half is tracked: the
+    worker's share of it arrives meanwhile, and nothing this chunk finishes
+    is yielded before it.
+    """
+    count0, since0 = tracker.count, tracker._since_sweep
+    live0 = len(tracker.flows)
+    reused: list[tuple[int, Connection]] = []
+    for _ in _track(dec, tracker, summary.decode, summary, part=0, reused=reused):
+        pass  # nothing is yielded with ``reused``
+    yield from _flush(held, tracker, summary, wait_for)
+    now_w, since_w, live_w, live0_w, created_w, reused_w, stats_w = wait_for("report")
+    for name, value in stats_w.items():
+        setattr(summary.decode, name, getattr(summary.decode, name) + value)
+    created = sorted(_created(tracker, count0, reused) + created_w)
+    number = {record: count0 + 1 + k for k, record in enumerate(created)}
+    finishes = sorted([r for r, _c in reused] + [r for r, _c in reused_w])
+    # the peak as one tracker measures it: live connections right after each creation
+    live, k = live0 + live0_w, 0
+    for record in created:
+        while k < len(finishes) and finishes[k] <= record:
+            live -= 1
+            k += 1
+        live += 1
+        tracker.peak = max(tracker.peak, live)
+    now = max(tracker.now, now_w)
+    since = since0 + (tracker._since_sweep - since0) + since_w
+    live_all = len(tracker.flows) + live_w
+    if live_all > tracker.max_connections:
+        mode = "migrate"
+    elif now >= tracker._next_sweep and (since + dec.n) * 4 >= live_all:
+        mode = "sweep"
+    else:
+        mode = "keep"
+    _send(down_w, ("decision", (count0, number, now, since, mode)))
+    _reconcile(tracker, count0, number, now, since)
+    for conns in (reused, reused_w):
+        for _record, conn in conns:
+            if conn.index > count0:
+                conn.index = number[conn.first_record]
+    for _record, conn in sorted([*reused, *reused_w], key=lambda rc: rc[0]):
+        summary.connections += 1
+        yield conn
+    if mode == "migrate":
+        wait_for("flows-sent")
+        done = tracker.sweep(dec.n)
+        summary.connections += len(done)
+        yield from done
+    elif mode == "sweep":
+        tracker._since_sweep += dec.n
+        held.append(None)  # type: ignore[arg-type]  # marks "the worker swept too"
+        held.extend(tracker._sweep())
+    else:
+        tracker._since_sweep += dec.n
+
+
+def _flush(
+    held: list[Connection], tracker: Tracker, summary: CaptureSummary, wait_for: Any
+) -> Iterator[Connection]:
+    """Yield a held sweep batch merged with the worker's, in connection order."""
+    if not held:
+        return
+    theirs: list[Connection] = wait_for("evicted")
+    tracker.evicted += len(theirs)
+    done = sorted([*held[1:], *theirs], key=lambda c: c.index)
+    held.clear()
+    summary.connections += len(done)
+    yield from done
+
+
+def _created(tracker: Tracker, count0: int, reused: list[tuple[int, Connection]]) -> list[int]:
+    """Records that created connections since the count was ``count0`` (newest last in dict)."""
+    out = [conn.first_record for _r, conn in reused if conn.index > count0]
+    for flow in reversed(tracker.flows.values()):
+        if flow.index <= count0:
+            break
+        out.append(flow.first_record)
+    return out
+
+
+def _reconcile(
+    tracker: Tracker, count0: int, number: dict[int, int], now: float, since: int
+) -> None:
+    """Both processes: global numbering, clock and sweep counter after a chunk."""
+    for flow in reversed(tracker.flows.values()):
+        if flow.index <= count0:
+            break
+        flow.index = number[flow.first_record]
+    tracker.count = count0 + len(number)
+    tracker.now = now
+    tracker._since_sweep = since
+
+
+def _partition_worker(
+    decoded: Iterator[_Decoded], tracker: Tracker, up_w: int, down_r: int
+) -> None:
+    """The worker's side of :func:`_partitioned`."""
+    control = open(down_r, "rb")  # noqa: SIM115 - the process ends with it
+    # Writes go through a thread: a chunk sent ahead must not wait for the parent
+    # to read it (that would put the two halves of a chunk one after the other).
+    outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+
+    def writer() -> None:
+        try:
+            while (data := outbox.get()) is not None:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(up_w, view) :]
+        except OSError:
+            pass  # EPIPE: the parent stopped reading
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+
+    def send(item: tuple[str, Any]) -> None:
+        data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+        outbox.put(len(data).to_bytes(8, "little") + data)
+
+    summary = CaptureSummary()  # frames are counted by the parent
+    stats = summary.decode
+    split = True
+    error: InputError | None = None
+
+    def hand_over() -> None:
+        nonlocal split
+        send(("flows", list(tracker.flows.items())))
+        send(("flows-sent", None))
+        tracker.flows.clear()
+        split = False
+
+    def produce() -> _Decoded | None:
+        nonlocal error
+        try:
+            dec = next(decoded)
+        except StopIteration:
+            return None
+        except InputError as exc:
+            error = exc
+            return None
+        send(("chunk", _shrink(dec)))
+        return dec
+
+    try:
+        current = produce()
+        while current is not None:
+            following = produce()  # decoded and sent before this one is tracked
+            if split and not _monotonic(current):
+                hand_over()
+            if split:
+                count0, since0 = tracker.count, tracker._since_sweep
+                live0 = len(tracker.flows)
+                reused: list[tuple[int, Connection]] = []
+                for _ in _track(current, tracker, stats, summary, part=1, reused=reused):
+                    pass
+                delta = {name: getattr(stats, name) for name in DecodeStats.__dataclass_fields__}
+                for name in delta:
+                    setattr(stats, name, 0)
+                report = (
+                    tracker.now,
+                    tracker._since_sweep - since0,
+                    len(tracker.flows),
+                    live0,
+                    _created(tracker, count0, reused),
+                    reused,
+                    delta,
+                )
+                send(("report", report))
+                _kind, payload = _receive(control)
+                count0, number, now, since, mode = payload
+                _reconcile(tracker, count0, number, now, since)
+                if mode == "migrate":
+                    hand_over()
+                elif mode == "sweep":
+                    tracker._since_sweep += current.n
+                    send(("evicted", tracker._sweep()))
+                else:
+                    tracker._since_sweep += current.n
+            current = following
+        if split:
+            hand_over()
+        if error is not None:
+            where = {
+                "path": error.path,
+                "line": error.line,
+                "offset": error.offset,
+                "record": error.record,
+            }
+            send(("input-error", (type(error), error.reason, where)))
+        else:
+            send(("end", None))
+    except OSError:
+        pass  # EPIPE: the parent stopped reading
+    except Exception:
+        send(("failure", traceback.format_exc()))
+    finally:
+        outbox.put(None)
+        thread.join()
 
 
 def _side_index(flow: _Flow, key: tuple[bytes, int, bytes, int], phys: int) -> int:
