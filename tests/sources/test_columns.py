@@ -305,7 +305,7 @@ def test_status_fast_and_full_agree_on_the_counts() -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
         with population():
             runs = {
-                mode: subprocess.run(
+                mode: subprocess.run(  # no flag: a namespace this small gets --full
                     [sys.executable, "-m", "tcplens", "status", mode],
                     capture_output=True,
                     text=True,
@@ -313,9 +313,14 @@ def test_status_fast_and_full_agree_on_the_counts() -> None:
                     timeout=60,
                     check=True,
                 )
-                for mode in ("--fast", "--full")
+                for mode in ("--fast", "--full", "--source=auto")
             }
-        fast, full = (runs[m].stdout.splitlines() for m in ("--fast", "--full"))
+        fast, full, auto = (
+            runs[m].stdout.splitlines() for m in ("--fast", "--full", "--source=auto")
+        )
+        until = full.index("Oldest")  # ages after it move with the clock
+        assert auto[1:until] == full[1:until] and not any(line.startswith("(~") for line in auto)
+        assert any(line.startswith("(~") for line in fast) or "~" not in "\n".join(fast)
         counts = slice(1, fast.index("Busiest states"))
         assert fast[counts] == full[counts]
         assert any(line.split()[:2] == ["TIME_WAIT", "170"] for line in fast[counts])
@@ -323,3 +328,40 @@ def test_status_fast_and_full_agree_on_the_counts() -> None:
         assert not any(line.startswith("Top finding") for line in fast)
 
     run_in_private_netns(body, required=True)
+
+
+def test_a_protocol_the_kernel_cannot_dump_is_noted_and_tcp_survives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the real kernel answers NLMSG_ERROR for a protocol no inet_diag handler serves
+    monkeypatch.setitem(netlink._PROTO_NUMBERS, "udp", 254)
+    missing: list[str] = []
+    kinds = [(socket.AF_INET, "udp"), (socket.AF_INET, "tcp")]
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        cols = columns.dump_columns(kinds, missing=missing)  # type: ignore[arg-type]
+        port = listener.getsockname()[1]
+    assert missing == [
+        "udp sockets (sock_diag dump for udp failed: No such file or directory;"
+        " is the udp_diag module loaded?)"
+    ]
+    assert [r[:2] for r in cols.ranges] == [("udp", 4), ("tcp", 4)] and port in cols.sport
+    with pytest.raises(SourceError, match="No such file"):
+        columns.dump_columns([(socket.AF_INET, "udp")])  # without a list for notes
+
+
+def test_sockstat_reads_both_files_and_unreadable_means_empty(tmp_path: Path) -> None:
+    (tmp_path / "sockstat").write_text(
+        "sockets: used 12\nTCP: inuse 7 orphan 1 tw 3 alloc 9 mem 2\nUDP: inuse 2 mem 1\n"
+    )
+    (tmp_path / "sockstat6").write_text("TCP6: inuse 4\nUDP6: inuse 0\n")
+    counts = netlink.sockstat(str(tmp_path))
+    assert counts["TCP.inuse"] == 7 and counts["TCP.tw"] == 3 and counts["TCP6.inuse"] == 4
+    assert counts["sockets.used"] == 12 and counts["UDP6.inuse"] == 0
+    assert netlink.tcp6_absent(3, str(tmp_path)) is False  # TCP6 in use
+    (tmp_path / "sockstat6").write_text("TCP6: inuse 0\n")
+    assert netlink.tcp6_absent(3, str(tmp_path)) and not netlink.tcp6_absent(2, str(tmp_path))
+    assert netlink.tcp6_absent(None, str(tmp_path))  # TIME_WAIT not asked for
+    assert netlink.sockstat(str(tmp_path / "none")) == {}
+    assert not netlink.tcp6_absent(None, str(tmp_path / "none"))

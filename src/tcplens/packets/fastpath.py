@@ -191,12 +191,12 @@ def _fields(dec: _Decoded) -> I64:
     length, wire length, fast.  Payload and seq are exact for fast packets
     (the only ones whose fields are read; slow ones are decoded again).
     """
-    n, o = dec.n, dec.o
+    n, o = dec.n, dec.o  # capture order: all n packets; positions: those in ``o``
     flags_o, len_o = dec.flags_o, dec.len_o
     seq_o = (dec.end_o - len_o - ((flags_o & SYN) != 0) - ((flags_o & FIN) != 0)) % _MOD
     rows = np.stack(
         [
-            np.arange(n, dtype=np.int64),
+            np.arange(len(o), dtype=np.int64),
             dec.group_of_o,
             dec.side_o,
             seq_o,
@@ -209,9 +209,49 @@ def _fields(dec: _Decoded) -> I64:
             dec.fast_o,
         ]
     )
-    out: I64 = np.empty_like(rows)
+    out: I64 = np.zeros((len(rows), n), dtype=np.int64)
     out[:, o] = rows
     return out
+
+
+def _subset(dec: _Decoded, part: int) -> _Decoded:
+    """Only the groups partition ``part`` owns (whole groups, so group order holds)."""
+    own = dec.gpart == part
+    keep = np.flatnonzero(own[dec.group_of_o])
+    new_group = dec.new_group[keep]
+    by_position = {
+        name: getattr(dec, name)[keep]
+        for name in (
+            "o",
+            "side_o",
+            "flags_o",
+            "len_o",
+            "end_o",
+            "ack_o",
+            "window_o",
+            "wire_o",
+            "iplen_o",
+            "interesting_o",
+            "first_of_side",
+            "fast_o",
+        )
+    }
+    return _Decoded(
+        n=dec.n,
+        first_record=dec.first_record,
+        stamps=dec.stamps,
+        slow_frames=dec.slow_frames,
+        slow_keys=dec.slow_keys,
+        gkey=[key for key, mine in zip(dec.gkey, own.tolist(), strict=True) if mine],
+        first_syn=dec.first_syn[own],
+        reuse=dec.reuse[own],
+        new_group=new_group,
+        group_of_o=np.cumsum(new_group) - 1,
+        gstart_pos=np.flatnonzero(new_group),
+        gpart=dec.gpart[own],
+        nfast=dec.nfast,
+        **by_position,
+    )
 
 
 def _index(fileobj: BinaryIO, order: str, snaplen: int, path: str | None) -> Iterator[_Chunk]:
@@ -866,7 +906,14 @@ def _track(
     """
     if not part:
         summary.frames += dec.n
-    n = dec.n
+    if part is not None:
+        dec = _subset(dec, part)
+        if not len(dec.o):
+            if not part:
+                stats.frames += dec.nfast
+                stats.tcp += dec.nfast
+            return
+    n = len(dec.o)  # positions (capture indices ``o`` still count all dec.n packets)
     o = dec.o
     new_group = dec.new_group
     group_of_o = dec.group_of_o
@@ -952,8 +999,6 @@ def _track(
     data = len_o > 0
     need_first_o = need_first[group_of_o, side_o] & first_of_side
     interesting_o = interesting_o | retrans | gap | zero | need_first_o | all_slow[group_of_o]
-    if part is not None:
-        interesting_o &= dec.gpart[group_of_o] == part
 
     # Prefix sums in group order for bulk application, both physical sides in one
     # table (columns 0-7: side 0, 8-15: side 1): one row per position, two rows read
@@ -1190,8 +1235,7 @@ def _track(
                             queued.add(j)
                             heapq.heappush(pending, j)
                 watch(g, pos, flow)
-    owned = range(ngroups) if part is None else np.flatnonzero(dec.gpart == part).tolist()
-    for g in owned:
+    for g in range(ngroups):
         if applied[g] < gend_l[g]:
             apply(g, gend_l[g])
     if not part:

@@ -27,9 +27,11 @@ errors read exactly as they do for the record dump.
 from __future__ import annotations
 
 import bisect
+import queue
 import socket
 import struct
 import sys
+import threading
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -83,8 +85,6 @@ class Columns:
     inode: array[int] = field(default_factory=lambda: array("I"))
     #: (proto, family 4|6, start, stop): where each dumped kind's sockets are
     ranges: list[tuple[Proto, int, int, int]] = field(default_factory=list)
-    #: what could not be dumped (as ``Snapshot.missing``)
-    missing: list[str] = field(default_factory=list)
     _blocks: list[_Block] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -185,46 +185,103 @@ def _take(columns: Columns, buf: bytes, proto: Proto) -> bool:
     return done
 
 
+_DEFAULT_KINDS: Final = (
+    (socket.AF_INET, "tcp"),
+    (socket.AF_INET, "udp"),
+    (socket.AF_INET6, "udp"),
+    (socket.AF_INET6, "tcp"),  # last: whether it is needed is known after IPv4 TCP
+)
+
+
+class PendingColumns:
+    """A columnar dump under way: a thread receives, the caller cuts columns.
+
+    Why a thread: the kernel fills each batch inside ``recv`` (~0.1 s of the
+    ~0.13 s a 100k-socket dump takes), which releases the GIL, so the
+    receiving overlaps with cutting the previous batches, and with whatever
+    the caller does before :meth:`result` (imports, the descriptor tally).
+    The receiver does not parse: a dump is over when a non-blocking ``recv``
+    finds nothing queued (the kernel queues the next batch before ``recv``
+    returns, until NLMSG_DONE), and :meth:`result` checks that DONE was seen.
+    """
+
+    def __init__(self, kinds: Iterable[tuple[int, Proto]] = _DEFAULT_KINDS) -> None:
+        self.kinds = list(kinds)
+        self._queue: queue.SimpleQueue[bytes | BaseException | None] = queue.SimpleQueue()
+        self._ipv6_tcp = threading.Event()
+        self._skip_ipv6_tcp = False
+        self._thread = threading.Thread(target=self._receive, name="sock-diag", daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> None:
+        put = self._queue.put
+        try:
+            with netlink._open() as nl:
+                buf = bytearray(1 << 16)  # a dump batch is at most 32 KiB
+                for seq, (family, proto) in enumerate(self.kinds, start=1):
+                    if proto == "tcp" and family == socket.AF_INET6:
+                        self._ipv6_tcp.wait()
+                        if self._skip_ipv6_tcp:
+                            put(None)  # the end of this request's replies
+                            continue
+                    nl.send(netlink.build_request(family, proto, seq=seq))
+                    n = nl.recv_into(buf)  # the first batch is queued by send itself
+                    while n:
+                        put(bytes(buf[:n]))
+                        try:
+                            n = nl.recv_into(buf, 0, socket.MSG_DONTWAIT)
+                        except BlockingIOError:
+                            break
+                    else:
+                        raise SourceError("sock_diag: netlink socket closed mid-dump")
+                    put(None)  # the end of this request's replies
+        except BaseException as exc:  # handed to the caller, raised there
+            put(exc)
+
+    def _next(self) -> bytes | None:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def result(self, missing: list[str] | None = None) -> Columns:
+        """The columns; as :func:`netlink.dump`, a missing UDP module goes to ``missing``."""
+        columns = Columns()
+        try:
+            for family, proto in self.kinds:
+                fam = 4 if family == socket.AF_INET else 6
+                start = len(columns)
+                skipped = (proto, fam) == ("tcp", 6) and self._skip_ipv6_tcp
+                done = False
+                error: SourceError | None = None
+                while (buf := self._next()) is not None:
+                    if done or error is not None:
+                        continue  # nothing is expected after DONE or an error reply
+                    try:
+                        done = _take(columns, buf, proto)
+                    except SourceError as exc:
+                        error = exc
+                if error is None and not done and not skipped:
+                    error = SourceError(f"sock_diag: the {proto} dump ended without NLMSG_DONE")
+                if error is not None:
+                    if proto == "tcp" or missing is None:
+                        raise error
+                    name = proto if fam == 4 else proto + "6"
+                    missing.append(f"{name} sockets ({error}; is the {proto}_diag module loaded?)")
+                columns.ranges.append((proto, fam, start, len(columns)))
+                if (proto, fam) == ("tcp", 4):
+                    self._skip_ipv6_tcp = netlink.tcp6_absent(columns.state.count(6, start))
+                    self._ipv6_tcp.set()
+        finally:
+            self._ipv6_tcp.set()  # never leave the receiver waiting
+            self._thread.join()
+        return columns
+
+
 def dump_columns(
-    kinds: Iterable[tuple[int, Proto]] = (
-        (socket.AF_INET, "tcp"),
-        (socket.AF_INET6, "tcp"),
-        (socket.AF_INET, "udp"),
-        (socket.AF_INET6, "udp"),
-    ),
+    kinds: Iterable[tuple[int, Proto]] = _DEFAULT_KINDS,
     *,
     missing: list[str] | None = None,
 ) -> Columns:
-    """Every socket of the given kinds as :class:`Columns`.
-
-    As :func:`netlink.dump`, a missing UDP module is noted in ``missing``
-    and TCP failing raises :class:`SourceError`.
-    """
-    columns = Columns()
-    buf = bytearray(1 << 16)  # a dump batch is at most 32 KiB
-    v4_time_wait = -1
-    with netlink._open() as nl:
-        for seq, (family, proto) in enumerate(kinds, start=1):
-            fam = 4 if family == socket.AF_INET else 6
-            start = len(columns)
-            if proto == "tcp" and fam == 6 and netlink.tcp6_absent(v4_time_wait):
-                columns.ranges.append((proto, fam, start, start))
-                continue
-            nl.send(netlink.build_request(family, proto, seq=seq))
-            try:
-                while True:
-                    n = nl.recv_into(buf)
-                    if n == 0:
-                        raise SourceError("sock_diag: netlink socket closed mid-dump")
-                    if _take(columns, bytes(buf[:n]), proto):
-                        break
-            except SourceError as exc:
-                if proto == "tcp" or missing is None:
-                    raise
-                name = proto if fam == 4 else proto + "6"
-                missing.append(f"{name} sockets ({exc}; is the {proto}_diag module loaded?)")
-                netlink._drain(nl, buf)
-            columns.ranges.append((proto, fam, start, len(columns)))
-            if proto == "tcp" and fam == 4:
-                v4_time_wait = columns.state.count(6, start)  # TCP_TIME_WAIT
-    return columns
+    """Every socket of the given kinds as :class:`Columns` (see :class:`PendingColumns`)."""
+    return PendingColumns(kinds).result(missing)

@@ -61,6 +61,7 @@ __all__ = [
     "parse_tcp_info",
     "port_filter",
     "snapshot",
+    "sockstat",
     "state_mask",
     "tcp6_absent",
 ]
@@ -598,6 +599,30 @@ def _open() -> socket.socket:
     return sock
 
 
+def sockstat(proc_net: str = "/proc/thread-self/net") -> dict[str, int]:
+    """``sockstat`` and ``sockstat6`` as ``{"TCP.inuse": 12, "TCP.tw": 3, "TCP6.inuse": 0, ...}``.
+
+    The kernel's own counters, read in microseconds: cheap enough to decide
+    how to dump before dumping.  ``thread-self``, not ``/proc/net`` (``self``):
+    a thread may have entered another network namespace than its process's.
+    Unreadable files give an empty dict.
+    """
+    out: dict[str, int] = {}
+    for name in ("sockstat", "sockstat6"):
+        try:
+            with open(f"{proc_net}/{name}", "rb") as fh:
+                text = fh.read().decode("ascii", "replace")
+        except OSError:
+            return {}
+        for line in text.splitlines():
+            proto, _, rest = line.partition(":")
+            words = rest.split()
+            for key, value in zip(words[::2], words[1::2], strict=False):
+                if value.isdigit():
+                    out[f"{proto}.{key}"] = int(value)
+    return out
+
+
 def tcp6_absent(v4_time_wait: int | None, proc_net: str = "/proc/thread-self/net") -> bool:
     """True when this network namespace certainly has no IPv6 TCP socket.
 
@@ -608,20 +633,12 @@ def tcp6_absent(v4_time_wait: int | None, proc_net: str = "/proc/thread-self/net
     it must be IPv4 ones already seen (``v4_time_wait``; ``None`` when the
     dump does not ask for TIME_WAIT at all).  Unreadable files mean "don't
     know".
-    ``thread-self``, not ``/proc/net`` (``self``): a thread may have entered
-    another network namespace than its process's.
     """
-    try:
-        with open(f"{proc_net}/sockstat6", "rb") as fh:
-            six = fh.read().split()
-        with open(f"{proc_net}/sockstat", "rb") as fh:
-            four = fh.read().split()
-        inuse6 = int(six[six.index(b"TCP6:") + 2])
-        tcp = four.index(b"TCP:")
-        time_wait = int(four[four.index(b"tw", tcp) + 1])
-    except (OSError, ValueError, IndexError):
+    counts = sockstat(proc_net)
+    if "TCP6.inuse" not in counts or "TCP.tw" not in counts:
         return False
-    return inuse6 == 0 and (v4_time_wait is None or time_wait == v4_time_wait)
+    time_wait = counts["TCP.tw"]
+    return counts["TCP6.inuse"] == 0 and v4_time_wait in (None, time_wait)
 
 
 def dump(

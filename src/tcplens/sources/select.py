@@ -19,9 +19,9 @@ from tcplens.model.states import State
 from tcplens.sources.records import Snapshot
 
 if TYPE_CHECKING:
-    from tcplens.sources.columns import Columns
+    from tcplens.sources.columns import PendingColumns
 
-__all__ = ["ENV_VAR", "SOURCES", "choose_source", "live_columns", "take_snapshot"]
+__all__ = ["ENV_VAR", "SOURCES", "choose_source", "start_columns", "take_snapshot"]
 
 ENV_VAR: Final = "TCPLENS_SOURCE"
 SOURCES: Final = ("auto", "netlink", "procfs", "psutil")
@@ -62,29 +62,24 @@ def _read_text() -> Callable[..., Snapshot]:
     return reader
 
 
-def live_columns(source: str | None = "auto", *, proc_root: str = "/proc") -> Columns | None:
-    """This machine's sockets as columns, when the source chosen is netlink; else None.
+def start_columns(
+    source: str | None = "auto", *, proc_root: str = "/proc"
+) -> PendingColumns | None:
+    """Start dumping this machine's sockets as columns, when the source chosen is netlink.
 
-    The columnar dump (:mod:`tcplens.sources.columns`) only exists for
-    netlink; callers fall back to :func:`take_snapshot` on None, which also
-    covers ``auto`` when netlink cannot be opened.
+    None when another source is chosen: the columnar dump
+    (:mod:`tcplens.sources.columns`) only exists for netlink.  With ``auto``
+    a netlink failure surfaces from ``result()`` as :class:`SourceError`;
+    callers fall back to :func:`take_snapshot`, which reads /proc/net then.
     """
     name = choose_source(None if source in (None, "auto") else source)
     if name == "auto" and (proc_root != "/proc" or not sys.platform.startswith("linux")):
         return None
     if name not in ("auto", "netlink"):
         return None
-    from tcplens.sources.columns import dump_columns
+    from tcplens.sources.columns import PendingColumns
 
-    missing: list[str] = []
-    try:
-        columns = dump_columns(missing=missing)
-    except SourceError:
-        if name == "netlink":
-            raise
-        return None
-    columns.missing = missing
-    return columns
+    return PendingColumns()
 
 
 def take_snapshot(

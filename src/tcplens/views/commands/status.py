@@ -180,19 +180,37 @@ def command(full: bool | None, **kwargs: Any) -> int:
 def _fast(
     source: str | None, proc_root: str, fin_timeout: float, *, force: bool
 ) -> list[Line | Text] | None:
-    """The status from columns, or None when the full path should run instead."""
+    """The status from columns, or None when the full path should run instead.
+
+    The kernel's counters decide first (``sockstat``: microseconds); the dump
+    then runs in its own thread while this one samples the descriptors.
+    """
     import socket
     import time
 
-    from tcplens.sources.processes import NOT_ALL_IDENTIFIED, tally
-    from tcplens.sources.select import live_columns
+    from tcplens.errors import SourceError
+    from tcplens.sources.netlink import sockstat
+    from tcplens.sources.select import choose_source, start_columns
 
+    if not force:
+        counts = sockstat()
+        total = sum(counts.get(k, 0) for k in ("TCP.inuse", "TCP.tw", "UDP.inuse", "UDP6.inuse"))
+        if total + counts.get("TCP6.inuse", 0) <= FULL_LIMIT:
+            return None
     taken_at = time.time()
-    columns = live_columns(source, proc_root=proc_root)
-    if columns is None or (not force and len(columns) <= FULL_LIMIT):
+    pending = start_columns(source, proc_root=proc_root)
+    if pending is None:
         return None
+    from tcplens.sources.processes import NOT_ALL_IDENTIFIED, tally
+
     owners = tally(proc_root)
-    missing = list(columns.missing)
+    missing: list[str] = []
+    try:
+        columns = pending.result(missing)
+    except SourceError:
+        if choose_source(source) == "netlink":
+            raise
+        return None  # auto: the full path falls back to /proc/net
     if owners.denied:
         missing.append(NOT_ALL_IDENTIFIED)
     summary = summarize_columns(
