@@ -222,7 +222,10 @@ CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECOD
 
 def byte_compile() -> None:
     """Write the .pyc files of the tcplens the entry script imports, before anything is timed."""
-    code = "import compileall, os, tcplens; compileall.compile_dir(os.path.dirname(tcplens.__file__), quiet=1)"
+    code = (
+        "import compileall, os, tcplens; "
+        "compileall.compile_dir(os.path.dirname(tcplens.__file__), quiet=1)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, env=CHILD_ENV)
 
 
