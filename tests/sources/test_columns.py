@@ -365,3 +365,15 @@ def test_sockstat_reads_both_files_and_unreadable_means_empty(tmp_path: Path) ->
     assert netlink.tcp6_absent(None, str(tmp_path))  # TIME_WAIT not asked for
     assert netlink.sockstat(str(tmp_path / "none")) == {}
     assert not netlink.tcp6_absent(None, str(tmp_path / "none"))
+
+
+def test_kinds_in_any_order_and_ipv6_first_do_not_wait_for_ipv4() -> None:
+    kinds = [(socket.AF_INET6, "tcp"), (socket.AF_INET, "tcp")]
+    with socket.socket(socket.AF_INET6) as six:
+        six.bind(("::1", 0))
+        six.listen()
+        cols = columns.dump_columns(kinds)  # type: ignore[arg-type]
+        port = six.getsockname()[1]
+    assert [r[:2] for r in cols.ranges] == [("tcp", 6), ("tcp", 4)]
+    [(a, b)] = [(a, b) for proto, fam, a, b in cols.ranges if fam == 6]
+    assert port in cols.sport[a:b]

@@ -210,6 +210,13 @@ class PendingColumns:
         self._queue: queue.SimpleQueue[bytes | BaseException | None] = queue.SimpleQueue()
         self._ipv6_tcp = threading.Event()
         self._skip_ipv6_tcp = False
+        v4, v6 = (socket.AF_INET, "tcp"), (socket.AF_INET6, "tcp")
+        if (
+            v4 not in self.kinds
+            or v6 not in self.kinds
+            or self.kinds.index(v6) < self.kinds.index(v4)
+        ):
+            self._ipv6_tcp.set()  # nothing to learn from IPv4 first: dump IPv6 TCP as asked
         self._thread = threading.Thread(target=self._receive, name="sock-diag", daemon=True)
         self._thread.start()
 
