@@ -13,12 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tcplens.analysis.summary import _round2, summarize, summarize_columns
 from tcplens.errors import InputError, SourceError
 from tcplens.model import State
 from tcplens.sources import columns, netlink, processes
-from tcplens.sources.records import Snapshot
+from tcplens.sources.records import Snapshot, Socket
 from tests.netns import run_in_private_netns
 from tests.sources.test_netlink import _done, _ip4, _message
 
@@ -377,3 +379,59 @@ def test_kinds_in_any_order_and_ipv6_first_do_not_wait_for_ipv4() -> None:
     assert [r[:2] for r in cols.ranges] == [("tcp", 6), ("tcp", 4)]
     [(a, b)] = [(a, b) for proto, fam, a, b in cols.ranges if fam == 6]
     assert port in cols.sport[a:b]
+
+
+_message_spec = st.tuples(
+    st.sampled_from([1, 2, 5, 6, 8, 10, 12]),  # state codes, minisockets included
+    st.integers(0, 65535),  # port
+    st.integers(0, 2**32 - 1),  # inode
+    st.integers(0, 4),  # timer
+    st.integers(0, 2**32 - 1),  # expires
+    st.sampled_from([0, 8, 12, 20]),  # attribute bytes after the inet_diag_msg
+)
+
+
+def _wire(spec: tuple[int, int, int, int, int, int]) -> bytes:
+    state, port, inode, timer, expires, extra = spec
+    attrs = b"".join(
+        (8).to_bytes(2, "little") + (100 + i).to_bytes(2, "little") + b"\x01\x02\x03\x04"
+        for i in range(extra // 8)
+    ) + (b"\x04\x00\x63\x00" if extra % 8 else b"")
+    return _message(
+        idiag_family=2, idiag_state=state, idiag_sport=port, idiag_inode=inode,
+        idiag_timer=timer, idiag_expires=expires, _attrs=attrs,
+    )  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_message_spec, max_size=60), st.lists(st.integers(1, 59), max_size=4))
+def test_columns_equal_the_record_parser_however_messages_are_split(
+    specs: list[tuple[int, int, int, int, int, int]], cuts: list[int]
+) -> None:
+    wires = [_wire(spec) for spec in specs]
+    bounds = sorted({c for c in cuts if c < len(wires)})
+    buffers = [
+        b"".join(wires[a:b]) for a, b in zip([0, *bounds], [*bounds, len(wires)], strict=True)
+    ]
+    buffers = [b for b in buffers if b] + [_done()]
+    cols = columns.Columns()
+    records: list[Socket] = []
+    for buf in buffers:
+        assert columns._take(cols, buf, "tcp") is (buf == buffers[-1])
+        netlink.parse(buf, "tcp", records, info=False)
+    assert list(cols.state) == [s[0] for s in specs]
+    assert list(cols.sport) == [r.local.port for r in records]
+    assert list(cols.inode) == [r.inode or 0 for r in records]
+    assert list(cols.expires) == [s[4] for s in specs] and list(cols.timer) == [s[3] for s in specs]
+    for i, record in enumerate(records):
+        again = cols.socket_at(i)
+        assert (again.state, again.local, again.inode) == (record.state, record.local, record.inode)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400), st.integers(0, 3))
+def test_garbage_is_an_input_or_source_error_never_a_crash(noise: bytes, where: int) -> None:
+    good = _full(1, 80, 7) + _tw(81, 5)
+    buf = [noise, good + noise, noise + good, good[: where * 30] + noise][where]
+    with contextlib.suppress(InputError, SourceError):
+        columns._take(columns.Columns(), buf, "tcp")

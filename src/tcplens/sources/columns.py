@@ -170,7 +170,8 @@ def _uniform(buf: bytes) -> tuple[int, int]:
 def _take(columns: Columns, buf: bytes, proto: Proto) -> bool:
     """Add one receive buffer's sockets; True once the dump is done."""
     stride, count = _uniform(buf)
-    if count and (count * stride >= len(buf) or _HDR.unpack_from(buf, count * stride)[1] != _TYPE):
+    rest = len(buf) - count * stride
+    if count and (rest < _HDR.size or _HDR.unpack_from(buf, count * stride)[1] != _TYPE):
         columns._add(buf, stride, count, proto)
         tail = buf[count * stride :]
         if not tail:
