@@ -37,6 +37,20 @@ The one intended difference: idle connections are evicted at chunk
 boundaries instead of packet by packet, so a connection idle longer than a
 timeout *inside* one chunk is not split where the packet-by-packet path
 would split it.
+
+Two processes, same results
+---------------------------
+Each chunk is handled in two steps: :func:`_decode` (record headers, link,
+IP and TCP fields, grouping by 4-tuple) needs no tracker state; :func:`_track`
+feeds and bulk-applies.  For a large file on a machine with a second core, a
+forked worker reads and decodes while this process tracks
+(:func:`_offloaded`), and by default the worker also tracks the connections
+whose 4-tuple falls in its share (:func:`_partitioned`): connections share no
+state, so each side's tracker sees exactly what one tracker sees for them,
+and what one tracker keeps across connections (numbering, clock, sweeps,
+peak, decode counts) is reconciled at every chunk boundary, where one
+tracker would sweep.  Output order and content are those of one process;
+tests hold the two to equality, in order, on busy captures.
 """
 
 from __future__ import annotations
