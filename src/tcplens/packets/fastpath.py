@@ -1258,7 +1258,11 @@ def _track(
 
 
 def _part(key: tuple[bytes, int, bytes, int]) -> int:
-    """Partition (0 or 1) of a 4-tuple: low bits of both ports and both addresses."""
+    """Partition of a 4-tuple: 1 (the worker, which also decodes) for 3/8 of them.
+
+    From the low bits of both ports and both addresses' last bytes, so both
+    directions of a connection land on the same side.
+    """
     return int((key[1] ^ key[3] ^ key[0][-1] ^ key[2][-1]) % 8 < 3)
 
 
