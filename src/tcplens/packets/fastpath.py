@@ -111,6 +111,9 @@ _CHUNK_BYTES = 8 << 20
 _MAX_RECORD = 262_144 * 4
 _NEG = -(1 << 40)
 _BYTES16 = np.arange(16, dtype=np.int64)
+#: zero bytes after every chunk's records, so that gathers of fixed-size headers past
+#: a short last frame read zeros instead of running off the buffer
+_PAD = bytes(128)
 
 
 @dataclass(slots=True)
@@ -277,7 +280,7 @@ def _index(fileobj: BinaryIO, order: str, snaplen: int, path: str | None) -> Ite
     record = 1
     while True:
         data = fileobj.read(_CHUNK_BYTES)
-        buf = carry + data if carry else data
+        buf = b"".join((carry, data, _PAD))  # the one copy of a chunk
         if not data:
             if carry:
                 raise TruncatedInput(
@@ -290,7 +293,7 @@ def _index(fileobj: BinaryIO, order: str, snaplen: int, path: str | None) -> Ite
         offsets: list[int] = []
         append = offsets.append
         off = 0
-        end = len(buf)
+        end = len(buf) - len(_PAD)
         stop = end - 16
         while off <= stop:
             nxt = off + 16 + unpack(buf, off + 8)[0]
@@ -308,7 +311,7 @@ def _index(fileobj: BinaryIO, order: str, snaplen: int, path: str | None) -> Ite
             off = nxt
         yield _Chunk(buf, offsets, record, base)
         record += len(offsets)
-        carry = buf[off:]
+        carry = buf[off:end]
         base += off
 
 
@@ -324,7 +327,7 @@ def _index_pcapng(fileobj: BinaryIO, path: str | None) -> Iterator[_Chunk]:
     epb = struct.Struct("<IIIII").unpack_from
     while True:
         data = fileobj.read(_CHUNK_BYTES)
-        buf = carry + data if carry else data
+        buf = b"".join((carry, data, _PAD))  # the one copy of a chunk
         if not data:
             if carry:
                 raise TruncatedInput("block is truncated", path=path, record=record, offset=base)
@@ -336,7 +339,7 @@ def _index_pcapng(fileobj: BinaryIO, path: str | None) -> Iterator[_Chunk]:
         links: list[int] = []
         first = record
         off = 0
-        end = len(buf)
+        end = len(buf) - len(_PAD)
         while off + 12 <= end:
             raw_type = struct.unpack_from("<I", buf, off)[0]
             if raw_type == _SHB:
@@ -423,7 +426,7 @@ def _index_pcapng(fileobj: BinaryIO, path: str | None) -> Iterator[_Chunk]:
                 record += 1
             off += total
         yield _Chunk(buf, offsets, first, base, (caplens, wires, stamps, links))
-        carry = buf[off:]
+        carry = buf[off:end]
         base += off
 
 
@@ -665,7 +668,7 @@ def _decode(chunk: _Chunk, order: str, scale: int, linktype: int) -> _Decoded:
     """Everything about a chunk that does not depend on the tracker (see :class:`_Decoded`)."""
     buf = chunk.buf
     n = len(chunk.offsets)
-    a: U8 = np.frombuffer(buf + bytes(128), dtype=np.uint8)
+    a: U8 = np.frombuffer(buf, dtype=np.uint8)  # padded: fixed-size gathers stay inside
     off: I64 = np.asarray(chunk.offsets, dtype=np.int64)
     if chunk.meta is None:
         # the four header words in one gather (n x 16 bytes), read in the file's order
@@ -784,7 +787,10 @@ def _decode(chunk: _Chunk, order: str, scale: int, linktype: int) -> _Decoded:
     side = np.where(src_first, 0, 1)  # 0: from A, 1: from B
 
     # Group by 4-tuple; non-fast packets form their own singleton groups at the end.
-    columns = [~fast, fam, ahi, alo, apt, bhi, blo, bpt]
+    if ok6.any():
+        columns = [~fast, fam, ahi, alo, apt, bhi, blo, bpt]
+    else:  # the same order from three keys: (address, port) packed in 48 bits
+        columns = [~fast, (alo << 16) | apt, (blo << 16) | bpt]
     order_idx = np.lexsort((np.arange(n), *reversed(columns)))
     new_group = np.ones(n, dtype=bool)
     if n > 1:
