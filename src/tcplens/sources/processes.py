@@ -18,8 +18,6 @@ import contextlib
 import marshal
 import os
 import pwd
-import random
-import signal
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -171,6 +169,8 @@ class PendingScan:
 
     def cancel(self) -> None:
         """The caller failed before it needed the scan: stop and reap the child."""
+        import signal
+
         os.close(self._read)
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
@@ -327,6 +327,8 @@ def tally(
     sockets, where reading every descriptor costs more than the rest of the
     command; it needs no socket list, so it can run while the dump does.
     """
+    import random  # here: the listing verbs, which never sample, skip its import
+
     result = Tally()
     rng = random.Random(seed)
     try:
