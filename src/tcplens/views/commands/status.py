@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from tcplens.analysis.summary import ORPHAN, Summary, summarize, summarize_columns
 from tcplens.model.states import State
 from tcplens.views.options import snapshot_from, source_options
 from tcplens.views.styles import STATE_STYLES, Line, emit
 
 if TYPE_CHECKING:
     from rich.text import Text
+
+    from tcplens.analysis.summary import Summary
 
 __all__ = ["DOCTOR_POINTER", "command", "render_status"]
 
@@ -44,6 +45,9 @@ def _seconds(value: float) -> str:
 
 def render_status(summary: Summary, extra: Sequence[str | Line | Text] = ()) -> list[Line | Text]:
     """The status screen as lines; ``extra`` lines go just before the doctor pointer."""
+    from tcplens.analysis.summary import ORPHAN  # imported by then: it made ``summary``
+
+    owner_words = {ORPHAN: "none (closed, kernel-held)", "?": "unknown"}
     lines: list[Line | Text] = []
     when = datetime.fromtimestamp(summary.taken_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     lines.append(Line(f"{summary.host or 'this host'} · {summary.source} · {when}", style="bold"))
@@ -76,7 +80,7 @@ def render_status(summary: Summary, extra: Sequence[str | Line | Text] = ()) -> 
             procs = ", ".join(
                 f"{name}[{pid}] ({about}{n})"
                 if pid is not None
-                else f"{_OWNER.get(name, name)} ({n})"
+                else f"{owner_words.get(name, name)} ({n})"
                 for name, pid, n in detail.top_processes
             )
             line = Line(f"  {detail.state.value} {detail.count}: ")
@@ -113,9 +117,6 @@ def render_status(summary: Summary, extra: Sequence[str | Line | Text] = ()) -> 
         lines.append(Line(item) if isinstance(item, str) else item)
     lines.append(Line(DOCTOR_POINTER))
     return lines
-
-
-_OWNER = {ORPHAN: "none (closed, kernel-held)", "?": "unknown"}
 
 
 #: above this many sockets, ``status`` counts from columns and samples processes
@@ -157,33 +158,31 @@ def command(full: bool | None, **kwargs: Any) -> int:
 
     Example: tcplens status --source procfs
     """
-    from tcplens.sources.procfs import read_fin_timeout
-
     gc.disable()  # short-lived and acyclic: see tcplens.sources.netlink._no_gc
     proc_root = kwargs.get("proc_root", "/proc")
     live = kwargs.get("from_file") is None
-    fin_timeout = read_fin_timeout(proc_root) if live else 60.0
     lines: list[Line | Text] | None = None
     if live and full is not True:
-        lines = _fast(kwargs.get("source"), proc_root, fin_timeout, force=full is False)
+        lines = _fast(kwargs.get("source"), proc_root, force=full is False)
     if lines is None:
+        from tcplens.analysis.summary import summarize
+        from tcplens.sources.procfs import read_fin_timeout
         from tcplens.views.commands.doctor import top_finding
 
         snap = snapshot_from(kwargs, processes=True)
         # a saved dump's kernel is unknown: assume the default tcp_fin_timeout there
-        summary = summarize(snap, fin_timeout=fin_timeout)
+        summary = summarize(snap, fin_timeout=read_fin_timeout(proc_root) if live else 60.0)
         lines = render_status(summary, top_finding(snap, live=live, proc_root=proc_root))
     emit(lines)
     return 0
 
 
-def _fast(
-    source: str | None, proc_root: str, fin_timeout: float, *, force: bool
-) -> list[Line | Text] | None:
+def _fast(source: str | None, proc_root: str, *, force: bool) -> list[Line | Text] | None:
     """The status from columns, or None when the full path should run instead.
 
     The kernel's counters decide first (``sockstat``: microseconds); the dump
-    then runs in its own thread while this one samples the descriptors.
+    then runs in its own thread while this one imports the rest and samples
+    the descriptors.
     """
     import socket
     import time
@@ -201,8 +200,11 @@ def _fast(
     pending = start_columns(source, proc_root=proc_root)
     if pending is None:
         return None
+    from tcplens.analysis.summary import summarize_columns
     from tcplens.sources.processes import NOT_ALL_IDENTIFIED, tally
+    from tcplens.sources.procfs import read_fin_timeout
 
+    fin_timeout = read_fin_timeout(proc_root)
     owners = tally(proc_root)
     missing: list[str] = []
     try:
