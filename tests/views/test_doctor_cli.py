@@ -146,6 +146,11 @@ def test_config_file_thresholds_and_command_line_wins(tmp_path: Path) -> None:
         "doctor", "--from", dump, "--config", str(config), "--threshold", "close-wait=5"
     )
     assert overridden.returncode == 0
+    # inf is documented as "never": that level stays quiet however many there are
+    off = tcplens(
+        "doctor", "--from", dump, "--config", str(config), "--threshold", "close-wait=inf"
+    )
+    assert off.returncode == 0 and "INFO     [close-wait]" in off.stdout
 
 
 @pytest.mark.parametrize(
