@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import socket
 import subprocess
@@ -435,3 +436,79 @@ def test_garbage_is_an_input_or_source_error_never_a_crash(noise: bytes, where: 
     buf = [noise, good + noise, noise + good, good[: where * 30] + noise][where]
     with contextlib.suppress(InputError, SourceError):
         columns._take(columns.Columns(), buf, "tcp")
+
+
+@pytest.mark.root
+def test_the_listing_from_columns_is_the_listing_from_records() -> None:
+    from tcplens.views.sockets import Columns as Shown
+    from tcplens.views.sockets import write_plain, write_plain_columns
+
+    def body() -> None:
+        with population():
+            cols = columns.dump_columns()
+            snap = netlink.snapshot()
+            only_tcp = columns.dump_columns(
+                [(socket.AF_INET, "tcp"), (socket.AF_INET6, "tcp")],
+                states=[State.TIME_WAIT, State.CLOSE_WAIT],
+            )
+        fast, slow = io.StringIO(), io.StringIO()
+        write_plain_columns(fast, cols)
+        write_plain(slow, snap.sockets, Shown(processes=False))
+        assert fast.getvalue() == slow.getvalue()
+        lines = fast.getvalue().splitlines()
+        assert len(lines) == len(snap.sockets) + 1 > 600
+        assert any(line.startswith("tcp6 ") and "[::1]:" in line for line in lines)
+        assert any(line.startswith("udp ") for line in lines)
+        narrow = io.StringIO()
+        write_plain_columns(narrow, only_tcp)
+        rows = narrow.getvalue().splitlines()[1:]
+        assert {row.split()[-1] for row in rows} == {"TIME_WAIT", "CLOSE_WAIT"}
+        assert len(rows) == 170 + 24
+
+    run_in_private_netns(body, required=True)
+
+
+@pytest.mark.root
+def test_ls_without_processes_piped_lists_from_columns_and_says_the_same() -> None:
+    def body() -> None:
+        env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+        with population():
+            runs = [
+                subprocess.run(
+                    [sys.executable, "-m", "tcplens", "ls", *args],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    timeout=60,
+                    check=True,
+                ).stdout
+                for args in (["-P"], ["-P", "--sort", "state"], ["-P", "-t", "-6"], ["-P", "-e"])
+            ]
+        plain, sorted_rows, v6, extended = runs
+        # --sort and -e take the record path: the same rows, another order or more columns
+        assert sorted(plain.splitlines()[1:]) == sorted(sorted_rows.splitlines()[1:])
+        assert len(extended.splitlines()) == len(plain.splitlines())
+        assert v6.splitlines()[1:] and all(r.startswith("tcp6 ") for r in v6.splitlines()[1:])
+
+    run_in_private_netns(body, required=True)
+
+
+def test_ls_without_processes_piped_builds_no_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from tcplens.views.cli import cli
+
+    def no_records(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the record dump was used")
+
+    monkeypatch.setattr(netlink, "dump", no_records)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        result = CliRunner().invoke(cli, ["ls", "-P", "-t", "-4", "--state", "listen"])
+    assert result.exit_code == 0, result.output
+    assert f"127.0.0.1:{port}" in result.output
+    # anything the kernel cannot filter takes the record path
+    failed = CliRunner().invoke(cli, ["ls", "-P", "--port", str(port)])
+    assert isinstance(failed.exception, AssertionError)

@@ -39,10 +39,11 @@ from operator import itemgetter
 from typing import Final
 
 from tcplens.errors import SourceError
+from tcplens.model.states import State
 from tcplens.sources import netlink
 from tcplens.sources.records import Proto, Socket
 
-__all__ = ["Columns", "dump_columns"]
+__all__ = ["DEFAULT_KINDS", "Columns", "PendingColumns", "dump_columns"]
 
 #: byte offsets from the start of a message (nlmsghdr + inet_diag_msg)
 _STATE: Final = 17
@@ -99,6 +100,19 @@ class Columns:
         out: list[Socket] = []
         netlink.parse(bytes(head), block.proto, out, info=False)
         return out[0]
+
+    def field(self, offset: int, width: int) -> bytes:
+        """The ``width``-byte field at ``offset`` of every socket, packed in dump order.
+
+        For the columns a listing needs beyond the counted ones (addresses,
+        the peer's port, queues): gathered on demand, C-level like the rest.
+        """
+        out = bytearray()
+        for index, block in enumerate(self._blocks):
+            stop = self._blocks[index + 1].first if index + 1 < len(self._blocks) else len(self)
+            end = (stop - block.first) * block.stride
+            out += _fields(block.data, offset, end, block.stride, width)
+        return bytes(out)
 
     def _add(self, data: bytes, stride: int, count: int, proto: Proto) -> None:
         end = stride * count
@@ -186,7 +200,7 @@ def _take(columns: Columns, buf: bytes, proto: Proto) -> bool:
     return done
 
 
-_DEFAULT_KINDS: Final = (
+DEFAULT_KINDS: Final[tuple[tuple[int, Proto], ...]] = (
     (socket.AF_INET, "tcp"),
     (socket.AF_INET, "udp"),
     (socket.AF_INET6, "udp"),
@@ -206,8 +220,14 @@ class PendingColumns:
     returns, until NLMSG_DONE), and :meth:`result` checks that DONE was seen.
     """
 
-    def __init__(self, kinds: Iterable[tuple[int, Proto]] = _DEFAULT_KINDS) -> None:
+    def __init__(
+        self,
+        kinds: Iterable[tuple[int, Proto]] = DEFAULT_KINDS,
+        *,
+        states: Iterable[State] | None = None,
+    ) -> None:
         self.kinds = list(kinds)
+        self.states = None if states is None else frozenset(states)
         self._queue: queue.SimpleQueue[bytes | BaseException | None] = queue.SimpleQueue()
         self._ipv6_tcp = threading.Event()
         self._skip_ipv6_tcp = False
@@ -232,7 +252,7 @@ class PendingColumns:
                         if self._skip_ipv6_tcp:
                             put(None)  # the end of this request's replies
                             continue
-                    nl.send(netlink.build_request(family, proto, seq=seq))
+                    nl.send(netlink.build_request(family, proto, seq=seq, states=self.states))
                     n = nl.recv_into(buf)  # the first batch is queued by send itself
                     while n:
                         put(bytes(buf[:n]))
@@ -278,7 +298,9 @@ class PendingColumns:
                     missing.append(f"{name} sockets ({error}; is the {proto}_diag module loaded?)")
                 columns.ranges.append((proto, fam, start, len(columns)))
                 if (proto, fam) == ("tcp", 4):
-                    self._skip_ipv6_tcp = netlink.tcp6_absent(columns.state.count(6, start))
+                    wanted = self.states is None or State.TIME_WAIT in self.states
+                    seen = columns.state.count(6, start) if wanted else None
+                    self._skip_ipv6_tcp = netlink.tcp6_absent(seen)
                     self._ipv6_tcp.set()
         finally:
             self._ipv6_tcp.set()  # never leave the receiver waiting
@@ -287,9 +309,13 @@ class PendingColumns:
 
 
 def dump_columns(
-    kinds: Iterable[tuple[int, Proto]] = _DEFAULT_KINDS,
+    kinds: Iterable[tuple[int, Proto]] = DEFAULT_KINDS,
     *,
     missing: list[str] | None = None,
+    states: Iterable[State] | None = None,
 ) -> Columns:
-    """Every socket of the given kinds as :class:`Columns` (see :class:`PendingColumns`)."""
-    return PendingColumns(kinds).result(missing)
+    """Every socket of the given kinds (and ``states``) as :class:`Columns`.
+
+    See :class:`PendingColumns`; the kernel does the state filtering.
+    """
+    return PendingColumns(kinds, states=states).result(missing)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
@@ -63,7 +64,12 @@ def _read_text() -> Callable[..., Snapshot]:
 
 
 def start_columns(
-    source: str | None = "auto", *, proc_root: str = "/proc"
+    source: str | None = "auto",
+    *,
+    proc_root: str = "/proc",
+    protos: Iterable[str] | None = None,
+    families: Iterable[int] | None = None,
+    states: Iterable[State] | None = None,
 ) -> PendingColumns | None:
     """Start dumping this machine's sockets as columns, when the source chosen is netlink.
 
@@ -71,15 +77,22 @@ def start_columns(
     (:mod:`tcplens.sources.columns`) only exists for netlink.  With ``auto``
     a netlink failure surfaces from ``result()`` as :class:`SourceError`;
     callers fall back to :func:`take_snapshot`, which reads /proc/net then.
+    ``protos``, ``families`` and ``states`` narrow the dump in the kernel.
     """
     name = choose_source(None if source in (None, "auto") else source)
     if name == "auto" and (proc_root != "/proc" or not sys.platform.startswith("linux")):
         return None
     if name not in ("auto", "netlink"):
         return None
-    from tcplens.sources.columns import PendingColumns
+    from tcplens.sources.columns import DEFAULT_KINDS, PendingColumns
 
-    return PendingColumns()
+    kinds = [
+        (family, proto)
+        for family, proto in DEFAULT_KINDS
+        if (protos is None or proto in set(protos))
+        and (families is None or (4 if family == socket.AF_INET else 6) in set(families))
+    ]
+    return PendingColumns(kinds, states=states)
 
 
 def take_snapshot(

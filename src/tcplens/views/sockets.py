@@ -16,17 +16,22 @@ import csv
 import io
 import json
 import socket as _socket
-from collections.abc import Iterable, Sequence
+import sys
+from array import array
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from tcplens.model.states import SPELLINGS, State
+from tcplens.model.states import KERNEL_CODES, SPELLINGS, State
 from tcplens.sources.records import Addr, Snapshot, Socket, TcpInfo, Timer
 from tcplens.views.styles import STATE_STYLES
 
 if TYPE_CHECKING:  # rich costs ~20 ms to import; JSON, CSV and pipes never need it
     from rich.table import Table
+
+    from tcplens.sources.columns import Columns as SocketColumns
 
 __all__ = [
     "CSV_COLUMNS",
@@ -298,6 +303,19 @@ def write_plain(
         widths = _counted_widths(sockets, cols, head)
     else:
         widths = _measured_widths(sockets, cols, resolver, head)
+    fmt, painted = _formatter(out, head, widths, colour=colour)
+    for start in range(0, len(sockets), _CHUNK):
+        rows = [_row(s, cols, resolver) for s in sockets[start : start + _CHUNK]]
+        if painted:
+            for row in rows:
+                row[_STATE_COLUMN] = painted[row[_STATE_COLUMN]]
+        out.write("\n".join([fmt(*row).rstrip() for row in rows]) + "\n")
+
+
+def _formatter(
+    out: TextIO, head: list[str], widths: list[int], *, colour: bool
+) -> tuple[Callable[..., str], dict[str, str]]:
+    """Write the header; return the row format and, with ``colour``, the painted states."""
     last = len(head) - 1
     parts = []
     for i, name in enumerate(head):
@@ -309,6 +327,7 @@ def write_plain(
             parts.append(f"{{{i}:<{widths[i]}}}")
     fmt = "  ".join(parts).format
     out.write(fmt(*head).rstrip() + "\n")
+    painted: dict[str, str] = {}
     if colour:
         # pad first, then wrap in escape codes, so the codes take no width
         width = widths[_STATE_COLUMN] if last != _STATE_COLUMN else 0
@@ -318,12 +337,91 @@ def write_plain(
         }
         parts[_STATE_COLUMN] = f"{{{_STATE_COLUMN}}}"
         fmt = "  ".join(parts).format
-    for start in range(0, len(sockets), _CHUNK):
-        rows = [_row(s, cols, resolver) for s in sockets[start : start + _CHUNK]]
-        if colour:
-            for row in rows:
-                row[_STATE_COLUMN] = painted[row[_STATE_COLUMN]]
-        out.write("\n".join([fmt(*row).rstrip() for row in rows]) + "\n")
+    return fmt, painted
+
+
+#: kernel state code -> State, as the record dump maps them (unknown codes: UNKNOWN)
+_STATE_OF: Final = [KERNEL_CODES.get(code, State.UNKNOWN) for code in range(256)]
+#: byte offsets in a sock_diag message (see tcplens.sources.columns)
+_SRC, _DST, _DPORT, _RQUEUE, _WQUEUE = 24, 40, 22, 72, 76
+
+
+def _ip_texts(raw: bytes, family: int) -> list[str]:
+    """Packed addresses (4 or 16 bytes each) as text, each distinct one converted once."""
+    if family == 4:
+        keys4 = array("I", raw)
+        order = sys.byteorder
+        table4 = {k: _socket.inet_ntop(_socket.AF_INET, k.to_bytes(4, order)) for k in set(keys4)}
+        return list(map(table4.__getitem__, keys4))
+    keys6 = [raw[i : i + 16] for i in range(0, len(raw), 16)]
+    table6 = {k: _socket.inet_ntop(_socket.AF_INET6, k) for k in set(keys6)}
+    return list(map(table6.__getitem__, keys6))
+
+
+def write_plain_columns(out: TextIO, columns: SocketColumns, *, colour: bool = False) -> None:
+    """What :func:`write_plain` prints for the default columns without processes, from columns.
+
+    The 100k-socket listing without records (``ls -P`` piped): addresses,
+    ports, queues and states are taken from the dump a field at a time and
+    each distinct address is converted to text once; a test holds the text
+    equal to the record path's.
+    """
+    names = [str.__str__(state) for state in (_STATE_OF[code] for code in range(256))]
+    raw_src4, raw_dst4 = columns.field(_SRC, 4), columns.field(_DST, 4)
+    dports = array("H", columns.field(_DPORT, 2))
+    if sys.byteorder == "little":
+        dports.byteswap()
+    recv_q = array("I", columns.field(_RQUEUE, 4))
+    send_q = array("I", columns.field(_WQUEUE, 4))
+    raw6: tuple[bytes, bytes] | None = None
+    parts: list[tuple[str, int, int, list[str], list[str]]] = []
+    for proto, family, start, stop in columns.ranges:
+        if stop == start:
+            continue
+        if family == 4:
+            local_ips = _ip_texts(raw_src4[start * 4 : stop * 4], 4)
+            peer_ips = _ip_texts(raw_dst4[start * 4 : stop * 4], 4)
+        else:
+            if raw6 is None:
+                raw6 = columns.field(_SRC, 16), columns.field(_DST, 16)
+            local_ips = [f"[{ip}]" for ip in _ip_texts(raw6[0][start * 16 : stop * 16], 6)]
+            peer_ips = [f"[{ip}]" for ip in _ip_texts(raw6[1][start * 16 : stop * 16], 6)]
+        local = [
+            f"{ip}:{port}" if port else f"{ip}:*"
+            for ip, port in zip(local_ips, columns.sport[start:stop], strict=True)
+        ]
+        peer = [
+            f"{ip}:{port}" if port else f"{ip}:*"
+            for ip, port in zip(peer_ips, dports[start:stop], strict=True)
+        ]
+        parts.append((proto + ("" if family == 4 else "6"), start, stop, local, peer))
+    parts.sort(key=lambda part: part[0])  # tcp, tcp6, udp, udp6: the record dump's order
+    head = _headers(Columns(processes=False))
+    widths = [len(name) for name in head]
+    for label, start, stop, local, peer in parts:
+        widths[0] = max(widths[0], len(label))
+        widths[1] = max(widths[1], len(str(max(recv_q[start:stop]))))
+        widths[2] = max(widths[2], len(str(max(send_q[start:stop]))))
+        widths[3] = max(widths[3], max(map(len, local)))
+        widths[4] = max(widths[4], max(map(len, peer)))
+        states = set(columns.state[start:stop])
+        widths[5] = max(widths[5], *(len(names[code]) for code in states))
+    _fmt, painted = _formatter(out, head, widths, colour=colour)
+    shown = [painted.get(name, name) for name in names] if painted else names
+    # the padding _formatter's format would do, a column at a time (C-level maps)
+    w = widths
+    for label, start, stop, local, peer in parts:
+        rows = zip(
+            repeat(label.ljust(w[0])),
+            map(str.rjust, map(str, recv_q[start:stop]), repeat(w[1])),
+            map(str.rjust, map(str, send_q[start:stop]), repeat(w[2])),
+            map(str.ljust, local, repeat(w[3])),
+            map(str.ljust, peer, repeat(w[4])),
+            map(shown.__getitem__, columns.state[start:stop]),
+        )
+        lines = list(map("  ".join, rows))
+        for first in range(0, len(lines), _CHUNK):
+            out.write("\n".join(lines[first : first + _CHUNK]) + "\n")
 
 
 def render_plain(

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from tcplens.analysis.filters import SORT_KEYS, sort_sockets
+from tcplens.analysis.filters import SORT_KEYS, SocketFilter, sort_sockets
 from tcplens.views.options import (
     filter_from,
     filter_options,
@@ -93,6 +93,15 @@ def command(
     fmt = output_format(kwargs)
     selection = filter_from(kwargs)
     processes = not no_processes or selection.needs_processes
+    plain = fmt == "table" and not sys.stdout.isatty() and sort_key is None
+    extras = processes or timers or info or extended or cmdline or resolve
+    if (
+        plain
+        and not extras
+        and _kernel_filters_only(selection)
+        and _list_columns(kwargs, selection)
+    ):
+        return 0
     snap = snapshot_from(kwargs, processes=processes, info=info, cmdline=cmdline, narrow=selection)
     sockets = selection.apply(snap.sockets)
     if sort_key is not None:
@@ -119,3 +128,45 @@ def command(
             write_plain(out, sockets, cols, resolver, colour=colour)
     out.flush()
     return 0
+
+
+def _kernel_filters_only(selection: SocketFilter) -> bool:
+    """True when the kernel can apply the whole selection (protocol, family, state)."""
+    return selection == SocketFilter(
+        states=selection.states, protos=selection.protos, families=selection.families
+    )
+
+
+def _list_columns(kwargs: dict[str, Any], selection: SocketFilter) -> bool:
+    """The plain listing without processes, from the columnar dump; False if not netlink.
+
+    A 100k-socket ``ls -P | ...`` needs no record per socket: the text comes
+    from the dump's fields (:func:`tcplens.views.sockets.write_plain_columns`).
+    """
+    from tcplens.errors import SourceError
+    from tcplens.sources.select import choose_source, start_columns
+    from tcplens.views.sockets import write_plain_columns
+
+    if kwargs.get("from_file") is not None:
+        return False
+    source = kwargs.get("source")
+    pending = start_columns(
+        source,
+        proc_root=kwargs.get("proc_root", "/proc"),
+        protos=selection.protos or None,
+        families=selection.families or None,
+        states=selection.states or None,
+    )
+    if pending is None:
+        return False
+    missing: list[str] = []
+    try:
+        columns = pending.result(missing)
+    except SourceError:
+        if choose_source(source) == "netlink":
+            raise
+        return False  # auto: the record path reads /proc/net instead
+    print_notes(missing)
+    write_plain_columns(sys.stdout, columns)
+    sys.stdout.flush()
+    return True
