@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -141,6 +143,10 @@ def population(v6_time_wait: bool = True) -> Iterator[list[socket.socket]]:
             udp = socket.socket(family, socket.SOCK_DGRAM)
             udp.bind((host, 0))
             held.append(udp)
+            bound = socket.socket(family, socket.SOCK_DGRAM)  # idiag_if: an interface
+            bound.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
+            bound.bind((host, 0))
+            held.append(bound)
         time.sleep(0.2)  # let the last FINs land
         yield held
     finally:
@@ -507,8 +513,43 @@ def test_ls_without_processes_piped_builds_no_record(monkeypatch: pytest.MonkeyP
         listener.listen()
         port = listener.getsockname()[1]
         result = CliRunner().invoke(cli, ["ls", "-P", "-t", "-4", "--state", "listen"])
+        as_json = CliRunner().invoke(cli, ["ls", "-P", "--json", "-t"])
     assert result.exit_code == 0, result.output
     assert f"127.0.0.1:{port}" in result.output
+    assert as_json.exit_code == 0 and f'"port":{port}' in as_json.output
     # anything the kernel cannot filter takes the record path
     failed = CliRunner().invoke(cli, ["ls", "-P", "--port", str(port)])
     assert isinstance(failed.exception, AssertionError)
+
+
+@pytest.mark.root
+def test_the_json_from_columns_is_the_json_from_records() -> None:
+    from tcplens.views.sockets import write_json, write_json_columns
+
+    def body() -> None:
+        with population():
+            cols = columns.dump_columns()
+            snap = netlink.snapshot()
+        fast, slow, same = io.StringIO(), io.StringIO(), io.StringIO()
+        write_json_columns(fast, cols, Snapshot([], source="netlink", host=snap.host))
+        write_json(slow, snap)
+        # the records of these very messages, in the record dump's order of kinds
+        order = sorted(cols.ranges, key=lambda r: (r[0], r[1]))
+        mine = [cols.socket_at(i) for _p, _f, a, b in order for i in range(a, b)]
+        write_json(same, Snapshot(mine, source="netlink"))
+
+        def rows(text: str, *, clock: bool = True) -> str:
+            body = text.split(',"sockets":[', 1)[1]
+            return body if clock else re.sub(r'"remaining":[^,]+', '"remaining":_', body)
+
+        assert rows(fast.getvalue()) == rows(same.getvalue())
+        # and a record dump taken just after: the same rows but for the timers' clock
+        assert rows(fast.getvalue(), clock=False) == rows(slow.getvalue(), clock=False)
+        doc = json.loads(fast.getvalue())
+        assert doc["snapshot"]["total"] == doc["snapshot"]["count"] == len(snap.sockets) > 600
+        assert {row["interface"] for row in doc["sockets"]} == {None, "lo"}
+        timers = [row["timer"] for row in doc["sockets"] if row["timer"]]
+        assert {t["kind"] for t in timers} >= {"timewait"}
+        assert any(row["uid"] is None for row in doc["sockets"])  # minisockets
+
+    run_in_private_netns(body, required=True)

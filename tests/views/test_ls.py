@@ -95,6 +95,26 @@ def test_state_filter_groups_and_repeats(known: KnownSockets) -> None:
     assert set(synchronized) == {"ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT2", "TIME_WAIT"}
 
 
+@pytest.mark.parametrize(
+    "args",
+    [(), ("--state", "bucket"), ("-t", "--state", "synchronized"), ("-u",), ("-6",), ("-4", "-t")],
+)
+def test_json_without_processes_selects_and_reads_as_the_record_path(
+    known: KnownSockets, args: tuple[str, ...]
+) -> None:
+    # -P --json takes the columnar dump (no records); with processes, the record path
+    def comparable(rows: list[dict[str, Any]]) -> list[str]:
+        for row in rows:
+            for key in ("pid", "fd", "process", "user"):
+                row[key] = None
+            if row["timer"]:
+                row["timer"]["remaining"] = None  # the clock moved between the two runs
+        return sorted(json.dumps(row, sort_keys=True) for row in rows)
+
+    records, columns = mine(known, *args), mine(known, "-P", *args)
+    assert records and comparable(columns) == comparable(records)
+
+
 def test_protocol_family_and_listening_filters(known: KnownSockets) -> None:
     assert {r["proto"] for r in mine(known, "-u")} == {"udp"}
     assert {r["proto"] for r in mine(known, "-t")} == {"tcp"}

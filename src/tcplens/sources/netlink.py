@@ -57,6 +57,7 @@ __all__ = [
     "WireStruct",
     "build_request",
     "dump",
+    "ifname",
     "parse",
     "parse_tcp_info",
     "port_filter",
@@ -556,7 +557,7 @@ def parse(
         if timer:
             sock.timer = timer_cls(timer_kinds.get(timer, "other"), expires / 1000.0, retrans)
         if ifindex:
-            sock.interface = _ifname(ifindex)
+            sock.interface = ifname(ifindex)
         if info and length > _ATTR_OFFSET:
             _attributes(buffer, offset + _ATTR_OFFSET, offset + length, proto, sock)
         append(sock)
@@ -584,7 +585,8 @@ _ADDR_CACHE6: dict[bytes, str] = {}
 _ADDR_CACHE_LIMIT: Final = 1 << 16
 
 
-def _ifname(index: int) -> str:
+def ifname(index: int) -> str:
+    """An interface's name, or its number when it has gone."""
     try:
         return socket.if_indextoname(index)
     except OSError:

@@ -25,7 +25,7 @@ from itertools import repeat
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from tcplens.model.states import KERNEL_CODES, SPELLINGS, State
-from tcplens.sources.records import Addr, Snapshot, Socket, TcpInfo, Timer
+from tcplens.sources.records import Addr, Proto, Snapshot, Socket, TcpInfo, Timer
 from tcplens.views.styles import STATE_STYLES
 
 if TYPE_CHECKING:  # rich costs ~20 ms to import; JSON, CSV and pipes never need it
@@ -558,6 +558,103 @@ def _socket_json_text(sock: Socket, enc: Any = _encode_str, null: str = "null") 
 
 
 _SEP: Final = (",", ":")
+
+#: more sock_diag message offsets for the JSON rows (see tcplens.sources.columns)
+_RETRANS, _IFINDEX, _UID = 19, 56, 80
+#: kernel codes of minisockets, whose uid and inode the kernel leaves 0 (unknown)
+_MINISOCKETS: Final = frozenset({6, 12})
+
+
+def write_json_columns(out: TextIO, columns: SocketColumns, snapshot: Snapshot) -> None:
+    """What :func:`write_json` streams for a listing without processes, from columns.
+
+    ``snapshot`` carries the header (source, host, time, missing); its
+    socket list is not used.  Every row is the text
+    :func:`_socket_json_text` gives for the record the dump would have made
+    (a test holds the two byte-identical).
+    """
+    from tcplens.sources.netlink import TIMER_KINDS, ifname
+
+    header = snapshot_to_json(snapshot, len(columns))
+    header["total"] = len(columns)
+    head = json.dumps({"version": JSON_VERSION, "snapshot": header}, separators=_SEP)
+    out.write(head[:-1] + ',"sockets":[')
+    names = [str.__str__(state) for state in _STATE_OF]
+    kinds = {
+        code: f'{{"kind":{_encode_str(kind)},"remaining":' for code, kind in TIMER_KINDS.items()
+    }
+    other = f'{{"kind":{_encode_str("other")},"remaining":'
+    raw_src4, raw_dst4 = columns.field(_SRC, 4), columns.field(_DST, 4)
+    dports = array("H", columns.field(_DPORT, 2))
+    if sys.byteorder == "little":
+        dports.byteswap()
+    recv_q = array("I", columns.field(_RQUEUE, 4))
+    send_q = array("I", columns.field(_WQUEUE, 4))
+    uids = array("I", columns.field(_UID, 4))
+    ifindex = array("I", columns.field(_IFINDEX, 4))
+    retrans = columns.field(_RETRANS, 1)
+    interfaces: dict[int, str] = {0: "null"}
+    raw6: tuple[bytes, bytes] | None = None
+    parts: list[tuple[Proto, int, int, int, list[str], list[str]]] = []
+    for proto, family, start, stop in columns.ranges:
+        if stop == start:
+            continue
+        if family == 4:
+            local_ips = _ip_texts(raw_src4[start * 4 : stop * 4], 4)
+            peer_ips = _ip_texts(raw_dst4[start * 4 : stop * 4], 4)
+        else:
+            if raw6 is None:
+                raw6 = columns.field(_SRC, 16), columns.field(_DST, 16)
+            local_ips = _ip_texts(raw6[0][start * 16 : stop * 16], 6)
+            peer_ips = _ip_texts(raw6[1][start * 16 : stop * 16], 6)
+        parts.append((proto, family, start, stop, local_ips, peer_ips))
+    parts.sort(key=lambda part: (part[0], part[1]))  # tcp, tcp6, udp, udp6: the record order
+    first = True
+    for proto, family, start, stop, local_ips, peer_ips in parts:
+        codes = columns.state[start:stop]
+        for index in set(ifindex[start:stop]):
+            if index not in interfaces:
+                interfaces[index] = _encode_str(ifname(index))
+        timers = [
+            "null"
+            if not kind
+            else f'{kinds.get(kind, other)}{expires / 1000.0!r},"retransmits":{again}}}'
+            for kind, expires, again in zip(
+                columns.timer[start:stop],
+                columns.expires[start:stop],
+                retrans[start:stop],
+                strict=True,
+            )
+        ]
+        rows = [
+            f'{{"proto":"{proto}","family":{family},'
+            f'"local":{{"ip":"{lip}","port":{lport},"service":null}},'
+            f'"remote":{{"ip":"{rip}","port":{rport},"service":null}},'
+            f'"state":"{names[code]}","recv_q":{rq},"send_q":{sq},'
+            f'"uid":{"null" if code in _MINISOCKETS else uid},"user":null,'
+            f'"inode":{inode or "null"},"pid":null,"fd":null,"process":null,"cmdline":null,'
+            f'"timer":{timer},"info":null,"interface":{interfaces[index]}}}'
+            for lip, lport, rip, rport, code, rq, sq, uid, inode, timer, index in zip(
+                local_ips,
+                columns.sport[start:stop],
+                peer_ips,
+                dports[start:stop],
+                codes,
+                recv_q[start:stop],
+                send_q[start:stop],
+                uids[start:stop],
+                columns.inode[start:stop],
+                timers,
+                ifindex[start:stop],
+                strict=True,
+            )
+        ]
+        for at in range(0, len(rows), _CHUNK):
+            if not first:
+                out.write(",")
+            first = False
+            out.write(",".join(rows[at : at + _CHUNK]))
+    out.write("]}\n")
 
 
 def write_json(

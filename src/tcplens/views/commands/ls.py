@@ -93,14 +93,12 @@ def command(
     fmt = output_format(kwargs)
     selection = filter_from(kwargs)
     processes = not no_processes or selection.needs_processes
-    plain = fmt == "table" and not sys.stdout.isatty() and sort_key is None
-    extras = processes or timers or info or extended or cmdline or resolve
-    if (
-        plain
-        and not extras
-        and _kernel_filters_only(selection)
-        and _list_columns(kwargs, selection)
-    ):
+    # Without records where nothing needs one: piped plain text (default
+    # columns) or JSON, no processes, names or sort, only kernel-side filters.
+    plain = fmt == "table" and not sys.stdout.isatty() and not (timers or extended)
+    needs_records = processes or info or cmdline or resolve or sort_key is not None
+    columnar = (plain or fmt == "json") and not needs_records
+    if columnar and _kernel_filters_only(selection) and _list_columns(kwargs, selection, fmt):
         return 0
     snap = snapshot_from(kwargs, processes=processes, info=info, cmdline=cmdline, narrow=selection)
     sockets = selection.apply(snap.sockets)
@@ -137,15 +135,20 @@ def _kernel_filters_only(selection: SocketFilter) -> bool:
     )
 
 
-def _list_columns(kwargs: dict[str, Any], selection: SocketFilter) -> bool:
-    """The plain listing without processes, from the columnar dump; False if not netlink.
+def _list_columns(kwargs: dict[str, Any], selection: SocketFilter, fmt: str) -> bool:
+    """The listing without processes, from the columnar dump; False if not netlink.
 
     A 100k-socket ``ls -P | ...`` needs no record per socket: the text comes
-    from the dump's fields (:func:`tcplens.views.sockets.write_plain_columns`).
+    from the dump's fields (:func:`tcplens.views.sockets.write_plain_columns`,
+    :func:`~tcplens.views.sockets.write_json_columns`).
     """
+    import socket
+    import time
+
     from tcplens.errors import SourceError
+    from tcplens.sources.records import Snapshot
     from tcplens.sources.select import choose_source, start_columns
-    from tcplens.views.sockets import write_plain_columns
+    from tcplens.views.sockets import write_json_columns, write_plain_columns
 
     if kwargs.get("from_file") is not None:
         return False
@@ -159,6 +162,7 @@ def _list_columns(kwargs: dict[str, Any], selection: SocketFilter) -> bool:
     )
     if pending is None:
         return False
+    taken_at = time.time()
     missing: list[str] = []
     try:
         columns = pending.result(missing)
@@ -167,6 +171,11 @@ def _list_columns(kwargs: dict[str, Any], selection: SocketFilter) -> bool:
             raise
         return False  # auto: the record path reads /proc/net instead
     print_notes(missing)
-    write_plain_columns(sys.stdout, columns)
+    if fmt == "json":
+        meta = Snapshot([], source="netlink", host=socket.gethostname(), taken_at=taken_at)
+        meta.missing = missing
+        write_json_columns(sys.stdout, columns, meta)
+    else:
+        write_plain_columns(sys.stdout, columns)
     sys.stdout.flush()
     return True
