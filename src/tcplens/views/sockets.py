@@ -411,17 +411,17 @@ def write_plain_columns(out: TextIO, columns: SocketColumns, *, colour: bool = F
     # the padding _formatter's format would do, a column at a time (C-level maps)
     w = widths
     for label, start, stop, local, peer in parts:
-        rows = zip(
-            repeat(label.ljust(w[0])),
-            map(str.rjust, map(str, recv_q[start:stop]), repeat(w[1])),
-            map(str.rjust, map(str, send_q[start:stop]), repeat(w[2])),
-            map(str.ljust, local, repeat(w[3])),
-            map(str.ljust, peer, repeat(w[4])),
-            map(shown.__getitem__, columns.state[start:stop]),
-        )
-        lines = list(map("  ".join, rows))
-        for first in range(0, len(lines), _CHUNK):
-            out.write("\n".join(lines[first : first + _CHUNK]) + "\n")
+        for at in range(start, stop, _CHUNK):  # a chunk of lines at a time: bounded memory
+            end = min(at + _CHUNK, stop)
+            rows = zip(
+                repeat(label.ljust(w[0])),
+                map(str.rjust, map(str, recv_q[at:end]), repeat(w[1])),
+                map(str.rjust, map(str, send_q[at:end]), repeat(w[2])),
+                map(str.ljust, local[at - start : end - start], repeat(w[3])),
+                map(str.ljust, peer[at - start : end - start], repeat(w[4])),
+                map(shown.__getitem__, columns.state[at:end]),
+            )
+            out.write("\n".join(map("  ".join, rows)) + "\n")
 
 
 def render_plain(
@@ -611,49 +611,46 @@ def write_json_columns(out: TextIO, columns: SocketColumns, snapshot: Snapshot) 
     parts.sort(key=lambda part: (part[0], part[1]))  # tcp, tcp6, udp, udp6: the record order
     first = True
     for proto, family, start, stop, local_ips, peer_ips in parts:
-        codes = columns.state[start:stop]
         for index in set(ifindex[start:stop]):
             if index not in interfaces:
                 interfaces[index] = _encode_str(ifname(index))
-        timers = [
-            "null"
-            if not kind
-            else f'{kinds.get(kind, other)}{expires / 1000.0!r},"retransmits":{again}}}'
-            for kind, expires, again in zip(
-                columns.timer[start:stop],
-                columns.expires[start:stop],
-                retrans[start:stop],
-                strict=True,
-            )
-        ]
-        rows = [
-            f'{{"proto":"{proto}","family":{family},'
-            f'"local":{{"ip":"{lip}","port":{lport},"service":null}},'
-            f'"remote":{{"ip":"{rip}","port":{rport},"service":null}},'
-            f'"state":"{names[code]}","recv_q":{rq},"send_q":{sq},'
-            f'"uid":{"null" if code in _MINISOCKETS else uid},"user":null,'
-            f'"inode":{inode or "null"},"pid":null,"fd":null,"process":null,"cmdline":null,'
-            f'"timer":{timer},"info":null,"interface":{interfaces[index]}}}'
-            for lip, lport, rip, rport, code, rq, sq, uid, inode, timer, index in zip(
-                local_ips,
-                columns.sport[start:stop],
-                peer_ips,
-                dports[start:stop],
-                codes,
-                recv_q[start:stop],
-                send_q[start:stop],
-                uids[start:stop],
-                columns.inode[start:stop],
-                timers,
-                ifindex[start:stop],
-                strict=True,
-            )
-        ]
-        for at in range(0, len(rows), _CHUNK):
+        for at in range(start, stop, _CHUNK):  # a chunk of rows at a time: bounded memory
+            end = min(at + _CHUNK, stop)
+            timers = [
+                "null"
+                if not kind
+                else f'{kinds.get(kind, other)}{expires / 1000.0!r},"retransmits":{again}}}'
+                for kind, expires, again in zip(
+                    columns.timer[at:end], columns.expires[at:end], retrans[at:end], strict=True
+                )
+            ]
+            rows = [
+                f'{{"proto":"{proto}","family":{family},'
+                f'"local":{{"ip":"{lip}","port":{lport},"service":null}},'
+                f'"remote":{{"ip":"{rip}","port":{rport},"service":null}},'
+                f'"state":"{names[code]}","recv_q":{rq},"send_q":{sq},'
+                f'"uid":{"null" if code in _MINISOCKETS else uid},"user":null,'
+                f'"inode":{inode or "null"},"pid":null,"fd":null,"process":null,"cmdline":null,'
+                f'"timer":{timer},"info":null,"interface":{interfaces[index]}}}'
+                for lip, lport, rip, rport, code, rq, sq, uid, inode, timer, index in zip(
+                    local_ips[at - start : end - start],
+                    columns.sport[at:end],
+                    peer_ips[at - start : end - start],
+                    dports[at:end],
+                    columns.state[at:end],
+                    recv_q[at:end],
+                    send_q[at:end],
+                    uids[at:end],
+                    columns.inode[at:end],
+                    timers,
+                    ifindex[at:end],
+                    strict=True,
+                )
+            ]
             if not first:
                 out.write(",")
             first = False
-            out.write(",".join(rows[at : at + _CHUNK]))
+            out.write(",".join(rows))
     out.write("]}\n")
 
 
