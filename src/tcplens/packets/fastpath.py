@@ -1324,7 +1324,7 @@ def _partitioned(
     pipe = open(up_r, "rb", buffering=1 << 20)  # noqa: SIM115 - closed in finally
     ahead: list[_Decoded] = []
     stats = summary.decode
-    held: list[Connection] = []  # this side's last sweep, to merge with the worker's
+    held: list[list[Connection]] = []  # this side's last sweep, to merge with the worker's
     evicted: list[list[Connection]] = []  # the worker's, when it came in early
     split = True
 
@@ -1409,7 +1409,7 @@ def _split_chunk(
     summary: CaptureSummary,
     wait_for: Any,
     down_w: int,
-    held: list[Connection],
+    held: list[list[Connection]],
 ) -> Iterator[Connection]:
     """This process's half of one chunk, then the reconciliation (see :func:`_partitioned`).
 
@@ -1417,7 +1417,7 @@ def _split_chunk(
     worker's share of it arrives meanwhile, and nothing this chunk finishes
     is yielded before it.
     """
-    count0, since0 = tracker.count, tracker._since_sweep
+    count0 = tracker.count
     live0 = len(tracker.flows)
     reused: list[tuple[int, Connection]] = []
     for _ in _track(dec, tracker, summary.decode, summary, part=0, reused=reused):
@@ -1438,7 +1438,7 @@ def _split_chunk(
         live += 1
         tracker.peak = max(tracker.peak, live)
     now = max(tracker.now, now_w)
-    since = since0 + (tracker._since_sweep - since0) + since_w
+    since = tracker._since_sweep + since_w  # the worker sent its own feeds only
     live_all = len(tracker.flows) + live_w
     if live_all > tracker.max_connections:
         mode = "migrate"
@@ -1462,22 +1462,20 @@ def _split_chunk(
         yield from done
     elif mode == "sweep":
         tracker._since_sweep += dec.n
-        held.append(None)  # type: ignore[arg-type]  # marks "the worker swept too"
-        held.extend(tracker._sweep())
+        held.append(tracker._sweep())  # the worker swept too: merged in _flush
     else:
         tracker._since_sweep += dec.n
 
 
 def _flush(
-    held: list[Connection], tracker: Tracker, summary: CaptureSummary, wait_for: Any
+    held: list[list[Connection]], tracker: Tracker, summary: CaptureSummary, wait_for: Any
 ) -> Iterator[Connection]:
     """Yield a held sweep batch merged with the worker's, in connection order."""
     if not held:
         return
     theirs: list[Connection] = wait_for("evicted")
     tracker.evicted += len(theirs)
-    done = sorted([*held[1:], *theirs], key=lambda c: c.index)
-    held.clear()
+    done = sorted([*held.pop(), *theirs], key=lambda c: c.index)
     summary.connections += len(done)
     yield from done
 
