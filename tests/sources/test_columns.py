@@ -514,6 +514,9 @@ def test_ls_without_processes_piped_builds_no_record(monkeypatch: pytest.MonkeyP
         port = listener.getsockname()[1]
         result = CliRunner().invoke(cli, ["ls", "-P", "-t", "-4", "--state", "listen"])
         as_json = CliRunner().invoke(cli, ["ls", "-P", "--json", "-t"])
+        owned = CliRunner().invoke(cli, ["ls", "-t", "--state", "listen"])
+    assert owned.exit_code == 0, owned.output
+    assert f"127.0.0.1:{port}" in owned.output and f"{os.getpid()}/" in owned.output
     assert result.exit_code == 0, result.output
     assert f"127.0.0.1:{port}" in result.output
     assert as_json.exit_code == 0 and f'"port":{port}' in as_json.output
@@ -551,5 +554,46 @@ def test_the_json_from_columns_is_the_json_from_records() -> None:
         timers = [row["timer"] for row in doc["sockets"] if row["timer"]]
         assert {t["kind"] for t in timers} >= {"timewait"}
         assert any(row["uid"] is None for row in doc["sockets"])  # minisockets
+
+    run_in_private_netns(body, required=True)
+
+
+@pytest.mark.root
+def test_listings_with_processes_from_columns_equal_the_record_path() -> None:
+    from tcplens.views.sockets import Columns as Shown
+    from tcplens.views.sockets import (
+        write_json,
+        write_json_columns,
+        write_plain,
+        write_plain_columns,
+    )
+
+    def body() -> None:
+        with population():
+            cols = columns.dump_columns()
+            found = processes.scan(None)
+            snap = netlink.snapshot()
+            processes.attribute(snap.sockets)
+        owners = processes.owners_of(cols.inode, cols.uids(), found)
+        assert os.getpid() in owners.pid and "root" in owners.user
+        fast, slow = io.StringIO(), io.StringIO()
+        write_plain_columns(fast, cols, owners=owners)
+        write_plain(slow, snap.sockets, Shown(processes=True))
+        assert fast.getvalue() == slow.getvalue()
+        assert fast.getvalue().splitlines()[0].endswith("PID/Program")
+        painted = io.StringIO()
+        write_plain_columns(painted, cols, owners=owners, colour=True)
+        again = io.StringIO()
+        write_plain(again, snap.sockets, Shown(processes=True), colour=True)
+        assert painted.getvalue() == again.getvalue() and "\x1b[" in painted.getvalue()
+        fast, slow = io.StringIO(), io.StringIO()
+        write_json_columns(fast, cols, Snapshot([], source="netlink"), owners)
+        write_json(slow, snap)
+
+        def rows(text: str) -> str:
+            body = text.split(',"sockets":[', 1)[1]
+            return re.sub(r'"remaining":[^,]+', '"remaining":_', body)
+
+        assert rows(fast.getvalue()) == rows(slow.getvalue())
 
     run_in_private_netns(body, required=True)

@@ -50,7 +50,10 @@ _STATE: Final = 17
 _TIMER: Final = 18
 _SPORT: Final = 20  # big-endian u16
 _EXPIRES: Final = 68  # host-order u32, milliseconds
+_UID: Final = 80  # host-order u32
 _INODE: Final = 84  # host-order u32
+#: kernel codes of minisockets (TIME_WAIT, NEW_SYN_RECV): no uid, no inode
+_MINISOCKETS: Final = frozenset({6, 12})
 
 #: nlmsghdr + inet_diag_msg: what every socket message starts with
 HEAD: Final = netlink.NLMSGHDR.size + netlink.INET_DIAG_MSG.size
@@ -113,6 +116,12 @@ class Columns:
             end = (stop - block.first) * block.stride
             out += _fields(block.data, offset, end, block.stride, width)
         return bytes(out)
+
+    def uids(self) -> list[int | None]:
+        """Each socket's uid; None for minisockets, whose uid the kernel leaves 0 (unknown)."""
+        raw = array("I", self.field(_UID, 4))
+        pairs = zip(raw, self.state, strict=True)
+        return [None if code in _MINISOCKETS else uid for uid, code in pairs]
 
     def _add(self, data: bytes, stride: int, count: int, proto: Proto) -> None:
         end = stride * count

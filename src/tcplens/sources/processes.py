@@ -19,7 +19,7 @@ import marshal
 import os
 import pwd
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
@@ -28,10 +28,12 @@ from tcplens.sources.records import Socket
 __all__ = [
     "NOT_ALL_IDENTIFIED",
     "Owner",
+    "Owners",
     "PendingScan",
     "ScanResult",
     "Tally",
     "attribute",
+    "owners_of",
     "scan",
     "start_scan",
     "tally",
@@ -264,6 +266,46 @@ def attribute(
     if result.denied:
         return [NOT_ALL_IDENTIFIED]
     return []
+
+
+@dataclass(slots=True)
+class Owners:
+    """Who holds each socket, one entry per socket asked about: :func:`attribute` as columns."""
+
+    pid: list[int | None]
+    fd: list[int | None]
+    process: list[str | None]
+    user: list[str | None]
+    #: for ``Snapshot.missing``, as :func:`attribute` returns them
+    notes: list[str]
+
+
+def owners_of(
+    inodes: Sequence[int],
+    uids: Sequence[int | None],
+    result: ScanResult,
+    proc_root: str = "/proc",
+) -> Owners:
+    """What :func:`attribute` would fill in, for sockets given as inode and uid columns.
+
+    An inode of 0 (minisockets, orphans) has no owner; a uid of None no user.
+    """
+    get = result.owners.get
+    found = [get(inode) if inode else None for inode in inodes]
+    pids = [owner[0] if owner is not None else None for owner in found]
+    names: dict[int | None, str | None] = {None: None}
+    for pid in set(pids):
+        if pid is not None:
+            comm = _read_text(f"{proc_root}/{pid}/comm")
+            names[pid] = comm.rstrip("\n") if comm is not None else None
+    users: dict[int, str | None] = {}
+    return Owners(
+        pid=pids,
+        fd=[owner[1] if owner is not None else None for owner in found],
+        process=list(map(names.__getitem__, pids)),
+        user=[None if uid is None else _user(uid, users) for uid in uids],
+        notes=[NOT_ALL_IDENTIFIED] if result.denied else [],
+    )
 
 
 @dataclass(slots=True)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # rich costs ~20 ms to import; JSON, CSV and pipes never need
     from rich.table import Table
 
     from tcplens.sources.columns import Columns as SocketColumns
+    from tcplens.sources.processes import Owners
 
 __all__ = [
     "CSV_COLUMNS",
@@ -358,8 +359,18 @@ def _ip_texts(raw: bytes, family: int) -> list[str]:
     return list(map(table6.__getitem__, keys6))
 
 
-def write_plain_columns(out: TextIO, columns: SocketColumns, *, colour: bool = False) -> None:
-    """What :func:`write_plain` prints for the default columns without processes, from columns.
+def write_plain_columns(
+    out: TextIO,
+    columns: SocketColumns,
+    *,
+    colour: bool = False,
+    owners: Owners | None = None,
+) -> None:
+    """What :func:`write_plain` prints for the default columns, from columns.
+
+    With ``owners`` (:func:`tcplens.sources.processes.owners_of`, one entry
+    per socket of ``columns``) the PID/Program column follows, as with
+    processes.
 
     The 100k-socket listing without records (``ls -P`` piped): addresses,
     ports, queues and states are taken from the dump a field at a time and
@@ -396,8 +407,15 @@ def write_plain_columns(out: TextIO, columns: SocketColumns, *, colour: bool = F
         ]
         parts.append((proto + ("" if family == 4 else "6"), start, stop, local, peer))
     parts.sort(key=lambda part: part[0])  # tcp, tcp6, udp, udp6: the record dump's order
-    head = _headers(Columns(processes=False))
+    head = _headers(Columns(processes=owners is not None))
     widths = [len(name) for name in head]
+    programs: list[str] = []
+    if owners is not None:
+        programs = [
+            "-" if pid is None else f"{pid}/{name or '?'}"
+            for pid, name in zip(owners.pid, owners.process, strict=True)
+        ]
+        widths[6] = max(widths[6], max(map(len, programs), default=0))
     for label, start, stop, local, peer in parts:
         widths[0] = max(widths[0], len(label))
         widths[1] = max(widths[1], len(str(max(recv_q[start:stop]))))
@@ -413,15 +431,22 @@ def write_plain_columns(out: TextIO, columns: SocketColumns, *, colour: bool = F
     for label, start, stop, local, peer in parts:
         for at in range(start, stop, _CHUNK):  # a chunk of lines at a time: bounded memory
             end = min(at + _CHUNK, stop)
-            rows = zip(
+            state_texts = map(shown.__getitem__, columns.state[at:end])
+            columns_of_rows: list[Iterable[str]] = [
                 repeat(label.ljust(w[0])),
                 map(str.rjust, map(str, recv_q[at:end]), repeat(w[1])),
                 map(str.rjust, map(str, send_q[at:end]), repeat(w[2])),
                 map(str.ljust, local[at - start : end - start], repeat(w[3])),
                 map(str.ljust, peer[at - start : end - start], repeat(w[4])),
-                map(shown.__getitem__, columns.state[at:end]),
-            )
-            out.write("\n".join(map("  ".join, rows)) + "\n")
+            ]
+            if programs:  # the state is padded then, and the program is last
+                width = w[5] if not painted else 0
+                columns_of_rows.append(map(str.ljust, state_texts, repeat(width)))
+                columns_of_rows.append(iter(programs[at:end]))
+            else:
+                columns_of_rows.append(state_texts)
+            rows = map("  ".join, zip(*columns_of_rows, strict=False))  # repeat() is endless
+            out.write("\n".join(map(str.rstrip, rows) if programs else rows) + "\n")
 
 
 def render_plain(
@@ -565,7 +590,9 @@ _RETRANS, _IFINDEX, _UID = 19, 56, 80
 _MINISOCKETS: Final = frozenset({6, 12})
 
 
-def write_json_columns(out: TextIO, columns: SocketColumns, snapshot: Snapshot) -> None:
+def write_json_columns(
+    out: TextIO, columns: SocketColumns, snapshot: Snapshot, owners: Owners | None = None
+) -> None:
     """What :func:`write_json` streams for a listing without processes, from columns.
 
     ``snapshot`` carries the header (source, host, time, missing); its
@@ -575,6 +602,7 @@ def write_json_columns(out: TextIO, columns: SocketColumns, snapshot: Snapshot) 
     """
     from tcplens.sources.netlink import TIMER_KINDS, ifname
 
+    enc = _encode_str
     header = snapshot_to_json(snapshot, len(columns))
     header["total"] = len(columns)
     head = json.dumps({"version": JSON_VERSION, "snapshot": header}, separators=_SEP)
@@ -593,6 +621,9 @@ def write_json_columns(out: TextIO, columns: SocketColumns, snapshot: Snapshot) 
     uids = array("I", columns.field(_UID, 4))
     ifindex = array("I", columns.field(_IFINDEX, 4))
     retrans = columns.field(_RETRANS, 1)
+    none = [None] * len(columns)
+    pids, fds = (owners.pid, owners.fd) if owners else (none, none)
+    processes, users = (owners.process, owners.user) if owners else (none, none)
     interfaces: dict[int, str] = {0: "null"}
     raw6: tuple[bytes, bytes] | None = None
     parts: list[tuple[Proto, int, int, int, list[str], list[str]]] = []
@@ -629,10 +660,29 @@ def write_json_columns(out: TextIO, columns: SocketColumns, snapshot: Snapshot) 
                 f'"local":{{"ip":"{lip}","port":{lport},"service":null}},'
                 f'"remote":{{"ip":"{rip}","port":{rport},"service":null}},'
                 f'"state":"{names[code]}","recv_q":{rq},"send_q":{sq},'
-                f'"uid":{"null" if code in _MINISOCKETS else uid},"user":null,'
-                f'"inode":{inode or "null"},"pid":null,"fd":null,"process":null,"cmdline":null,'
+                f'"uid":{"null" if code in _MINISOCKETS else uid},'
+                f'"user":{"null" if user is None else enc(user)},'
+                f'"inode":{inode or "null"},"pid":{"null" if pid is None else pid},'
+                f'"fd":{"null" if fd is None else fd},'
+                f'"process":{"null" if name is None else enc(name)},"cmdline":null,'
                 f'"timer":{timer},"info":null,"interface":{interfaces[index]}}}'
-                for lip, lport, rip, rport, code, rq, sq, uid, inode, timer, index in zip(
+                for (
+                    lip,
+                    lport,
+                    rip,
+                    rport,
+                    code,
+                    rq,
+                    sq,
+                    uid,
+                    inode,
+                    timer,
+                    index,
+                    pid,
+                    fd,
+                    name,
+                    user,
+                ) in zip(
                     local_ips[at - start : end - start],
                     columns.sport[at:end],
                     peer_ips[at - start : end - start],
@@ -644,6 +694,10 @@ def write_json_columns(out: TextIO, columns: SocketColumns, snapshot: Snapshot) 
                     columns.inode[at:end],
                     timers,
                     ifindex[at:end],
+                    pids[at:end],
+                    fds[at:end],
+                    processes[at:end],
+                    users[at:end],
                     strict=True,
                 )
             ]

@@ -94,11 +94,11 @@ def command(
     selection = filter_from(kwargs)
     processes = not no_processes or selection.needs_processes
     # Without records where nothing needs one: piped plain text (default
-    # columns) or JSON, no processes, names or sort, only kernel-side filters.
+    # columns) or JSON, no TCP info, names or sort, only kernel-side filters.
     plain = fmt == "table" and not sys.stdout.isatty() and not (timers or extended)
-    needs_records = processes or info or cmdline or resolve or sort_key is not None
-    columnar = (plain or fmt == "json") and not needs_records
-    if columnar and _kernel_filters_only(selection) and _list_columns(kwargs, selection, fmt):
+    needs_records = info or cmdline or resolve or sort_key is not None
+    columnar = (plain or fmt == "json") and not needs_records and _kernel_filters_only(selection)
+    if columnar and _list_columns(kwargs, selection, fmt, processes=processes):
         return 0
     snap = snapshot_from(kwargs, processes=processes, info=info, cmdline=cmdline, narrow=selection)
     sockets = selection.apply(snap.sockets)
@@ -135,17 +135,21 @@ def _kernel_filters_only(selection: SocketFilter) -> bool:
     )
 
 
-def _list_columns(kwargs: dict[str, Any], selection: SocketFilter, fmt: str) -> bool:
-    """The listing without processes, from the columnar dump; False if not netlink.
+def _list_columns(
+    kwargs: dict[str, Any], selection: SocketFilter, fmt: str, *, processes: bool
+) -> bool:
+    """The listing from the columnar dump; False when the source is not netlink.
 
-    A 100k-socket ``ls -P | ...`` needs no record per socket: the text comes
+    A 100k-socket ``ls | ...`` needs no record per socket: the text comes
     from the dump's fields (:func:`tcplens.views.sockets.write_plain_columns`,
-    :func:`~tcplens.views.sockets.write_json_columns`).
+    :func:`~tcplens.views.sockets.write_json_columns`), and the owners from
+    the ``/proc/*/fd`` scan, run in a child meanwhile.
     """
     import socket
     import time
 
     from tcplens.errors import SourceError
+    from tcplens.sources import processes as proc
     from tcplens.sources.records import Snapshot
     from tcplens.sources.select import choose_source, start_columns
     from tcplens.views.sockets import write_json_columns, write_plain_columns
@@ -153,29 +157,43 @@ def _list_columns(kwargs: dict[str, Any], selection: SocketFilter, fmt: str) -> 
     if kwargs.get("from_file") is not None:
         return False
     source = kwargs.get("source")
+    proc_root = kwargs.get("proc_root", "/proc")
+    if choose_source(source) not in ("auto", "netlink") or proc_root != "/proc":
+        return False
+    # fork before the receiving thread starts: a child of a threaded process is unsafe
+    scanning = proc.start_scan(proc_root) if processes else None
     pending = start_columns(
         source,
-        proc_root=kwargs.get("proc_root", "/proc"),
+        proc_root=proc_root,
         protos=selection.protos or None,
         families=selection.families or None,
         states=selection.states or None,
     )
     if pending is None:
+        if scanning is not None:
+            scanning.cancel()
         return False
     taken_at = time.time()
     missing: list[str] = []
     try:
         columns = pending.result(missing)
-    except SourceError:
-        if choose_source(source) == "netlink":
-            raise
-        return False  # auto: the record path reads /proc/net instead
+    except BaseException as exc:
+        if scanning is not None:
+            scanning.cancel()
+        if isinstance(exc, SourceError) and choose_source(source) != "netlink":
+            return False  # auto: the record path reads /proc/net instead
+        raise
+    owners = None
+    if processes:
+        found = scanning.result() if scanning is not None else proc.scan(None, proc_root)
+        owners = proc.owners_of(columns.inode, columns.uids(), found, proc_root)
+        missing += owners.notes
     print_notes(missing)
     if fmt == "json":
         meta = Snapshot([], source="netlink", host=socket.gethostname(), taken_at=taken_at)
         meta.missing = missing
-        write_json_columns(sys.stdout, columns, meta)
+        write_json_columns(sys.stdout, columns, meta, owners)
     else:
-        write_plain_columns(sys.stdout, columns)
+        write_plain_columns(sys.stdout, columns, owners=owners)
     sys.stdout.flush()
     return True
