@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tcplens.analysis.summary import summarize
+from tcplens.model.states import State
 from tcplens.sources.procfs import snapshot as proc_snapshot
 from tcplens.views.commands.status import DOCTOR_POINTER, render_status
 from tests.sources.live import known_sockets
@@ -96,3 +97,22 @@ def test_render_status_puts_extra_lines_just_before_the_pointer() -> None:
 def test_help_has_an_example() -> None:
     result = tcplens("status", "--help")
     assert any(line.strip().startswith("Example:") for line in result.stdout.splitlines())
+
+
+def test_estimated_process_counts_are_marked_and_explained() -> None:
+    from tcplens.analysis.summary import StateDetail, Summary
+    from tcplens.views.commands.status import _estimate_note
+
+    detail = StateDetail(State.ESTABLISHED, 50_000, [(443, 600)], [("nginx", 42, 10_000)], True)
+    summary = Summary(
+        "netlink", "h", 0.0, 50_000, {"tcp": 50_000}, {4: 50_000},
+        {State.ESTABLISHED: 50_000}, {}, [detail], {}, {}, [],
+    )  # fmt: skip
+    lines = [str(line) for line in render_status(summary, _estimate_note(summary, 2_048, 70_000))]
+    assert "    processes nginx[42] (~10000)" in lines
+    [note] = [line for line in lines if line.startswith("(~")]
+    assert "2,048 of 70,000 file descriptors" in note
+    exact = StateDetail(State.ESTABLISHED, 5, [(443, 5)], [("nginx", 42, 5)], False)
+    summary.busy = [exact]
+    assert not _estimate_note(summary, 10, 10)
+    assert "    processes nginx[42] (5)" in [str(x) for x in render_status(summary)]
