@@ -94,7 +94,7 @@ def command(
             raise InputError(f"cannot write: {exc.strerror}", path=write) from None
         writer = PcapWriter(out_file, LINKTYPE_RAW)
     timeouts = Timeouts(attempt=close_timeout, closed=close_timeout, reset=close_timeout)
-    stdout = click.get_text_stream("stdout")
+    stdout = sys.stdout  # click 8.5 deprecates get_text_stream
 
     def changed(change: Change) -> None:
         clock = time.strftime("%H:%M:%S", time.localtime(change.time))

@@ -362,7 +362,7 @@ def command(
     )
     tracker = Tracker(msl=msl, timeouts=timeouts, keep_segments=flow is not None)
     summary = CaptureSummary()
-    out = click.get_text_stream("stdout")
+    out = sys.stdout  # click 8.5 deprecates get_text_stream; the CLI already set stdout up
     progress = not (as_json or zeek)
     conns = _connections(file, tracker, summary, progress)
     failure: TcplensError | None = None
