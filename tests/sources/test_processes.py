@@ -192,3 +192,27 @@ def test_no_child_is_forked_while_other_threads_run() -> None:
     finally:
         stop.set()
         other.join()
+
+
+def test_a_scan_split_over_two_children_equals_one_scan(tmp_path: Path) -> None:
+    _fake_proc(tmp_path)
+    later = tmp_path / "400" / "fd"
+    later.mkdir(parents=True)
+    os.symlink("socket:[555]", later / "9")  # shared with pid 100: the lowest pid keeps it
+    os.symlink("socket:[777]", later / "4")
+    (tmp_path / "400" / "comm").write_text("worker\n")
+    pending = processes.PendingScan(str(tmp_path), parts=2)
+    assert len(pending.children) == 2
+    result = pending.result()
+    assert result == processes.scan(None, str(tmp_path))
+    assert result.owners[555] == processes.Owner(100, 3)
+    assert result.owners[777] == processes.Owner(400, 4)
+    assert result.scanned == 2 and result.vanished == 2
+
+
+def test_live_split_scan_finds_every_socket_of_this_process() -> None:
+    with socket.socket() as a, socket.socket(socket.AF_INET6) as b:
+        fds = {a.fileno(), b.fileno()}
+        inodes = {os.fstat(fd).st_ino for fd in fds}
+        found = processes.PendingScan("/proc", parts=2).result()
+    assert {found.owners[i] for i in inodes} == {processes.Owner(os.getpid(), fd) for fd in fds}

@@ -363,31 +363,22 @@ def _ip_texts(raw: bytes, family: int) -> list[str]:
     return list(map(table6.__getitem__, keys6))
 
 
-def write_plain_columns(
-    out: TextIO,
-    columns: SocketColumns,
-    *,
-    colour: bool = False,
-    owners: Owners | None = None,
-) -> None:
-    """What :func:`write_plain` prints for the default columns, from columns.
+@dataclass(slots=True)
+class ColumnText:
+    """The text of a columnar listing that needs no owner: made while the owners are scanned."""
 
-    With ``owners`` (:func:`tcplens.sources.processes.owners_of`, one entry
-    per socket of ``columns``) the PID/Program column follows, as with
-    processes.
+    #: (proto label, start, stop, local address texts, peer address texts), record order
+    parts: list[tuple[str, int, int, list[str], list[str]]]
+    recv_q: array[int]
+    send_q: array[int]
 
-    The 100k-socket listing without records (``ls -P`` piped): addresses,
-    ports, queues and states are taken from the dump a field at a time and
-    each distinct address is converted to text once; a test holds the text
-    equal to the record path's.
-    """
-    names = [str.__str__(state) for state in (_STATE_OF[code] for code in range(256))]
+
+def column_text(columns: SocketColumns) -> ColumnText:
+    """Addresses (each distinct one converted once), ports and queues of every socket."""
     raw_src4, raw_dst4 = columns.field(_SRC, 4), columns.field(_DST, 4)
     dports = array("H", columns.field(_DPORT, 2))
     if sys.byteorder == "little":
         dports.byteswap()
-    recv_q = array("I", columns.field(_RQUEUE, 4))
-    send_q = array("I", columns.field(_WQUEUE, 4))
     raw6: tuple[bytes, bytes] | None = None
     parts: list[tuple[str, int, int, list[str], list[str]]] = []
     for proto, family, start, stop in columns.ranges:
@@ -411,6 +402,34 @@ def write_plain_columns(
         ]
         parts.append((proto + ("" if family == 4 else "6"), start, stop, local, peer))
     parts.sort(key=lambda part: part[0])  # tcp, tcp6, udp, udp6: the record dump's order
+    return ColumnText(
+        parts, array("I", columns.field(_RQUEUE, 4)), array("I", columns.field(_WQUEUE, 4))
+    )
+
+
+def write_plain_columns(
+    out: TextIO,
+    columns: SocketColumns,
+    *,
+    colour: bool = False,
+    owners: Owners | None = None,
+    text: ColumnText | None = None,
+) -> None:
+    """What :func:`write_plain` prints for the default columns, from columns.
+
+    With ``owners`` (:func:`tcplens.sources.processes.owners_of`, one entry
+    per socket of ``columns``) the PID/Program column follows, as with
+    processes.  ``text`` is :func:`column_text` made beforehand.
+
+    The 100k-socket listing without records (``ls -P`` piped): addresses,
+    ports, queues and states are taken from the dump a field at a time and
+    each distinct address is converted to text once; a test holds the text
+    equal to the record path's.
+    """
+    names = [str.__str__(state) for state in (_STATE_OF[code] for code in range(256))]
+    if text is None:
+        text = column_text(columns)
+    parts, recv_q, send_q = text.parts, text.recv_q, text.send_q
     head = _headers(Columns(processes=owners is not None))
     widths = [len(name) for name in head]
     programs: list[str] = []

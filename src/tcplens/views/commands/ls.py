@@ -152,7 +152,7 @@ def _list_columns(
     from tcplens.sources import processes as proc
     from tcplens.sources.records import Snapshot
     from tcplens.sources.select import choose_source, start_columns
-    from tcplens.views.sockets import write_json_columns, write_plain_columns
+    from tcplens.views.sockets import column_text, write_json_columns, write_plain_columns
 
     if kwargs.get("from_file") is not None:
         return False
@@ -183,6 +183,7 @@ def _list_columns(
         if isinstance(exc, SourceError) and choose_source(source) != "netlink":
             return False  # auto: the record path reads /proc/net instead
         raise
+    text = column_text(columns) if fmt != "json" else None  # while the scan finishes
     owners = None
     if processes:
         found = scanning.result() if scanning is not None else proc.scan(None, proc_root)
@@ -194,6 +195,6 @@ def _list_columns(
         meta.missing = missing
         write_json_columns(sys.stdout, columns, meta, owners)
     else:
-        write_plain_columns(sys.stdout, columns, owners=owners)
+        write_plain_columns(sys.stdout, columns, owners=owners, text=text)
     sys.stdout.flush()
     return True
