@@ -216,3 +216,44 @@ def test_live_split_scan_finds_every_socket_of_this_process() -> None:
         inodes = {os.fstat(fd).st_ino for fd in fds}
         found = processes.PendingScan("/proc", parts=2).result()
     assert {found.owners[i] for i in inodes} == {processes.Owner(os.getpid(), fd) for fd in fds}
+
+
+def test_a_child_sending_garbage_falls_back_to_scanning_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_proc(tmp_path)
+    parent = os.getpid()
+    real = processes._send
+
+    def garbage_unless_parent(fd: int, found: processes.ScanResult) -> None:
+        if os.getpid() == parent:
+            real(fd, found)
+        else:
+            os.write(fd, b"not marshal")
+            os.close(fd)
+
+    monkeypatch.setattr(processes, "_send", garbage_unless_parent)
+    result = processes.PendingScan(str(tmp_path), parts=2).result()
+    assert result == processes.scan(None, str(tmp_path))
+
+
+def test_a_failed_fork_leaves_no_child_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_proc(tmp_path)
+    (tmp_path / "400" / "fd").mkdir(parents=True)
+    real_fork, forks = os.fork, []
+
+    def second_fails() -> int:
+        if forks:
+            raise OSError(11, "Resource temporarily unavailable")
+        pid = real_fork()
+        forks.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", second_fails)
+    with pytest.raises(OSError):
+        processes.PendingScan(str(tmp_path), parts=2)
+    monkeypatch.setattr(os, "fork", real_fork)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(forks[0], 0)  # the first child was killed and reaped

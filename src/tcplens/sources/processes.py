@@ -145,21 +145,34 @@ class PendingScan:
         self.proc_root = proc_root
         self.children: list[tuple[int, int]] = []  # (pid, read end of its pipe)
         pids = _pids(proc_root) or []
-        for group in _split(pids, parts, proc_root):
-            read, write = os.pipe()
+        try:
+            for group in _split(pids, parts, proc_root):
+                self._start(group)
+        except OSError:
+            self.cancel()  # no half-started scan: the caller scans in line instead
+            raise
+
+    def _start(self, group: list[int]) -> None:
+        proc_root = self.proc_root
+        read, write = os.pipe()
+        try:
             child = os.fork()
-            if child == 0:  # scan, send, leave without running any cleanup
-                code = 1
-                try:
-                    os.close(read)
-                    for _, other in self.children:
-                        os.close(other)
-                    _send(write, scan(None, proc_root, group))
-                    code = 0
-                finally:
-                    os._exit(code)
+        except OSError:
+            os.close(read)
             os.close(write)
-            self.children.append((child, read))
+            raise
+        if child == 0:  # scan, send, leave without running any cleanup
+            code = 1
+            try:
+                os.close(read)
+                for _, other in self.children:
+                    os.close(other)
+                _send(write, scan(None, proc_root, group))
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        self.children.append((child, read))
 
     @property
     def pid(self) -> int:
@@ -177,7 +190,10 @@ class PendingScan:
             if status != 0 or not data:
                 failed = True
             elif not failed:
-                parts.append(_receive(data))
+                try:
+                    parts.append(_receive(data))
+                except (ValueError, EOFError, TypeError):
+                    failed = True
         if failed or not parts:
             return scan(None, self.proc_root)
         merged = parts[0]
