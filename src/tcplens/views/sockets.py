@@ -373,15 +373,18 @@ class ColumnText:
     send_q: array[int]
 
 
-def column_text(columns: SocketColumns) -> ColumnText:
-    """Addresses (each distinct one converted once), ports and queues of every socket."""
+def _addresses(
+    columns: SocketColumns,
+) -> tuple[list[tuple[Proto, int, int, int, list[str], list[str]]], array[int]]:
+    """Per dumped kind, in the record dump's order (tcp, tcp6, udp, udp6): its
+    (proto, family, start, stop, local IP texts, peer IP texts); and every peer port."""
     raw_src4, raw_dst4 = columns.field(_SRC, 4), columns.field(_DST, 4)
     dports = array("H", columns.field(_DPORT, 2))
     if sys.byteorder == "little":
         dports.byteswap()
     raw6: tuple[bytes, bytes] | None = None
-    parts: list[tuple[str, int, int, list[str], list[str]]] = []
-    for proto, family, start, stop in columns.ranges:
+    kinds: list[tuple[Proto, int, int, int, list[str], list[str]]] = []
+    for proto, family, start, stop in sorted(columns.ranges, key=lambda r: (r[0], r[1])):
         if stop == start:
             continue
         if family == 4:
@@ -390,8 +393,20 @@ def column_text(columns: SocketColumns) -> ColumnText:
         else:
             if raw6 is None:
                 raw6 = columns.field(_SRC, 16), columns.field(_DST, 16)
-            local_ips = [f"[{ip}]" for ip in _ip_texts(raw6[0][start * 16 : stop * 16], 6)]
-            peer_ips = [f"[{ip}]" for ip in _ip_texts(raw6[1][start * 16 : stop * 16], 6)]
+            local_ips = _ip_texts(raw6[0][start * 16 : stop * 16], 6)
+            peer_ips = _ip_texts(raw6[1][start * 16 : stop * 16], 6)
+        kinds.append((proto, family, start, stop, local_ips, peer_ips))
+    return kinds, dports
+
+
+def column_text(columns: SocketColumns) -> ColumnText:
+    """Addresses (each distinct one converted once), ports and queues of every socket."""
+    kinds, dports = _addresses(columns)
+    parts: list[tuple[str, int, int, list[str], list[str]]] = []
+    for proto, family, start, stop, local_ips, peer_ips in kinds:
+        if family == 6:
+            local_ips = [f"[{ip}]" for ip in local_ips]
+            peer_ips = [f"[{ip}]" for ip in peer_ips]
         local = [
             f"{ip}:{port}" if port else f"{ip}:*"
             for ip, port in zip(local_ips, columns.sport[start:stop], strict=True)
@@ -401,7 +416,6 @@ def column_text(columns: SocketColumns) -> ColumnText:
             for ip, port in zip(peer_ips, dports[start:stop], strict=True)
         ]
         parts.append((proto + ("" if family == 4 else "6"), start, stop, local, peer))
-    parts.sort(key=lambda part: part[0])  # tcp, tcp6, udp, udp6: the record dump's order
     return ColumnText(
         parts, array("I", columns.field(_RQUEUE, 4)), array("I", columns.field(_WQUEUE, 4))
     )
@@ -616,7 +630,7 @@ _MINISOCKETS: Final = frozenset({6, 12})
 def write_json_columns(
     out: TextIO, columns: SocketColumns, snapshot: Snapshot, owners: Owners | None = None
 ) -> None:
-    """What :func:`write_json` streams for a listing without processes, from columns.
+    """What :func:`write_json` streams, from columns (``owners`` as for the plain text).
 
     ``snapshot`` carries the header (source, host, time, missing); its
     socket list is not used.  Every row is the text
@@ -635,10 +649,7 @@ def write_json_columns(
         code: f'{{"kind":{_encode_str(kind)},"remaining":' for code, kind in TIMER_KINDS.items()
     }
     other = f'{{"kind":{_encode_str("other")},"remaining":'
-    raw_src4, raw_dst4 = columns.field(_SRC, 4), columns.field(_DST, 4)
-    dports = array("H", columns.field(_DPORT, 2))
-    if sys.byteorder == "little":
-        dports.byteswap()
+    parts, dports = _addresses(columns)
     recv_q = array("I", columns.field(_RQUEUE, 4))
     send_q = array("I", columns.field(_WQUEUE, 4))
     uids = array("I", columns.field(_UID, 4))
@@ -648,21 +659,6 @@ def write_json_columns(
     pids, fds = (owners.pid, owners.fd) if owners else (none, none)
     processes, users = (owners.process, owners.user) if owners else (none, none)
     interfaces: dict[int, str] = {0: "null"}
-    raw6: tuple[bytes, bytes] | None = None
-    parts: list[tuple[Proto, int, int, int, list[str], list[str]]] = []
-    for proto, family, start, stop in columns.ranges:
-        if stop == start:
-            continue
-        if family == 4:
-            local_ips = _ip_texts(raw_src4[start * 4 : stop * 4], 4)
-            peer_ips = _ip_texts(raw_dst4[start * 4 : stop * 4], 4)
-        else:
-            if raw6 is None:
-                raw6 = columns.field(_SRC, 16), columns.field(_DST, 16)
-            local_ips = _ip_texts(raw6[0][start * 16 : stop * 16], 6)
-            peer_ips = _ip_texts(raw6[1][start * 16 : stop * 16], 6)
-        parts.append((proto, family, start, stop, local_ips, peer_ips))
-    parts.sort(key=lambda part: (part[0], part[1]))  # tcp, tcp6, udp, udp6: the record order
     first = True
     for proto, family, start, stop, local_ips, peer_ips in parts:
         for index in set(ifindex[start:stop]):
