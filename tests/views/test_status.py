@@ -74,6 +74,10 @@ def test_unprivileged_status_and_ls_say_what_is_missing_and_do_not_crash() -> No
         status = as_nobody("status")
         fast = as_nobody("status", "--fast")  # the columnar path and the descriptor tally
         listing = as_nobody("ls", "--port", str(known.listen_port))
+        columnar = as_nobody("ls", "-t", "--json")  # from the columnar dump, scan in children
+    assert columnar.returncode == 0, columnar.stderr
+    assert "(Not all processes could be identified" in columnar.stderr
+    assert "Traceback" not in columnar.stderr and '"sockets":[' in columnar.stdout
     for run in (status, fast):
         assert run.returncode == 0, run.stderr
         assert "Traceback" not in run.stderr
