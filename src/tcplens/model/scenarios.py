@@ -108,6 +108,21 @@ class Step:
         }
 
 
+def _in_flight(
+    kind: str, flight: InFlight, suffix: str, note: str, **extra: object
+) -> dict[str, object]:
+    """The fields of a step that acts on a segment in flight (deliver, drop, delay)."""
+    return {
+        "kind": kind,
+        "side": flight.dst,
+        "action": f"{flight.src} -> {flight.dst}: {flight.segment}{suffix}",
+        "segment": flight.segment,
+        "direction": "->" if flight.src == "client" else "<-",
+        **extra,
+        "note": note,
+    }
+
+
 class Pair:
     """A client and a server endpoint and the wire between them."""
 
@@ -189,17 +204,7 @@ class Pair:
         note = receiver.last_transition.note if receiver.last_transition else ""
         sent = self._put(flight.dst, out)
         return self._record(
-            {
-                "kind": "deliver",
-                "side": flight.dst,
-                "action": f"{flight.src} -> {flight.dst}: {flight.segment}",
-                "segment": flight.segment,
-                "direction": "->" if flight.src == "client" else "<-",
-                "sent_at": flight.sent_at,
-                "sent": sent,
-                "note": note,
-            },
-            before,
+            _in_flight("deliver", flight, "", note, sent_at=flight.sent_at, sent=sent), before
         )
 
     def drop(self, to: Side | None = None, index: int = 0) -> Step:
@@ -207,15 +212,7 @@ class Pair:
         flight = self._pick(to, index)
         self.wire.remove(flight)
         return self._record(
-            {
-                "kind": "drop",
-                "side": flight.dst,
-                "action": f"{flight.src} -> {flight.dst}: {flight.segment} (lost)",
-                "segment": flight.segment,
-                "direction": "->" if flight.src == "client" else "<-",
-                "sent_at": flight.sent_at,
-                "note": "segment lost in flight",
-            },
+            _in_flight("drop", flight, " (lost)", "segment lost in flight", sent_at=flight.sent_at),
             self._states(),
         )
 
@@ -225,14 +222,7 @@ class Pair:
         self.wire.remove(flight)
         self.wire.append(flight)
         return self._record(
-            {
-                "kind": "delay",
-                "side": flight.dst,
-                "action": f"{flight.src} -> {flight.dst}: {flight.segment} (delayed)",
-                "segment": flight.segment,
-                "direction": "->" if flight.src == "client" else "<-",
-                "note": "segment overtaken by later ones",
-            },
+            _in_flight("delay", flight, " (delayed)", "segment overtaken by later ones"),
             self._states(),
         )
 
