@@ -186,6 +186,24 @@ def _listen(rcvbuf: int | None = None) -> LabStep:
     )
 
 
+def _fill(sender: Literal["client", "server"]) -> LabStep:
+    """The sender writes until the peer's window is zero; the peer does not read."""
+    peer = "server" if sender == "client" else "client"
+    return LabStep(
+        f"{sender}: send until the {peer}'s window is zero (the {peer} does not read)",
+        lambda lab: lab.fill(sender),
+        _nothing,
+        (S.ESTABLISHED, S.ESTABLISHED),
+    )
+
+
+def _still_held(expect: tuple[State, State], side: Literal["client", "server"]) -> LabStep:
+    """A moment later nothing has moved: ``side``'s FIN still waits behind its data."""
+    return LabStep(
+        "still held a moment later", _sleep(0.3), _nothing, expect, {side: FIN_BEHIND_DATA}
+    )
+
+
 def _drop_syn(rig: Rig) -> None:
     """Server namespace: drop incoming SYNs to the port (after the capture point)."""
     rig.nft(
@@ -458,12 +476,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
         (
             _listen(rcvbuf=SMALL_BUF),
             _handshake(client_sndbuf=SMALL_BUF),
-            LabStep(
-                "client: send until the server's window is zero (the server does not read)",
-                lambda lab: lab.fill("client"),
-                _nothing,
-                (S.ESTABLISHED, S.ESTABLISHED),
-            ),
+            _fill("client"),
             LabStep(
                 "client: close() with data unsent",
                 lambda lab: lab.close("client"),
@@ -471,13 +484,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
                 (S.FIN_WAIT1, S.ESTABLISHED),
                 {"client": FIN_BEHIND_DATA},
             ),
-            LabStep(
-                "still held a moment later",
-                _sleep(0.3),
-                _nothing,
-                (S.FIN_WAIT1, S.ESTABLISHED),
-                {"client": FIN_BEHIND_DATA},
-            ),
+            _still_held((S.FIN_WAIT1, S.ESTABLISHED), "client"),
             LabStep(
                 "server: reads everything; the data, then the FIN, get through",
                 lambda lab: lab.drain("server"),
@@ -502,12 +509,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
         (
             _listen(),
             _handshake(client_rcvbuf=SMALL_BUF, server_sndbuf=SMALL_BUF),
-            LabStep(
-                "server: send until the client's window is zero (the client does not read)",
-                lambda lab: lab.fill("server"),
-                _nothing,
-                (S.ESTABLISHED, S.ESTABLISHED),
-            ),
+            _fill("server"),
             LabStep(
                 "client: shutdown(SHUT_WR) (it still has unread data, close() would RST)",
                 lambda lab: lab.shutdown("client"),
@@ -521,13 +523,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
                 (S.FIN_WAIT2, S.LAST_ACK),
                 {"server": FIN_BEHIND_DATA},
             ),
-            LabStep(
-                "still held a moment later",
-                _sleep(0.3),
-                _nothing,
-                (S.FIN_WAIT2, S.LAST_ACK),
-                {"server": FIN_BEHIND_DATA},
-            ),
+            _still_held((S.FIN_WAIT2, S.LAST_ACK), "server"),
             LabStep(
                 "client: reads everything; the server's data and FIN get through",
                 lambda lab: lab.drain("client"),
@@ -547,12 +543,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
         (
             _listen(rcvbuf=SMALL_BUF),
             _handshake(client_sndbuf=SMALL_BUF),
-            LabStep(
-                "client: send until the server's window is zero (the server does not read)",
-                lambda lab: lab.fill("client"),
-                _nothing,
-                (S.ESTABLISHED, S.ESTABLISHED),
-            ),
+            _fill("client"),
             LabStep(
                 "client: shutdown(SHUT_WR) with data unsent",
                 lambda lab: lab.shutdown("client"),
@@ -572,13 +563,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
                 (S.CLOSING, S.FIN_WAIT2),
                 {"client": FIN_BEHIND_DATA},
             ),
-            LabStep(
-                "still held a moment later",
-                _sleep(0.3),
-                _nothing,
-                (S.CLOSING, S.FIN_WAIT2),
-                {"client": FIN_BEHIND_DATA},
-            ),
+            _still_held((S.CLOSING, S.FIN_WAIT2), "client"),
             LabStep(
                 "server: reads everything; the client's data and FIN get through",
                 lambda lab: lab.drain("server"),
