@@ -186,6 +186,22 @@ def _listen(rcvbuf: int | None = None) -> LabStep:
     )
 
 
+def _closed_by(
+    title: str,
+    side: Literal["client", "server"],
+    how: Literal["close", "interrupt", "shutdown"],
+    expect: tuple[State, State],
+) -> LabStep:
+    """``side`` ends its half of the connection (close(), Ctrl+C or shutdown(SHUT_WR));
+    the model sees the application's close and the segments that follow."""
+    return LabStep(
+        title,
+        lambda lab: getattr(lab, how)(side),
+        _steps(_call(side, E.CLOSE), _flush),
+        expect,
+    )
+
+
 def _fill(sender: Literal["client", "server"]) -> LabStep:
     """The sender writes until the peer's window is zero; the peer does not read."""
     peer = "server" if sender == "client" else "client"
@@ -313,16 +329,13 @@ def _refused_connect(lab: Lab) -> None:
 _CLOSE_CLIENT_FIRST = (
     _listen(),
     _handshake(),
-    LabStep(
-        "client: close() first (active close)",
-        lambda lab: lab.close("client"),
-        _steps(_call("client", E.CLOSE), _flush),
-        (S.FIN_WAIT2, S.CLOSE_WAIT),
+    _closed_by(
+        "client: close() first (active close)", "client", "close", (S.FIN_WAIT2, S.CLOSE_WAIT)
     ),
-    LabStep(
+    _closed_by(
         "server: close() (passive close); its LAST_ACK ends with the client's ACK",
-        lambda lab: lab.close("server"),
-        _steps(_call("server", E.CLOSE), _flush),
+        "server",
+        "close",
         (S.TIME_WAIT, S.CLOSED),
     ),
 )
@@ -368,17 +381,14 @@ _SCENARIOS: Final[list[LabScenario]] = [
         (
             _listen(),
             _handshake(),
-            LabStep(
+            _closed_by(
                 "server: close() first (active close)",
-                lambda lab: lab.close("server"),
-                _steps(_call("server", E.CLOSE), _flush),
+                "server",
+                "close",
                 (S.CLOSE_WAIT, S.FIN_WAIT2),
             ),
-            LabStep(
-                "client: close() (passive close)",
-                lambda lab: lab.close("client"),
-                _steps(_call("client", E.CLOSE), _flush),
-                (S.CLOSED, S.TIME_WAIT),
+            _closed_by(
+                "client: close() (passive close)", "client", "close", (S.CLOSED, S.TIME_WAIT)
             ),
         ),
         shows=(S.FIN_WAIT2, S.CLOSE_WAIT, S.TIME_WAIT),
@@ -395,17 +405,14 @@ _SCENARIOS: Final[list[LabScenario]] = [
         "it and the server's side goes to TIME_WAIT.",
         (
             *PEERS_CONNECT,
-            LabStep(
+            _closed_by(
                 "Ctrl+C (SIGINT) on the server process",
-                lambda lab: lab.interrupt("server"),
-                _steps(_call("server", E.CLOSE), _flush),
+                "server",
+                "interrupt",
                 (S.CLOSE_WAIT, S.FIN_WAIT2),
             ),
-            LabStep(
-                "Ctrl+C on the client process too",
-                lambda lab: lab.interrupt("client"),
-                _steps(_call("client", E.CLOSE), _flush),
-                (S.CLOSED, S.TIME_WAIT),
+            _closed_by(
+                "Ctrl+C on the client process too", "client", "interrupt", (S.CLOSED, S.TIME_WAIT)
             ),
         ),
         shows=(S.FIN_WAIT2, S.CLOSE_WAIT),
@@ -418,17 +425,14 @@ _SCENARIOS: Final[list[LabScenario]] = [
         "FIN_WAIT2, the server (still listening for others) in CLOSE_WAIT.",
         (
             *PEERS_CONNECT,
-            LabStep(
+            _closed_by(
                 "Ctrl+C (SIGINT) on the client process",
-                lambda lab: lab.interrupt("client"),
-                _steps(_call("client", E.CLOSE), _flush),
+                "client",
+                "interrupt",
                 (S.FIN_WAIT2, S.CLOSE_WAIT),
             ),
-            LabStep(
-                "Ctrl+C on the server process too",
-                lambda lab: lab.interrupt("server"),
-                _steps(_call("server", E.CLOSE), _flush),
-                (S.TIME_WAIT, S.CLOSED),
+            _closed_by(
+                "Ctrl+C on the server process too", "server", "interrupt", (S.TIME_WAIT, S.CLOSED)
             ),
         ),
         shows=(S.FIN_WAIT2, S.CLOSE_WAIT),
@@ -443,10 +447,10 @@ _SCENARIOS: Final[list[LabScenario]] = [
         "finally closes, its FIN finds no socket and is answered with RST.",
         (
             *PEERS_CONNECT,
-            LabStep(
+            _closed_by(
                 "Ctrl+C (SIGINT) on the server process",
-                lambda lab: lab.interrupt("server"),
-                _steps(_call("server", E.CLOSE), _flush),
+                "server",
+                "interrupt",
                 (S.CLOSE_WAIT, S.FIN_WAIT2),
             ),
             LabStep(
@@ -456,10 +460,10 @@ _SCENARIOS: Final[list[LabScenario]] = [
                 (S.CLOSE_WAIT, S.CLOSED),
                 {"server": ORPHAN_EXPIRED},
             ),
-            LabStep(
+            _closed_by(
                 "Ctrl+C on the client: its FIN finds no socket and is answered with RST",
-                lambda lab: lab.interrupt("client"),
-                _steps(_call("client", E.CLOSE), _flush),
+                "client",
+                "interrupt",
                 (S.CLOSED, S.CLOSED),
             ),
         ),
@@ -491,12 +495,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
                 _flush,
                 (S.FIN_WAIT2, S.CLOSE_WAIT),
             ),
-            LabStep(
-                "server: close()",
-                lambda lab: lab.close("server"),
-                _steps(_call("server", E.CLOSE), _flush),
-                (S.TIME_WAIT, S.CLOSED),
-            ),
+            _closed_by("server: close()", "server", "close", (S.TIME_WAIT, S.CLOSED)),
         ),
         shows=(S.FIN_WAIT1,),
         zeek="SF",
@@ -510,10 +509,10 @@ _SCENARIOS: Final[list[LabScenario]] = [
             _listen(),
             _handshake(client_rcvbuf=SMALL_BUF, server_sndbuf=SMALL_BUF),
             _fill("server"),
-            LabStep(
+            _closed_by(
                 "client: shutdown(SHUT_WR) (it still has unread data, close() would RST)",
-                lambda lab: lab.shutdown("client"),
-                _steps(_call("client", E.CLOSE), _flush),
+                "client",
+                "shutdown",
                 (S.FIN_WAIT2, S.CLOSE_WAIT),
             ),
             LabStep(
