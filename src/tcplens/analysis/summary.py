@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from itertools import compress, repeat
 from typing import TYPE_CHECKING, Final
 
-from tcplens.model.states import KERNEL_CODES, State
+from tcplens.model.states import STATE_BY_CODE, State
 from tcplens.sources.records import Snapshot, Socket
 
 if TYPE_CHECKING:
@@ -191,9 +191,7 @@ def summarize(
     )
 
 
-#: kernel state code -> State, every code (unknown ones read UNKNOWN)
-_BY_CODE: Final = [KERNEL_CODES.get(code, State.UNKNOWN) for code in range(256)]
-_TIMEWAIT_TIMER: Final = 3  # netlink.TIMER_KINDS: the timer of TIME_WAIT and orphaned FIN_WAIT2
+_BY_CODE: Final = STATE_BY_CODE
 
 
 def _mask(codes: bytes | bytearray, wanted: Iterable[int]) -> bytes:
@@ -263,6 +261,8 @@ def summarize_columns(
     the busy states' process counts are marked ``estimated`` and the
     estimates are scaled to the exact number of sockets that have an owner.
     """
+    from tcplens.sources.columns import TIMEWAIT_TIMER  # loaded: it made ``columns``
+
     tcp_parts = [(a, b) for proto, _fam, a, b in columns.ranges if proto == "tcp"]
     udp_parts = [(a, b) for proto, _fam, a, b in columns.ranges if proto != "tcp"]
 
@@ -296,7 +296,7 @@ def summarize_columns(
     inodes = tcp_column(columns.inode)
     expires = tcp_column(columns.expires)
     timers = cut(columns.timer, tcp_parts)
-    timewait_timer = _mask(timers, (_TIMEWAIT_TIMER,))
+    timewait_timer = _mask(timers, (TIMEWAIT_TIMER,))
     no_inode = _zero_mask(inodes)
 
     def codes_of(state: State) -> list[int]:

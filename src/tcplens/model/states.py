@@ -37,6 +37,7 @@ from tcplens.errors import UnknownStateError
 __all__ = [
     "KERNEL_CODES",
     "SPELLINGS",
+    "STATE_BY_CODE",
     "STATE_GROUPS",
     "State",
     "parse_state_filter",
@@ -129,6 +130,10 @@ KERNEL_CODES: Final = MappingProxyType(
         13: State.CLOSED,
     }
 )
+
+#: every byte value a kernel state field can hold -> State (unknown codes read UNKNOWN):
+#: one list index per socket where the dump readers decode 100k states
+STATE_BY_CODE: Final = tuple(KERNEL_CODES.get(code, State.UNKNOWN) for code in range(256))
 _CODE_OF: Final = {state: code for code, state in sorted(KERNEL_CODES.items(), reverse=True)}
 
 #: How each tool spells each state; the first entry is the canonical spelling

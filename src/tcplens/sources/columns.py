@@ -41,19 +41,27 @@ from typing import Final
 from tcplens.errors import SourceError
 from tcplens.model.states import State
 from tcplens.sources import netlink
-from tcplens.sources.records import Proto, Socket
+from tcplens.sources.records import KERNEL_TIMER_KINDS, MINISOCKET_CODES, Proto, Socket
 
 __all__ = ["DEFAULT_KINDS", "Columns", "PendingColumns", "dump_columns"]
 
-#: byte offsets from the start of a message (nlmsghdr + inet_diag_msg)
-_STATE: Final = 17
-_TIMER: Final = 18
-_SPORT: Final = 20  # big-endian u16
-_EXPIRES: Final = 68  # host-order u32, milliseconds
-_UID: Final = 80  # host-order u32
-_INODE: Final = 84  # host-order u32
-#: kernel codes of minisockets (TIME_WAIT, NEW_SYN_RECV): no uid, no inode
-_MINISOCKETS: Final = frozenset({6, 12})
+#: byte offsets from the start of a message (nlmsghdr 16 bytes, then inet_diag_msg as
+#: declared in tcplens.sources.netlink); multi-byte fields in host order unless noted
+RETRANS: Final = 19
+STATE: Final = 17
+TIMER: Final = 18
+SPORT: Final = 20  # big-endian u16
+DPORT: Final = 22  # big-endian u16
+SRC: Final = 24  # 16 bytes, an IPv4 address in the first 4
+DST: Final = 40
+IFINDEX: Final = 56
+EXPIRES: Final = 68  # u32, milliseconds
+RQUEUE: Final = 72
+WQUEUE: Final = 76
+UID: Final = 80
+INODE: Final = 84
+#: ``timer`` code of TIME_WAIT and orphaned FIN_WAIT2 (``KERNEL_TIMER_KINDS``)
+TIMEWAIT_TIMER: Final = next(c for c, kind in KERNEL_TIMER_KINDS.items() if kind == "timewait")
 
 #: nlmsghdr + inet_diag_msg: what every socket message starts with
 HEAD: Final = netlink.NLMSGHDR.size + netlink.INET_DIAG_MSG.size
@@ -78,7 +86,7 @@ class Columns:
     """One entry per socket, in dump order.
 
     ``state`` and ``timer`` are the kernel's codes (``KERNEL_CODES``,
-    ``netlink.TIMER_KINDS``); ``inode`` is 0 for minisockets and orphans;
+    ``KERNEL_TIMER_KINDS``); ``inode`` is 0 for minisockets and orphans;
     ``expires`` is the timer's remaining time in milliseconds.
     """
 
@@ -119,18 +127,18 @@ class Columns:
 
     def uids(self) -> list[int | None]:
         """Each socket's uid; None for minisockets, whose uid the kernel leaves 0 (unknown)."""
-        raw = array("I", self.field(_UID, 4))
+        raw = array("I", self.field(UID, 4))
         pairs = zip(raw, self.state, strict=True)
-        return [None if code in _MINISOCKETS else uid for uid, code in pairs]
+        return [None if code in MINISOCKET_CODES else uid for uid, code in pairs]
 
     def _add(self, data: bytes, stride: int, count: int, proto: Proto) -> None:
         end = stride * count
         self._blocks.append(_Block(data, stride, proto, len(self.state)))
-        self.state += data[_STATE:end:stride]
-        self.timer += data[_TIMER:end:stride]
-        self.sport.frombytes(_fields(data, _SPORT, end, stride, 2, swap=_LITTLE))
-        self.expires.frombytes(_fields(data, _EXPIRES, end, stride, 4))
-        self.inode.frombytes(_fields(data, _INODE, end, stride, 4))
+        self.state += data[STATE:end:stride]
+        self.timer += data[TIMER:end:stride]
+        self.sport.frombytes(_fields(data, SPORT, end, stride, 2, swap=_LITTLE))
+        self.expires.frombytes(_fields(data, EXPIRES, end, stride, 4))
+        self.inode.frombytes(_fields(data, INODE, end, stride, 4))
 
 
 def _fields(

@@ -45,8 +45,17 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from tcplens.errors import InputError, SourceError
-from tcplens.model.states import KERNEL_CODES, State
-from tcplens.sources.records import Addr, Proto, Snapshot, Socket, TcpInfo, Timer
+from tcplens.model.states import KERNEL_CODES, STATE_BY_CODE, State
+from tcplens.sources.records import (
+    KERNEL_TIMER_KINDS,
+    MINISOCKET_CODES,
+    Addr,
+    Proto,
+    Snapshot,
+    Socket,
+    TcpInfo,
+    Timer,
+)
 
 __all__ = [
     "INET_DIAG_MSG",
@@ -265,7 +274,7 @@ _ALL_STATES: Final = 0xFFFFFFFF
 
 #: ``idiag_timer`` values (net/ipv4/inet_diag.c, ``inet_sk_diag_fill`` and
 #: ``inet_twsk_diag_fill``) -> :class:`Timer` kinds as ``ss -o`` names them.
-TIMER_KINDS: Final = {1: "on", 2: "keepalive", 3: "timewait", 4: "persist"}
+TIMER_KINDS: Final = KERNEL_TIMER_KINDS
 
 _HDR: Final = NLMSGHDR.compiled
 _FULL: Final = struct.Struct(NLMSGHDR.format + INET_DIAG_MSG.format[1:])
@@ -275,8 +284,8 @@ _ERRNO: Final = struct.Struct("=i")  # struct nlmsgerr starts with int error
 _RECV_SIZE: Final = 1 << 20
 
 #: state lookup by kernel code, with UNKNOWN for codes newer than our table
-_STATES: Final = [KERNEL_CODES.get(code, State.UNKNOWN) for code in range(256)]
-_MINISOCKETS: Final = frozenset({6, 12})  # TCP_TIME_WAIT, TCP_NEW_SYN_RECV
+_STATES: Final = STATE_BY_CODE
+_MINISOCKETS: Final = MINISOCKET_CODES
 _PROTO_NUMBERS: Final = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 
 

@@ -25,7 +25,15 @@ from typing import Final
 
 from tcplens.errors import InputError, SourceError
 from tcplens.model.states import KERNEL_CODES, State
-from tcplens.sources.records import Addr, Proto, Snapshot, Socket, Timer
+from tcplens.sources.records import (
+    KERNEL_TIMER_KINDS,
+    MINISOCKET_CODES,
+    Addr,
+    Proto,
+    Snapshot,
+    Socket,
+    Timer,
+)
 
 __all__ = ["FILES", "USER_HZ", "decode_address", "parse", "read", "read_fin_timeout", "snapshot"]
 
@@ -41,8 +49,8 @@ FILES: Final[dict[str, tuple[Proto, int]]] = {
 USER_HZ: Final = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 #: ``tr`` column (``timer_active`` in tcp_ipv4.c) -> Timer kind as ``ss -o`` names it
-_TIMER_KINDS: Final = {1: "on", 2: "keepalive", 3: "timewait", 4: "persist"}
-_MINISOCKETS: Final = frozenset({6, 12})
+_TIMER_KINDS: Final = KERNEL_TIMER_KINDS
+_MINISOCKETS: Final = MINISOCKET_CODES
 _LITTLE: Final = sys.byteorder == "little"
 
 

@@ -20,13 +20,30 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from types import MappingProxyType
+from typing import Final, Literal, NamedTuple
 
 from tcplens.model.states import State
 
-__all__ = ["Addr", "ParseWarning", "Snapshot", "Socket", "TcpInfo", "Timer"]
+__all__ = [
+    "KERNEL_TIMER_KINDS",
+    "MINISOCKET_CODES",
+    "Addr",
+    "ParseWarning",
+    "Snapshot",
+    "Socket",
+    "TcpInfo",
+    "Timer",
+]
 
 Proto = Literal["tcp", "udp"]
+
+#: the kernel's timer codes (``idiag_timer`` in sock_diag, ``tr`` in /proc/net/tcp) as
+#: ``ss -o`` names them; 3 is the timer of TIME_WAIT and of an orphaned FIN_WAIT2
+KERNEL_TIMER_KINDS: Final = MappingProxyType({1: "on", 2: "keepalive", 3: "timewait", 4: "persist"})
+#: kernel state codes of minisockets (TIME_WAIT, NEW_SYN_RECV): not full sockets, so the
+#: kernel reports uid, inode and queues as 0, which mean "unknown" here, not root
+MINISOCKET_CODES: Final = frozenset({6, 12})
 
 
 class Addr(NamedTuple):

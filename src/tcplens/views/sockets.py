@@ -28,8 +28,17 @@ from datetime import UTC, datetime
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from tcplens.model.states import KERNEL_CODES, SPELLINGS, State
-from tcplens.sources.records import Addr, Proto, Snapshot, Socket, TcpInfo, Timer
+from tcplens.model.states import SPELLINGS, STATE_BY_CODE, State
+from tcplens.sources.records import (
+    KERNEL_TIMER_KINDS,
+    MINISOCKET_CODES,
+    Addr,
+    Proto,
+    Snapshot,
+    Socket,
+    TcpInfo,
+    Timer,
+)
 from tcplens.views.styles import STATE_STYLES
 
 if TYPE_CHECKING:  # rich costs ~20 ms to import; JSON, CSV and pipes never need it
@@ -345,12 +354,6 @@ def _formatter(
     return fmt, painted
 
 
-#: kernel state code -> State, as the record dump maps them (unknown codes: UNKNOWN)
-_STATE_OF: Final = [KERNEL_CODES.get(code, State.UNKNOWN) for code in range(256)]
-#: byte offsets in a sock_diag message (see tcplens.sources.columns)
-_SRC, _DST, _DPORT, _RQUEUE, _WQUEUE = 24, 40, 22, 72, 76
-
-
 def _ip_texts(raw: bytes, family: int) -> list[str]:
     """Packed addresses (4 or 16 bytes each) as text, each distinct one converted once."""
     if family == 4:
@@ -378,8 +381,10 @@ def _addresses(
 ) -> tuple[list[tuple[Proto, int, int, int, list[str], list[str]]], array[int]]:
     """Per dumped kind, in the record dump's order (tcp, tcp6, udp, udp6): its
     (proto, family, start, stop, local IP texts, peer IP texts); and every peer port."""
-    raw_src4, raw_dst4 = columns.field(_SRC, 4), columns.field(_DST, 4)
-    dports = array("H", columns.field(_DPORT, 2))
+    from tcplens.sources.columns import DPORT, DST, SRC
+
+    raw_src4, raw_dst4 = columns.field(SRC, 4), columns.field(DST, 4)
+    dports = array("H", columns.field(DPORT, 2))
     if sys.byteorder == "little":
         dports.byteswap()
     raw6: tuple[bytes, bytes] | None = None
@@ -392,7 +397,7 @@ def _addresses(
             peer_ips = _ip_texts(raw_dst4[start * 4 : stop * 4], 4)
         else:
             if raw6 is None:
-                raw6 = columns.field(_SRC, 16), columns.field(_DST, 16)
+                raw6 = columns.field(SRC, 16), columns.field(DST, 16)
             local_ips = _ip_texts(raw6[0][start * 16 : stop * 16], 6)
             peer_ips = _ip_texts(raw6[1][start * 16 : stop * 16], 6)
         kinds.append((proto, family, start, stop, local_ips, peer_ips))
@@ -416,8 +421,10 @@ def column_text(columns: SocketColumns) -> ColumnText:
             for ip, port in zip(peer_ips, dports[start:stop], strict=True)
         ]
         parts.append((proto + ("" if family == 4 else "6"), start, stop, local, peer))
+    from tcplens.sources.columns import RQUEUE, WQUEUE
+
     return ColumnText(
-        parts, array("I", columns.field(_RQUEUE, 4)), array("I", columns.field(_WQUEUE, 4))
+        parts, array("I", columns.field(RQUEUE, 4)), array("I", columns.field(WQUEUE, 4))
     )
 
 
@@ -440,7 +447,7 @@ def write_plain_columns(
     each distinct address is converted to text once; a test holds the text
     equal to the record path's.
     """
-    names = [str.__str__(state) for state in (_STATE_OF[code] for code in range(256))]
+    names = [str.__str__(state) for state in STATE_BY_CODE]
     if text is None:
         text = column_text(columns)
     parts, recv_q, send_q = text.parts, text.recv_q, text.send_q
@@ -621,11 +628,6 @@ def _socket_json_text(sock: Socket, enc: Any = _encode_str, null: str = "null") 
 
 _SEP: Final = (",", ":")
 
-#: more sock_diag message offsets for the JSON rows (see tcplens.sources.columns)
-_RETRANS, _IFINDEX, _UID = 19, 56, 80
-#: kernel codes of minisockets, whose uid and inode the kernel leaves 0 (unknown)
-_MINISOCKETS: Final = frozenset({6, 12})
-
 
 def write_json_columns(
     out: TextIO, columns: SocketColumns, snapshot: Snapshot, owners: Owners | None = None
@@ -637,24 +639,26 @@ def write_json_columns(
     :func:`_socket_json_text` gives for the record the dump would have made
     (a test holds the two byte-identical).
     """
-    from tcplens.sources.netlink import TIMER_KINDS, ifname
+    from tcplens.sources.columns import IFINDEX, RETRANS, RQUEUE, UID, WQUEUE
+    from tcplens.sources.netlink import ifname
 
     enc = _encode_str
     header = snapshot_to_json(snapshot, len(columns))
     header["total"] = len(columns)
     head = json.dumps({"version": JSON_VERSION, "snapshot": header}, separators=_SEP)
     out.write(head[:-1] + ',"sockets":[')
-    names = [str.__str__(state) for state in _STATE_OF]
+    names = [str.__str__(state) for state in STATE_BY_CODE]
     kinds = {
-        code: f'{{"kind":{_encode_str(kind)},"remaining":' for code, kind in TIMER_KINDS.items()
+        code: f'{{"kind":{_encode_str(kind)},"remaining":'
+        for code, kind in KERNEL_TIMER_KINDS.items()
     }
     other = f'{{"kind":{_encode_str("other")},"remaining":'
     parts, dports = _addresses(columns)
-    recv_q = array("I", columns.field(_RQUEUE, 4))
-    send_q = array("I", columns.field(_WQUEUE, 4))
-    uids = array("I", columns.field(_UID, 4))
-    ifindex = array("I", columns.field(_IFINDEX, 4))
-    retrans = columns.field(_RETRANS, 1)
+    recv_q = array("I", columns.field(RQUEUE, 4))
+    send_q = array("I", columns.field(WQUEUE, 4))
+    uids = array("I", columns.field(UID, 4))
+    ifindex = array("I", columns.field(IFINDEX, 4))
+    retrans = columns.field(RETRANS, 1)
     none = [None] * len(columns)
     pids, fds = (owners.pid, owners.fd) if owners else (none, none)
     processes, users = (owners.process, owners.user) if owners else (none, none)
@@ -679,7 +683,7 @@ def write_json_columns(
                 f'"local":{{"ip":"{lip}","port":{lport},"service":null}},'
                 f'"remote":{{"ip":"{rip}","port":{rport},"service":null}},'
                 f'"state":"{names[code]}","recv_q":{rq},"send_q":{sq},'
-                f'"uid":{"null" if code in _MINISOCKETS else uid},'
+                f'"uid":{"null" if code in MINISOCKET_CODES else uid},'
                 f'"user":{"null" if user is None else enc(user)},'
                 f'"inode":{inode or "null"},"pid":{"null" if pid is None else pid},'
                 f'"fd":{"null" if fd is None else fd},'
