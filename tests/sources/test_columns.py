@@ -191,6 +191,70 @@ def test_live_columns_hold_the_sockets_the_record_dump_holds() -> None:
     run_in_private_netns(body, required=True)
 
 
+def test_split_states_decides_from_the_count_and_the_states() -> None:
+    est = netlink.state_mask([State.ESTABLISHED])
+    big = columns.SPLIT_MIN
+    assert columns.split_states(None, big - 1) is None  # small: one request is cheaper
+    assert columns.split_states(None, None) is None  # counters unreadable
+    assert columns.split_states(None, big) == (est, netlink.state_mask(None) & ~est)
+    pair = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
+    assert columns.split_states(pair, big) == (est, netlink.state_mask([State.CLOSE_WAIT]))
+    # nothing to split: ESTABLISHED alone, or not asked for at all
+    assert columns.split_states(frozenset({State.ESTABLISHED}), big) is None
+    assert columns.split_states(frozenset({State.TIME_WAIT, State.CLOSE_WAIT}), big) is None
+    # every kernel code is in exactly one part, also codes newer than the state table
+    a, b = columns.split_states(None, big) or (0, 0)
+    assert a & b == 0 and a | b == netlink.state_mask(None)
+
+
+@pytest.mark.root
+def test_a_split_dump_holds_the_same_sockets_established_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[tuple[int, str, object]] = []
+    real = netlink.build_request
+
+    def recording(family: int, proto: netlink.Proto, **kwargs: object) -> bytes:
+        asked.append((family, proto, kwargs.get("states")))
+        return real(family, proto, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(netlink, "build_request", recording)
+    est = netlink.state_mask([State.ESTABLISHED])
+
+    def body() -> None:
+        with population():
+            monkeypatch.setattr(columns, "_tcp_sockets", lambda: columns.SPLIT_MIN)
+            pending = columns.PendingColumns()  # decided from the (faked) kernel counters
+            assert pending.parts == (est, netlink.state_mask(None) & ~est)
+            split = pending.result()
+            whole = columns.PendingColumns(split=False).result()
+            narrow = [State.ESTABLISHED, State.CLOSE_WAIT]
+            split_narrow = columns.PendingColumns(states=narrow, split=True).result()
+            whole_narrow = columns.PendingColumns(states=narrow, split=False).result()
+            owners = processes.tally(budget=10**9)
+        assert len(split) == len(whole) > 600 and _rows(split) == _rows(whole)
+        assert [r[:2] for r in split.ranges] == [r[:2] for r in whole.ranges]
+        assert _rows(split_narrow) == _rows(whole_narrow)
+        assert {s for (_p, _f, s, _port, _i) in _rows(split_narrow)} == set(narrow)
+        for cols in (split, split_narrow):
+            for proto, _fam, a, b in cols.ranges:
+                if proto == "tcp":  # ESTABLISHED first, then the other states
+                    flags = [code == 1 for code in cols.state[a:b]]
+                    assert flags == sorted(flags, reverse=True) and any(flags)
+        # both parts went to the kernel as their own requests, and only TCP is split
+        tcp4 = [states for fam, proto, states in asked if (fam, proto) == (socket.AF_INET, "tcp")]
+        assert est in tcp4 and netlink.state_mask(None) & ~est in tcp4
+        assert [st for fam, proto, st in asked if proto == "udp" and isinstance(st, int)] == []
+        # the order differs, the summary does not
+        kwargs = {"source": "netlink", "host": "h", "taken_at": 0.0, "owners": owners}
+        one = summarize_columns(split, missing=[], **kwargs)  # type: ignore[arg-type]
+        two = summarize_columns(whole, missing=[], **kwargs)  # type: ignore[arg-type]
+        assert (one.tcp_states, one.busy, one.untimed) == (two.tcp_states, two.busy, two.untimed)
+        assert one.oldest.keys() == two.oldest.keys() == {State.TIME_WAIT}
+
+    run_in_private_netns(body, required=True)
+
+
 def _v4_time_wait(cols: columns.Columns) -> int:
     [(start, stop)] = [(a, b) for proto, fam, a, b in cols.ranges if (proto, fam) == ("tcp", 4)]
     return cols.state[start:stop].count(6)

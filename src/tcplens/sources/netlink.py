@@ -392,17 +392,18 @@ def build_request(
     *,
     info: bool = False,
     seq: int = 1,
-    states: Iterable[State] | None = None,
+    states: Iterable[State] | int | None = None,
     bytecode: bytes = b"",
 ) -> bytes:
     """The dump request for one (address family, protocol); the kernel filters by state
-    and, with ``bytecode`` (:func:`port_filter`), by port."""
+    (states, or a ready :func:`state_mask`) and, with ``bytecode`` (:func:`port_filter`),
+    by port."""
     ext = 1 << (INET_DIAG_INFO - 1) if info and proto == "tcp" else 0
     body = INET_DIAG_REQ_V2.pack(
         sdiag_family=family,
         sdiag_protocol=_PROTO_NUMBERS[proto],
         idiag_ext=ext,
-        idiag_states=state_mask(states),
+        idiag_states=states if isinstance(states, int) else state_mask(states),
     )
     if bytecode:
         body += _RTA.pack(4 + len(bytecode), INET_DIAG_REQ_BYTECODE) + bytecode
