@@ -7,6 +7,8 @@ import socket
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tcplens.errors import InputError, SourceError
 from tcplens.model import State
@@ -148,6 +150,46 @@ def test_tcp_info_attribute_is_decoded_and_short_payloads_stay_unknown() -> None
     assert (got.last_send_ms, got.mss) == (40, 65483)
     short = netlink.parse_tcp_info(info[:104])  # an old kernel without the u64 counters
     assert short.cwnd == 10 and short.bytes_acked is None
+
+
+_INFO_ATTRS = {
+    "rtt_ms": ("tcpi_rtt", 1000.0),
+    "rttvar_ms": ("tcpi_rttvar", 1000.0),
+    "cwnd": ("tcpi_snd_cwnd", None),
+    "ssthresh": ("tcpi_snd_ssthresh", None),
+    "retransmits": ("tcpi_retransmits", None),
+    "total_retrans": ("tcpi_total_retrans", None),
+    "bytes_acked": ("tcpi_bytes_acked", None),
+    "bytes_received": ("tcpi_bytes_received", None),
+    "last_send_ms": ("tcpi_last_data_sent", None),
+    "last_recv_ms": ("tcpi_last_data_recv", None),
+    "last_ack_recv_ms": ("tcpi_last_ack_recv", None),
+    "mss": ("tcpi_snd_mss", None),
+}
+
+
+@given(st.data(), st.integers(min_value=0, max_value=netlink.TCP_INFO.size + 16))
+@settings(max_examples=200, deadline=None)
+def test_tcp_info_of_any_length_reads_each_field_it_holds(data: st.DataObject, cut: int) -> None:
+    """Against a field-at-a-time reference: a field is read iff the payload covers it."""
+    widths = {"B": 8, "I": 32, "Q": 64}
+    values = {
+        f.name: data.draw(st.integers(0, 2 ** widths[f.code] - 1), label=f.name)
+        for f in netlink.TCP_INFO.fields
+    }
+    payload = (netlink.TCP_INFO.pack(**values) + b"\xff" * 16)[:cut]
+    got = netlink.parse_tcp_info(payload)
+    assert not netlink.TCP_INFO.swapped  # host order throughout: no field needs a swap
+    offset = 0
+    ends: dict[str, int] = {}
+    for f in netlink.TCP_INFO.fields:
+        offset += struct.calcsize("=" + f.code)
+        ends[f.name] = offset
+    for attr, (name, scale) in _INFO_ATTRS.items():
+        expected = None
+        if ends[name] <= len(payload):
+            expected = values[name] / scale if scale else values[name]
+        assert getattr(got, attr) == expected, attr
 
 
 def test_error_reply_is_a_source_error_and_bad_length_an_input_error() -> None:

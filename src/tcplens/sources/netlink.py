@@ -42,6 +42,7 @@ import socket
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Final, NamedTuple
 
 from tcplens.errors import InputError, SourceError
@@ -99,25 +100,36 @@ class WireStruct:
     name: str
     fields: tuple[Field, ...]
 
-    @property
+    # Derived once per struct (cached_property writes the instance dict, which a frozen
+    # dataclass allows): the per-message parsers read them for every socket.
+    @cached_property
     def format(self) -> str:
         return "=" + "".join(f.code for f in self.fields)
 
-    @property
+    @cached_property
     def size(self) -> int:
         return struct.calcsize(self.format)
 
-    @property
+    @cached_property
     def compiled(self) -> struct.Struct:
         return struct.Struct(self.format)
 
-    @property
+    @cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
-    @property
+    @cached_property
     def swapped(self) -> tuple[int, ...]:
         return tuple(i for i, f in enumerate(self.fields) if f.big_endian)
+
+    @cached_property
+    def ends(self) -> dict[str, int]:
+        """Each field's end offset: a shorter payload (an older kernel) lacks the fields
+        that end past its length."""
+        return {
+            f.name: struct.calcsize("=" + "".join(g.code for g in self.fields[: i + 1]))
+            for i, f in enumerate(self.fields)
+        }
 
     def pack(self, **values: int | bytes) -> bytes:
         """Pack named values (missing ones are zero), converting big-endian fields."""
@@ -416,38 +428,58 @@ def build_request(
     return header + body
 
 
+#: the ``tcp_info`` fields a :class:`TcpInfo` carries, in its constructor's order
+_INFO_FIELDS: Final = (
+    "tcpi_rtt",
+    "tcpi_rttvar",
+    "tcpi_snd_cwnd",
+    "tcpi_snd_ssthresh",
+    "tcpi_retransmits",
+    "tcpi_total_retrans",
+    "tcpi_bytes_acked",
+    "tcpi_bytes_received",
+    "tcpi_last_data_sent",
+    "tcpi_last_data_recv",
+    "tcpi_last_ack_recv",
+    "tcpi_snd_mss",
+)
+#: (index in the unpacked tuple, end offset) of each of those fields
+_INFO_PICK: Final = tuple((TCP_INFO.names.index(n), TCP_INFO.ends[n]) for n in _INFO_FIELDS)
+
+
 def parse_tcp_info(payload: bytes | memoryview) -> TcpInfo:
     """Decode an ``INET_DIAG_INFO`` payload, reading only the fields the kernel sent."""
-    data = bytes(payload[: TCP_INFO.size]).ljust(TCP_INFO.size, b"\0")
+    size = TCP_INFO.size
+    data = bytes(payload[:size])
     got = len(payload)
-    v = TCP_INFO.unpack(data)
-
-    def have(name: str) -> bool:
-        offset = struct.calcsize(
-            "=" + "".join(f.code for f in TCP_INFO.fields[: TCP_INFO.names.index(name) + 1])
-        )
-        return offset <= got
-
-    def u(name: str) -> int | None:
-        value = v[name]
-        assert isinstance(value, int)
-        return value if have(name) else None
-
-    rtt = u("tcpi_rtt")
-    rttvar = u("tcpi_rttvar")
+    raw = TCP_INFO.compiled.unpack(data if len(data) == size else data.ljust(size, b"\0"))
+    (
+        rtt,
+        rttvar,
+        cwnd,
+        ssthresh,
+        retransmits,
+        total_retrans,
+        bytes_acked,
+        bytes_received,
+        last_send,
+        last_recv,
+        last_ack_recv,
+        mss,
+    ) = [raw[index] if end <= got else None for index, end in _INFO_PICK]
     return TcpInfo(
         rtt_ms=None if rtt is None else rtt / 1000.0,
         rttvar_ms=None if rttvar is None else rttvar / 1000.0,
-        cwnd=u("tcpi_snd_cwnd"),
-        ssthresh=u("tcpi_snd_ssthresh"),
-        retransmits=u("tcpi_retransmits"),
-        total_retrans=u("tcpi_total_retrans"),
-        bytes_acked=u("tcpi_bytes_acked"),
-        bytes_received=u("tcpi_bytes_received"),
-        last_send_ms=u("tcpi_last_data_sent"),
-        last_recv_ms=u("tcpi_last_data_recv"),
-        last_ack_recv_ms=u("tcpi_last_ack_recv"),
-        mss=u("tcpi_snd_mss"),
+        cwnd=cwnd,
+        ssthresh=ssthresh,
+        retransmits=retransmits,
+        total_retrans=total_retrans,
+        bytes_acked=bytes_acked,
+        bytes_received=bytes_received,
+        last_send_ms=last_send,
+        last_recv_ms=last_recv,
+        last_ack_recv_ms=last_ack_recv,
+        mss=mss,
     )
 
 
