@@ -274,7 +274,11 @@ class PendingColumns:
     A large TCP dump is split by state (:func:`split_states`) into two
     requests on two sockets, each with its own receiving thread, so the
     kernel fills on two cores; the columns then hold ESTABLISHED first and
-    the other states after it, each part in the kernel's order.
+    the other states after it, each part in the kernel's order.  No dump is
+    one instant (the kernel walks the table batch by batch, and a socket
+    opened or closed meanwhile may or may not be in it); with two walks, a
+    socket that leaves or enters ESTABLISHED while both run can be seen by
+    both or by neither, a few sockets on a busy host.
     The receivers do not parse: a dump is over when a non-blocking ``recv``
     finds nothing queued (the kernel queues the next batch before ``recv``
     returns, until NLMSG_DONE), and :meth:`result` checks that DONE was seen.
