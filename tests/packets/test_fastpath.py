@@ -165,9 +165,8 @@ segment = st.tuples(
 NO_EVICTION = Timeouts(attempt=1e6, closed=1e6, reset=1e6, inactivity=1e6)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(segment, min_size=1, max_size=40))
-def test_random_segment_soups_agree(rows: list[tuple]) -> None:  # type: ignore[type-arg]
+def soup_pcap(rows: list[tuple]) -> bytes:  # type: ignore[type-arg]
+    """A nanosecond pcap of a drawn segment soup, timestamps advancing by each row's gap."""
     t = 0.0
     packets = []
     for (frm, to), flags, seq, ack, n, win, gap in rows:
@@ -175,7 +174,13 @@ def test_random_segment_soups_agree(rows: list[tuple]) -> None:  # type: ignore[
         packets.append(
             (int(t * 1e9), frame(frm, to, flags, 1000 + seq * 7, 2000 + ack * 7, n, win))
         )
-    slow, fast = both(build.pcap(packets, nanos=True), NO_EVICTION)
+    return build.pcap(packets, nanos=True)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(segment, min_size=1, max_size=40))
+def test_random_segment_soups_agree(rows: list[tuple]) -> None:  # type: ignore[type-arg]
+    slow, fast = both(soup_pcap(rows), NO_EVICTION)
     assert slow == fast
 
 
@@ -364,14 +369,7 @@ def test_split_tracking_agrees_on_every_fixture(name: str) -> None:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(segment, min_size=1, max_size=40))
 def test_split_tracking_agrees_on_random_segment_soups(rows: list[tuple]) -> None:  # type: ignore[type-arg]
-    t = 0.0
-    packets = []
-    for (frm, to), flags, seq, ack, n, win, gap in rows:
-        t += gap
-        packets.append(
-            (int(t * 1e9), frame(frm, to, flags, 1000 + seq * 7, 2000 + ack * 7, n, win))
-        )
-    data = build.pcap(packets, nanos=True)
+    data = soup_pcap(rows)
     assert run_fast(data, True, True) == run_fast(data, False, False)
 
 
