@@ -5,6 +5,7 @@ data both ways, FIN closes from either side, RST closes, refused and half-open
 attempts, retransmissions, zero windows), then times, in one run:
 
 * ``tcplens pcap --zeek`` (full reconstruction: states, conn_state, history, counters),
+  then ``--json`` and the plain table (piped),
 * ``tshark -q -z conv,tcp`` (conversation table only),
 * a dpkt loop decoding every packet to 4-tuple and flags,
 * a plain ``struct`` loop doing the same,
@@ -155,6 +156,23 @@ def generate(path: Path, packets: int, connections: int, seed: int = 1) -> int:
     return count
 
 
+def generate_flood(path: Path, syns: int, seed: int = 3) -> int:
+    """A half-open SYN flood: ``syns`` SYNs from random sources to one port, none answered."""
+    rng = random.Random(seed)
+    with path.open("wb", buffering=1 << 22) as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for i in range(syns):
+            ts = i * 10  # microseconds: 100k SYNs per second of capture time
+            src = (0x0B000000 | rng.getrandbits(24), 1024 + rng.getrandbits(15))
+            frame = _ETH_IP_TCP.pack(
+                _MAC_A, _MAC_B, 0x0800, 0x45, 0, 40, 0, 0x4000, 64, 6, 0,
+                src[0], 0xC0A80001, src[1], 80, rng.getrandbits(32), 0, 0x50, SYN, 64240, 0, 0,
+            )  # fmt: skip
+            out.write(_REC.pack(1_600_000_000 + ts // 1_000_000, ts % 1_000_000, 54, 54))
+            out.write(frame)
+    return syns
+
+
 def _peak_rss(cmd: list[str]) -> tuple[float, float, float, bytes]:
     """Wall seconds, CPU seconds (user+sys), peak RSS (MiB) of one process, and its output.
 
@@ -263,6 +281,9 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="Keep the generated captures.")
     ap.add_argument("--skip", action="append", default=[], help="tshark, dpkt, struct or scapy")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--flood", type=int, default=0, help="Also time a half-open SYN flood of this many SYNs."
+    )
     ap.add_argument("--generate-only", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -320,6 +341,8 @@ def main() -> None:
         tcplens = [py, "-m", "tcplens", "pcap", "--zeek"]
         ours = record("tcplens pcap --zeek", [*tcplens, str(big)], n)
         ours_half = record("tcplens pcap --zeek (half-size file)", [*tcplens, str(half)], nh)
+        record("tcplens pcap --json", [py, "-m", "tcplens", "pcap", "--json", str(big)], n)
+        record("tcplens pcap (table, piped)", [py, "-m", "tcplens", "pcap", str(big)], n)
         if "tshark" not in args.skip and shutil.which("tshark"):
             cmd = ["tshark", "-r", str(big), "-q", "-z", "conv,tcp"]
             ts = record("tshark -q -z conv,tcp", cmd, n)
@@ -335,6 +358,16 @@ def main() -> None:
             record(f"scapy PcapReader ({k} packets)", cmd, k)
         print(f"  tcplens peak RSS: {ours_half['rss_mib']:.0f} MiB for {nh} packets,", end=" ")
         print(f"{ours['rss_mib']:.0f} MiB for {n} packets")
+        if args.flood:
+            flood = workdir / "flood.pcap"
+            generate_flood(flood, args.flood)
+            subprocess.run(["cat", str(flood)], stdout=subprocess.DEVNULL, check=True)
+            for mode in ("--json", "--zeek", "(table)"):
+                cmd = [py, "-m", "tcplens", "pcap", *([] if mode == "(table)" else [mode])]
+                record(f"flood: tcplens pcap {mode}", [*cmd, str(flood)], args.flood)
+            if "tshark" not in args.skip and shutil.which("tshark"):
+                cmd = ["tshark", "-r", str(flood), "-q", "-z", "conv,tcp"]
+                record("flood: tshark -q -z conv,tcp", cmd, args.flood)
         results["rows"] = rows
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))

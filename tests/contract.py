@@ -52,6 +52,12 @@ def check_socket(sock: Socket, *, text_source: bool = False) -> None:
         assert sock.timer.remaining >= 0
     if sock.process is not None:
         assert isinstance(sock.process, str)
+    if sock.holders:
+        # only sockets held by several processes list them; the first is pid/fd/process
+        assert len(sock.holders) > 1, sock
+        assert sock.holders[0] == (sock.pid, sock.fd, sock.process), sock
+        pids = [h.pid for h in sock.holders]
+        assert pids == sorted(pids), sock
 
 
 def check_snapshot(snap: Snapshot, *, text_source: bool = False) -> None:

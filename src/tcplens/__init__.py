@@ -14,6 +14,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from tcplens.errors import (
+    ActionError,
+    CorruptRecord,
     IllegalTransition,
     InputError,
     ScenarioError,
@@ -25,8 +27,10 @@ from tcplens.errors import (
 
 if TYPE_CHECKING:
     from tcplens.analysis.doctor import Finding, diagnose
+    from tcplens.analysis.filters import SocketFilter
     from tcplens.model.states import State
     from tcplens.packets import reconstruct
+    from tcplens.sources.actions import KillResult, kill
     from tcplens.sources.records import Addr, Snapshot, Socket
     from tcplens.sources.select import take_snapshot
     from tcplens.sources.text import parse_text
@@ -43,16 +47,23 @@ _LAZY = {
     "diagnose": "tcplens.analysis.doctor",
     "Finding": "tcplens.analysis.doctor",
     "reconstruct": "tcplens.packets",
+    "kill": "tcplens.sources.actions",
+    "KillResult": "tcplens.sources.actions",
+    "SocketFilter": "tcplens.analysis.filters",
 }
 
 __all__ = [
+    "ActionError",
     "Addr",
+    "CorruptRecord",
     "Finding",
     "IllegalTransition",
     "InputError",
+    "KillResult",
     "ScenarioError",
     "Snapshot",
     "Socket",
+    "SocketFilter",
     "SourceError",
     "State",
     "TcplensError",
@@ -60,6 +71,7 @@ __all__ = [
     "UnknownStateError",
     "__version__",
     "diagnose",
+    "kill",
     "parse_text",
     "reconstruct",
     "take_snapshot",

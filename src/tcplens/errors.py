@@ -73,14 +73,54 @@ class InputError(TcplensError):
 
 
 class TruncatedInput(InputError):
-    """Input ended in the middle of a record; what came before it is still valid."""
+    """Input stops being readable at a record; what came before it is still valid.
+
+    Either the input ended in the middle of the record, or (:class:`CorruptRecord`)
+    the record's length is impossible, so no later record can be found either.
+    """
 
     exit_code = 1
+
+
+class CorruptRecord(TruncatedInput):
+    """A record whose length cannot be right (a damaged or fuzzed capture).
+
+    A capture has no resynchronisation marks: once one length is wrong, the
+    rest of the file cannot be split into records.  That is a truncation at
+    this record, in everything but the message, so readers handle it as one.
+    """
 
 
 class SourceError(TcplensError):
     """A live source could not be read at all (missing proc root, no netlink)."""
 
 
+class ActionError(TcplensError):
+    """An action on live sockets (``tcplens kill``) refused or impossible before it began.
+
+    ``cause`` names why, for callers that choose what to say next:
+    ``refused`` (a selection too wide to act on safely), ``not-permitted``
+    (EPERM: no CAP_NET_ADMIN), ``unsupported`` (this platform or kernel
+    cannot close sockets).
+    """
+
+    def __init__(self, message: str, *, cause: str) -> None:
+        self.cause = cause
+        super().__init__(message)
+
+
 class ScenarioError(TcplensError):
     """A simulation or lab scenario is unknown or malformed."""
+
+
+class Terminated(KeyboardInterrupt):
+    """A signal (SIGTERM, or SIGINT) stopping a command that unwinds through its cleanup.
+
+    A KeyboardInterrupt, so every ``finally`` and cleanup that handles Ctrl+C
+    handles it too; it carries the signal so the CLI exits ``128 + signum``
+    as a shell reports a process ended by it (143 for SIGTERM, 130 for SIGINT).
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

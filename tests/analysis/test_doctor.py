@@ -121,7 +121,8 @@ def test_fixtures_give_sensible_findings() -> None:
     # no process column: nobody is blamed by name, and the advice says how to find out
     assert all(f.evidence.processes[0].pid is None for f in macos)
     assert all(f.title.en.startswith("the application holds") for f in macos)
-    assert all("netstat -p" in f.advice.en and "netstat -p" in f.advice.zh for f in macos)
+    # macOS netstat has no -p: the advice names the macOS and FreeBSD tools that do
+    assert all("lsof -nP -iTCP" in f.advice.en and "sockstat" in f.advice.zh for f in macos)
     for name in ("windows10-netstat-an.txt", "ubuntu18.04-ss-tulpen.txt", "solaris-netstat-n.txt"):
         findings = diagnose(read_text(str(TEXT / name)), DEFAULTS)
         assert all(f.severity is Severity.INFO for f in findings), name
@@ -147,8 +148,8 @@ def test_close_wait_grades_by_group_size_and_names_the_process() -> None:
     ]
     finding = only(close_wait(snap(*rows), DEFAULTS, resolve_thresholds()), "close-wait")
     assert finding.severity is Severity.WARNING
-    assert finding.title.en == "process 42 (java) holds 12 CLOSE_WAIT socket(s) on port 8080"
-    assert finding.title.zh.startswith("进程 42(java)在端口 8080 上有 12 个")
+    assert finding.title.en == "process 42 (java) holds 12 CLOSE_WAIT sockets on port 8080"
+    assert finding.title.zh.startswith("进程 42（java）在端口 8080 上有 12 个")
     rows[1].info = TcpInfo(last_recv_ms=7_380_000)
     aged = only(diagnose(snap(*rows), DEFAULTS), "close-wait")
     assert aged.title.en.endswith("on port 8080, idle up to 2 h 3 min")
@@ -372,7 +373,7 @@ def test_every_kind_of_finding_renders_in_both_languages() -> None:
 def test_phrases_exist_in_both_languages() -> None:
     for key, phrase in PHRASES.items():
         assert bool(phrase.en) == bool(phrase.zh), key
-    assert render(PHRASES["pid_name"], pid=1, name="x").zh == "进程 1(x)"
+    assert render(PHRASES["pid_name"], pid=1, name="x").zh == "进程 1（x）"
 
 
 # --------------------------------------------------------------------------- thresholds

@@ -76,3 +76,21 @@ def test_oldest_time_wait_and_fin_wait2_come_from_their_timers() -> None:
 def test_empty_snapshot() -> None:
     s = summarize(Snapshot([], source="test"))
     assert (s.total, s.tcp_states, s.busy, s.oldest) == (0, {}, [], {})
+
+
+def test_closing_states_count_peers_and_listening_ports_not_ephemeral_ports() -> None:
+    rows = [tcp(State.LISTEN, 80, pid=1)]
+    rows += [
+        Socket("tcp", 4, Addr("10.0.0.1", 32768 + i), Addr("10.0.0.9", 5432), State.TIME_WAIT)
+        for i in range(6)
+    ]
+    rows += [tcp(State.TIME_WAIT, 80) for _ in range(2)]  # this server closed first
+    rows.append(Socket("tcp", 6, Addr("::1", 40000), Addr("::1", 443), State.TIME_WAIT))
+    rows += [tcp(State.ESTABLISHED, 40001 + i) for i in range(2)]
+    busy = {d.state: d for d in summarize(Snapshot(rows, source="test")).busy}
+    tw = busy[State.TIME_WAIT]
+    assert tw.top_peers == [("10.0.0.9:5432", 6), ("[::1]:443", 1)]
+    assert tw.top_local_ports == [(80, 2)]
+    # other states keep their local ports
+    assert busy[State.ESTABLISHED].top_local_ports == [(40001, 1), (40002, 1)]
+    assert busy[State.ESTABLISHED].top_peers == []

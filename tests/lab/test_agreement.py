@@ -106,3 +106,34 @@ def test_time_wait_timer_counts_down_with_the_model() -> None:
     # the timer runs down in real time: what it lost is the time that passed
     assert at[2] - at[0] >= 2.0
     assert abs((left[0] - left[2]) - (at[2] - at[0])) < 0.5
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not ROOT, reason="needs root for namespaces")
+def test_half_closed_side_still_receives_data_in_fin_wait2() -> None:
+    """shutdown(SHUT_WR) stops only sending: the kernel queues the peer's data for reading."""
+    result = netns_run("half-close")
+    _check(result, LAB_SCENARIOS["half-close"])
+    sent, read = result.checkpoints[3], result.checkpoints[4]
+    assert sent.kernel == read.kernel == (State.FIN_WAIT2, State.CLOSE_WAIT)
+    client = sent.sockets[0]
+    assert client is not None and client.recv_q == 1000  # queued, not reset
+    after = read.sockets[0]
+    assert after is not None and after.recv_q == 0  # and the client read it
+    assert result.capture is not None and result.capture.connection is not None
+    segs = result.capture.connection.segments
+    assert segs and any(s.length == 1000 and not s.from_orig for s in segs)
+    assert not any(s.flags & 0x04 for s in segs)  # no RST anywhere
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not ROOT, reason="needs root for namespaces")
+def test_data_after_close_is_answered_with_rst_by_the_closed_side() -> None:
+    result = netns_run("data-after-close")
+    _check(result, LAB_SCENARIOS["data-after-close"])
+    assert result.capture is not None and result.capture.connection is not None
+    segs = result.capture.connection.segments or []
+    data = next(i for i, s in enumerate(segs) if s.length and not s.from_orig)
+    rst = [s for s in segs[data + 1 :] if s.flags & 0x04]
+    assert [s.from_orig for s in rst] == [True]  # the client, which had called close()
+    assert not any(s.flags & 0x01 for s in segs if not s.from_orig)  # the server never FINs

@@ -32,7 +32,7 @@ def test_list_names_every_scenario_and_marks_the_root_ones() -> None:
     assert done.returncode == 0
     lines = done.stdout.splitlines()
     assert [line.split()[0] for line in lines] == list(LAB_SCENARIOS)
-    root = {line.split()[0] for line in lines if line.endswith("(root)")}
+    root = {line.split()[0] for line in lines if line.endswith("(needs --rig netns: root)")}
     assert root == {
         "orphan-timeout",
         "simultaneous-close",
@@ -40,6 +40,52 @@ def test_list_names_every_scenario_and_marks_the_root_ones() -> None:
         "syn-recv",
         "syn-ack-lost",
     }
+
+
+def test_list_json_is_the_list_as_json() -> None:
+    done = tcplens("lab", "--list", "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["version"] == 1
+    assert [sc["name"] for sc in doc["scenarios"]] == list(LAB_SCENARIOS)
+    needs = {sc["name"] for sc in doc["scenarios"] if sc["needs_root"]}
+    assert needs == {n for n, sc in LAB_SCENARIOS.items() if sc.rig == "netns"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--list", "listen"), "--list runs nothing"),
+        (("listen", "--step", "--json"), "choose one of --step / --json"),
+        (("listen", "--no-capture", "--pcap", "x.pcap"), "choose one of --pcap / --no-capture"),
+        (("syn-sent", "--rig", "loopback"), "syn-sent needs --rig netns (root)"),
+    ],
+)
+def test_options_that_would_be_ignored_are_one_line_errors(
+    args: tuple[str, ...], message: str
+) -> None:
+    done = tcplens("lab", *args)
+    assert done.returncode == 2, done.stdout
+    assert done.stdout == ""
+    assert [line for line in done.stderr.splitlines() if line] == [
+        next(line for line in done.stderr.splitlines() if message in line)
+    ]
+
+
+def test_namespace_problem_names_the_missing_privilege_or_package(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tcplens.errors import ScenarioError
+    from tcplens.lab import netns
+
+    monkeypatch.setattr(netns.os, "geteuid", lambda: 1000)
+    assert netns.namespace_problem() == ("--rig netns needs root (CAP_SYS_ADMIN): run it with sudo")
+    monkeypatch.setattr(netns.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(netns, "_which", lambda tool: None)
+    assert netns.namespace_problem() == "--rig netns needs the ip command: install iproute2"
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ScenarioError, match="nft: command not found: install nftables"):
+        netns.run(["nft", "-f", "-"], stdin="")
 
 
 def test_help_has_an_example() -> None:

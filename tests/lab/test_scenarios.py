@@ -49,7 +49,7 @@ def test_blind_spots_have_reasons_and_name_a_side() -> None:
 
 
 def test_namespace_scenarios_refuse_the_loopback_rig_with_a_clear_reason() -> None:
-    with pytest.raises(ScenarioError, match="needs network namespaces"):
+    with pytest.raises(ScenarioError, match=r"syn-sent needs --rig netns \(root\)"):
         choose_rig(LAB_SCENARIOS["syn-sent"], "loopback")
     assert choose_rig(LAB_SCENARIOS["closing"], "loopback") == "loopback"
 

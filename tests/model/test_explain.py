@@ -151,12 +151,13 @@ def test_texts_state_the_facts_users_act_on(state: State, lang: str) -> None:
 
 
 def test_timer_arithmetic_in_the_texts_is_right() -> None:
-    # Linux doubles the retransmission timeout from TCP_TIMEOUT_INIT = 1 s.
-    syn_total = sum(2**i for i in range(6 + 1))  # 6 SYN retries, then one more wait
+    # Linux doubles the retransmission timeout from TCP_TIMEOUT_INIT = 1 s; since 6.5 the
+    # first tcp_syn_linear_timeouts SYN retransmissions keep it (tests/model/test_linux_facts)
     synack_total = sum(2**i for i in range(5 + 1))  # 5 SYN+ACK retries
-    assert (syn_total, synack_total) == (127, 63)
+    assert synack_total == 63
     for lang in LANGS:
-        assert "1+2+4+8+16+32+64" in explain(State.SYN_SENT, lang).duration
+        duration = explain(State.SYN_SENT, lang).duration
+        assert "131" in duration and "127" in duration
         assert "1+2+4+8+16+32" in explain(State.SYN_RECV, lang).duration
     # The default ephemeral range and a 60 s TIME_WAIT give ~470 new connections a second.
     ports = 60999 - 32768 + 1

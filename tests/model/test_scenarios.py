@@ -146,10 +146,85 @@ def test_any_delivery_order_still_completes_the_close(data: st.DataObject) -> No
     pair.call("client", Event.SEND, size=10)
     pair.call("client", Event.CLOSE)
     if data.draw(st.booleans()):
-        pair.call("server", Event.CLOSE)  # simultaneous close
+        # Simultaneous close with shutdown(): after close() the client's data, still
+        # in flight, would be answered with RST (test_close_with_data_in_flight_...).
+        pair.call("server", Event.SHUTDOWN)
     deliver_randomly()
     if pair.server.state is S.CLOSE_WAIT:
         pair.call("server", Event.CLOSE)
     deliver_randomly()
     assert pair.client.state is S.TIME_WAIT
     assert pair.server.state in (S.CLOSED, S.TIME_WAIT)
+
+
+def test_a_held_segment_is_annotated_as_held_not_with_a_stale_row() -> None:
+    pair = run_scenario("reordered-fin")
+    fin = next(s for s in pair.steps if s.kind == "deliver" and "FIN" in str(s.segment))
+    assert "held until the gap" in fin.note
+    assert "handshake" not in fin.note and not fin.changed
+    data = next(s for s in pair.steps if s.kind == "deliver" and "len=200" in str(s.segment))
+    assert data.changed == ("server",)
+    assert "200 bytes" in data.note and "peer closed" in data.note
+
+
+def test_every_delivery_note_comes_from_what_the_segment_did() -> None:
+    for name in SCENARIOS:
+        for step in run_scenario(name).steps:
+            if step.kind == "deliver":
+                assert step.note, (name, step.action)
+                if not step.changed:
+                    assert "handshake complete" not in step.note, (name, step.action)
+
+
+def test_timers_fire_when_due_not_at_the_end_of_a_wait() -> None:
+    pair = run_script(SCENARIOS["client-close"].script.replace("wait 60", "wait 100"))
+    fired = [s for s in pair.steps if s.kind == "timer"]
+    assert [(s.time, s.side) for s in fired] == [(60.0, "client")]
+    assert pair.client.history[-1] == (60.0, S.CLOSED, "2MSL timeout")
+    assert pair.now == 100.0
+
+
+def test_two_timers_fire_in_deadline_order() -> None:
+    pair = run_script(SCENARIOS["simultaneous-close"].script.replace("wait 60", "wait 75"))
+    assert [s.time for s in pair.steps if s.kind == "timer"] == [60.0, 60.0]
+    assert pair.now == 75.0
+
+
+def test_shutdown_is_a_half_close_and_close_is_not() -> None:
+    half = run_scenario("half-close")
+    assert any(s.action == "client: shutdown(SHUT_WR)" for s in half.steps)
+    assert half.client.state is S.TIME_WAIT
+    after_close = run_scenario("data-after-close")
+    rst = [s for s in after_close.steps if s.kind == "deliver" and "RST" in str(s.segment)]
+    assert [s.direction for s in rst] == ["->"]  # the client (which closed) resets
+    assert after_close.client.state is S.CLOSED and after_close.server.state is S.CLOSED
+    assert S.TIME_WAIT not in _path(after_close, "client")
+
+
+def test_close_with_data_in_flight_toward_it_resets() -> None:
+    pair = run_script(
+        "server listen\nclient connect\ndeliver all\n"
+        "client send 10\nserver close\ndeliver to server\n"
+    )
+    assert pair.server.state is S.CLOSED
+    assert "RST" in str(pair.wire[-1].segment)
+
+
+def test_lost_data_is_retransmitted_and_fills_the_gap() -> None:
+    pair = run_scenario("lost-data")
+    retransmit = next(s for s in pair.steps if s.kind == "timer")
+    assert retransmit.action == "client: retransmit timeout"
+    assert [str(seg) for _, seg in retransmit.sent] == ["PSH+ACK seq=1 ack=1 len=150"]
+    assert pair.server.rcv_nxt == 151 and not pair.server.out_of_order
+
+
+def test_retransmit_in_established_needs_data_outstanding() -> None:
+    with pytest.raises(ScenarioError, match=r"line 4: .*no data is unacknowledged"):
+        run_script("server listen\nclient connect\ndeliver all\nclient timeout retransmit\n")
+
+
+def test_give_up_and_keepalive_end_in_closed() -> None:
+    assert run_scenario("retries-exhausted").client.history[-1][1:] == (S.CLOSED, "give up")
+    keepalive = run_scenario("keepalive-timeout")
+    assert keepalive.client.history[-1][1:] == (S.CLOSED, "keepalive timeout")
+    assert "RST" in str(keepalive.steps[-1].segment)

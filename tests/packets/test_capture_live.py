@@ -130,3 +130,83 @@ def test_live_capture_agrees_with_the_kernel_and_writes_a_readable_pcap(
         check=True,
     ).stdout.split()
     assert len(frames) == doc["summary"]["frames"]
+
+
+def test_capture_on_any_sees_loopback_once_and_writes_sll2(netns: str, tmp_path: Path) -> None:
+    """``-i any`` as tcpdump does it: every interface, cooked v2 frames, loopback not doubled."""
+    out = tmp_path / "any.pcap"
+    cap = subprocess.Popen(
+        in_ns(
+            netns,
+            sys.executable,
+            "-m",
+            "tcplens",
+            "capture",
+            "-i",
+            "any",
+            "--duration",
+            "4",
+            "--close-timeout",
+            "60",
+            "-w",
+            str(out),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.5)
+        traffic = subprocess.run(
+            in_ns(netns, sys.executable, "-c", TRAFFIC),
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        )
+        port = int(traffic.stdout.split()[0])
+        stdout, stderr = cap.communicate(timeout=30)
+    finally:
+        if cap.poll() is None:
+            cap.kill()
+    assert cap.returncode == 0, stderr
+    rows = [line for line in stdout.splitlines() if line.startswith("finished ")]
+    assert len(rows) == 2, stdout  # the connection and the refused one, each once
+    assert f"127.0.0.1:{port} " in rows[0] and "TIME_WAIT/CLOSED  SF" in rows[0], stdout
+    header = out.read_bytes()[:24]
+    assert int.from_bytes(header[20:24], "little") == 276  # LINKTYPE_LINUX_SLL2
+    doc = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "tcplens", "pcap", "--json", str(out)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    main = {c["orig"]["port"]: c for c in doc["connections"]}[port]
+    assert main["orig"]["final_state"] == "TIME_WAIT"
+    # each segment once: a handshake, 2 data segments and their ACKs, FINs: no copies
+    assert (main["orig"]["payload_bytes"], main["resp"]["payload_bytes"]) == (5, 6)
+    fields = subprocess.run(
+        ["tshark", "-r", str(out), "-T", "fields", "-e", "sll.ifindex", "-e", "tcp.srcport"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    lo_index = subprocess.run(
+        in_ns(netns, "cat", "/sys/class/net/lo/ifindex"), capture_output=True, text=True
+    ).stdout.strip()
+    assert {line.split("\t")[0] for line in fields if line} == {lo_index}
+    retransmitted = subprocess.run(
+        [
+            "tshark",
+            "-r",
+            str(out),
+            "-Y",
+            "tcp.analysis.retransmission or tcp.analysis.duplicate_ack",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert retransmitted.strip() == ""  # a doubled loopback packet would look like one

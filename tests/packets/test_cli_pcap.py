@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from tcplens.packets.engine import engine_available
+from tcplens.packets.pcap import read_frames
 
 from . import build
 
@@ -123,3 +131,56 @@ def test_flow_accepts_an_endpoint_or_a_port() -> None:
         "pcap", "--flow", "[2001:db8:1:2::1000]:80", str(FIXTURES / "http_ip4and6.pcapng")
     )
     assert res.returncode == 0 and "frame 11" in res.stdout
+
+
+def damaged_capture(tmp_path: Path, layout: str) -> tuple[Path, int]:
+    """The 35-frame fixture with an impossible length in record 30 (pcap or pcapng)."""
+    source = FIXTURES / "200722_tcp_anon.pcapng"
+    raw = bytearray(source.read_bytes())
+    if layout == "pcap":
+        frames = list(read_frames(io.BytesIO(bytes(raw))))
+        raw = bytearray(
+            build.pcap([(f.ts_ns, f.data) for f in frames], linktype=frames[0].linktype)
+        )
+        offset = 24 + sum(16 + len(f.data) for f in frames[:29])
+        struct.pack_into("<I", raw, offset + 8, 300 << 20)
+    else:
+        offset, seen = 0, 0
+        while seen < 30:
+            kind, total = struct.unpack_from("<II", raw, offset)
+            seen += kind == 6
+            if seen < 30:
+                offset += total
+        struct.pack_into("<I", raw, offset + 4, 0x7FFFFFFC)
+    path = tmp_path / f"damaged.{layout}"
+    path.write_bytes(bytes(raw))
+    return path, offset
+
+
+@pytest.mark.parametrize("layout", ["pcap", "pcapng"])
+@pytest.mark.parametrize("stdin", [False, True], ids=["file", "stdin"])
+@pytest.mark.parametrize("route", ["engine", "python"])
+def test_impossible_record_length_prints_connections_then_fails_with_record_and_offset(
+    tmp_path: Path, layout: str, stdin: bool, route: str
+) -> None:
+    if route == "engine" and not engine_available():
+        pytest.skip("the engine is not built")
+    path, offset = damaged_capture(tmp_path, layout)
+    for fmt in ([], ["--json"]):
+        res = subprocess.run(
+            [sys.executable, "-m", "tcplens", "pcap", *fmt, "-" if stdin else str(path)],
+            input=path.read_bytes() if stdin else None,
+            capture_output=True,
+            timeout=60,
+            env={**os.environ, "TCPLENS_PACKETS": route},
+        )
+        out, err = res.stdout.decode(), res.stderr.decode()
+        assert res.returncode == 1, err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert f"record 30 byte {offset}:" in err
+        if fmt:
+            doc = json.loads(out)
+            assert len(doc["connections"]) == 2
+            assert f"record 30 byte {offset}" in doc["summary"]["truncated"]
+        else:
+            assert "2 connections from 29 frames" in out

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tcplens.errors import InputError, TcplensError, TruncatedInput
-from tcplens.packets.pcap import Frame, PcapWriter, read_frames
+from tcplens.errors import CorruptRecord, InputError, TcplensError, TruncatedInput
+from tcplens.packets.pcap import Frame, PcapWriter, read_frames, record_limit
 
 from . import build
 
@@ -34,6 +34,9 @@ EXPECTED = {
     "tcp_refuseconnection.pcapng": (2, 1),
     "tcp_retransmissions.pcapng": (6, 1),
     "tcp_teardown.pcapng": (4, 1),
+    "lab_midstream.pcap": (8, 1),
+    "lab_syn_blackhole.pcap": (6, 1),
+    "lab_synack_rexmit.pcap": (4, 276),
 }
 
 
@@ -183,13 +186,90 @@ def test_empty_file_is_an_input_error() -> None:
         frames_of(b"")
 
 
-def test_impossible_record_length_is_garbage_not_truncation() -> None:
-    data = bytearray(build.pcap([(0, b"\x00" * 60)]))
-    data[24 + 8 : 24 + 12] = (0x7FFFFFFF).to_bytes(4, "little")
+def read_until_error(data: bytes) -> tuple[list[Frame], InputError]:
+    seen: list[Frame] = []
     with pytest.raises(InputError) as info:
-        frames_of(bytes(data))
-    assert not isinstance(info.value, TruncatedInput)
-    assert info.value.record == 1
+        seen.extend(read_frames(io.BytesIO(data), path="t.pcap"))
+    return seen, info.value
+
+
+@pytest.mark.parametrize("caplen", [0x7FFFFFFF, 300 << 20, (1 << 20) + 1])
+@pytest.mark.parametrize("snaplen", [65535, 0xFFFFFFFF])
+def test_impossible_record_length_ends_the_capture_after_the_good_records(
+    caplen: int, snaplen: int
+) -> None:
+    # a header snaplen of 4 GiB must not make a 2 GiB record look plausible
+    if snaplen == 0xFFFFFFFF and caplen <= 256 << 20:
+        caplen = (256 << 20) + 1
+    data = bytearray(build.pcap([(0, b"\x00" * 60)] * 3, snaplen=snaplen))
+    third = 24 + 2 * (16 + 60)
+    data[third + 8 : third + 12] = caplen.to_bytes(4, "little")
+    seen, error = read_until_error(bytes(data))
+    assert len(seen) == 2
+    assert isinstance(error, CorruptRecord) and isinstance(error, TruncatedInput)
+    assert (error.record, error.offset, error.exit_code) == (3, third, 1)
+    assert str(error).startswith(f"t.pcap record 3 byte {third}: captured length {caplen} ")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.binary(min_size=0, max_size=80), min_size=1, max_size=12),
+    st.data(),
+    st.integers((1 << 20) + 1, 0xFFFFFFFF),
+    st.sampled_from(["<", ">"]),
+)
+def test_any_damaged_record_length_yields_exactly_the_records_before_it(
+    payloads: list[bytes], data: st.DataObject, caplen: int, order: str
+) -> None:
+    bad = data.draw(st.integers(0, len(payloads) - 1))
+    raw = bytearray(build.pcap([(i, p) for i, p in enumerate(payloads)], order=order))
+    offset = 24 + sum(16 + len(p) for p in payloads[:bad])
+    struct.pack_into(order + "I", raw, offset + 8, caplen)
+    seen, error = read_until_error(bytes(raw))
+    assert [f.data for f in seen] == payloads[:bad]
+    assert isinstance(error, CorruptRecord)
+    assert (error.record, error.offset) == (bad + 1, offset)
+
+
+def test_record_longer_than_the_snaplen_is_read_as_libpcap_reads_it() -> None:
+    # old writers put a wrong snaplen in the header; libpcap and Wireshark accept
+    # longer records up to the link type's maximum, and so do we
+    frames = frames_of(build.pcap([(0, b"\x00" * 2000)], snaplen=1500))
+    assert len(frames[0].data) == 2000
+    assert record_limit(1500) == 1 << 20 and record_limit(0xFFFFFFFF) == 256 << 20
+
+
+def pcapng_blocks(count: int) -> tuple[bytes, list[int]]:
+    """A pcapng file of ``count`` packets and the offset of each packet block."""
+    data = build.ng_shb() + build.ng_idb(1)
+    offsets = []
+    for i in range(count):
+        offsets.append(len(data))
+        data += build.ng_epb(0, i, b"\x00" * 60)
+    return data, offsets
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "words"),
+    [
+        (4, 0x7FFFFFFC, "impossible length 2147483644"),  # total length, absurd
+        (4, 90, "impossible length 90"),  # total length, not a multiple of 4
+        (-4, 96, "lengths disagree (92 at the start, 96 at the end)"),  # trailer
+        (20, 500, "captured length 500 runs past its block"),  # EPB caplen
+    ],
+)
+def test_pcapng_block_with_an_impossible_length_ends_the_capture_after_the_good_blocks(
+    where: int, value: int, words: str
+) -> None:
+    data, offsets = pcapng_blocks(3)
+    raw = bytearray(data)
+    at = offsets[2] + where if where >= 0 else offsets[2] + 92 + where
+    struct.pack_into("<I", raw, at, value)
+    seen, error = read_until_error(bytes(raw))
+    assert len(seen) == 2
+    assert isinstance(error, CorruptRecord)
+    assert (error.record, error.offset, error.exit_code) == (3, offsets[2], 1)
+    assert words in str(error)
 
 
 def test_writer_round_trips_through_the_reader_and_tshark(tmp_path: Path) -> None:

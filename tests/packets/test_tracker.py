@@ -220,7 +220,8 @@ def test_history_letters_repeat_on_new_sequence_numbers_and_scale_logarithmicall
     packets += [pkt(2.0, C, FIN | ACK, 111, 501), pkt(2.1, C, FIN | ACK, 111, 501)]
     (conn,) = run(packets)
     assert conn.history == "ShADTTF"
-    assert conn.orig_stats.retransmissions == 12
+    # twelve repeated payloads and the repeated FIN, as Wireshark counts them
+    assert conn.orig_stats.retransmissions == 13
 
 
 def test_simultaneous_close_passes_through_closing() -> None:
@@ -235,6 +236,40 @@ def test_simultaneous_close_passes_through_closing() -> None:
     assert states(conn.orig_history)[-3:] == [S.FIN_WAIT1, S.CLOSING, S.TIME_WAIT]
     assert states(conn.resp_history)[-3:] == [S.FIN_WAIT1, S.CLOSING, S.TIME_WAIT]
     assert conn.conn_state == "SF"
+
+
+def test_data_crossing_a_fin_is_read_when_no_rst_follows() -> None:
+    """A FIN may come from shutdown(SHUT_WR): the peer's data after it is read, not reset.
+
+    The model answers new data after close() with RST; the wire cannot tell
+    close() from shutdown(), so the tracker must not assume close() here.
+    """
+    packets = [
+        *handshake(),
+        pkt(1.0, C, FIN | ACK, 101, 501),
+        pkt(1.001, SRV, PSH | ACK, 501, 101, 10),  # crosses the FIN: does not ACK it
+        pkt(1.002, C, ACK, 102, 511),  # the client reads it
+        pkt(1.003, SRV, ACK, 511, 102),
+        pkt(1.1, SRV, FIN | ACK, 511, 102),
+        pkt(1.101, C, ACK, 102, 512),
+    ]
+    (conn,) = run(packets)
+    assert states(conn.orig_history)[-3:] == [S.FIN_WAIT1, S.FIN_WAIT2, S.TIME_WAIT]
+    assert states(conn.resp_history)[-3:] == [S.CLOSE_WAIT, S.LAST_ACK, S.CLOSED]
+
+
+def test_data_after_close_answered_with_rst_ends_both_sides() -> None:
+    packets = [
+        *handshake(),
+        pkt(1.0, C, FIN | ACK, 101, 501),
+        pkt(1.001, SRV, ACK, 501, 102),
+        pkt(1.002, SRV, PSH | ACK, 501, 102, 10),  # the client had called close()
+        pkt(1.003, C, RST, 102),
+    ]
+    (conn,) = run(packets)
+    assert states(conn.orig_history)[-3:] == [S.FIN_WAIT1, S.FIN_WAIT2, S.CLOSED]
+    assert conn.orig_history[-1][0] == pytest.approx(1.003)
+    assert states(conn.resp_history)[-2:] == [S.CLOSE_WAIT, S.CLOSED]
 
 
 def test_time_wait_expires_after_two_msl_of_capture_time() -> None:
@@ -396,3 +431,15 @@ def test_on_change_reports_every_state_entered_as_it_happens() -> None:
     conns = list(reconstruct(read_frames(io.BytesIO(data)), tracker))
     assert [s for side, s in seen if side == "orig"] == states(conns[0].orig_history)
     assert [s for side, s in seen if side == "resp"] == states(conns[0].resp_history)
+
+
+def test_repeated_syn_and_syn_ack_are_retransmissions_as_wireshark_counts_them() -> None:
+    # recorded in a namespace (tests/packets/record_lab_captures.py); tshark marks
+    # frames 2-6 and 3-4 tcp.analysis.retransmission
+    (blackholed,) = fixture("lab_syn_blackhole.pcap")
+    assert (blackholed.orig_stats.syn, blackholed.orig_stats.retransmissions) == (6, 5)
+    assert blackholed.orig_state is S.SYN_SENT and blackholed.conn_state == "S0"
+    (unanswered,) = fixture("lab_synack_rexmit.pcap")
+    assert (unanswered.resp_stats.syn, unanswered.resp_stats.retransmissions) == (3, 2)
+    assert unanswered.orig_stats.retransmissions == 0
+    assert unanswered.resp_state is S.SYN_RECV

@@ -2,7 +2,9 @@
 
 tshark is installed by ``scripts/install-system-deps``; the comparison is per
 connection and per direction: packets, frame bytes, SYN/FIN/RST/ACK/PSH
-counts, and Wireshark's final ``tcp.completeness`` (two-pass, ``-2``).
+counts, retransmissions (``tcp.analysis.retransmission``, which Wireshark also
+sets on a repeated SYN, SYN+ACK or FIN) and Wireshark's final
+``tcp.completeness`` (two-pass, ``-2``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def tshark_view(
     path: Path,
 ) -> tuple[dict[Key, Counter[str]], dict[frozenset[tuple[str, int]], int]]:
     fields = ["ip.src", "ipv6.src", "tcp.srcport", "ip.dst", "ipv6.dst", "tcp.dstport"]
-    fields += ["frame.len", "tcp.flags", "tcp.completeness"]
+    fields += ["frame.len", "tcp.flags", "tcp.completeness", "tcp.analysis.retransmission"]
     cmd = ["tshark", "-2", "-r", str(path), "-Y", "tcp", "-T", "fields"]
     for f in fields:
         cmd += ["-e", f]
@@ -39,7 +41,7 @@ def tshark_view(
     per_dir: dict[Key, Counter[str]] = {}
     completeness: dict[frozenset[tuple[str, int]], int] = {}
     for line in out.splitlines():
-        s4, s6, sp, d4, d6, dp, flen, flags, comp = line.split("\t")
+        s4, s6, sp, d4, d6, dp, flen, flags, comp, rexmit = line.split("\t")
         key = (s4 or s6, int(sp), d4 or d6, int(dp))
         c = per_dir.setdefault(key, Counter())
         bits = int(flags, 16)
@@ -47,6 +49,7 @@ def tshark_view(
         c["bytes"] += int(flen)
         for name, bit in (("syn", SYN), ("fin", FIN), ("rst", RST), ("ack", ACK), ("psh", PSH)):
             c[name] += bool(bits & bit)
+        c["rexmit"] += bool(rexmit)
         completeness[frozenset({key[:2], key[2:]})] = int(comp)
     return per_dir, completeness
 
@@ -73,6 +76,7 @@ def ours(
                 rst=st.rst,
                 ack=st.ack,
                 psh=st.psh,
+                rexmit=st.retransmissions,
             )
             per_dir[key] = +per_dir[key]  # drop zero counts, as tshark's Counter has none
         completeness[frozenset({(o.ip, o.port), (r.ip, r.port)})] = conn.completeness

@@ -58,6 +58,7 @@ def test_recorded_proc_root_is_read_field_by_field(tmp_path: Path) -> None:
         tcp_max_orphans=999,
         tcp_synack_retries=2,
         tcp_syn_retries=3,
+        tcp_syn_linear_timeouts=None,  # no such file: a kernel before 6.5
         somaxconn=128,
         counters=got.counters,
         sockstat=got.sockstat,
@@ -165,3 +166,16 @@ def test_parse_sockstat_reads_the_tcp_line_only() -> None:
     assert parse_sockstat("UDP: inuse 1\n") == {}
     with pytest.raises(InputError, match="line 1"):
         parse_sockstat("TCP: inuse x\n")
+
+
+def test_syn_linear_timeouts_is_read_where_the_kernel_has_it(tmp_path: Path) -> None:
+    root = _record(tmp_path, {"sys/net/ipv4/tcp_syn_linear_timeouts": "2\n"})
+    got = read_kernel(root)
+    assert got.tcp_syn_linear_timeouts == 2
+    assert "tcp_syn_linear_timeouts" not in got.defaulted
+    live = read_kernel("/proc")
+    path = Path("/proc/sys/net/ipv4/tcp_syn_linear_timeouts")
+    if path.exists():
+        assert live.tcp_syn_linear_timeouts == int(path.read_text())
+    else:
+        assert live.tcp_syn_linear_timeouts is None

@@ -13,7 +13,7 @@ import pytest
 
 from tcplens.model import State
 from tcplens.sources import processes
-from tcplens.sources.records import Addr, Socket
+from tcplens.sources.records import Addr, Holder, Socket
 
 
 def _sock(inode: int | None, uid: int | None = 0) -> Socket:
@@ -126,11 +126,29 @@ def test_unknown_uid_becomes_its_number() -> None:
     assert rows[0].user == "4000000"
 
 
-def test_scan_stops_once_every_wanted_inode_is_owned(tmp_path: Path) -> None:
+def test_scan_reads_on_after_the_first_owner_for_sockets_shared_after_fork(
+    tmp_path: Path,
+) -> None:
     _fake_proc(tmp_path)
+    worker = tmp_path / "400" / "fd"
+    worker.mkdir(parents=True)
+    os.symlink("socket:[555]", worker / "3")  # a forked worker holds the listener too
+    (tmp_path / "400" / "comm").write_text("nginx\n")
     result = processes.scan({555}, str(tmp_path))
     assert result.owners == {555: processes.Owner(100, 3)}
-    assert result.scanned == 1 and result.vanished == 0  # 200 and 300 were never opened
+    assert result.shared == {555: [processes.Owner(400, 3)]}
+    assert result.holders(555) == [processes.Owner(100, 3), processes.Owner(400, 3)]
+    assert result.scanned == 2  # every process is read: any may hold a wanted socket
+    rows = [_sock(555), _sock(556)]
+    processes.attribute(rows, proc_root=str(tmp_path))
+    assert (rows[0].pid, rows[0].fd, rows[0].process) == (100, 3, "nginx")
+    assert rows[0].holders == (Holder(100, 3, "nginx"), Holder(400, 3, "nginx"))
+    assert rows[1].holders == ()  # one holder: pid, fd and process say it all
+    # the same through a scan split over child processes, and as columns
+    merged = processes.PendingScan(str(tmp_path), parts=2).result()
+    assert merged.holders(555) == result.holders(555)
+    owners = processes.owners_of([555, 556], [0, 0], merged, str(tmp_path))
+    assert owners.holders == {0: (Holder(100, 3, "nginx"), Holder(400, 3, "nginx"))}
 
 
 def test_a_scan_in_a_child_process_gives_the_scan_done_here(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -109,6 +110,22 @@ def test_simulate_script_from_a_file(tmp_path: object) -> None:
     script.write_text("server listen\nclient connect\ndeliver all\nexpect server ESTABLISHED\n")
     done = tcplens("simulate", "--script", str(script))
     assert done.returncode == 0 and "ESTABLISHED" in done.stdout
+
+
+def test_simulate_shutdown_verb_is_a_half_close_and_documented() -> None:
+    half = "server listen\nclient connect\ndeliver all\nclient shutdown\ndeliver all\n"
+    read = tcplens(
+        "simulate", "--script", "-", "--json", stdin=half + "server send 10\ndeliver all\n"
+    )
+    assert read.returncode == 0, read.stderr
+    doc = json.loads(read.stdout)
+    assert doc["final"] == {"client": "FIN_WAIT2", "server": "CLOSE_WAIT"}
+    assert any(s["action"] == "client: shutdown(SHUT_WR)" for s in doc["steps"])
+    closed = half.replace("client shutdown", "client close") + "server send 10\ndeliver all\n"
+    reset = json.loads(tcplens("simulate", "--script", "-", "--json", stdin=closed).stdout)
+    assert reset["final"] == {"client": "CLOSED", "server": "CLOSED"}
+    help_text = tcplens("simulate", "--help").stdout
+    assert "shutdown(SHUT_WR)" in help_text and "keepalive" in help_text
 
 
 def test_diagram_dot_pipes_into_graphviz() -> None:

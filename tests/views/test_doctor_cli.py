@@ -60,21 +60,20 @@ def test_seed_dump_explains_the_killed_peer_and_exits_0(seed: str) -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "Kernel settings: assumed Linux defaults" in out
-    assert "process 2510 (client) holds 1 CLOSE_WAIT socket(s) to 192.168.190.81:10050" in out
-    assert "process 2568 (server) holds 1 CLOSE_WAIT socket(s) on port 10050" in out
+    assert "process 2510 (client) holds 1 CLOSE_WAIT socket to 192.168.190.81:10050" in out
+    assert "process 2568 (server) holds 1 CLOSE_WAIT socket on port 10050" in out
     assert "holds the other end in CLOSE_WAIT" in out
     assert "tcp_fin_timeout=60 (assumed default)" in out
     assert "More: tcplens explain CLOSE_WAIT" in out
-    assert out.rstrip().endswith("4 finding(s): 0 critical, 0 warning, 4 info.")
+    assert out.rstrip().endswith("4 findings: 0 critical, 0 warning, 4 info.")
 
 
 def test_leak_dump_is_a_warning_with_exit_1_and_min_severity_filters(tmp_path: Path) -> None:
     dump = str(leak_dump(tmp_path))
     result = tcplens("doctor", "--from", dump)
     assert result.returncode == 1, result.stderr
-    assert (
-        "WARNING  [close-wait] process 4242 (java) holds 12 CLOSE_WAIT socket(s) on port 8080"
-        in (result.stdout)
+    assert "WARNING  [close-wait] process 4242 (java) holds 12 CLOSE_WAIT sockets on port 8080" in (
+        result.stdout
     )
     assert "ss -K" in result.stdout
     only_critical = tcplens("doctor", "--from", dump, "--min-severity", "critical")
@@ -129,8 +128,8 @@ def test_json_is_the_documented_versioned_contract(tmp_path: Path) -> None:
 def test_chinese_from_flag_or_locale(seed: str) -> None:
     by_flag = tcplens("doctor", "--from", seed, "--lang", "zh")
     assert by_flag.returncode == 0
-    assert "内核参数:假定为 Linux 默认值" in by_flag.stdout
-    assert "进程 2568(server)在端口 10050 上有 1 个 CLOSE_WAIT 连接一直没有关闭" in by_flag.stdout
+    assert "内核参数：假定为 Linux 默认值" in by_flag.stdout
+    assert "进程 2568（server）在端口 10050 上有 1 个 CLOSE_WAIT 连接一直没有关闭" in by_flag.stdout
     assert "tcplens explain CLOSE_WAIT --lang zh" in by_flag.stdout
     by_locale = tcplens("doctor", "--from", seed, "--json", env={"LANG": "zh_CN.UTF-8"})
     doc = json.loads(by_locale.stdout)

@@ -198,6 +198,33 @@ def test_processes_beyond_top_k_are_other_and_unidentified_are_unknown() -> None
     assert value(samples, "tcplens_unattributed_sockets", proto="tcp") == 3
 
 
+def test_process_sockets_keep_unconnected_udp_apart_from_closed_tcp() -> None:
+    bound = Socket(
+        "udp", 4, Addr("0.0.0.0", 53), Addr("0.0.0.0", 0), State.CLOSED, process="dnsd", pid=7
+    )
+    closed = tcp(5353, State.CLOSED, remote_port=41000, process="dnsd")
+    samples = scrape(TcplensCollector(lambda: Snapshot([bound, closed], "test")))
+    procs = series(samples, "tcplens_process_sockets")
+    assert procs == {
+        frozenset({("process", "dnsd"), ("proto", "udp"), ("state", "CLOSED")}): 1,
+        frozenset({("process", "dnsd"), ("proto", "tcp"), ("state", "CLOSED")}): 1,
+    }
+
+
+def test_backlog_a_source_cannot_see_is_left_out_not_exported_as_0() -> None:
+    socks = [
+        tcp(8080, State.LISTEN, recv_q=1, send_q=128),
+        tcp(9090, State.LISTEN, recv_q=1),  # /proc/net: backlog unknown
+        tcp(9090, State.LISTEN, recv_q=0, send_q=64, family=6),
+    ]
+    socks[1].send_q = None
+    samples = scrape(TcplensCollector(lambda: Snapshot(socks, "test")))
+    assert value(samples, "tcplens_listen_port_backlog", port="8080") == 128
+    # half a sum would overstate the fill ratio: no sample for the port at all
+    assert value(samples, "tcplens_listen_port_backlog", port="9090") is None
+    assert value(samples, "tcplens_listen_port_accept_queue", port="9090") == 1
+
+
 def test_sockets_nobody_owns_are_none_not_unknown() -> None:
     def sock(state: State, inode: int | None) -> Socket:
         made = tcp(8000, state, remote_port=50000)
@@ -210,13 +237,23 @@ def test_sockets_nobody_owns_are_none_not_unknown() -> None:
         sock(State.ESTABLISHED, 4242),  # has a descriptor somewhere we could not read
     ]
     live = scrape(TcplensCollector(lambda: Snapshot(rows, "netlink")))
-    assert value(live, "tcplens_process_sockets", process=NO_PROCESS, state="TIME_WAIT") == 1
-    assert value(live, "tcplens_process_sockets", process=NO_PROCESS, state="FIN_WAIT2") == 1
-    assert value(live, "tcplens_process_sockets", process=UNKNOWN_PROCESS, state="ESTABLISHED")
+    assert (
+        value(live, "tcplens_process_sockets", process=NO_PROCESS, proto="tcp", state="TIME_WAIT")
+        == 1
+    )
+    assert (
+        value(live, "tcplens_process_sockets", process=NO_PROCESS, proto="tcp", state="FIN_WAIT2")
+        == 1
+    )
+    assert value(
+        live, "tcplens_process_sockets", process=UNKNOWN_PROCESS, proto="tcp", state="ESTABLISHED"
+    )
     assert value(live, "tcplens_unattributed_sockets", proto="tcp") == 1
     # a saved dump has no inodes: only TIME_WAIT is known to be ownerless
     saved = scrape(TcplensCollector(lambda: Snapshot(rows, "linux-netstat")))
-    assert value(saved, "tcplens_process_sockets", process=UNKNOWN_PROCESS, state="FIN_WAIT2")
+    assert value(
+        saved, "tcplens_process_sockets", process=UNKNOWN_PROCESS, proto="tcp", state="FIN_WAIT2"
+    )
     assert value(saved, "tcplens_unattributed_sockets", proto="tcp") == 2
 
 
@@ -763,7 +800,9 @@ def test_real_exporter_serves_the_population_it_sees(population: Population) -> 
             assert sum(series(samples, "tcplens_sockets").values()) < 30
             # root sees every owner; the clients' orphaned FIN_WAIT2 halves belong to nobody
             assert value(samples, "tcplens_unattributed_sockets", proto="tcp") == 0
-            orphans = value(samples, "tcplens_process_sockets", process="none", state="FIN_WAIT2")
+            orphans = value(
+                samples, "tcplens_process_sockets", process="none", proto="tcp", state="FIN_WAIT2"
+            )
             assert orphans == 4
         assert value(samples, "tcplens_snapshot_success") == 1
         # the population changes and the next scrape sees it (min-interval 0)
@@ -841,7 +880,16 @@ def test_exporter_serves_a_saved_dump_and_rereads_it(tmp_path: Path) -> None:
         assert (
             value(samples, "tcplens_listen_port_queue_bytes", port="8080", queue="receive") == 100
         )
-        assert value(samples, "tcplens_process_sockets", process="nginx", state="ESTABLISHED") == 1
+        assert (
+            value(
+                samples,
+                "tcplens_process_sockets",
+                process="nginx",
+                proto="tcp",
+                state="ESTABLISHED",
+            )
+            == 1
+        )
         key = {"proto": "tcp", "family": "ipv4", "state": "TIME_WAIT"}
         assert value(samples, "tcplens_sockets", **key) == 1
         # nothing is known about the kernel that wrote a saved dump: no limits are invented
@@ -900,7 +948,7 @@ def test_unprivileged_exporter_counts_everything_and_says_what_it_cannot_see(
         # ... but their owner (this root test process) cannot be named, and the metrics say so
         assert value(samples, "tcplens_snapshot_info", source="netlink", privileged="false") == 1
         unknown = value(samples, "tcplens_process_sockets", process=UNKNOWN_PROCESS,
-                        state="CLOSE_WAIT")  # fmt: skip
+                        proto="tcp", state="CLOSE_WAIT")  # fmt: skip
         assert unknown is not None and unknown >= 4
         unattributed = value(samples, "tcplens_unattributed_sockets", proto="tcp")
         assert unattributed is not None and unattributed >= 3 * 2 + 4 + 1
@@ -1129,3 +1177,38 @@ def test_real_prometheus_scrapes_the_population(population: Population, tmp_path
         plain.stop()
         if tls is not None:
             tls.stop()
+
+
+def test_head_is_answered_as_get_without_a_body() -> None:
+    import http.client
+
+    with running_exporter("--min-interval", "60") as exporter:
+        for path, kind in (("/metrics", "text/plain"), ("/", "text/html")):
+            conn = http.client.HTTPConnection("127.0.0.1", exporter.port, timeout=30)
+            try:
+                conn.request("HEAD", path)
+                response = conn.getresponse()
+                assert response.status == 200, (path, response.status)
+                assert response.read() == b""
+                assert (response.getheader("Content-Type") or "").startswith(kind)
+                assert int(response.getheader("Content-Length") or 0) > 0
+            finally:
+                conn.close()
+        assert get(exporter.url + "/metrics")[0] == 200  # GET is untouched
+
+
+def test_systemd_unit_comment_gives_capabilities_its_bounding_set_allows() -> None:
+    """Ambient capabilities outside CapabilityBoundingSet are dropped: the advice sets both."""
+    unit = (DEPLOY / "systemd" / "tcplens-exporter.service").read_text()
+    settings = dict(
+        line.split("=", 1) for line in unit.splitlines() if "=" in line and line[:1].isalpha()
+    )
+    advised = dict(
+        line.lstrip("# ").split("=", 1)
+        for line in unit.splitlines()
+        if line.startswith("#   ") and "=" in line
+    )
+    assert settings["CapabilityBoundingSet"] == "" and settings["AmbientCapabilities"] == ""
+    ambient = set(advised["AmbientCapabilities"].split())
+    assert ambient == {"CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH"}
+    assert ambient <= set(advised["CapabilityBoundingSet"].split())

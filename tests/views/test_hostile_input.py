@@ -143,18 +143,24 @@ def test_nan_and_infinite_durations_are_usage_errors(args: tuple[str, ...]) -> N
 
 
 def test_an_endless_from_file_is_refused_with_its_offset(monkeypatch: pytest.MonkeyPatch) -> None:
-    # in-process with a small limit: the real one (512 MiB) is too much to read in a test
+    # in-process with a small limit: the real one (512 MiB) is too much to read in a test;
+    # endless text through a pipe (binary like /dev/zero is refused by its first KiB)
     monkeypatch.setattr(text_source, "MAX_TEXT_BYTES", 4096)
-    with pytest.raises(InputError) as caught:
-        text_source.read_text("/dev/zero")
-    assert str(caught.value).startswith("/dev/zero byte 4096: larger than")
+    row = "tcp 0 0 127.0.0.1:1 127.0.0.1:2 ESTABLISHED"
+    with subprocess.Popen(["yes", row], stdout=subprocess.PIPE) as endless:
+        assert endless.stdout is not None
+        path = f"/proc/self/fd/{endless.stdout.fileno()}"
+        with pytest.raises(InputError) as caught:
+            text_source.read_text(path)
+        endless.kill()
+    assert str(caught.value).startswith(f"{path} byte 4096: larger than")
 
 
 def test_pcap_reads_a_pipe_without_losing_its_magic() -> None:
     # `tcplens pcap <(tcpdump -w -)`: the path names a pipe that cannot seek back
     result = tcplens("pcap", "/dev/stdin", stdin=HANDSHAKE.read_bytes())
     assert result.returncode == 0, result.stderr
-    assert "1 connections from 3 frames" in result.stdout
+    assert "1 connection from 3 frames" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -203,7 +209,7 @@ def test_exporter_refuses_an_unreadable_dump_at_start(tmp_path: Path) -> None:
     dump = tmp_path / "netstat.txt"
     dump.write_bytes(b"\x00\x01garbage\n" * 10)
     result = tcplens("exporter", "--listen", "127.0.0.1:0", "--from", str(dump))
-    assert_one_line_error(result, f"{dump}: not netstat, ss or /proc/net output")
+    assert_one_line_error(result, f"{dump} byte 0: binary data (byte 0x00)")
     assert "serving" not in result.stderr
 
 

@@ -68,7 +68,7 @@ def test_json_contract_has_version_snapshot_and_every_key(known: KnownSockets) -
     assert doc["snapshot"]["count"] == len(doc["sockets"])
     keys = {
         "proto", "family", "local", "remote", "state", "recv_q", "send_q", "uid", "user",
-        "inode", "pid", "fd", "process", "cmdline", "timer", "info", "interface",
+        "inode", "pid", "fd", "process", "cmdline", "timer", "info", "interface", "holders",
     }  # fmt: skip
     assert all(set(row) == keys for row in doc["sockets"])
     rows = mine(known)
@@ -105,7 +105,7 @@ def test_json_without_processes_selects_and_reads_as_the_record_path(
     # -P --json takes the columnar dump (no records); with processes, the record path
     def comparable(rows: list[dict[str, Any]]) -> list[str]:
         for row in rows:
-            for key in ("pid", "fd", "process", "user"):
+            for key in ("pid", "fd", "process", "user", "holders"):
                 row[key] = None
             if row["timer"]:
                 row["timer"]["remaining"] = None  # the clock moved between the two runs
@@ -321,12 +321,12 @@ def test_terminal_table_is_coloured_by_state_and_fits_the_width() -> None:
         Socket("tcp", 4, Addr("0.0.0.0", 22), Addr("0.0.0.0", 0), State.LISTEN, 0, 128),
     ]
     console = Console(width=80, record=True, force_terminal=True, color_system="truecolor")
-    console.print(render_table(socks, Columns(timers=True)))
+    console.print(render_table(socks, Columns(timers=True), width=80), crop=False)
     text = console.export_text(clear=False)
-    assert all(len(line) <= 80 for line in text.splitlines())
-    # short columns stay whole; the long address folds onto more lines
+    # every cell stays whole: two long IPv6 addresses run past 80 columns, as in ss
     assert "CLOSE_WAIT" in text and "Recv-Q" in text and "PID/Program" in text
-    assert "[2001:db8:" in text and "]:443" in text
+    assert f"[{long_ip}]:443" in text and f"[{long_ip}]:55555" in text
+    assert len(text.splitlines()) == 3
     styled = console.export_text(styles=True)
     assert "\x1b[1;31m" in styled  # CLOSE_WAIT in bold red
     assert STATE_STYLES[State.CLOSE_WAIT] == "bold red"

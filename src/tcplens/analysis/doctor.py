@@ -37,9 +37,21 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Final
 
-from tcplens.analysis.doctor_texts import PHRASES, TEXTS, Localized, render
+from tcplens.analysis.doctor_texts import (
+    LINUX_FIGURES,
+    OS_FACTS,
+    OS_TEXTS,
+    PHRASES,
+    TEXTS,
+    Localized,
+    render,
+)
+from tcplens.analysis.platforms import LINUX_ONLY_KINDS, Platform, platform_of
 from tcplens.errors import InputError, TcplensError
+from tcplens.model.linux import TIME_WAIT_SECONDS as LINUX_TIME_WAIT_SECONDS
+from tcplens.model.linux import syn_schedule
 from tcplens.model.states import State
+from tcplens.model.words import plural
 from tcplens.sources.kernel import KernelSettings
 from tcplens.sources.records import Addr, Snapshot, Socket
 
@@ -61,7 +73,7 @@ __all__ = [
 ]
 
 #: Linux keeps TIME_WAIT for exactly this long (``TCP_TIMEWAIT_LEN``).
-TIME_WAIT_SECONDS: Final = 60.0
+TIME_WAIT_SECONDS: Final = float(LINUX_TIME_WAIT_SECONDS)
 
 
 class Severity(StrEnum):
@@ -323,13 +335,25 @@ def diagnose(
     values = resolve_thresholds(thresholds)
     if snapshot.source.startswith("text"):
         snapshot = _distinct(snapshot)
+    platform = platform_of(snapshot.source)
+    if platform.key != "linux" and settings.is_assumed("ip_local_port_range"):
+        settings = replace(settings, ip_local_port_range=platform.ephemeral)
     _cache.current = (snapshot, _Index(snapshot))
+    _cache.platform = platform
     findings: list[Finding] = []
     try:
         for registered in RULES.values():
             findings.extend(registered.func(snapshot, settings, values))
     finally:
         _cache.current = None
+        _cache.platform = None
+    if platform.key != "linux":
+        # Linux sysctls are no evidence about another system; its port range is
+        findings = [
+            replace(f, evidence=replace(f.evidence, limits=_ports_only(f.evidence.limits)))
+            for f in findings
+            if f.kind not in LINUX_ONLY_KINDS
+        ]
     findings.sort(key=lambda f: (-f.severity.rank, -f.evidence.count, f.rule))
     return findings
 
@@ -504,12 +528,12 @@ def _share(value: float) -> str:
     return f"{percent:.0f}%" if percent >= 1 else f"{percent:.2g}%"
 
 
-def _bytes(n: int) -> str:
+def _bytes(n: int) -> Localized:
     if n < 1024:
-        return f"{n} bytes"
+        return Localized(plural(n, "byte"), f"{n} 字节")
     if n < 1024**2:
-        return f"{n / 1024:.1f} KiB"
-    return f"{n / 1024**2:.1f} MiB"
+        return Localized(f"{n / 1024:.1f} KiB", f"{n / 1024:.1f} KiB")
+    return Localized(f"{n / 1024**2:.1f} MiB", f"{n / 1024**2:.1f} MiB")
 
 
 def _age(seconds: float) -> Localized:
@@ -540,6 +564,14 @@ def _assumed(settings: KernelSettings, name: str) -> Localized:
     return PHRASES["assumed"] if settings.is_assumed(name) else PHRASES["empty"]
 
 
+def _ports_only(limits: tuple[Limit, ...]) -> tuple[Limit, ...]:
+    return tuple(lim for lim in limits if lim.name == "ip_local_port_range")
+
+
+#: kinds whose texts quote no system's limits or tools
+_GENERIC_KINDS: Final = frozenset({"last-ack", "send-q", "recv-q"})
+
+
 def _finding(
     rule_id: str,
     severity: Severity,
@@ -549,14 +581,23 @@ def _finding(
     **values: object,
 ) -> Finding:
     texts = TEXTS[kind or rule_id]
+    platform: Platform | None = getattr(_cache, "platform", None)
+    note = PHRASES["empty"]
+    if platform is not None and platform.key != "linux":
+        # another system's dump: its own facts where we have them, else say whose figures
+        texts = OS_TEXTS[platform.key].get(kind or rule_id, texts)
+        values = {**OS_FACTS[platform.key], **values}
+        if texts is TEXTS[kind or rule_id] and (kind or rule_id) not in _GENERIC_KINDS:
+            note = render(LINUX_FIGURES, os=platform.name)
     advice = render(texts.advice, **values)
     if values.get("who") is PHRASES["the_application"]:
-        advice = advice + PHRASES["no_processes"]
+        where = platform.key if platform is not None else "linux"
+        advice = advice + PHRASES.get(f"no_processes_{where}", PHRASES["no_processes"])
     return Finding(
         rule=rule_id,
         severity=severity,
         title=render(texts.title, **values),
-        explanation=render(texts.explanation, **values),
+        explanation=render(texts.explanation, **values) + note,
         advice=advice,
         evidence=evidence,
         state=state,
@@ -863,9 +904,10 @@ def syn_recv(
     findings = []
     for (_family, port), socks in groups.items():
         listener = _listener_for(snapshot, socks[0])
+        known = listener is not None and bool(listener.send_q)
         if listener is not None and listener.send_q:
             limit = listener.send_q
-        else:
+        else:  # no listener, or a source without backlogs (/proc/net, netstat)
             limit = min(settings.somaxconn, settings.tcp_max_syn_backlog)
         count = len(socks)
         share = count / max(limit, 1)
@@ -886,7 +928,7 @@ def syn_recv(
             retransmits=retrans,
             share=share,
             limits=(
-                Limit("backlog", limit, listener is None),
+                Limit("backlog", limit, not known),
                 _limit(settings, "somaxconn"),
                 _limit(settings, "tcp_max_syn_backlog"),
                 _limit(settings, "tcp_syncookies"),
@@ -935,6 +977,8 @@ def accept_queue(
 
     For LISTEN rows Linux reports pending connections in Recv-Q and the
     backlog in Send-Q; the queue overflows once pending exceeds the backlog.
+    Only a known backlog is judged: ``/proc/net/tcp`` and net-tools netstat
+    print Send-Q 0 for every listener, which sources read as unknown (None).
     Live, the ListenOverflows/ListenDrops counters back the finding, and on
     their own (no queue full right now) they are reported as info.
     """
@@ -1199,7 +1243,9 @@ def syn_sent(
         groups[_endpoint(sock.remote)].append(sock)
     findings = []
     n = settings.tcp_syn_retries
-    timeout = 2 ** (n + 1) - 1
+    linear = settings.tcp_syn_linear_timeouts
+    schedule = syn_schedule(n, linear)
+    how = PHRASES["syn_how_linear" if linear else "syn_how_doubling"]
     for dest, group in groups.items():
         count = len(group)
         retrans = _max_retrans(group) or 0
@@ -1210,13 +1256,19 @@ def syn_sent(
         else:
             continue
         target = _listener_for(snapshot, group[0], remote=True)
-        full = target is not None and (target.recv_q or 0) > (target.send_q or 0)
+        # only a known backlog can be full: /proc/net and net-tools netstat have none
+        full = (
+            target is not None
+            and target.send_q is not None
+            and (target.recv_q or 0) > target.send_q
+        )
         evidence = Evidence(
             count=count,
             remote=dest,
             processes=_processes(group),
             retransmits=retrans,
-            limits=(_limit(settings, "tcp_syn_retries"),),
+            limits=(_limit(settings, "tcp_syn_retries"),)
+            + ((_limit(settings, "tcp_syn_linear_timeouts"),) if linear is not None else ()),
             examples=_examples(group),
         )
         findings.append(
@@ -1229,11 +1281,18 @@ def syn_sent(
                 dest=dest,
                 dest_host=group[0].remote.ip,
                 dest_port=group[0].remote.port,
-                retrans_title=render(PHRASES["syn_sent_retrans"], n=retrans)
+                retrans_title=render(PHRASES["syn_sent_retrans"], n=retrans, total=schedule.count)
                 if retrans
                 else PHRASES["empty"],
-                syn_retries=n,
-                timeout=timeout,
+                syn_how=render(
+                    how,
+                    syn_retries=n,
+                    linear=linear,
+                    schedule=schedule.spelled(),
+                    assumed=_assumed(settings, "tcp_syn_retries"),
+                ),
+                syn_total=schedule.count,
+                timeout=f"{schedule.give_up:g}",
                 local=render(PHRASES["syn_sent_local_full"], listener=_endpoint(target.local))
                 if full and target is not None
                 else PHRASES["empty"],

@@ -79,14 +79,17 @@ class SocketFilter:
             return False
         if self.dst and not _in(sock.remote.ip, self.dst):
             return False
-        if self.pids and sock.pid not in self.pids:
+        # a socket shared after fork() belongs to each of its holders, as in ss -p
+        if (
+            self.pids
+            and sock.pid not in self.pids
+            and not any(holder.pid in self.pids for holder in sock.holders)
+        ):
             return False
         if self.process is not None:
-            name = (sock.process or "").lower()
             pattern = self.process.lower()
-            if any(c in pattern for c in "*?["):
-                return fnmatch.fnmatchcase(name, pattern)
-            return pattern in name
+            names = {sock.process} | {holder.process for holder in sock.holders}
+            return any(_name_matches((name or "").lower(), pattern) for name in names)
         return True
 
     def apply(self, sockets: Iterable[Socket]) -> list[Socket]:
@@ -96,6 +99,12 @@ class SocketFilter:
 
 
 _ANY: Final = SocketFilter()
+
+
+def _name_matches(name: str, pattern: str) -> bool:
+    if any(c in pattern for c in "*?["):
+        return fnmatch.fnmatchcase(name, pattern)
+    return pattern in name
 
 
 def _is_listening(sock: Socket) -> bool:

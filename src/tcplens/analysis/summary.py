@@ -7,26 +7,36 @@ FIN_WAIT2 sockets come from their timers: Linux keeps TIME_WAIT for a fixed
 for ``net.ipv4.tcp_fin_timeout`` (default 60 s), so ``age = lifetime -
 remaining``.  A FIN_WAIT2 whose application still holds the socket has no
 timer and can stay forever; those are counted separately.
+
+Where a busy state's sockets are: by local port, except in the states only
+the side that closed first passes through (:data:`ACTIVE_CLOSE`).  A client
+that closes its connections leaves them in TIME_WAIT on thousands of
+ephemeral ports, all towards one peer: those are grouped by peer
+``ip:port``, and by local port only when that port is a listener's (the
+server closed first), as the doctor groups them.
 """
 
 from __future__ import annotations
 
 import heapq
+import socket
+import sys
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from tcplens.model.states import STATE_BY_CODE, State
-from tcplens.sources.records import Snapshot, Socket
+from tcplens.sources.records import Addr, Snapshot, Socket
 
 if TYPE_CHECKING:
     from tcplens.sources.columns import Columns
     from tcplens.sources.processes import Tally
 
 __all__ = [
+    "ACTIVE_CLOSE",
     "TIME_WAIT_LEN",
     "Oldest",
     "StateDetail",
@@ -37,6 +47,8 @@ __all__ = [
 
 #: ``TCP_TIMEWAIT_LEN`` in include/net/tcp.h: 60 seconds, not tunable
 TIME_WAIT_LEN: Final = 60.0
+#: the states of the side that closed first: grouped by peer, not by (ephemeral) local port
+ACTIVE_CLOSE: Final = frozenset({State.FIN_WAIT1, State.FIN_WAIT2, State.CLOSING, State.TIME_WAIT})
 
 
 @dataclass(slots=True)
@@ -45,11 +57,14 @@ class StateDetail:
 
     state: State
     count: int
+    #: for :data:`ACTIVE_CLOSE` states only the sockets on a listening port
     top_local_ports: list[tuple[int, int]] = field(default_factory=list)
     #: (process name, "?" when unknown or ORPHAN when none holds it, pid or None, count)
     top_processes: list[tuple[str, int | None, int]] = field(default_factory=list)
     #: the process counts are estimates from a sample of file descriptors
     estimated: bool = False
+    #: for :data:`ACTIVE_CLOSE` states: peers (``ip:port``) of the sockets not on a listening port
+    top_peers: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -101,6 +116,23 @@ def _top_ports(ports: Mapping[int, int], top: int) -> list[tuple[int, int]]:
     return sorted(ports.items(), key=lambda item: (-item[1], item[0]))[:top]
 
 
+_Key = TypeVar("_Key")
+
+
+def _top_peers(
+    counts: Mapping[_Key, int], text: Callable[[_Key], str], top: int
+) -> list[tuple[str, int]]:
+    """Most sockets first, ties by the peer's text; only candidates are turned into text."""
+    if not counts or top <= 0:
+        return []
+    kth = heapq.nlargest(top, counts.values())[-1]
+    named: Counter[str] = Counter()
+    for key, n in counts.items():
+        if n >= kth:
+            named[text(key)] += n
+    return sorted(named.items(), key=lambda item: (-item[1], item[0]))[:top]
+
+
 def _top_processes(
     procs: Iterable[tuple[str, int | None, int]], top: int
 ) -> list[tuple[str, int | None, int]]:
@@ -144,10 +176,21 @@ def summarize(
 
     candidates = [(n, s) for s, n in tcp_states.items() if s is not State.LISTEN]
     candidates.sort(key=lambda item: (-item[0], order.index(item[1])))
+    listening = {
+        sock.local.port
+        for sock in tcp_sockets
+        if sock.state is State.LISTEN and sock.local.port is not None
+    }
     busy: list[StateDetail] = []
     for n, state in candidates[:busy_states]:
         rows = [sock for sock in tcp_sockets if sock.state is state]
-        ports = Counter([sock.local.port for sock in rows if sock.local.port is not None])
+        peers: Counter[Addr] = Counter()
+        local = [sock.local.port for sock in rows]
+        if state in ACTIVE_CLOSE:
+            peers = Counter([sock.remote for sock in rows if sock.local.port not in listening])
+            ports = Counter([port for port in local if port is not None and port in listening])
+        else:
+            ports = Counter([port for port in local if port is not None])
         procs = Counter([(sock.process or _no_process(sock), sock.pid) for sock in rows])
         busy.append(
             StateDetail(
@@ -155,19 +198,25 @@ def summarize(
                 n,
                 _top_ports(ports, top),
                 _top_processes(((name, pid, c) for (name, pid), c in procs.items()), top),
+                top_peers=_top_peers(peers, str, top),
             )
         )
     oldest: dict[State, Oldest] = {}
     untimed: dict[State, int] = {}
-    # Live sources report every timer (None means the kernel has none running);
-    # saved text only has timers when the dump was taken with -o / -e.
-    knows_timers = not snapshot.source.startswith("text:") or any(
-        sock.timer is not None for sock in tcp_sockets
-    )
+    # Live kernel sources report every timer (None means the kernel has none
+    # running); saved text only has timers when the dump was taken with -o / -e;
+    # psutil has none at all, so there a missing timer means nothing.
+    if snapshot.timers is not None:
+        knows_timers = snapshot.timers
+    else:
+        knows_timers = not snapshot.source.startswith("text:") or any(
+            sock.timer is not None for sock in tcp_sockets
+        )
     for state, life in ((State.TIME_WAIT, TIME_WAIT_LEN), (State.FIN_WAIT2, fin_timeout)):
         rows = [sock for sock in tcp_sockets if sock.state is state]
         timed = [sock for sock in rows if sock.timer is not None and sock.timer.kind == "timewait"]
-        if knows_timers and len(rows) > len(timed):
+        # only a FIN_WAIT2 can be held without a timer; TIME_WAIT never has an owner
+        if knows_timers and state is State.FIN_WAIT2 and len(rows) > len(timed):
             untimed[state] = len(rows) - len(timed)
         if timed:
             first = min(timed, key=_remaining)
@@ -220,6 +269,31 @@ def _zero_mask(values: array[int]) -> bytes:
         merged |= int.from_bytes(raw[j::width], "little")
     nonzero = merged.to_bytes(len(values), "little")
     return nonzero.translate(bytes([1]) + bytes(255))
+
+
+def _peer_keys(columns: Columns) -> list[tuple[int, bytes, int]]:
+    """(family, packed address, port) of each TCP socket's peer, in the TCP columns' order."""
+    from tcplens.sources.columns import DPORT, DST  # loaded: it made ``columns``
+
+    dst = columns.field(DST, 16)
+    dports = array("H", columns.field(DPORT, 2))
+    if sys.byteorder == "little":
+        dports.byteswap()  # network order
+    keys: list[tuple[int, bytes, int]] = []
+    for proto, family, start, stop in columns.ranges:
+        if proto != "tcp":
+            continue
+        width = 4 if family == 4 else 16
+        addresses = [dst[i * 16 : i * 16 + width] for i in range(start, stop)]
+        keys.extend(zip(repeat(family), addresses, dports[start:stop], strict=False))
+    return keys
+
+
+def _peer_text(key: tuple[int, bytes, int]) -> str:
+    """The text :func:`summarize` prints for the same peer (``str(Addr)``)."""
+    family, packed, port = key
+    ip = socket.inet_ntop(socket.AF_INET if family == 4 else socket.AF_INET6, packed)
+    return str(Addr(ip, port))
 
 
 def _tcp_index(parts: list[tuple[int, int]], index: int) -> int:
@@ -322,10 +396,23 @@ def summarize_columns(
                     seen.add(inode)
                     held[(k, pid)] = held.get((k, pid), 0.0) + weight
 
+    on_listener = b""
+    peer_keys: list[tuple[int, bytes, int]] = []
+    if any(state in ACTIVE_CLOSE for _n, state in chosen):
+        listening = set(compress(ports, _mask(tcp_codes, codes_of(State.LISTEN))))
+        on_listener = bytes(map(listening.__contains__, ports))
+        peer_keys = _peer_keys(columns)
+
     busy: list[StateDetail] = []
     for k, (n, state) in enumerate(chosen):
         mask = masks[state]
-        port_counts = Counter(compress(ports, mask))
+        top_peers: list[tuple[str, int]] = []
+        if state in ACTIVE_CLOSE:
+            port_counts = Counter(compress(ports, _both(mask, on_listener)))
+            elsewhere = _both(mask, on_listener.translate(_FLIP))
+            top_peers = _top_peers(Counter(compress(peer_keys, elsewhere)), _peer_text, top)
+        else:
+            port_counts = Counter(compress(ports, mask))
         ownerless = _both(mask, no_inode)
         orphans = _both(ownerless, timewait_timer).count(1)
         if state is State.TIME_WAIT:
@@ -360,6 +447,7 @@ def summarize_columns(
                 _top_ports(port_counts, top),
                 _top_processes([p for p in rounded if p[2]], top),
                 estimated,
+                top_peers,
             )
         )
 
@@ -370,7 +458,7 @@ def summarize_columns(
         total = mask.count(1)
         timed = _both(mask, timewait_timer)
         n_timed = timed.count(1)
-        if total > n_timed:
+        if state is State.FIN_WAIT2 and total > n_timed:
             untimed[state] = total - n_timed
         if n_timed:
             values = list(compress(expires, timed))

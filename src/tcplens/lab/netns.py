@@ -38,6 +38,7 @@ __all__ = [
     "Namespace",
     "can_create_namespaces",
     "inside",
+    "namespace_problem",
     "run",
     "sweep_stale",
     "veth_pair",
@@ -60,7 +61,20 @@ def _setns(fd: int) -> None:
 
 def can_create_namespaces() -> bool:
     """Root (CAP_SYS_ADMIN) and the ``ip`` tool: what the namespace scenarios need."""
-    return os.geteuid() == 0 and _which("ip") is not None
+    return namespace_problem() is None
+
+
+#: the package that ships each setup tool, named when the tool is missing
+PACKAGES: Final = {"ip": "iproute2", "nft": "nftables"}
+
+
+def namespace_problem() -> str | None:
+    """Why --rig netns cannot run here, in words that say what to do; None when it can."""
+    if os.geteuid() != 0:
+        return "--rig netns needs root (CAP_SYS_ADMIN): run it with sudo"
+    if _which("ip") is None:
+        return "--rig netns needs the ip command: install iproute2"
+    return None
 
 
 def _which(tool: str) -> str | None:
@@ -78,6 +92,9 @@ def run(argv: Sequence[str], *, stdin: str | None = None) -> str:
         done = subprocess.run(
             list(argv), input=stdin, capture_output=True, text=True, timeout=10, check=False
         )
+    except FileNotFoundError:
+        package = PACKAGES.get(argv[0], argv[0])
+        raise ScenarioError(f"{argv[0]}: command not found: install {package}") from None
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ScenarioError(f"{argv[0]}: {exc}") from exc
     if done.returncode != 0:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from tcplens.errors import ScenarioError
-from tcplens.lab.netns import Namespace, can_create_namespaces, inside, veth_pair
+from tcplens.lab.netns import Namespace, inside, namespace_problem, veth_pair
 from tcplens.model.states import State
 from tcplens.sources.records import Addr, Snapshot, Socket
 
@@ -90,8 +90,9 @@ class Rig:
     @classmethod
     def netns(cls) -> Rig:
         """Two namespaces joined by veth; the capture point is the client's end."""
-        if not can_create_namespaces():
-            raise ScenarioError("network namespaces need root (CAP_SYS_ADMIN) and iproute2")
+        problem = namespace_problem()
+        if problem is not None:
+            raise ScenarioError(problem)
         rig = cls("netns", Place(None, CLIENT_IP), Place(None, SERVER_IP), NETNS_PORT)
         try:
             cns = Namespace.create("c")
@@ -119,13 +120,13 @@ class Rig:
     def sysctl(self, side: Side, key: str, value: int | str) -> None:
         ns = self.place(side).ns
         if ns is None:
-            raise ScenarioError(f"{key}: changing sysctls needs the namespace rig (root)")
+            raise ScenarioError(f"{key}: changing sysctls needs --rig netns (root)")
         ns.sysctl(key, value)
 
     def nft(self, side: Side, ruleset: str) -> None:
         ns = self.place(side).ns
         if ns is None:
-            raise ScenarioError("nftables rules need the namespace rig (root)")
+            raise ScenarioError("nftables rules need --rig netns (root)")
         ns.nft(ruleset.replace("{PORT}", str(self.server_port)))
 
     def snapshot(self, side: Side) -> Snapshot:
@@ -277,6 +278,23 @@ class Lab:
             if not data:
                 return total
             total += len(data)
+
+    def send(self, side: Side, size: int) -> None:
+        """send() ``size`` bytes from ``side`` (blocking until the kernel took them)."""
+        sock = self._sock(side)
+        sock.settimeout(5.0)
+        sock.sendall(b"d" * size)
+
+    def receive(self, side: Side, size: int, timeout: float = 5.0) -> None:
+        """recv() exactly ``size`` bytes on ``side``: proof that the data was delivered."""
+        sock = self._sock(side)
+        sock.settimeout(timeout)
+        got = 0
+        while got < size:
+            data = sock.recv(size - got)
+            if not data:
+                raise ScenarioError(f"the {side} read {got} of {size} bytes, then end of stream")
+            got += len(data)
 
     def shutdown(self, side: Side) -> None:
         """shutdown(SHUT_WR): send FIN (after any queued data), keep the socket."""

@@ -10,8 +10,9 @@ reconstructed, capture states side by side.
 
 A checkpoint the kernel never reaches ends the run (what follows would not
 mean anything), and so does any error; either way every socket, process and
-namespace the run made is removed, also on Ctrl+C (SIGINT is ignored while
-cleaning up, so a second Ctrl+C cannot leave half of it behind).
+namespace the run made is removed, also on Ctrl+C or SIGTERM: signals are
+deferred while namespaces are made and removed (:class:`_Deferred`), so a
+second signal cannot leave half of them behind.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, Final, Literal
 
 from tcplens.errors import ScenarioError, TcplensError
 from tcplens.lab.capture import CaptureResult, Recorder
-from tcplens.lab.netns import can_create_namespaces, sweep_stale
+from tcplens.lab.netns import namespace_problem, sweep_stale
 from tcplens.lab.rig import Lab, Rig, Side, View
 from tcplens.lab.scenarios import LabScenario, LabStep
 from tcplens.model.scenarios import Pair, Step
@@ -253,32 +254,79 @@ class LabRun:
 def choose_rig(scenario: LabScenario, kind: RigKind = "auto") -> RigKind:
     """Namespaces when root (isolated, captured); plain loopback otherwise, if the scenario can."""
     if kind == "loopback" and scenario.needs_root:
-        raise ScenarioError(f"{scenario.name} needs network namespaces and nftables (run as root)")
-    if kind == "netns" or (kind == "auto" and can_create_namespaces()):
-        if not can_create_namespaces():
-            raise ScenarioError(
-                f"{scenario.name}: network namespaces need root (CAP_SYS_ADMIN) and iproute2"
-            )
+        raise ScenarioError(
+            f"{scenario.name} needs --rig netns (root): it drops segments with nftables "
+            "in network namespaces it creates"
+        )
+    problem = namespace_problem()
+    if kind == "netns" or (kind == "auto" and problem is None):
+        if problem is not None:
+            raise ScenarioError(f"{scenario.name}: {problem}")
         return "netns"
     if scenario.needs_root:
         raise ScenarioError(
             f"{scenario.name} needs root: it drops segments with nftables in network "
-            "namespaces it creates (run it with sudo)"
+            f"namespaces it creates ({problem})"
         )
     return "loopback"
 
 
+#: what stops a lab run: Ctrl+C, and SIGTERM (``kill``, systemd, a CI timeout)
+_STOPPING: Final = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Deferred:
+    """SIGINT and SIGTERM held back while namespaces are made or removed, then delivered.
+
+    Making or removing a rig is several ``ip``/``nft`` commands; a signal
+    between two of them would leave namespaces, veth pairs and nftables rules
+    behind.  While deferred, the signals are blocked for this thread
+    (``pthread_sigmask``) *and* their Python handlers only note them, because
+    the capture thread does not block them and Python runs handlers in the
+    main thread whichever thread the kernel chose.  :meth:`release` unblocks,
+    restores the handlers and raises the first signal noted again, so it
+    takes effect exactly as if it had arrived just then (and once).
+
+    Signals live in the main thread; elsewhere (a test's worker thread) this
+    does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.noted: list[int] = []
+        self._handlers: dict[int, Any] = {}
+        self._mask: set[int | signal.Signals] | None = None
+
+    def hold(self) -> _Deferred:
+        if threading.current_thread() is threading.main_thread() and self._mask is None:
+            self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
+            for sig in _STOPPING:
+                self._handlers[sig] = signal.signal(sig, self._note)
+        return self
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.noted.append(signum)
+
+    def release(self) -> None:
+        if self._mask is None:
+            return
+        # signals that arrived meanwhile are delivered (to _note) as the mask drops
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+        self._mask = None
+        for sig, handler in self._handlers.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        self._handlers.clear()
+        if self.noted:
+            signal.raise_signal(self.noted[0])
+
+
 @contextlib.contextmanager
 def _shielded() -> Iterator[None]:
-    """Ignore Ctrl+C while cleaning up (main thread only: signals live there)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Cleanup that no Ctrl+C or SIGTERM can cut short (they come after it)."""
+    deferred = _Deferred().hold()
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old)
+        deferred.release()
 
 
 def _wait_for(lab: Lab, expect: tuple[State, State], timeout: float) -> tuple[View, bool, float]:
@@ -344,9 +392,17 @@ def run(
     its namespaces and rules are in place.
     """
     kind = choose_rig(scenario, rig)
-    if kind == "netns":
-        sweep_stale()
-    the_rig = Rig.netns() if kind == "netns" else Rig.loopback()
+    # From here until the try below, signals wait: a rig half made, or made but
+    # not yet in the hands of the finally that removes it, would be left behind.
+    deferred = _Deferred().hold()
+    try:
+        if namespace_problem() is None:
+            # namespaces of lab runs killed with SIGKILL, whichever rig this run uses
+            sweep_stale()
+        the_rig = Rig.netns() if kind == "netns" else Rig.loopback()
+    except BaseException:
+        deferred.release()
+        raise
     started = time.time()
     result = LabRun(scenario, the_rig.describe(), kind, started)
     lab = Lab(the_rig)
@@ -354,6 +410,7 @@ def run(
     pair = Pair(msl=30.0)
     t0 = time.monotonic()
     try:
+        deferred.release()  # a signal that came meanwhile is raised here, inside the try
         if scenario.setup is not None:
             scenario.setup(the_rig)
         if on_ready is not None:

@@ -193,13 +193,18 @@ def _closed_by(
     expect: tuple[State, State],
 ) -> LabStep:
     """``side`` ends its half of the connection (close(), Ctrl+C or shutdown(SHUT_WR));
-    the model sees the application's close and the segments that follow."""
+    the model sees the same call (a killed process's sockets are closed) and the
+    segments that follow."""
     return LabStep(
         title,
         lambda lab: getattr(lab, how)(side),
-        _steps(_call(side, E.CLOSE), _flush),
+        _steps(_call(side, E.SHUTDOWN if how == "shutdown" else E.CLOSE), _flush),
         expect,
     )
+
+
+def _send(side: Literal["client", "server"], size: int) -> Callable[[Pair], object]:
+    return lambda p: p.call(side, E.SEND, size=size)
 
 
 def _fill(sender: Literal["client", "server"]) -> LabStep:
@@ -395,6 +400,70 @@ _SCENARIOS: Final[list[LabScenario]] = [
         zeek="SF",
     ),
     LabScenario(
+        "half-close",
+        "Half-close: shutdown(SHUT_WR), then keep reading",
+        "The client shuts down only its sending side: its FIN takes it to FIN_WAIT2 and the "
+        "server to CLOSE_WAIT, yet the server's data still arrives and the client reads it "
+        "(after close() the same data would be answered with RST: see data-after-close).  "
+        "The server's close() then ends the client's FIN_WAIT2 in TIME_WAIT.",
+        (
+            _listen(),
+            _handshake(),
+            _closed_by(
+                "client: shutdown(SHUT_WR): it stops sending, keeps reading",
+                "client",
+                "shutdown",
+                (S.FIN_WAIT2, S.CLOSE_WAIT),
+            ),
+            LabStep(
+                "server: send(1000) to the half-closed client",
+                lambda lab: lab.send("server", 1000),
+                _steps(_send("server", 1000), _flush),
+                (S.FIN_WAIT2, S.CLOSE_WAIT),
+            ),
+            LabStep(
+                "client: recv() gets all 1000 bytes, still in FIN_WAIT2",
+                lambda lab: lab.receive("client", 1000),
+                _nothing,
+                (S.FIN_WAIT2, S.CLOSE_WAIT),
+            ),
+            _closed_by(
+                "server: close(); its FIN ends the client's FIN_WAIT2",
+                "server",
+                "close",
+                (S.TIME_WAIT, S.CLOSED),
+            ),
+        ),
+        shows=(S.FIN_WAIT2, S.CLOSE_WAIT),
+        zeek="SF",
+    ),
+    LabScenario(
+        "data-after-close",
+        "Data after close(): the closed side answers RST",
+        "The client close()s with nothing unread, so a FIN goes out (FIN_WAIT2, the server "
+        "CLOSE_WAIT).  The server still sends: nobody will read that data, so the client's "
+        "kernel answers it with RST (RFC 1122 4.2.2.13) and forgets the connection; the RST "
+        "ends the server's side too, and its next send() fails with EPIPE.  No TIME_WAIT.",
+        (
+            _listen(),
+            _handshake(),
+            _closed_by(
+                "client: close() with nothing unread (so FIN, not RST)",
+                "client",
+                "close",
+                (S.FIN_WAIT2, S.CLOSE_WAIT),
+            ),
+            LabStep(
+                "server: send(100); the client's kernel answers RST",
+                lambda lab: lab.send("server", 100),
+                _steps(_send("server", 100), _flush),
+                (S.CLOSED, S.CLOSED),
+            ),
+        ),
+        shows=(S.FIN_WAIT2, S.CLOSE_WAIT, S.CLOSED),
+        zeek="RSTO",
+    ),
+    LabScenario(
         "server-killed",
         "Ctrl+C on the server while a client is connected",
         "The seeds' case 2, with two real processes: SIGINT ends the server, the kernel "
@@ -546,7 +615,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
             LabStep(
                 "client: shutdown(SHUT_WR) with data unsent",
                 lambda lab: lab.shutdown("client"),
-                _call("client", E.CLOSE),
+                _call("client", E.SHUTDOWN),
                 (S.FIN_WAIT1, S.ESTABLISHED),
                 {"client": FIN_BEHIND_DATA},
             ),
@@ -554,7 +623,7 @@ _SCENARIOS: Final[list[LabScenario]] = [
                 "server: shutdown(SHUT_WR); its FIN arrives while the client's is queued",
                 lambda lab: lab.shutdown("server"),
                 _steps(
-                    _call("server", E.CLOSE),
+                    _call("server", E.SHUTDOWN),
                     _deliver("client"),  # server's FIN: client FIN_WAIT1 -> CLOSING
                     _delay("server"),  # the client's FIN stays behind the data
                     _deliver("server"),  # client's ACK of the server's FIN

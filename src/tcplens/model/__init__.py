@@ -25,6 +25,7 @@ from tcplens.model.explain import (
 if TYPE_CHECKING:
     from tcplens.model.machine import (
         TRANSITIONS,
+        Closing,
         Endpoint,
         Event,
         Flags,
@@ -47,6 +48,7 @@ _HOME = {
     **dict.fromkeys(
         (
             "TRANSITIONS",
+            "Closing",
             "Endpoint",
             "Event",
             "Flags",
@@ -69,6 +71,7 @@ __all__ = [
     "SPELLINGS",
     "STATE_GROUPS",
     "TRANSITIONS",
+    "Closing",
     "Endpoint",
     "Event",
     "Explanation",

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
+from tcplens.model.linux import SYSCTLS, syn_schedule
 from tcplens.model.states import SPELLINGS, State
 
 __all__ = [
@@ -177,6 +178,20 @@ LABELS: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType(
         ),
     }
 )
+
+
+# --------------------------------------------------------------------------
+# Kernel figures the texts quote (computed once from tcplens.model.linux)
+
+_SYN_RETRIES: Final = SYSCTLS["ipv4.tcp_syn_retries"].default
+_SYN_LINEAR: Final = SYSCTLS["ipv4.tcp_syn_linear_timeouts"].default
+assert isinstance(_SYN_RETRIES, int) and isinstance(_SYN_LINEAR, int)
+_SYN_NEW: Final = syn_schedule(_SYN_RETRIES, _SYN_LINEAR)
+_SYN_OLD: Final = syn_schedule(_SYN_RETRIES, None)
+
+
+def _zh_list(text: str) -> str:
+    return text.replace(", ", "、")
 
 
 # --------------------------------------------------------------------------
@@ -356,12 +371,18 @@ _EN: Final[Mapping[State, _Text]] = {
             sides connect to each other at once (simultaneous open), it answers
             SYN+ACK and moves to SYN_RECV.
         """,
-        duration="""
+        duration=f"""
             One round trip, usually milliseconds. Without an answer Linux retransmits
-            the SYN up to net.ipv4.tcp_syn_retries = 6 times, doubling the wait from
-            1 s, and gives up 127 s (1+2+4+8+16+32+64) after the first SYN: connect()
-            fails with ETIMEDOUT, unless the application's own connect timeout fires
-            first.
+            the SYN and finally fails connect() with ETIMEDOUT, unless the
+            application's own connect timeout fires first. Since Linux 6.5 the wait
+            stays at 1 s for the first net.ipv4.tcp_syn_linear_timeouts =
+            {_SYN_LINEAR} retransmissions before it doubles, and those come on top of
+            net.ipv4.tcp_syn_retries = {_SYN_RETRIES}: {_SYN_NEW.count} retransmissions,
+            at {_SYN_NEW.spelled()} s, and ETIMEDOUT {_SYN_NEW.give_up:g} s after the
+            first SYN. Before 6.5 (or with tcp_syn_linear_timeouts = 0) the wait
+            doubles from 1 s: {_SYN_OLD.count} retransmissions at {_SYN_OLD.spelled()}
+            s and ETIMEDOUT after {_SYN_OLD.give_up:g} s. Long timers fire a little
+            late, so measured give-ups come a few seconds later.
         """,
         trouble="""
             Many SYN_SENT sockets, or ones that last for seconds, mean SYNs get no
@@ -374,8 +395,10 @@ _EN: Final[Mapping[State, _Text]] = {
             "Find the destinations and the process: ss -tnp state syn-sent.",
             """Test from this host: nc -vz HOST PORT, and see whether a SYN+ACK ever
             comes back: tcpdump -ni any 'host HOST and tcp[tcpflags] & tcp-syn != 0'.""",
-            """Give the application a connect timeout shorter than 127 s, or lower
-            net.ipv4.tcp_syn_retries for the whole host.""",
+            f"""Give the application a connect timeout shorter than
+            {_SYN_NEW.give_up:g} s ({_SYN_OLD.give_up:g} s before Linux 6.5), or lower
+            net.ipv4.tcp_syn_retries (and tcp_syn_linear_timeouts) for the whole
+            host.""",
             "Check firewalls and security groups on both ends for that port.",
         ),
     ),
@@ -469,9 +492,10 @@ _EN: Final[Mapping[State, _Text]] = {
         hint="Lasts one round trip; many mean peers that do not ACK or do not read.",
         meaning="""
             The first step of the four-way close on the side that closes first. This
-            side has sent FIN: it will send no more data, but it can still receive. It
-            waits for the peer to acknowledge the FIN. Data still in the send queue
-            goes out before the FIN.
+            side has sent FIN: it will send no more data. After shutdown(SHUT_WR) it
+            still receives; after close() nobody will read, so Linux answers new data
+            from the peer with RST and drops the connection. It waits for the peer to
+            acknowledge the FIN. Data still in the send queue goes out before the FIN.
         """,
         side="""
             The active closer: whichever side calls close() first. For HTTP that is
@@ -512,8 +536,9 @@ _EN: Final[Mapping[State, _Text]] = {
         hint="Brief once the peer closes; many mean the peer never closes (its CLOSE_WAIT).",
         meaning="""
             This side has closed its direction and the peer has acknowledged that: the
-            connection is half-closed. The peer may still send data, which this side
-            still receives, until it sends its own FIN. Whether that FIN ever comes
+            connection is half-closed. The peer may still send data until it sends its
+            own FIN: after shutdown(SHUT_WR) this side receives it; after close() Linux
+            answers it with RST and drops the connection. Whether that FIN ever comes
             depends entirely on the peer's application.
         """,
         side="The active closer.",
@@ -846,11 +871,18 @@ _ZH: Final[Mapping[State, _Text]] = {
             （双方同时向对方发起连接，即同时打开），则回复 SYN+ACK，
             进入 SYN_RECV。
         """,
-        duration="""
+        duration=f"""
             一个往返时间，通常是毫秒级。一直没有回应时，Linux 会重传 SYN，
-            最多 net.ipv4.tcp_syn_retries = 6 次，间隔从 1 秒起逐次翻倍，
-            从第一个 SYN 算起 127 秒（1+2+4+8+16+32+64）后放弃，connect()
-            返回 ETIMEDOUT；应用自己设置的连接超时可能更早生效。
+            最后让 connect() 返回 ETIMEDOUT；应用自己设置的连接超时可能更早生效。
+            Linux 6.5 起，前 net.ipv4.tcp_syn_linear_timeouts = {_SYN_LINEAR}
+            次重传的间隔保持 1 秒，之后才逐次翻倍，而且这几次是在
+            net.ipv4.tcp_syn_retries = {_SYN_RETRIES} 之外另加的：共重传
+            {_SYN_NEW.count} 次，分别在第 {_zh_list(_SYN_NEW.spelled())} 秒，
+            从第一个 SYN 算起 {_SYN_NEW.give_up:g} 秒后返回 ETIMEDOUT。
+            Linux 6.5 之前（或 tcp_syn_linear_timeouts = 0 时）间隔从 1 秒起
+            逐次翻倍：重传 {_SYN_OLD.count} 次，分别在第
+            {_zh_list(_SYN_OLD.spelled())} 秒，{_SYN_OLD.give_up:g} 秒后放弃。
+            较长的计时器会略晚触发，实测的放弃时间会晚几秒。
         """,
         trouble="""
             SYN_SENT 很多或持续好几秒，说明 SYN 得不到回应：服务端宕机或过载，
@@ -863,8 +895,9 @@ _ZH: Final[Mapping[State, _Text]] = {
             """在本机测试连通性：nc -vz HOST PORT；用 tcpdump -ni any
             'host HOST and tcp[tcpflags] & tcp-syn != 0' 看 SYN+ACK
             有没有回来过。""",
-            """给应用设置短于 127 秒的连接超时，或者在整机范围调低
-            net.ipv4.tcp_syn_retries。""",
+            f"""给应用设置短于 {_SYN_NEW.give_up:g} 秒（Linux 6.5 之前为
+            {_SYN_OLD.give_up:g} 秒）的连接超时，或者在整机范围调低
+            net.ipv4.tcp_syn_retries（以及 tcp_syn_linear_timeouts）。""",
             "检查两端的防火墙、安全组对该端口的规则。",
         ),
     ),
@@ -950,9 +983,10 @@ _ZH: Final[Mapping[State, _Text]] = {
         summary="本端先关闭（主动关闭），已发出 FIN，等待对方确认。",
         hint="正常只持续一个往返；大量出现说明对端不回 ACK 或不读数据。",
         meaning="""
-            四次挥手中先关闭一方的第一步。本端发出 FIN，表示不再发送数据，
-            但仍然可以接收，然后等待对方确认这个 FIN。发送队列里还没发出的
-            数据会先于 FIN 发出。
+            四次挥手中先关闭一方的第一步。本端发出 FIN，表示不再发送数据。
+            如果用的是 shutdown(SHUT_WR)，本端仍然可以接收；如果调用了 close()，
+            就没有人再读数据，对方再发来新数据时 Linux 回复 RST 并直接断开。
+            然后等待对方确认这个 FIN。发送队列里还没发出的数据会先于 FIN 发出。
         """,
         side="""
             主动关闭方：谁先调用 close() 就是谁。HTTP 场景中常常是服务端，
@@ -988,8 +1022,9 @@ _ZH: Final[Mapping[State, _Text]] = {
         summary="本端的 FIN 已被确认，等待对方也关闭（半关闭）。",
         hint="对方一关闭就结束；大量存在说明对方迟迟不关闭（对端处于 CLOSE_WAIT）。",
         meaning="""
-            本端方向已经关闭并得到确认，连接处于半关闭状态。对方仍然可以
-            继续发送数据，本端照常接收，直到对方发来自己的 FIN。这个 FIN
+            本端方向已经关闭并得到确认，连接处于半关闭状态。对方发来自己的
+            FIN 之前仍然可以继续发送数据：本端用的是 shutdown(SHUT_WR) 时照常
+            接收；调用了 close() 时 Linux 回复 RST 并直接断开。这个 FIN
             什么时候来，完全取决于对端应用。
         """,
         side="主动关闭方。",

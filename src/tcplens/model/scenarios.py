@@ -13,16 +13,20 @@ run the same interpreter.
 Script language (one action per line, ``#`` starts a comment)::
 
     msl 30                   set MSL in seconds (before the first action)
-    server listen            application call: listen, connect, close, abort
+    server listen            application call: listen, connect, close, shutdown, abort
     client connect
+    client shutdown          shutdown(SHUT_WR): send FIN, keep reading (half-close);
+                             after close() new data is answered with RST instead
     client send 100          send 100 bytes
     deliver                  deliver the oldest segment in flight
     deliver to server        deliver the oldest segment heading to the server
     deliver all              deliver everything, in order, until the wire is quiet
     drop to client           lose the oldest segment heading to the client
     delay to server          move it behind the others (reordering)
-    server timeout retransmit    a timer fires: retransmit, give-up (2MSL: use wait)
-    wait 60                  advance the clock; due 2MSL timers fire
+    server timeout retransmit    a timer fires: retransmit (SYN, SYN+ACK, data or FIN),
+                             give-up (retries exhausted), keepalive (probes
+                             unanswered); 2MSL: use wait
+    wait 60                  advance the clock; due 2MSL timers fire when they are due
     expect client TIME_WAIT  stop with an error unless the state matches
 
 JSON scripts are ``{"msl": 30, "steps": ["server listen", ...]}`` with the
@@ -169,9 +173,15 @@ class Pair:
         """An application call or a timer on one side."""
         before = self._states()
         endpoint = self.endpoint(side)
-        out = endpoint.handle(event, self.now, size=size)
-        note = endpoint.last_transition.note if endpoint.last_transition else ""
+        endpoint.trail = []
+        try:
+            out = endpoint.handle(event, self.now, size=size)
+            note = "; ".join(endpoint.trail)
+        finally:
+            endpoint.trail = None
         label = f"{event.value}({size})" if event is Event.SEND else f"{event.value}()"
+        if event is Event.SHUTDOWN:
+            label = "shutdown(SHUT_WR)"
         if event.kind == "timer":
             label = event.value
         sent = self._put(side, out)
@@ -200,8 +210,14 @@ class Pair:
         self.wire.remove(flight)
         before = self._states()
         receiver = self.endpoint(flight.dst)
-        out = receiver.receive(flight.segment, self.now)
-        note = receiver.last_transition.note if receiver.last_transition else ""
+        # The note says what this segment did, from the endpoint's own account: a
+        # held or ignored segment changes no row, so no row's note may stand for it.
+        receiver.trail = []
+        try:
+            out = receiver.receive(flight.segment, self.now)
+            note = "; ".join(receiver.trail)
+        finally:
+            receiver.trail = None
         sent = self._put(flight.dst, out)
         return self._record(
             _in_flight("deliver", flight, "", note, sent_at=flight.sent_at, sent=sent), before
@@ -236,15 +252,20 @@ class Pair:
         raise ScenarioError(f"wire still busy after {MAX_FLUSH} deliveries")
 
     def wait(self, seconds: float) -> list[Step]:
-        """Advance the clock; timers that fall due fire (2MSL)."""
+        """Advance the clock; timers that fall due fire (2MSL) at the moment they are due."""
         if seconds < 0:
             raise ScenarioError("cannot wait a negative time")
-        self.now += seconds
+        end = self.now + seconds
         steps: list[Step] = []
-        for side in SIDES:
-            endpoint = self.endpoint(side)
-            if endpoint.timer_deadline is not None and self.now >= endpoint.timer_deadline:
-                steps.append(self.call(side, Event.TIMEOUT_2MSL))
+        due = sorted(
+            (deadline, side)
+            for side in SIDES
+            if (deadline := self.endpoint(side).timer_deadline) is not None and deadline <= end
+        )
+        for deadline, side in due:
+            self.now = max(self.now, deadline)
+            steps.append(self.call(side, Event.TIMEOUT_2MSL))
+        self.now = end
         if not steps:
             steps.append(
                 self._record(
@@ -262,7 +283,7 @@ _CALLS: Final = {
     "connect": Event.CONNECT,
     "send": Event.SEND,
     "close": Event.CLOSE,
-    "shutdown": Event.CLOSE,
+    "shutdown": Event.SHUTDOWN,
     "abort": Event.ABORT,
 }
 _TIMERS: Final = {
@@ -270,6 +291,7 @@ _TIMERS: Final = {
     "rto": Event.TIMEOUT_RTO,
     "give-up": Event.TIMEOUT_CONNECT,
     "giveup": Event.TIMEOUT_CONNECT,
+    "keepalive": Event.TIMEOUT_KEEPALIVE,
     "2msl": Event.TIMEOUT_2MSL,
 }
 
@@ -533,6 +555,65 @@ server close
 deliver all
 expect client TIME_WAIT
 expect server CLOSED
+""",
+    ),
+    _s(
+        "data-after-close",
+        "Data after close(): nobody will read it, so the closed side answers RST",
+        _HANDSHAKE
+        + """
+client close        # close(), not shutdown(): the client will read nothing more
+deliver all
+expect client FIN_WAIT2
+expect server CLOSE_WAIT
+server send 100     # the server still sends
+deliver to client   # new data after close(): RST, and the client's side is gone
+expect client CLOSED
+deliver to server   # the RST: the server's next send fails (EPIPE)
+expect server CLOSED
+""",
+    ),
+    _s(
+        "lost-data",
+        "Lost data: the sender's retransmission timer re-sends it",
+        _HANDSHAKE
+        + """
+client send 100
+drop to server      # the data is lost
+client send 50
+deliver to server   # arrives ahead of the gap: held, duplicate ACK
+deliver to client
+expect client ESTABLISHED
+client timeout retransmit   # everything unacknowledged again, in one segment
+deliver to server
+deliver to client
+expect client ESTABLISHED
+expect server ESTABLISHED
+""",
+    ),
+    _s(
+        "retries-exhausted",
+        "Retransmissions unanswered: the sender gives up (tcp_retries2, TCP_USER_TIMEOUT)",
+        _HANDSHAKE
+        + """
+client send 100
+drop                # the peer is gone: nothing gets through any more
+client timeout retransmit
+drop
+client timeout give-up
+expect client CLOSED
+expect server ESTABLISHED   # the server never hears about it
+""",
+    ),
+    _s(
+        "keepalive-timeout",
+        "Keepalive probes unanswered: the idle side sends RST and gives up",
+        _HANDSHAKE
+        + """
+client timeout keepalive   # SO_KEEPALIVE probes went unanswered
+expect client CLOSED
+drop                # the RST does not get through either
+expect server ESTABLISHED
 """,
     ),
     _s(

@@ -22,12 +22,22 @@ Sources of the spellings:
 * BSD/macOS ``tcpstates[]`` in ``netinet/tcp_fsm.h`` (``SYN_RCVD``,
   ``FIN_WAIT_1``); Solaris adds ``IDLE`` and ``BOUND``.
 * psutil ``CONN_*`` constants (``NONE`` for sockets without a state).
+* Localised Windows ``netstat`` (:data:`WINDOWS_LOCALISED`): Windows translates
+  some state names.  Only spellings seen in real outputs are listed; where a
+  language keeps the English name (Japanese, Chinese, and Korean except for
+  LISTENING in the outputs found) nothing is needed.  A dump saved from a
+  Western European console is in its OEM code page (850), so ``ABHÖREN``
+  often arrives as ``ABH™REN`` or ``ABH\x99REN``: :meth:`State.parse` decodes
+  such text again as code page 850, and a character lost to ``�`` is
+  accepted only when exactly one state fits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
+import unicodedata
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
@@ -39,8 +49,11 @@ __all__ = [
     "SPELLINGS",
     "STATE_BY_CODE",
     "STATE_GROUPS",
+    "UNCONNECTED",
+    "WINDOWS_LOCALISED",
     "State",
     "parse_state_filter",
+    "shown_state",
 ]
 
 
@@ -86,6 +99,9 @@ class State(StrEnum):
             return _ALIASES[key]
         except KeyError:
             pass
+        found = _localised(raw)
+        if found is not None:
+            return found
         close = difflib.get_close_matches(key, list(_ALIASES), n=6, cutoff=0.6)
         names: list[str] = []
         for match in close:
@@ -107,6 +123,31 @@ class State(StrEnum):
 
 def _compact(text: str) -> str:
     return re.sub(r"[\s_\-]+", "", text).upper()
+
+
+def _folded(text: str) -> str:
+    """``_compact`` without accents: ÉCOUTE and ECOUTE, ABHÖREN and ABHOREN are one key."""
+    decomposed = unicodedata.normalize("NFKD", _compact(text))
+    kept = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return unicodedata.normalize("NFC", kept)
+
+
+def _localised(raw: str) -> State | None:
+    """A localised Windows spelling, also after code-page damage (module docstring)."""
+    candidates = [raw]
+    for codec in ("latin-1", "cp1252"):
+        with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
+            candidates.append(raw.encode(codec).decode("cp850"))
+    for text in candidates:
+        state = _FOLDED.get(_folded(text))
+        if state is not None:
+            return state
+    if "\ufffd" in raw:
+        pattern = re.compile(re.escape(_folded(raw)).replace("\ufffd", "."))
+        fits = {state for key, state in _FOLDED.items() if pattern.fullmatch(key)}
+        if len(fits) == 1:
+            return fits.pop()
+    return None
 
 
 _HEX_CODE: Final = re.compile(r"0[0-9A-Fa-f]")
@@ -255,6 +296,32 @@ _EXTRA_ALIASES: Final = {
     "UNKNOWN": State.UNKNOWN,
 }
 
+#: How localised Windows ``netstat`` spells states, seen in real outputs (netstat
+#: -ano pasted in issues and in other tools' tests: Checkmk's Windows agent tests,
+#: systeminformation's ``network.js``); every other state stays English there.
+WINDOWS_LOCALISED: Final = MappingProxyType(
+    {
+        "de": {
+            "ABHÖREN": State.LISTEN,
+            "ABHOEREN": State.LISTEN,
+            "SYN_GESENDET": State.SYN_SENT,
+            "HERGESTELLT": State.ESTABLISHED,
+            "FIN_WARTEN_1": State.FIN_WAIT1,  # by analogy with FIN_WARTEN_2
+            "FIN_WARTEN_2": State.FIN_WAIT2,
+            "SCHLIESSEN_WARTEN": State.CLOSE_WAIT,
+            "SCHLIESSEND": State.CLOSING,
+            "WARTEND": State.TIME_WAIT,
+        },
+        "fr": {"ÉCOUTE": State.LISTEN, "ÉTABLIE": State.ESTABLISHED},
+        "es": {"ESCUCHANDO": State.LISTEN, "ESTABLECIDO": State.ESTABLISHED},
+        "it": {"IN ASCOLTO": State.LISTEN, "STABILITA": State.ESTABLISHED,
+               "STABILITO": State.ESTABLISHED},
+        "pt": {"ESCUTANDO": State.LISTEN, "ESTABELECIDA": State.ESTABLISHED,
+               "ESTABELECIDO": State.ESTABLISHED},
+        "ko": {"수신 대기": State.LISTEN, "수신 대기 중": State.LISTEN},
+    }
+)  # fmt: skip
+
 
 def _build_aliases() -> dict[str, State]:
     aliases: dict[str, State] = {}
@@ -266,10 +333,16 @@ def _build_aliases() -> dict[str, State]:
                     aliases[_compact(spelling)] = state
     for spelling, state in _EXTRA_ALIASES.items():
         aliases[_compact(spelling)] = state
+    for localised in WINDOWS_LOCALISED.values():
+        for spelling, state in localised.items():
+            if aliases.setdefault(_compact(spelling), state) is not state:
+                raise AssertionError(f"{spelling!r} would mean two states")
     return aliases
 
 
 _ALIASES: Final = MappingProxyType(_build_aliases())
+#: the same keys without accents, for input whose accents were lost or damaged
+_FOLDED: Final = MappingProxyType({_folded(key): state for key, state in _ALIASES.items()})
 
 _ALL: Final = frozenset(State)
 _BUCKET: Final = frozenset({State.SYN_RECV, State.TIME_WAIT})
@@ -293,3 +366,20 @@ def parse_state_filter(text: str) -> frozenset[State]:
     if group is not None:
         return group
     return frozenset({State.parse(text)})
+
+
+#: how listings show a bound, unconnected UDP socket: ``ss``'s ``UNCONN``, not CLOSED
+UNCONNECTED: Final = SPELLINGS[State.CLOSED]["ss"][0]
+
+
+def shown_state(proto: str, state: State) -> str:
+    """The state column of a listing: the netstat name, but UNCONN for unconnected UDP.
+
+    The kernel gives a UDP socket with no peer the code of TCP_CLOSE (7), so
+    records and JSON say CLOSED; in a table that reads as "a closed
+    connection" next to TCP rows, while the socket is bound and receiving.
+    ``ss`` prints UNCONN there (``sstate_name[]`` in ``misc/ss.c``), as we do.
+    """
+    if proto == "udp" and state is State.CLOSED:
+        return UNCONNECTED
+    return state.value

@@ -1,8 +1,10 @@
 """Packets: capture readers, decoders and the per-connection state tracker.
 
-What users import, in one place (the vectorised path in ``fastpath`` and live
-capture in ``capture`` are imported on demand: numpy and AF_PACKET sockets
-are not needed to read a capture)::
+What users import, in one place (live capture in ``capture`` is imported on
+demand: AF_PACKET sockets are not needed to read a capture).  The per-packet
+work runs in the compiled engine (``tcplens._engine``, from ``rust/``) when it
+is built; :func:`tcplens.packets.engine.reconstruct_capture` chooses, and the
+Python reader, decoder and tracker below are the reference it is held equal to::
 
     from tcplens.packets import read_frames, Tracker, reconstruct
 

@@ -18,8 +18,13 @@ and pcapng is https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng-01.html
 A record cut short by the end of the file is *not* yielded as garbage: every
 complete record before it is yielded, then :class:`TruncatedInput` names the
 record number (1-based, like Wireshark's frame numbers) and the byte offset
-where that record starts.  Anything that is not a capture at all raises
-:class:`InputError` with one line saying why.
+where that record starts.  A record whose length is impossible (a pcap
+captured length above :func:`record_limit`, a pcapng block length that is
+not a multiple of 4, too large, or repeated differently at its end, a packet
+running past its block) ends the readable part the same way, as
+:class:`CorruptRecord` (a kind of truncation): nothing after it can be
+framed.  Anything that is not a capture at all raises :class:`InputError`
+with one line saying why.
 """
 
 from __future__ import annotations
@@ -29,13 +34,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from tcplens.errors import InputError, TruncatedInput
+from tcplens.errors import CorruptRecord, InputError, TruncatedInput
 
 __all__ = [
     "LINKTYPE_NAMES",
     "Frame",
     "PcapWriter",
     "read_frames",
+    "record_limit",
 ]
 
 #: link-layer header types we know by name (https://www.tcpdump.org/linktypes.html)
@@ -53,8 +59,25 @@ LINKTYPE_NAMES: dict[int, str] = {
 }
 
 _CHUNK = 1 << 20
-#: A record longer than this is garbage, not a packet (libpcap's MAXIMUM_SNAPLEN).
+#: A record longer than this is garbage, not a packet: four times libpcap's
+#: MAXIMUM_SNAPLEN (262144), the largest snapshot of the link types we decode.
 _MAX_RECORD = 262_144 * 4
+#: No file header can raise the limit past this (libpcap's largest per-link-type
+#: maximum, D-Bus, is 128 MiB); a longer "record" is a damaged length field.
+_ABSURD_RECORD = 256 << 20
+
+
+def record_limit(snaplen: int) -> int:
+    """The largest captured length a pcap record of this file may have.
+
+    A record longer than the file's snapshot length is accepted up to
+    :data:`_MAX_RECORD`, as libpcap and Wireshark accept it (old Solaris
+    writers got the header's snaplen wrong); a snaplen above that raises the
+    limit, but never past :data:`_ABSURD_RECORD`, so a damaged header cannot
+    make a damaged record length look plausible.
+    """
+    return min(max(snaplen, _MAX_RECORD), _ABSURD_RECORD)
+
 
 # --- pcap: file header (24 bytes) and record header (16 bytes) ---------------
 # struct pcap_file_header { u32 magic; u16 version_major, version_minor;
@@ -182,7 +205,7 @@ def _read_pcap(stream: _Stream, order: str, nanos: bool, where: str | None) -> I
     stream.pos = hdr.size
     rec = _PCAP_REC[order]
     unpack = rec.unpack_from
-    limit = max(snaplen, _MAX_RECORD)
+    limit = record_limit(snaplen)
     scale = 1 if nanos else 1000
     record = 0
     while True:
@@ -199,8 +222,9 @@ def _read_pcap(stream: _Stream, order: str, nanos: bool, where: str | None) -> I
         pos = stream.pos
         sec, frac, caplen, wire = unpack(stream.buf, pos)
         if caplen > limit:
-            raise InputError(
-                f"captured length {caplen} is larger than any packet; not a valid record",
+            raise CorruptRecord(
+                f"captured length {caplen} is larger than any packet (limit {limit}); "
+                "the capture is damaged from this record on",
                 path=where,
                 record=record,
                 offset=stream.offset(),
@@ -295,8 +319,9 @@ def _read_pcapng(stream: _Stream, where: str | None) -> Iterator[Frame]:
             raise InputError("pcapng file does not start with a section header", path=where)
         block_type, total = _BLOCK_HDR[order].unpack_from(stream.buf, pos)
         if total < 12 or total % 4 or total > _MAX_RECORD + 64:
-            raise InputError(
-                f"block of type 0x{block_type:08x} has an impossible length {total}",
+            raise CorruptRecord(
+                f"block of type 0x{block_type:08x} has an impossible length {total}; "
+                "the capture is damaged from this block on",
                 path=where,
                 record=record + 1,
                 offset=start,
@@ -313,8 +338,9 @@ def _read_pcapng(stream: _Stream, where: str | None) -> Iterator[Frame]:
         stream.pos = pos + total
         trailer = _BLOCK_HDR[order].unpack_from(block, total - 8)[1]
         if trailer != total:
-            raise InputError(
-                f"block lengths disagree ({total} at the start, {trailer} at the end)",
+            raise CorruptRecord(
+                f"block lengths disagree ({total} at the start, {trailer} at the end); "
+                "the capture is damaged from this block on",
                 path=where,
                 record=record + 1,
                 offset=start,
@@ -378,8 +404,12 @@ def _packet_block(
             offset=at,
         )
     if header.size + caplen > len(body):
-        raise InputError(
-            f"captured length {caplen} runs past its block", path=where, record=record, offset=at
+        raise CorruptRecord(
+            f"captured length {caplen} runs past its block; the capture is damaged from this "
+            "block on",
+            path=where,
+            record=record,
+            offset=at,
         )
     iface = interfaces[if_id]
     units = (hi << 32) | lo

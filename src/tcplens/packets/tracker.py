@@ -10,7 +10,10 @@ side S to side R at capture time t:
 
 * **What S did.**  A SYN from a side with no endpoint yet is ``connect()``
   (CLOSED -> SYN_SENT).  A FIN is ``close()`` (ESTABLISHED -> FIN_WAIT1,
-  CLOSE_WAIT -> LAST_ACK).  An RST from a synchronised side is an abort.  A
+  CLOSE_WAIT -> LAST_ACK), but the wire cannot tell it from shutdown(SHUT_WR),
+  so the endpoint's ``closing`` is then set back to unknown: the model would
+  answer the peer's new data after close() with RST, and a kernel that did so
+  shows that RST on the wire (an abort).  An RST from a synchronised side is an abort.  A
   SYN+ACK is the reply the model itself emits when R's SYN reaches S, so it
   is not a call; it tells us S was listening.  A repeated SYN, SYN+ACK or FIN
   (same sequence number) is a retransmission timeout.  Data is flow, not
@@ -115,6 +118,28 @@ def _after(a: int, b: int) -> bool:
     return 0 < (a - b) % _MOD < _HALF
 
 
+def _relative(base: list[int | None], s: int, flags: int, seq: int, ack: int) -> tuple[int, int]:
+    """Wireshark's relative seq and ack (``tcp.relative_sequence_numbers``) of one segment.
+
+    Each side's base is fixed by the first segment that shows it: that side's
+    SYN (its ISN, so the SYN is 0), or else its first segment as if an unseen
+    SYN had used one number (seq - 1, so a capture picked up mid-stream starts
+    at 1), or, earlier still, the peer's first acknowledgement of it (ack - 1).
+    A FIN uses one number as a SYN does.  Checked against tshark 4.0
+    (packet-tcp.c) on captures picked up mid-stream, including one whose
+    first acknowledgement disagrees with the first sequence number seen.
+    """
+    mine = base[s]
+    if mine is None:
+        mine = base[s] = seq if flags & SYN else (seq - 1) % _MOD
+    if not flags & ACK:
+        return (seq - mine) % _MOD, 0
+    peer = base[1 - s]
+    if peer is None:
+        peer = base[1 - s] = (ack - 1) % _MOD
+    return (seq - mine) % _MOD, (ack - peer) % _MOD
+
+
 @dataclass(slots=True)
 class DirectionStats:
     """What one side sent."""
@@ -128,6 +153,8 @@ class DirectionStats:
     rst: int = 0
     ack: int = 0
     psh: int = 0
+    #: segments with data, SYN or FIN that did not advance this side's sequence space
+    #: (Wireshark's tcp.analysis.retransmission, also set on a repeated SYN or SYN+ACK)
     retransmissions: int = 0
     zero_windows: int = 0
 
@@ -139,8 +166,8 @@ class WireSegment:
     time: float
     from_orig: bool
     flags: int
-    seq: int  # relative to the sender's first sequence number seen
-    ack: int  # relative to the receiver's first sequence number seen
+    seq: int  # Wireshark's relative number (tcp.seq): see _relative()
+    ack: int  # Wireshark's relative number (tcp.ack); 0 without the ACK flag
     length: int
     record: int
 
@@ -339,7 +366,7 @@ class _Side:
     def recv(self, flow: _Flow, seg: Segment, t: float, record: int) -> None:
         self.run(("recv", seg, None, t, record), flow)
 
-    def set(self, attr: str, value: int, t: float, record: int) -> None:
+    def set(self, attr: str, value: int | None, t: float, record: int) -> None:
         # A sequence-number sync changes no state: record it for replays, nothing more.
         setattr(self.endpoint, attr, value)
         self.log.append(("set", attr, value, t, record))
@@ -394,6 +421,7 @@ class _Flow:
         "orig_ip",
         "orig_port",
         "pending_syns",
+        "rel_base",
         "resp_ip",
         "resp_port",
         "segments",
@@ -423,6 +451,8 @@ class _Flow:
         self.fin_dirs = 0
         self.notes: list[str] = []
         self.segments: list[WireSegment] | None = None
+        #: Wireshark's relative-number bases per side, set only while segments are kept
+        self.rel_base: list[int | None] = [None, None]
         self.watcher: Callable[[_Flow, str, float, State, str], None] | None = None
 
     def note(self, text: str) -> None:
@@ -444,6 +474,7 @@ class _Flow:
         self.isn.reverse()
         self.max_end.reverse()
         self.last_window.reverse()
+        self.rel_base.reverse()
 
 
 class Tracker:
@@ -614,7 +645,15 @@ class Tracker:
         flow.last_window[s] = seg.window
         end = (seq + length + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)) % _MOD
         prev_end = flow.max_end[s]
-        if length and prev_end is not None and not _after(end, prev_end) and not flags & RST:
+        if (
+            (length or flags & (SYN | FIN))
+            and prev_end is not None
+            and not _after(end, prev_end)
+            and not flags & RST
+        ):
+            # Wireshark's rule: a segment that occupies sequence space (data, SYN or
+            # FIN) without advancing it is a retransmission, so a repeated SYN, SYN+ACK
+            # or FIN counts as a repeated data segment does.
             st.retransmissions += 1
 
         # Wireshark's completeness bits, as tshark reports them.
@@ -640,19 +679,8 @@ class Tracker:
             s, r = r, s
 
         if flow.segments is not None and len(flow.segments) < 100_000:
-            base_s = flow.isn[s] if flow.isn[s] is not None else seq
-            base_r = flow.isn[r]
-            flow.segments.append(
-                WireSegment(
-                    t,
-                    s == 0,
-                    flags,
-                    (seq - (base_s or 0)) % _MOD,
-                    (ack - base_r) % _MOD if (flags & ACK and base_r is not None) else 0,
-                    length,
-                    record,
-                )
-            )
+            rel_seq, rel_ack = _relative(flow.rel_base, s, flags, seq, ack)
+            flow.segments.append(WireSegment(t, s == 0, flags, rel_seq, rel_ack, length, record))
 
         if flags & (SYN | FIN | RST):
             self._control(flow, s, r, t, seg, record)
@@ -791,6 +819,7 @@ class Tracker:
                 late = sender.take_back(Event.RCV_FIN)
             sender.set("snd_nxt", fin_at, t, record)
             sender.call(flow, Event.CLOSE, t, record)
+            sender.set("closing", None, t, record)  # close() or shutdown(): see the docstring
             if late is not None:
                 sender.run(("recv", late[1], None, t, late[4]), flow)
         self._deliver(flow, s, r, t, seg, record)

@@ -75,6 +75,8 @@ class KernelSettings:
     tcp_max_orphans: int = 131072
     tcp_synack_retries: int = 5
     tcp_syn_retries: int = 6
+    #: Linux 6.5+; None where the kernel has no such sysctl (older kernels behave as 0)
+    tcp_syn_linear_timeouts: int | None = 4
     somaxconn: int = 4096
     #: ``TcpExt`` counters since boot; empty when not read (saved dumps).
     counters: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
@@ -123,6 +125,7 @@ _SYSCTLS: Final = {
     "sys/net/ipv4/tcp_max_orphans": "tcp_max_orphans",
     "sys/net/ipv4/tcp_synack_retries": "tcp_synack_retries",
     "sys/net/ipv4/tcp_syn_retries": "tcp_syn_retries",
+    "sys/net/ipv4/tcp_syn_linear_timeouts": "tcp_syn_linear_timeouts",
     "sys/net/core/somaxconn": "somaxconn",
 }
 
@@ -196,8 +199,17 @@ def read_kernel(proc_root: str | Path = "/proc") -> KernelSettings:
     ints: dict[str, int] = {}
     port_range = base.ip_local_port_range
     defaulted: list[str] = []
+    linear: int | None = None
     for rel, name in _SYSCTLS.items():
         text = _read(root / rel)
+        if name == "tcp_syn_linear_timeouts":
+            # absent before Linux 6.5: the kernel then behaves as 0, not as the default
+            if text is not None and text.strip().isdigit():
+                linear = int(text)
+            elif (root / rel).exists():
+                linear = base.tcp_syn_linear_timeouts
+                defaulted.append(name)
+            continue
         numbers = text.split() if text is not None else []
         try:
             if name == "ip_local_port_range" and len(numbers) == 2:
@@ -234,6 +246,7 @@ def read_kernel(proc_root: str | Path = "/proc") -> KernelSettings:
         tcp_max_orphans=get("tcp_max_orphans"),
         tcp_synack_retries=get("tcp_synack_retries"),
         tcp_syn_retries=get("tcp_syn_retries"),
+        tcp_syn_linear_timeouts=linear,
         somaxconn=get("somaxconn"),
         counters=MappingProxyType(counters),
         sockstat=MappingProxyType(sockstat),

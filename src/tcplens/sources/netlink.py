@@ -62,13 +62,20 @@ __all__ = [
     "INET_DIAG_MSG",
     "INET_DIAG_REQ_V2",
     "NLMSGHDR",
+    "SOCK_DESTROY",
     "TCP_INFO",
     "TIMER_KINDS",
+    "SockId",
     "WireStruct",
+    "build_destroy",
     "build_request",
+    "destroy",
     "dump",
+    "dump_ids",
     "ifname",
     "parse",
+    "parse_acks",
+    "parse_ids",
     "parse_tcp_info",
     "port_filter",
     "snapshot",
@@ -279,6 +286,9 @@ NETLINK_SOCK_DIAG: Final = 4
 SOCK_DIAG_BY_FAMILY: Final = 20
 NLM_F_REQUEST: Final = 0x01
 NLM_F_DUMP: Final = 0x100 | 0x200  # NLM_F_ROOT | NLM_F_MATCH
+NLM_F_ACK: Final = 0x04
+#: sock_diag.h: close the one socket an ``inet_diag_req_v2`` names (``ss -K``, Linux 4.5)
+SOCK_DESTROY: Final = 21
 NLMSG_ERROR: Final = 2
 NLMSG_DONE: Final = 3
 INET_DIAG_INFO: Final = 2
@@ -813,3 +823,156 @@ def snapshot(
     ]
     sockets = dump(kinds, info=info, missing=missing, states=states, bytecode=bytecode)
     return Snapshot(sockets, source="netlink", host=socket.gethostname(), missing=missing)
+
+
+# --------------------------------------------------------------------------- SOCK_DESTROY
+#
+# Theory of operation (what ``ss -K`` does, net/core/sock_diag.c and
+# net/ipv4/inet_diag.c).  A ``SOCK_DESTROY`` message carries the same
+# ``inet_diag_req_v2`` as a dump request, but names one socket exactly: family,
+# protocol and the whole ``inet_diag_sockid`` as the dump reported it (ports,
+# addresses, interface and the cookie).  The kernel looks the 4-tuple up and
+# answers ENOENT when the socket it finds has another cookie (measured on 6.18),
+# so a socket that closed and was replaced by a new one on the same ports is
+# never hit.
+# The answer is an ``NLMSG_ERROR`` acknowledgement (``NLM_F_ACK``) whose error
+# is 0 or a negative errno: EPERM without CAP_NET_ADMIN in the socket's network
+# namespace, EOPNOTSUPP from a kernel built without CONFIG_INET_DIAG_DESTROY (or,
+# for a TIME_WAIT entry, from one whose tcp_abort() does not handle them yet),
+# ENOENT when the socket has gone meanwhile.  TCP answers by tcp_abort(): an
+# RST to the peer when the state calls for one, ECONNABORTED to the owner.
+
+
+class SockId(NamedTuple):
+    """One dumped socket's ``inet_diag_sockid``, raw, with its family and protocol.
+
+    Kept as the kernel sent it (addresses as 16 bytes, the cookie as 8) so a
+    destroy request names exactly the socket that was listed.
+    """
+
+    family: int
+    proto: Proto
+    sport: int
+    dport: int
+    src: bytes
+    dst: bytes
+    ifindex: int
+    cookie: bytes
+
+
+def parse_ids(buffer: bytes | memoryview, proto: Proto) -> list[SockId]:
+    """The :class:`SockId` of every ``inet_diag_msg`` in a receive buffer, in order.
+
+    Runs beside :func:`parse` over the same buffer (which reports malformed
+    messages), so entry ``i`` here belongs to the ``i``-th socket it appended.
+    """
+    out: list[SockId] = []
+    end = len(buffer)
+    offset = 0
+    while offset + NLMSGHDR.size <= end:
+        length, mtype, _flags, _seq, _pid = _HDR.unpack_from(buffer, offset)
+        if length < NLMSGHDR.size or offset + length > end or mtype == NLMSG_DONE:
+            break
+        if mtype == SOCK_DIAG_BY_FAMILY and length >= _ATTR_OFFSET:
+            msg = INET_DIAG_MSG.unpack(buffer, offset + NLMSGHDR.size)
+            out.append(
+                SockId(
+                    int(msg["idiag_family"]),
+                    proto,
+                    int(msg["idiag_sport"]),
+                    int(msg["idiag_dport"]),
+                    bytes(msg["idiag_src"]),
+                    bytes(msg["idiag_dst"]),
+                    int(msg["idiag_if"]),
+                    bytes(msg["idiag_cookie"]),
+                )
+            )
+        offset += (length + 3) & ~3
+    return out
+
+
+def build_destroy(sock_id: SockId, *, seq: int = 1) -> bytes:
+    """The ``SOCK_DESTROY`` request for one socket, acknowledged with its errno."""
+    body = INET_DIAG_REQ_V2.pack(
+        sdiag_family=sock_id.family,
+        sdiag_protocol=_PROTO_NUMBERS[sock_id.proto],
+        idiag_states=0,
+        idiag_sport=sock_id.sport,
+        idiag_dport=sock_id.dport,
+        idiag_src=sock_id.src,
+        idiag_dst=sock_id.dst,
+        idiag_if=sock_id.ifindex,
+        idiag_cookie=sock_id.cookie,
+    )
+    header = NLMSGHDR.pack(
+        nlmsg_len=NLMSGHDR.size + len(body),
+        nlmsg_type=SOCK_DESTROY,
+        nlmsg_flags=NLM_F_REQUEST | NLM_F_ACK,
+        nlmsg_seq=seq,
+    )
+    return header + body
+
+
+def parse_acks(buffer: bytes | memoryview) -> dict[int, int]:
+    """``NLMSG_ERROR`` acknowledgements in a receive buffer: sequence -> errno (0: done)."""
+    acks: dict[int, int] = {}
+    end = len(buffer)
+    offset = 0
+    while offset + NLMSGHDR.size <= end:
+        length, mtype, _flags, seq, _pid = _HDR.unpack_from(buffer, offset)
+        if length < NLMSGHDR.size or offset + length > end:
+            raise InputError(f"netlink message length {length} is invalid", offset=offset)
+        if mtype == NLMSG_ERROR:
+            if length < NLMSGHDR.size + _ERRNO.size:
+                raise InputError("netlink acknowledgement too short", offset=offset)
+            (errcode,) = _ERRNO.unpack_from(buffer, offset + NLMSGHDR.size)
+            acks[seq] = -errcode
+        offset += (length + 3) & ~3
+    return acks
+
+
+def destroy(ids: Iterable[SockId]) -> list[int]:
+    """Ask the kernel to close each socket; its answer per socket, 0 or an errno.
+
+    One request at a time, each waiting for its acknowledgement, so a caller
+    reads the answers in order and can stop early (EPERM answers every one).
+    """
+    answers: list[int] = []
+    buf = bytearray(1 << 16)
+    view = memoryview(buf)
+    with _open() as nl:
+        for seq, sock_id in enumerate(ids, start=1):
+            nl.send(build_destroy(sock_id, seq=seq))
+            answer: int | None = None
+            while answer is None:
+                n = nl.recv_into(buf)
+                if n == 0:
+                    raise SourceError("sock_diag: netlink socket closed before acknowledging")
+                answer = parse_acks(view[:n]).get(seq)
+            answers.append(answer)
+    return answers
+
+
+def dump_ids(
+    kinds: Iterable[tuple[int, Proto]],
+    *,
+    states: Iterable[State] | None = None,
+    bytecode: bytes = b"",
+) -> list[tuple[Socket, SockId]]:
+    """Like :func:`dump`, each socket paired with the id a destroy request needs."""
+    out: list[Socket] = []
+    ids: list[SockId] = []
+    wanted = None if states is None else frozenset(states)
+    buf = bytearray(_RECV_SIZE)
+    view = memoryview(buf)
+    with _open() as nl:
+        for seq, (family, proto) in enumerate(kinds, start=1):
+            nl.send(build_request(family, proto, seq=seq, states=wanted, bytecode=bytecode))
+            for chunk in _receive(nl, buf, view):
+                done = parse(chunk, proto, out, info=False)
+                ids.extend(parse_ids(chunk, proto))
+                if done:
+                    break
+    if len(ids) != len(out):  # pragma: no cover - both walk the same messages
+        raise SourceError("sock_diag: socket ids and records disagree")
+    return list(zip(out, ids, strict=True))

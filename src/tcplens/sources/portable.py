@@ -71,4 +71,6 @@ def snapshot(*, processes: bool = True) -> Snapshot:
             except psutil.Error:
                 names[sock.pid] = None
         sock.process = names[sock.pid]
-    return Snapshot(sockets, source="psutil", host=socket.gethostname(), missing=missing)
+    return Snapshot(
+        sockets, source="psutil", host=socket.gethostname(), missing=missing, timers=False
+    )

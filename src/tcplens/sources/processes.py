@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
-from tcplens.sources.records import Socket
+from tcplens.sources.records import Holder, Socket
 
 __all__ = [
     "NOT_ALL_IDENTIFIED",
@@ -63,6 +63,16 @@ class ScanResult:
     denied: int = 0
     vanished: int = 0
     scanned: int = 0
+    #: inode -> the holders after the first (``owners``), in pid order: a socket
+    #: shared after fork(), or a descriptor dup()ed
+    shared: dict[int, list[Owner]] = field(default_factory=dict)
+
+    def holders(self, inode: int) -> list[Owner]:
+        """Every process (and descriptor) holding the socket, lowest pid first."""
+        first = self.owners.get(inode)
+        if first is None:
+            return []
+        return [first, *self.shared.get(inode, ())]
 
 
 def _pids(proc_root: str) -> list[int] | None:
@@ -77,12 +87,16 @@ def scan(
 ) -> ScanResult:
     """Map socket inodes to the first process (lowest pid) holding them, and its fd.
 
-    ``wanted`` limits the result (the readlinks still happen: a link's target
-    is the only way to learn an fd's inode).  ``None`` means every socket.
-    ``pids`` scans only those processes (default: every one in ``proc_root``).
+    Every other holder goes to ``shared``: after ``fork()`` a socket has one
+    per process (as ``ss -p`` lists them), so every process is read even
+    once each wanted socket has an owner.  ``wanted`` limits the result (the
+    readlinks still happen: a link's target is the only way to learn an
+    fd's inode).  ``None`` means every socket.  ``pids`` scans only those
+    processes (default: every one in ``proc_root``).
     """
     result = ScanResult()
     owners = result.owners
+    shared = result.shared
     readlink = os.readlink
     listdir = os.listdir
     new = tuple.__new__
@@ -121,10 +135,11 @@ def scan(
         for fd, target in zip(fds, links, strict=True):
             if target[:8] == "socket:[":
                 inode = int(target[8:-1])
-                if (wanted is None or inode in wanted) and inode not in owners:
-                    owners[inode] = new(Owner, (pid, int(fd)))
-        if wanted is not None and len(owners) == len(wanted):
-            break  # every socket asked about has an owner: the rest cannot add any
+                if wanted is None or inode in wanted:
+                    if inode not in owners:
+                        owners[inode] = new(Owner, (pid, int(fd)))
+                    else:
+                        shared.setdefault(inode, []).append(new(Owner, (pid, int(fd))))
     return result
 
 
@@ -197,14 +212,18 @@ class PendingScan:
         if failed or not parts:
             return scan(None, self.proc_root)
         merged = parts[0]
+        owners, shared = merged.owners, merged.shared
         for part in parts[1:]:  # later parts hold higher pids: the lowest pid keeps a socket
-            part.owners.update(merged.owners)
-            merged = ScanResult(
-                part.owners,
-                merged.denied + part.denied,
-                merged.vanished + part.vanished,
-                merged.scanned + part.scanned,
-            )
+            for inode, owner in part.owners.items():
+                if inode in owners:
+                    shared.setdefault(inode, []).extend(part.holders(inode))
+                else:
+                    owners[inode] = owner
+                    if inode in part.shared:
+                        shared[inode] = part.shared[inode]
+            merged.denied += part.denied
+            merged.vanished += part.vanished
+            merged.scanned += part.scanned
         return merged
 
     def cancel(self) -> None:
@@ -240,16 +259,21 @@ def _send(fd: int, found: ScanResult) -> None:
         found.denied,
         found.vanished,
         found.scanned,
+        {inode: [tuple(owner) for owner in more] for inode, more in found.shared.items()},
     )
     with os.fdopen(fd, "wb") as out:
         out.write(marshal.dumps(payload))
 
 
 def _receive(data: bytes) -> ScanResult:
-    owners, denied, vanished, scanned = marshal.loads(data)
+    owners, denied, vanished, scanned, shared = marshal.loads(data)
     new = tuple.__new__
     return ScanResult(
-        {inode: new(Owner, pair) for inode, pair in owners.items()}, denied, vanished, scanned
+        {inode: new(Owner, pair) for inode, pair in owners.items()},
+        denied,
+        vanished,
+        scanned,
+        {inode: [new(Owner, pair) for pair in more] for inode, more in shared.items()},
     )
 
 
@@ -320,6 +344,14 @@ def attribute(
         result = scan(wanted, proc_root)
     names: dict[int, str | None] = {}
     cmds: dict[int, str | None] = {}
+
+    def name_of(pid: int) -> str | None:
+        if pid not in names:
+            comm = _read_text(f"{proc_root}/{pid}/comm")
+            names[pid] = comm.rstrip("\n") if comm is not None else None
+        return names[pid]
+
+    shared = result.shared
     for sock in rows:
         if not sock.inode:
             continue
@@ -328,10 +360,11 @@ def attribute(
             continue
         sock.pid = owner.pid
         sock.fd = owner.fd
-        if owner.pid not in names:
-            comm = _read_text(f"{proc_root}/{owner.pid}/comm")
-            names[owner.pid] = comm.rstrip("\n") if comm is not None else None
-        sock.process = names[owner.pid]
+        sock.process = name_of(owner.pid)
+        if sock.inode in shared:
+            sock.holders = tuple(
+                Holder(pid, fd, name_of(pid)) for pid, fd in result.holders(sock.inode)
+            )
         if cmdline:
             if owner.pid not in cmds:
                 raw = _read_text(f"{proc_root}/{owner.pid}/cmdline")
@@ -352,6 +385,8 @@ class Owners:
     user: list[str | None]
     #: for ``Snapshot.missing``, as :func:`attribute` returns them
     notes: list[str]
+    #: socket index -> every holder, for the sockets more than one process holds
+    holders: dict[int, tuple[Holder, ...]] = field(default_factory=dict)
 
 
 def owners_of(
@@ -373,12 +408,24 @@ def owners_of(
             comm = _read_text(f"{proc_root}/{pid}/comm")
             names[pid] = comm.rstrip("\n") if comm is not None else None
     users: dict[int, str | None] = {}
+    holders: dict[int, tuple[Holder, ...]] = {}
+    if result.shared:
+        for index, inode in enumerate(inodes):
+            if inode in result.shared:
+                for pid, _fd in result.shared[inode]:
+                    if pid not in names:
+                        comm = _read_text(f"{proc_root}/{pid}/comm")
+                        names[pid] = comm.rstrip("\n") if comm is not None else None
+                holders[index] = tuple(
+                    Holder(pid, fd, names[pid]) for pid, fd in result.holders(inode)
+                )
     return Owners(
         pid=pids,
         fd=[owner[1] if owner is not None else None for owner in found],
         process=list(map(names.__getitem__, pids)),
         user=[None if uid is None else _user(uid, users) for uid in uids],
         notes=[NOT_ALL_IDENTIFIED] if result.denied else [],
+        holders=holders,
     )
 
 

@@ -12,7 +12,9 @@ Addresses are the kernel's in-memory ``__be32`` words printed as host-order
 hex, so on a little-endian host ``0100007F`` is 127.0.0.1; IPv6 addresses
 are four such words.  Ports are plain hex.  ``tm->when`` is in clock ticks
 (``USER_HZ``).  For LISTEN sockets ``rx_queue`` is the accept queue length
-but ``tx_queue`` is 0 (netlink reports the backlog limit there instead).
+but ``tx_queue`` is ``write_seq - snd_una``, 0 for a listener, not its
+backlog (netlink reports the backlog there instead): the record's
+``send_q`` of a LISTEN row is therefore ``None``, unknown, never 0.
 """
 
 from __future__ import annotations
@@ -99,32 +101,47 @@ def parse(lines: Iterable[str], proto: Proto, family: int, *, path: str = "<proc
     return out
 
 
+def _number(text: str, base: int, column: str) -> int:
+    """A column as the kernel prints it: at most 64 bits, checked before ``int()`` sees it.
+
+    A damaged or hand-edited dump can hold any run of digits: ``int()`` refuses
+    more than 4,300 decimal digits with a bare ValueError, and a huge timer
+    would overflow the float division into seconds.
+    """
+    digits = text.lstrip("0") or "0"
+    if len(digits) > (16 if base == 16 else 20):
+        shown = text if len(text) <= 24 else f"{text[:20]}… ({len(text)} characters)"
+        raise ValueError(f"{column} {shown} is out of range")
+    return int(digits, base)
+
+
 def _row(fields: list[str], proto: Proto, family: int) -> Socket:
     if not fields[0].endswith(":") or len(fields) < 10:
         raise ValueError("expected 'sl: local remote st tx:rx tr:when retrnsmt uid timeout inode'")
     local = decode_address(fields[1], family)
     remote = decode_address(fields[2], family)
-    code = int(fields[3], 16)
+    code = _number(fields[3], 16, "st")
     state = KERNEL_CODES.get(code, State.UNKNOWN)
     tx, _, rx = fields[4].partition(":")
     tr, _, when = fields[5].partition(":")
-    retrans = int(fields[6], 16)
-    uid = int(fields[7])
-    inode = int(fields[9])
+    retrans = _number(fields[6], 16, "retrnsmt")
+    uid = _number(fields[7], 10, "uid")
+    inode = _number(fields[9], 10, "inode")
     sock = Socket(
         proto,
         family,
         local,
         remote,
         state,
-        int(rx, 16),
-        int(tx, 16),
+        _number(rx, 16, "rx_queue"),
+        None if state is State.LISTEN else _number(tx, 16, "tx_queue"),
         None if code in _MINISOCKETS else uid,
         inode or None,
     )
-    timer = int(tr, 16)
+    timer = _number(tr, 16, "tr")
     if timer:
-        sock.timer = Timer(_TIMER_KINDS.get(timer, "other"), int(when, 16) / USER_HZ, retrans)
+        left = _number(when, 16, "tm->when") / USER_HZ
+        sock.timer = Timer(_TIMER_KINDS.get(timer, "other"), left, retrans)
     return sock
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "KERNEL_TIMER_KINDS",
     "MINISOCKET_CODES",
     "Addr",
+    "Holder",
     "ParseWarning",
     "Snapshot",
     "Socket",
@@ -60,6 +61,19 @@ class Addr(NamedTuple):
         if ":" in self.ip:
             return f"[{self.ip}]:{port}"
         return f"{self.ip}:{port}"
+
+
+class Holder(NamedTuple):
+    """A process holding a socket through one of its descriptors, as ``ss -p`` lists each.
+
+    After ``fork()`` parent and children share every socket the parent had
+    open (nginx, gunicorn and php-fpm workers share their listeners), so one
+    socket can have many.
+    """
+
+    pid: int
+    fd: int | None
+    process: str | None
 
 
 @dataclass(slots=True)
@@ -121,6 +135,9 @@ class Socket:
     timer: Timer | None = None
     info: TcpInfo | None = None
     interface: str | None = None
+    #: every process holding the socket, lowest pid first, when more than one does
+    #: (shared after fork()); ``pid``, ``fd`` and ``process`` are the first of them
+    holders: tuple[Holder, ...] = ()
 
 
 @dataclass(slots=True, frozen=True)
@@ -132,7 +149,10 @@ class ParseWarning:
     message: str
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.message}: {self.text.strip()!r}"
+        # one readable line even when the damage is a 5,000-character field
+        text = self.text.strip()
+        shown = repr(text) if len(text) <= 120 else f"{text[:100]!r}… ({len(text)} characters)"
+        return f"line {self.line}: {self.message}: {shown}"
 
 
 @dataclass(slots=True)
@@ -147,3 +167,7 @@ class Snapshot:
     warnings: list[ParseWarning] = field(default_factory=list)
     #: counts of rows recognised but not inet (unix, kernel control, …) by section
     skipped: dict[str, int] = field(default_factory=dict)
+    #: False when the source reports no timers at all (psutil), so a socket without
+    #: one says nothing; None: live kernel sources report every timer, saved text
+    #: has them when some row shows one
+    timers: bool | None = None

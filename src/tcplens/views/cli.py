@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 import click
 
-from tcplens.errors import TcplensError
+from tcplens.errors import TcplensError, Terminated
 
 __all__ = ["COMMANDS", "main"]
 
@@ -79,6 +79,11 @@ COMMANDS: dict[str, Verb] = {
         "tcplens.views.commands.trace",
         "State transitions as they happen, checked against the model; time in each state.",
         "tcplens trace --port 8080 --duration 30 --json",
+    ),
+    "kill": Verb(
+        "tcplens.views.commands.kill",
+        "Close matching TCP connections (SOCK_DESTROY, as ss -K) safely, with advice.",
+        "tcplens kill --state close-wait --sport 8080 --dry-run  (root)",
     ),
     "pcap": Verb(
         "tcplens.views.commands.pcap",
@@ -180,11 +185,13 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(_one_line(exc), err=True)
         sys.exit(2)
-    except click.Abort:
+    except click.Abort as exc:
         click.echo("Aborted.", err=True)
-        sys.exit(130)
+        # a prompt turns any KeyboardInterrupt into Abort; keep a SIGTERM's status
+        context = exc.__context__
+        sys.exit(128 + context.signum if isinstance(context, Terminated) else 130)
     except TcplensError as exc:
         click.echo(f"tcplens: error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -192,6 +199,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
         # `tcplens ls | head`: the reader went away; that is not an error.
         _discard_stdout()
         sys.exit(0)
+    except Terminated as exc:
+        sys.exit(128 + exc.signum)
     except KeyboardInterrupt:
         sys.exit(130)
     try:
@@ -202,6 +211,19 @@ def main(argv: list[str] | None = None) -> NoReturn:
         _discard_stdout()
     # Verbs return an int exit code (doctor: 1 when it has findings) or None.
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _one_line(exc: click.ClickException) -> str:
+    """The README promises one line per error; click's own ``show`` prints four.
+
+    Usage, "Try --help" and a blank line bury the one line that says what is
+    wrong; the command path and the help hint fit on that line instead.
+    """
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    ctx = exc.ctx if isinstance(exc, click.UsageError) else None
+    if ctx is None:
+        return f"tcplens: error: {message}"
+    return f"{ctx.command_path}: error: {message} (see '{ctx.command_path} --help')"
 
 
 def _discard_stdout() -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
+import hmac
 import ipaddress
 import logging
 import os
@@ -114,7 +114,8 @@ METRICS: Final[dict[str, tuple[str, str]]] = {
     "tcplens_listen_port_backlog": (
         "gauge",
         "Accept queue limit of the listeners on a port "
-        "(Send-Q of LISTEN: min(backlog, somaxconn)).",
+        "(Send-Q of LISTEN: min(backlog, somaxconn)); absent when the source does not "
+        "know it (procfs).",
     ),
     "tcplens_listen_port_queue_bytes": (
         "gauge",
@@ -125,7 +126,8 @@ METRICS: Final[dict[str, tuple[str, str]]] = {
         "gauge",
         "Sockets by owning process name (top K by socket count, the rest summed as "
         'process="other", owners that could not be identified as process="unknown", sockets '
-        'no process owns such as TIME_WAIT as process="none") and state.',
+        'no process owns such as TIME_WAIT as process="none"), protocol and state '
+        '(proto="udp", state="CLOSED" is a bound, unconnected UDP socket: ss shows UNCONN).',
     ),
     "tcplens_queue_bytes": (
         "gauge",
@@ -242,7 +244,8 @@ class ExportSummary:
     port_accept_queue: Counter[str] = field(default_factory=Counter)
     port_backlog: Counter[str] = field(default_factory=Counter)
     port_queue_bytes: Counter[tuple[str, str]] = field(default_factory=Counter)
-    process_sockets: Counter[tuple[str, State]] = field(default_factory=Counter)
+    #: (process, proto, state): UDP's CLOSED (unconnected) is not TCP's
+    process_sockets: Counter[tuple[str, str, State]] = field(default_factory=Counter)
     queue_bytes: Counter[tuple[str, str]] = field(default_factory=Counter)
     unattributed: Counter[str] = field(default_factory=Counter)
     source: str = ""
@@ -277,8 +280,10 @@ def summarize(snapshot: Snapshot, *, top_ports: int = 10, top_processes: int = 1
     port_totals: Counter[int] = Counter()
     accept_queue: Counter[int] = Counter()
     backlog: Counter[int] = Counter()
+    #: ports with a listener whose backlog the source does not know (/proc/net)
+    unknown_backlog: set[int] = set()
     port_qbytes: Counter[tuple[int, str]] = Counter()
-    by_process: Counter[tuple[str, State]] = Counter()
+    by_process: Counter[tuple[str, str, State]] = Counter()
     process_totals: Counter[str] = Counter()
     inodes_known = snapshot.source in _INODE_SOURCES
     for sock in sockets:
@@ -293,7 +298,7 @@ def summarize(snapshot: Snapshot, *, top_ports: int = 10, top_processes: int = 1
         name = _process_name(sock, inodes_known)
         if name is UNKNOWN_PROCESS:
             summary.unattributed[sock.proto] += 1
-        by_process[(name, sock.state)] += 1
+        by_process[(name, sock.proto, sock.state)] += 1
         process_totals[name] += 1
         port = sock.local.port
         if sock.proto == "tcp" and port is not None and port in listening:
@@ -301,7 +306,10 @@ def summarize(snapshot: Snapshot, *, top_ports: int = 10, top_processes: int = 1
             port_totals[port] += 1
             if listener:
                 accept_queue[port] += sock.recv_q or 0
-                backlog[port] += sock.send_q or 0
+                if sock.send_q is None:
+                    unknown_backlog.add(port)
+                else:
+                    backlog[port] += sock.send_q
             else:
                 port_qbytes[(port, "receive")] += sock.recv_q or 0
                 port_qbytes[(port, "send")] += sock.send_q or 0
@@ -315,17 +323,21 @@ def summarize(snapshot: Snapshot, *, top_ports: int = 10, top_processes: int = 1
         summary.port_sockets[(port_label(port), state)] += n
     for port, n in accept_queue.items():
         summary.port_accept_queue[port_label(port)] += n
+    # A sum that misses a listener's backlog would be too small and the fill
+    # ratio too high: a label with any unknown backlog gets no sample at all.
+    unknown_labels = {port_label(port) for port in unknown_backlog}
     for port, n in backlog.items():
-        summary.port_backlog[port_label(port)] += n
+        if port_label(port) not in unknown_labels:
+            summary.port_backlog[port_label(port)] += n
     for (port, queue), n in port_qbytes.items():
         summary.port_queue_bytes[(port_label(port), queue)] += n
 
     special = (UNKNOWN_PROCESS, NO_PROCESS)
     known = Counter({k: v for k, v in process_totals.items() if k not in special})
     kept_processes = _top(known, top_processes)
-    for (name, state), n in by_process.items():
+    for (name, proto, state), n in by_process.items():
         label = name if name in special or name in kept_processes else OTHER
-        summary.process_sockets[(label, state)] += n
+        summary.process_sockets[(label, proto, state)] += n
     return summary
 
 
@@ -420,9 +432,9 @@ def _socket_families(
         port_bytes.add_metric([port, which], n)
     out.append(port_bytes)
 
-    process = _gauge("tcplens_process_sockets", ["process", "state"])
-    for (name, state), n in sorted(summary.process_sockets.items(), key=_sort_key):
-        process.add_metric([name, state.value], n)
+    process = _gauge("tcplens_process_sockets", ["process", "proto", "state"])
+    for (name, proto, state), n in sorted(summary.process_sockets.items(), key=_sort_key):
+        process.add_metric([name, proto, state.value], n)
     out.append(process)
 
     queue = _gauge("tcplens_queue_bytes", ["proto", "queue"])
@@ -717,7 +729,8 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
         raise InputError("expected a mapping at the top level", path=where)
     unknown = set(data) - {"tls_server_config", "basic_auth_users", "http_server_config"}
     if unknown:
-        raise InputError(f"unsupported key(s): {', '.join(sorted(map(str, unknown)))}", path=where)
+        keys = "key" if len(unknown) == 1 else "keys"
+        raise InputError(f"unsupported {keys}: {', '.join(sorted(map(str, unknown)))}", path=where)
     base = os.path.dirname(os.path.abspath(where))
 
     def resolve(value: Any, key: str) -> str:
@@ -731,7 +744,8 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     unknown = set(tls) - _TLS_KEYS
     if unknown:
         raise InputError(
-            f"unsupported tls_server_config key(s): {', '.join(sorted(map(str, unknown)))}",
+            f"unsupported tls_server_config {'key' if len(unknown) == 1 else 'keys'}: "
+            f"{', '.join(sorted(map(str, unknown)))}",
             path=where,
         )
     kwargs: dict[str, Any] = {}
@@ -776,46 +790,107 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     )
 
 
-class BasicAuth:
-    """Check ``Authorization: Basic`` against bcrypt hashes, caching successes.
+#: bcrypt checks allowed to run at once.  Each takes a core for tens of
+#: milliseconds; a flood of bad passwords otherwise starves the scrapes (and
+#: the rest of the host) of CPU.  Verified credentials skip the queue (cache).
+BCRYPT_WORKERS: Final = max(1, min(2, (os.cpu_count() or 2) // 2))
 
-    bcrypt is slow on purpose (tens of milliseconds per check), and
-    Prometheus sends the same credentials on every scrape, so a verified
-    (user, password) pair is remembered by its SHA-256 digest, as the
-    exporter-toolkit does.  Unknown users still pay for one bcrypt check so
-    timing does not reveal which user names exist.
+
+def bcrypt_cost(hashed: bytes) -> int:
+    """The cost (log2 rounds) of a ``$2?$NN$…`` hash; load_web_config checked the prefix."""
+    try:
+        return int(hashed[4:6])
+    except ValueError:
+        return 10
+
+
+class BasicAuth:
+    """Check ``Authorization: Basic`` against bcrypt hashes, in bounded, user-blind work.
+
+    Three properties, after Prometheus' exporter-toolkit (``web/users.go``):
+
+    * **No user enumeration by timing.**  An unknown user's password is checked
+      against a dummy hash made at start-up with the same cost (and variant) as
+      the configured ones, so it costs what a known user's wrong password
+      costs.  With users of different costs the dummy has the highest; the
+      cheaper users are then told apart by timing (a warning says so).
+    * **Bounded bcrypt work.**  At most :data:`BCRYPT_WORKERS` checks run at
+      once; other requests wait their turn without spending CPU, so a flood of
+      bad passwords costs the host at most that many cores.
+    * **Scrapes skip bcrypt.**  Prometheus sends the same credentials every
+      scrape; a verified pair is remembered under an HMAC with a key drawn at
+      start-up (the cache never holds anything that could be attacked offline
+      after the process ends), so authorised scrapes never queue behind the
+      flood.  Failed pairs are remembered too (a separate, bounded table a
+      flood cannot use to push good pairs out), so a client retrying one bad
+      password costs one check.
+
+    The scheme name is matched case-insensitively (RFC 9110, section 11.1).
     """
 
-    _DUMMY: Final = b"$2b$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"
+    #: remembered pairs per table; when full, the oldest half is dropped
+    CACHE_SIZE: Final = 1024
 
     def __init__(self, users: dict[str, bytes]) -> None:
+        import bcrypt
+
         self.users = users
-        self._verified: set[bytes] = set()
+        self._key = os.urandom(32)
+        self._good: dict[bytes, None] = {}
+        self._bad: dict[bytes, None] = {}
         self._lock = threading.Lock()
+        self._workers = threading.BoundedSemaphore(BCRYPT_WORKERS)
+        model = max(users.values(), key=bcrypt_cost, default=b"$2b$10$")
+        costs = {bcrypt_cost(h) for h in users.values()}
+        if len(costs) > 1:
+            log.warning(
+                "basic_auth_users have different bcrypt costs (%s): users with a lower cost "
+                "answer faster, which tells an observer they exist; give every user the same cost",
+                ", ".join(map(str, sorted(costs))),
+            )
+        salt = bcrypt.gensalt(rounds=bcrypt_cost(model), prefix=b"2b")
+        self._dummy = bcrypt.hashpw(os.urandom(16).hex().encode(), salt)
+        # the variant ($2a/$2b/$2y) of the model, for equal work (they cost the same)
+        self._dummy = model[:4] + self._dummy[4:]
+
+    def _remember(self, table: dict[bytes, None], key: bytes) -> None:
+        with self._lock:
+            if len(table) >= self.CACHE_SIZE:
+                for old in list(table)[: self.CACHE_SIZE // 2]:
+                    del table[old]
+            table[key] = None
 
     def check(self, header: str | None) -> bool:
         import bcrypt
 
-        if not header or not header.startswith("Basic "):
+        if not header:
+            return False
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "basic":
             return False
         try:
-            user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+            decoded = base64.b64decode(token.strip(), validate=True).decode()
         except (ValueError, UnicodeDecodeError):
             return False
+        user, _, password = decoded.partition(":")
         hashed = self.users.get(user)
-        key = hashlib.sha256(f"{user}\0{password}".encode() + (hashed or b"")).digest()
+        reference = hashed if hashed is not None else self._dummy
+        key = hmac.digest(
+            self._key,
+            b"\0".join(base64.b64encode(p) for p in (user.encode(), password.encode(), reference)),
+            "sha256",
+        )
         with self._lock:
-            if hashed is not None and key in self._verified:
+            if key in self._good:
                 return True
-        try:
-            ok = bcrypt.checkpw(password.encode(), hashed or self._DUMMY) and hashed is not None
-        except ValueError:
-            return False
-        if ok:
-            with self._lock:
-                if len(self._verified) > 1000:
-                    self._verified.clear()
-                self._verified.add(key)
+            if key in self._bad:
+                return False
+        with self._workers:
+            try:
+                ok = bcrypt.checkpw(password.encode(), reference) and hashed is not None
+            except ValueError:
+                ok = False
+        self._remember(self._good if ok else self._bad, key)
         return ok
 
 
@@ -850,6 +925,19 @@ def make_app(registry: CollectorRegistry, web: WebConfig | None = None) -> WSGIA
             )
             return [b"Unauthorized\n"]
         path = environ.get("PATH_INFO", "/")
+        if environ.get("REQUEST_METHOD") == "HEAD":
+            # GET's status and headers without its body (RFC 9110 §9.3.2);
+            # prometheus_client alone answers HEAD with 405
+            got: list[Any] = []
+
+            def keep(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+                got[:] = [status, headers]
+                return lambda data: None
+
+            body = b"".join(app({**environ, "REQUEST_METHOD": "GET"}, keep))
+            headers = [(k, v) for k, v in got[1] if k.lower() != "content-length"]
+            start_response(got[0], [*headers, ("Content-Length", str(len(body)))])
+            return []
         if path == "/metrics":
             result: Iterable[bytes] = metrics(environ, respond)
             return result

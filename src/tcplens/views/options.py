@@ -16,10 +16,11 @@ pass the rest on without knowing every option.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -30,8 +31,10 @@ from tcplens.sources.records import Snapshot
 
 __all__ = [
     "FiniteFloat",
+    "check_source_options",
     "filter_from",
     "filter_options",
+    "live_source_options",
     "output_format",
     "output_options",
     "snapshot_from",
@@ -105,46 +108,90 @@ def tracker_options(*, idle: bool) -> Callable[[F], F]:
     return decorate
 
 
+_LIVE_SOURCE = [
+    click.option(
+        "--source",
+        type=click.Choice(SOURCE_CHOICES, case_sensitive=False),
+        default=None,
+        help="Live source (default: $TCPLENS_SOURCE, else auto: netlink, "
+        "then /proc/net; psutil off Linux).",
+    ),
+    click.option(
+        "--proc-root",
+        default="/proc",
+        show_default=True,
+        type=click.Path(file_okay=False),
+        help="Read /proc from here (recorded files); implies --source procfs.",
+    ),
+]
+
+_SAVED_TEXT = [
+    click.option(
+        "--from",
+        "from_file",
+        metavar="FILE",
+        default=None,
+        help="Read saved netstat/ss//proc/net text instead of this machine ('-' = stdin).",
+    ),
+    click.option(
+        "--format",
+        "fmt",
+        default=None,
+        metavar="NAME",
+        help="Format of --from FILE (default: detect).",
+    ),
+    click.option(
+        "--strict",
+        is_flag=True,
+        help="With --from: fail on the first line that cannot be parsed.",
+    ),
+]
+
+
+def _given(name: str) -> bool:
+    """True when the user typed the option (a default or the environment is no choice)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return False
+    return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+
+
+def check_source_options(kwargs: dict[str, Any]) -> None:
+    """Refuse option pairs where one would be silently ignored.
+
+    ``--format``/``--strict`` only describe ``--from FILE``; ``--source`` and
+    ``--proc-root`` only choose a live source, which ``--from`` replaces.
+    """
+    saved = kwargs.get("from_file") is not None
+    if not saved:
+        for flag, key in (("--format", "fmt"), ("--strict", "strict")):
+            if key in kwargs and _given(key):
+                raise click.UsageError(f"{flag} describes --from FILE; give --from or drop {flag}")
+        return
+    for flag, key in (("--source", "source"), ("--proc-root", "proc_root")):
+        if key in kwargs and _given(key):
+            raise click.UsageError(
+                f"{flag} chooses a live source, --from FILE reads saved text; give one of them"
+            )
+
+
+def _checked(fn: F) -> F:
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        check_source_options(kwargs)
+        return fn(*args, **kwargs)
+
+    return cast("F", run)
+
+
 def source_options(fn: F) -> F:
-    """Where sockets come from: a live source or saved text."""
-    return _apply(
-        fn,
-        [
-            click.option(
-                "--source",
-                type=click.Choice(SOURCE_CHOICES, case_sensitive=False),
-                default=None,
-                help="Live source (default: $TCPLENS_SOURCE, else auto: netlink, "
-                "then /proc/net; psutil off Linux).",
-            ),
-            click.option(
-                "--from",
-                "from_file",
-                metavar="FILE",
-                default=None,
-                help="Read saved netstat/ss//proc/net text instead of this machine ('-' = stdin).",
-            ),
-            click.option(
-                "--format",
-                "fmt",
-                default=None,
-                metavar="NAME",
-                help="Format of --from FILE (default: detect).",
-            ),
-            click.option(
-                "--strict",
-                is_flag=True,
-                help="With --from: fail on the first line that cannot be parsed.",
-            ),
-            click.option(
-                "--proc-root",
-                default="/proc",
-                show_default=True,
-                type=click.Path(file_okay=False),
-                help="Read /proc from here (recorded files); implies --source procfs.",
-            ),
-        ],
-    )
+    """Where sockets come from: a live source or saved text (``--from``)."""
+    return _apply(_checked(fn), [*_LIVE_SOURCE[:1], *_SAVED_TEXT, *_LIVE_SOURCE[1:]])
+
+
+def live_source_options(fn: F) -> F:
+    """A live source only: for verbs that follow changes (a saved file is one moment)."""
+    return _apply(fn, _LIVE_SOURCE)
 
 
 def snapshot_from(

@@ -28,11 +28,12 @@ from datetime import UTC, datetime
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from tcplens.model.states import SPELLINGS, STATE_BY_CODE, State
+from tcplens.model.states import SPELLINGS, STATE_BY_CODE, UNCONNECTED, State, shown_state
 from tcplens.sources.records import (
     KERNEL_TIMER_KINDS,
     MINISOCKET_CODES,
     Addr,
+    Holder,
     Proto,
     Snapshot,
     Socket,
@@ -164,6 +165,14 @@ def _program(sock: Socket) -> str:
     return f"{sock.pid}/{sock.process or '?'}"
 
 
+def _holders_text(holders: Sequence[Holder]) -> str:
+    """Every holder of a socket shared after fork(), as ``ss -p`` names them all."""
+    return ",".join(f"{h.pid}/{h.process or '?'}" for h in holders)
+
+
+_CLOSED: Final = State.CLOSED
+
+
 def _num(value: int | None) -> str:
     return "-" if value is None else str(value)
 
@@ -190,6 +199,13 @@ def _fast_addr(addr: Addr) -> str:
     return f"[{ip}]:{port_text}" if ":" in ip else f"{ip}:{port_text}"
 
 
+def _zoned(text: str, addr: Addr, zone: str) -> str:
+    """``[fe80::1%12]:445``: a link-local address means nothing without its zone."""
+    if not addr.ip.lower().startswith("fe80:") or not text.startswith("["):
+        return text
+    return text.replace("]", f"%{zone}]", 1)
+
+
 def _row(sock: Socket, cols: Columns, resolver: Resolver | None) -> list[str]:
     proto = sock.proto if sock.family == 4 else sock.proto + "6"
     recv_q, send_q = sock.recv_q, sock.send_q
@@ -198,16 +214,22 @@ def _row(sock: Socket, cols: Columns, resolver: Resolver | None) -> list[str]:
     else:
         local = show_addr(sock.local, sock.proto, resolver)
         remote = show_addr(sock.remote, sock.proto, resolver)
+    if sock.interface is not None and sock.family == 6:
+        local, remote = (
+            _zoned(local, sock.local, sock.interface),
+            _zoned(remote, sock.remote, sock.interface),
+        )
     row = [
         proto,
         "-" if recv_q is None else str(recv_q),
         "-" if send_q is None else str(send_q),
         local,
         remote,
-        str.__str__(sock.state),  # the StrEnum's value, without enum's slow property
+        # shown_state() inlined (100k rows): UNCONN for unconnected UDP, as ss prints it
+        UNCONNECTED if sock.state is _CLOSED and sock.proto == "udp" else str.__str__(sock.state),
     ]
     if cols.processes:
-        row.append(_program(sock))
+        row.append(_holders_text(sock.holders) if sock.holders else _program(sock))
     if cols.extended:
         row += [sock.user or _num(sock.uid), _num(sock.inode)]
     if cols.timers:
@@ -220,7 +242,10 @@ def _row(sock: Socket, cols: Columns, resolver: Resolver | None) -> list[str]:
 
 
 _RIGHT: Final = {"Recv-Q", "Send-Q", "Inode"}
-_FOLDING: Final = {"Local Address", "Peer Address", "TCP info", "Command", "Timer"}
+#: free text that may fold onto more lines; addresses, queues, state and pid/program never do
+_FOLDING: Final = {"TCP info", "Command", "Timer"}
+#: narrowest a folding column gets before the table grows past the terminal instead
+_FOLD_MIN: Final = 16
 
 
 #: :data:`STATE_STYLES` as ANSI SGR codes, for the plain writer's ``colour`` mode
@@ -287,11 +312,15 @@ def _counted_widths(sockets: Sequence[Socket], cols: Columns, head: list[str]) -
             if width > longest:
                 longest = width
         widths[i] = max(widths[i], longest)
-    widths[5] = max(widths[5], *(len(s.value) for s in {s.state for s in sockets}))
+    shown = {shown_state(proto, state) for proto, state in {(s.proto, s.state) for s in sockets}}
+    widths[5] = max(widths[5], *map(len, shown))
     if cols.processes:
-        owners = {(s.pid, s.process) for s in sockets}
+        owners = {(s.pid, s.process) for s in sockets if not s.holders}
+        shared = {s.holders for s in sockets if s.holders}
         widths[6] = max(
-            widths[6], *(1 if pid is None else len(f"{pid}/{name or '?'}") for pid, name in owners)
+            widths[6],
+            *(1 if pid is None else len(f"{pid}/{name or '?'}") for pid, name in owners),
+            *(len(_holders_text(holders)) for holders in shared),
         )
     return widths
 
@@ -349,6 +378,8 @@ def _formatter(
             state.value: f"{_ansi(style)}{state.value:<{width}}\x1b[0m"
             for state, style in STATE_STYLES.items()
         }
+        unconnected = STATE_STYLES.get(State.CLOSED, "")
+        painted[UNCONNECTED] = f"{_ansi(unconnected)}{UNCONNECTED:<{width}}\x1b[0m"
         parts[_STATE_COLUMN] = f"{{{_STATE_COLUMN}}}"
         fmt = "  ".join(parts).format
     return fmt, painted
@@ -448,6 +479,7 @@ def write_plain_columns(
     equal to the record path's.
     """
     names = [str.__str__(state) for state in STATE_BY_CODE]
+    udp_names = [shown_state("udp", state) for state in STATE_BY_CODE]
     if text is None:
         text = column_text(columns)
     parts, recv_q, send_q = text.parts, text.recv_q, text.send_q
@@ -459,6 +491,8 @@ def write_plain_columns(
             "-" if pid is None else f"{pid}/{name or '?'}"
             for pid, name in zip(owners.pid, owners.process, strict=True)
         ]
+        for index, holders in owners.holders.items():
+            programs[index] = _holders_text(holders)
         widths[6] = max(widths[6], max(map(len, programs), default=0))
     for label, start, stop, local, peer in parts:
         widths[0] = max(widths[0], len(label))
@@ -467,15 +501,18 @@ def write_plain_columns(
         widths[3] = max(widths[3], max(map(len, local)))
         widths[4] = max(widths[4], max(map(len, peer)))
         states = set(columns.state[start:stop])
-        widths[5] = max(widths[5], *(len(names[code]) for code in states))
+        named = udp_names if label.startswith("udp") else names
+        widths[5] = max(widths[5], *(len(named[code]) for code in states))
     _fmt, painted = _formatter(out, head, widths, colour=colour)
     shown = [painted.get(name, name) for name in names] if painted else names
+    udp_shown = [painted.get(name, name) for name in udp_names] if painted else udp_names
     # the padding _formatter's format would do, a column at a time (C-level maps)
     w = widths
     for label, start, stop, local, peer in parts:
         for at in range(start, stop, _CHUNK):  # a chunk of lines at a time: bounded memory
             end = min(at + _CHUNK, stop)
-            state_texts = map(shown.__getitem__, columns.state[at:end])
+            texts = udp_shown if label.startswith("udp") else shown
+            state_texts = map(texts.__getitem__, columns.state[at:end])
             columns_of_rows: list[Iterable[str]] = [
                 repeat(label.ljust(w[0])),
                 map(str.rjust, map(str, recv_q[at:end]), repeat(w[1])),
@@ -503,31 +540,56 @@ def render_plain(
 
 
 def render_table(
-    sockets: Sequence[Socket], cols: Columns = Columns(), resolver: Resolver | None = None
+    sockets: Sequence[Socket],
+    cols: Columns = Columns(),
+    resolver: Resolver | None = None,
+    *,
+    width: int | None = None,
 ) -> Table:
-    """A rich table coloured by state; long cells are ellipsised to fit the terminal."""
+    """A rich table coloured by state that never splits an address:port or a pid/program.
+
+    Fitting ``width`` (the terminal's), the free-text columns (timer, TCP
+    info, command) fold first, then the gap between columns narrows to one
+    space.  A table that still does not fit is as wide as its rows: print it
+    with ``crop=False`` and the terminal wraps its lines as it wraps ss's,
+    which keeps each address whole for copying, unlike a column folded at
+    ``127.0.0.1:180`` / ``90``.
+    """
+    from rich.cells import cell_len
     from rich.table import Table
     from rich.text import Text
 
+    head = _headers(cols)
+    rows = [_row(sock, cols, resolver) for sock in sockets]
+    natural = [cell_len(name) for name in head]
+    for cells in rows:
+        natural = [max(w, cell_len(cell)) for w, cell in zip(natural, cells, strict=True)]
+    least = [
+        min(w, max(_FOLD_MIN, cell_len(name))) if name in _FOLDING else w
+        for name, w in zip(head, natural, strict=True)
+    ]
+    gaps = len(head) - 1
+
+    def needed(gap: int) -> int:
+        return sum(least) + gap * gaps
+
     table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
-    for name in _headers(cols):
-        right = name in _RIGHT
-        # Long cells (addresses, info, command lines) fold onto more lines so
-        # the short ones (queues, state, pid) always stay visible and whole.
+    if width is not None and needed(2) > width:
+        table.padding = (0, 1, 0, 0)  # one space between columns
+        if needed(1) > width:
+            table.width = needed(1)
+    for name in head:
         folding = name in _FOLDING
         table.add_column(
             name,
-            justify="right" if right else "left",
+            justify="right" if name in _RIGHT else "left",
             no_wrap=not folding,
-            overflow="fold" if folding else "ellipsis",
-            min_width=None if folding else len(name),
+            overflow="fold" if folding else "ellipsis",  # "ignore" loses right-justify
+            min_width=None if folding else cell_len(name),
         )
-    for sock in sockets:
-        style = STATE_STYLES.get(sock.state, "")
-        cells = _row(sock, cols, resolver)
-        state_index = 5
+    for sock, cells in zip(sockets, rows, strict=True):
         row: list[Text | str] = list(cells)
-        row[state_index] = Text(cells[state_index], style=style)
+        row[_STATE_COLUMN] = Text(cells[_STATE_COLUMN], style=STATE_STYLES.get(sock.state, ""))
         table.add_row(*row, style="dim" if sock.state is State.TIME_WAIT else None)
     return table
 
@@ -565,7 +627,15 @@ def socket_to_json(sock: Socket) -> dict[str, Any]:
         else {"kind": timer.kind, "remaining": timer.remaining, "retransmits": timer.retransmits},
         "info": None if sock.info is None else _info_json(sock.info),
         "interface": sock.interface,
+        "holders": [
+            {"pid": h.pid, "fd": h.fd, "process": h.process}
+            for h in (sock.holders or _first_holder(sock))
+        ],
     }
+
+
+def _first_holder(sock: Socket) -> tuple[Holder, ...]:
+    return () if sock.pid is None else (Holder(sock.pid, sock.fd, sock.process),)
 
 
 def snapshot_to_json(snapshot: Snapshot, count: int) -> dict[str, Any]:
@@ -607,6 +677,17 @@ def _socket_json_text(sock: Socket, enc: Any = _encode_str, null: str = "null") 
             f'"retransmits":{timer.retransmits}}}'
         )
     info_text = null if info is None else json.dumps(_info_json(info), separators=_SEP)
+    process_text = null if process is None else enc(process)
+    if sock.holders:
+        holders_text = ",".join(
+            f'{{"pid":{h.pid},"fd":{null if h.fd is None else h.fd},'
+            f'"process":{null if h.process is None else enc(h.process)}}}'
+            for h in sock.holders
+        )
+    elif pid is None:
+        holders_text = ""
+    else:
+        holders_text = f'{{"pid":{pid},"fd":{null if fd is None else fd},"process":{process_text}}}'
     return (
         f'{{"proto":"{sock.proto}","family":{sock.family},'
         f'"local":{{"ip":{enc(local.ip)},"port":{null if lport is None else lport},'
@@ -619,10 +700,11 @@ def _socket_json_text(sock: Socket, enc: Any = _encode_str, null: str = "null") 
         f'"uid":{null if uid is None else uid},"user":{null if user is None else enc(user)},'
         f'"inode":{null if inode is None else inode},"pid":{null if pid is None else pid},'
         f'"fd":{null if fd is None else fd},'
-        f'"process":{null if process is None else enc(process)},'
+        f'"process":{process_text},'
         f'"cmdline":{null if cmdline is None else enc(cmdline)},'
         f'"timer":{timer_text},"info":{info_text},'
-        f'"interface":{null if interface is None else enc(interface)}}}'
+        f'"interface":{null if interface is None else enc(interface)},'
+        f'"holders":[{holders_text}]}}'
     )
 
 
@@ -662,6 +744,11 @@ def write_json_columns(
     none = [None] * len(columns)
     pids, fds = (owners.pid, owners.fd) if owners else (none, none)
     processes, users = (owners.process, owners.user) if owners else (none, none)
+    holders = owners.holders if owners else {}
+    shared_at: dict[int, list[int]] = {}  # the chunk each shared socket is written in
+    for _proto, _family, start, stop, _l, _p in parts:
+        for index in sorted(i for i in holders if start <= i < stop):
+            shared_at.setdefault(start + (index - start) // _CHUNK * _CHUNK, []).append(index)
     interfaces: dict[int, str] = {0: "null"}
     first = True
     for proto, family, start, stop, local_ips, peer_ips in parts:
@@ -678,6 +765,19 @@ def write_json_columns(
                     columns.timer[at:end], columns.expires[at:end], retrans[at:end], strict=True
                 )
             ]
+            held = [
+                ""
+                if pid is None
+                else f'{{"pid":{pid},"fd":{"null" if fd is None else fd},'
+                f'"process":{"null" if name is None else enc(name)}}}'
+                for pid, fd, name in zip(pids[at:end], fds[at:end], processes[at:end], strict=True)
+            ]
+            for shared in shared_at.get(at, ()):
+                held[shared - at] = ",".join(
+                    f'{{"pid":{h.pid},"fd":{"null" if h.fd is None else h.fd},'
+                    f'"process":{"null" if h.process is None else enc(h.process)}}}'
+                    for h in holders[shared]
+                )
             rows = [
                 f'{{"proto":"{proto}","family":{family},'
                 f'"local":{{"ip":"{lip}","port":{lport},"service":null}},'
@@ -688,7 +788,8 @@ def write_json_columns(
                 f'"inode":{inode or "null"},"pid":{"null" if pid is None else pid},'
                 f'"fd":{"null" if fd is None else fd},'
                 f'"process":{"null" if name is None else enc(name)},"cmdline":null,'
-                f'"timer":{timer},"info":null,"interface":{interfaces[index]}}}'
+                f'"timer":{timer},"info":null,"interface":{interfaces[index]},'
+                f'"holders":[{holding}]}}'
                 for (
                     lip,
                     lport,
@@ -705,6 +806,7 @@ def write_json_columns(
                     fd,
                     name,
                     user,
+                    holding,
                 ) in zip(
                     local_ips[at - start : end - start],
                     columns.sport[at:end],
@@ -721,6 +823,7 @@ def write_json_columns(
                     fds[at:end],
                     processes[at:end],
                     users[at:end],
+                    held,
                     strict=True,
                 )
             ]
@@ -867,6 +970,10 @@ def netstat_state(sock: Socket) -> str:
 def _netstat_addr(addr: Addr, resolver: Resolver | None, proto: str) -> str:
     port = "*" if addr.port in (None, 0) else str(addr.port)
     ip = addr.ip
+    if ip[:7].lower() == "::ffff:" and "." in ip:
+        # net-tools prints an IPv4-mapped peer of a dual-stack socket as plain IPv4
+        # (tcp6 ... 127.0.0.1:18095), checked against netstat 2.10 on Debian 12
+        ip = ip[7:]
     if resolver is not None:
         if addr.port:
             port = resolver.service(addr.port, proto)

@@ -53,11 +53,13 @@ from tcplens.analysis.diff import (
 )
 from tcplens.analysis.filters import SocketFilter
 from tcplens.model.states import State
+from tcplens.model.words import plural
 from tcplens.sources.records import Snapshot, Socket
 from tcplens.views.sockets import STATE_STYLES, show_addr
 
 if TYPE_CHECKING:
     from rich.console import JustifyMethod, RenderableType
+    from rich.text import Text
 
 __all__ = [
     "CHANGE_STYLES",
@@ -448,11 +450,70 @@ def _clock(at: float) -> str:
     return datetime.fromtimestamp(at).strftime("%H:%M:%S.%f")[:-3]
 
 
-def render_watch(view: WatchView, *, max_rows: int | None = None) -> RenderableType:
+#: the watch table's columns, and how to lay them out ever narrower: an address:port
+#: or a pid/program is never cut, so low-value columns go first, then local and
+#: peer share one column on two lines
+_WATCH_COLUMNS: Final = (
+    "Proto", "Recv-Q", "Send-Q", "Local Address", "Peer Address", "State", "In state",
+    "PID/Program",
+)  # fmt: skip
+_PAIR: Final = "Local / Peer"
+_LAYOUTS: Final = (
+    _WATCH_COLUMNS,
+    ("Proto", "Local Address", "Peer Address", "State", "In state", "PID/Program"),
+    ("Local Address", "Peer Address", "State", "In state", "PID/Program"),
+    (_PAIR, "State", "In state", "PID/Program"),
+    (_PAIR, "State", "PID/Program"),
+    (_PAIR, "State", "In state"),
+    (_PAIR, "State"),
+)
+_JUSTIFY: Final[dict[str, JustifyMethod]] = {
+    "Recv-Q": "right",
+    "Send-Q": "right",
+    "In state": "right",
+}
+
+
+def _fitting_columns(
+    cells: Sequence[dict[str, Text]], width: int | None
+) -> tuple[tuple[str, ...], int]:
+    """The widest layout of :data:`_LAYOUTS` whose rows fit ``width``, and its column gap."""
+    from rich.cells import cell_len
+
+    widths: dict[str, int] = {}
+    for name in {n for layout in _LAYOUTS for n in layout}:
+        lines = [line for row in cells for line in row[name].plain.split("\n")]
+        widths[name] = max([cell_len(name), *(cell_len(line) for line in lines)])
+    if width is None:
+        return _WATCH_COLUMNS, 2
+    for layout in _LAYOUTS:
+        for gap in (2, 1):
+            if sum(widths[n] for n in layout) + gap * (len(layout) - 1) <= width:
+                return layout, gap
+    return _LAYOUTS[-1], 1  # wider than the terminal even so: Live crops the ends
+
+
+def _keep(rows: list[Row], max_rows: int | None) -> list[Row]:
+    """At most ``max_rows`` rows, a line for "… N more" included; highlighted rows first."""
+    if max_rows is None or len(rows) <= max_rows:
+        return rows
+    keep = max(0, max_rows - 1)
+    marked = [r for r in rows if r.mark is not None][:keep]
+    room = keep - len(marked)
+    plain = [r for r in rows if r.mark is None][:room]
+    chosen = {r.conn for r in marked} | {r.conn for r in plain}
+    return [r for r in rows if r.conn in chosen]
+
+
+def render_watch(
+    view: WatchView, *, max_rows: int | None = None, width: int | None = None
+) -> RenderableType:
     """Header (per-state counts, change counts) and the table, coloured by change.
 
     When there are more rows than ``max_rows``, highlighted rows are kept
-    first and a last line says how many were left out.
+    first and a last line says how many were left out.  Given the terminal's
+    ``width``, columns are left out (and named in the title) rather than an
+    address, port or pid/program cut (:func:`_fitting_columns`).
     """
     from rich.console import Group
     from rich.table import Table
@@ -481,32 +542,11 @@ def render_watch(view: WatchView, *, max_rows: int | None = None) -> RenderableT
             counts.append(f"{_MARKS[kind]}{tally.get(kind, 0)} {label}", style=CHANGE_STYLES[kind])
             counts.append("  ")
 
-    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False, expand=False)
-    columns: tuple[tuple[str, JustifyMethod], ...] = (
-        ("Proto", "left"),
-        ("Recv-Q", "right"),
-        ("Send-Q", "right"),
-        ("Local Address", "left"),
-        ("Peer Address", "left"),
-        ("State", "left"),
-        ("In state", "right"),
-        ("PID/Program", "left"),
-    )
-    for name, justify in columns:
-        table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis")
-    rows = view.rows()
-    hidden = 0
-    if max_rows is not None and len(rows) > max_rows:
-        keep = max(0, max_rows - 1)
-        marked = [r for r in rows if r.mark is not None][:keep]
-        room = keep - len(marked)
-        plain = [r for r in rows if r.mark is None][:room]
-        chosen = {r.conn for r in marked} | {r.conn for r in plain}
-        hidden = len(rows) - len(chosen)
-        rows = [r for r in rows if r.conn in chosen]
+    every = view.rows()
+    rows = _keep(every, max_rows)
+    cells: list[dict[str, Text]] = []
     for row in rows:
         sock = row.sock
-        style = CHANGE_STYLES[row.mark] if row.mark else None
         if row.mark == "changed" and row.old is not None:
             cell = Text(f"{row.old.value} → {sock.state.value}")
         elif row.mark == "closed":
@@ -514,20 +554,47 @@ def render_watch(view: WatchView, *, max_rows: int | None = None) -> RenderableT
         else:
             cell = Text(sock.state.value, style=STATE_STYLES.get(sock.state, ""))
         since = ("" if row.in_state_complete else "≥") + _duration(row.in_state)
-        table.add_row(
-            _proto(sock),
-            "-" if sock.recv_q is None else str(sock.recv_q),
-            "-" if sock.send_q is None else str(sock.send_q),
-            show_addr(sock.local, sock.proto),
-            show_addr(sock.remote, sock.proto),
-            cell,
-            since,
-            _program(sock),
-            style=style,
+        local, remote = show_addr(sock.local, sock.proto), show_addr(sock.remote, sock.proto)
+        cells.append(
+            {
+                "Proto": Text(_proto(sock)),
+                "Recv-Q": Text("-" if sock.recv_q is None else str(sock.recv_q)),
+                "Send-Q": Text("-" if sock.send_q is None else str(sock.send_q)),
+                "Local Address": Text(local),
+                "Peer Address": Text(remote),
+                _PAIR: Text(f"{local}\n{remote}"),
+                "State": cell,
+                "In state": Text(since),
+                "PID/Program": Text(_program(sock)),
+            }
         )
+    names, gap = _fitting_columns(cells, width)
+    if _PAIR in names and max_rows is not None:
+        # two lines a row: half as many rows fit
+        kept = {r.conn for r in _keep(every, max(1, max_rows // 2))}
+        cells = [c for r, c in zip(rows, cells, strict=True) if r.conn in kept]
+        rows = [r for r in rows if r.conn in kept]
+    hidden = len(every) - len(rows)
+    left_out = [
+        n for n in _WATCH_COLUMNS if n not in names and not (_PAIR in names and "Addr" in n)
+    ]
+    if left_out:
+        title.append(f"  (narrow terminal, not shown: {', '.join(left_out)})", style="dim")
+    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False, expand=False)
+    if gap == 1:
+        table.padding = (0, 1, 0, 0)
+    for name in names:
+        # never ellipsised or folded: _fitting_columns left out what did not fit
+        table.add_column(
+            name, justify=_JUSTIFY.get(name, "left"), no_wrap=True, overflow="ellipsis"
+        )
+    for row, row_cells in zip(rows, cells, strict=True):
+        style = CHANGE_STYLES[row.mark] if row.mark else None
+        table.add_row(*(row_cells[name] for name in names), style=style)
     parts: list[RenderableType] = [title, counts, table]
     if hidden:
-        parts.append(Text(f"… {hidden} more sockets (narrow with filters)", style="dim"))
+        more = plural(hidden, "more socket")
+        parts.append(Text(f"… {more} (narrow with filters)", style="dim"))
     return Group(*parts)
 
 
@@ -668,8 +735,8 @@ def summary_lines(
     if totals.started is not None and totals.ended is not None:
         span = totals.ended - totals.started
     head = (
-        f"Time in state over {span:.1f}s ({totals.snapshots} snapshots, "
-        f"{totals.changes} changes, {totals.off_model} outside the state model)"
+        f"Time in state over {span:.1f}s ({plural(totals.snapshots, 'snapshot')}, "
+        f"{plural(totals.changes, 'change')}, {totals.off_model} outside the state model)"
     )
     times = _selected(tracer, states)
     if not times:

@@ -25,11 +25,11 @@ def test_anp_fixture_records_and_unix_section_skipped() -> None:
     assert snap.skipped == {"unix": 3}
     assert [s.proto for s in snap.sockets].count("udp") == 4
     assert snap.sockets[0] == Socket(
-        "tcp", 4, Addr("127.0.0.1", 1027), Addr("0.0.0.0", None), State.LISTEN, recv_q=0, send_q=0
-    )
+        "tcp", 4, Addr("127.0.0.1", 1027), Addr("0.0.0.0", None), State.LISTEN, recv_q=0
+    )  # a listener's Send-Q in netstat is /proc/net/tcp's tx_queue (0), not its backlog
     # a row without the PID column, a host name and a "*" wildcard
     assert snap.sockets[1] == Socket(
-        "tcp", 4, Addr("builder.localdomain", 1028), Addr("*", None), State.LISTEN, 0, 0
+        "tcp", 4, Addr("builder.localdomain", 1028), Addr("*", None), State.LISTEN, 0, None
     )
     assert snap.sockets[7].pid == 1234
     assert snap.sockets[7].process == "program with space"
@@ -46,7 +46,7 @@ def test_anp_fixture_records_and_unix_section_skipped() -> None:
         process="thunderbird-b",  # netstat cuts program names short
     )
     assert snap.sockets[9] == Socket(
-        "tcp", 6, Addr("::1", 1028), Addr("::", None), State.LISTEN, 0, 0
+        "tcp", 6, Addr("::1", 1028), Addr("::", None), State.LISTEN, 0, None
     )
     assert snap.sockets[12] == Socket(
         "udp", 4, Addr("192.168.0.103", 52753), Addr("0.0.0.0", None), State.CLOSED, 0, 0,
@@ -69,7 +69,7 @@ def test_aeep_fixture_user_inode_services_and_raw_skipped() -> None:
         Addr("0.0.0.0", None),
         State.LISTEN,
         0,
-        0,
+        None,
         user="systemd-resolve",
         inode=26985,
         pid=893,
@@ -80,7 +80,7 @@ def test_aeep_fixture_user_inode_services_and_raw_skipped() -> None:
     assert sshd.remote == Addr("localhost", 33098)
     assert (sshd.user, sshd.inode, sshd.pid, sshd.process) == ("root", 44626, 2322, "sshd: kbrazil")
     assert snap.sockets[5] == Socket(
-        "tcp", 6, Addr("::", 22, "ssh"), Addr("::", None), State.LISTEN, 0, 0,
+        "tcp", 6, Addr("::", 22, "ssh"), Addr("::", None), State.LISTEN, 0, None,
         user="root", inode=30499, pid=1161, process="sshd",
     )  # fmt: skip
     assert snap.sockets[7].local == Addr("kbrazil-ubuntu", 68, "bootpc")
@@ -98,7 +98,7 @@ def test_seed_paste_with_nbsp_banner_prompt_and_prose() -> None:
     # the one line of prose between the two pastes is reported, not dropped
     assert [(w.line, w.text) for w in snap.warnings] == [(7, "又比如")]
     assert snap.sockets[0] == Socket(
-        "tcp", 4, Addr("0.0.0.0", 10050), Addr("0.0.0.0", None), State.LISTEN, 0, 0,
+        "tcp", 4, Addr("0.0.0.0", 10050), Addr("0.0.0.0", None), State.LISTEN, 0, None,
         pid=2502, process="server",
     )  # fmt: skip
     assert snap.sockets[3] == Socket(
@@ -217,7 +217,7 @@ def test_cut_ipv6_hosts_keep_their_ports_and_are_reported() -> None:
     assert cut.warnings == wide.warnings == []
     assert wide.missing == []
     (note,) = cut.missing
-    assert note.startswith("5 address(es) fill netstat's 23-character column")
+    assert note.startswith("5 addresses fill netstat's 23-character column")
     full = "2001:db8:aaaa:bbbb:cccc:dddd:eeee:1"
     assert wide.sockets[2] == Socket(
         "tcp", 6, Addr(full, 49806), Addr(full, 443), State.ESTABLISHED, 0, 0,

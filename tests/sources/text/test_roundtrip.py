@@ -2,7 +2,8 @@
 
 The netstat text carries fewer fields than a Socket; the expected socket is
 the generated one reduced to what ``netstat -tuanpW`` prints: no user, inode,
-timer or interface, the listener's Send-Q shown as 0, port 0 shown as ``*``
+timer or interface, the listener's Send-Q shown as 0 (read back as unknown,
+as from real netstat, whose 0 is not a backlog), port 0 shown as ``*``
 and the ``pid/program`` column cut to 19 characters.
 """
 
@@ -67,7 +68,7 @@ def as_printed(sock: Socket) -> Socket:
         Addr(sock.remote.ip, sock.remote.port or None),
         sock.state,
         recv_q=sock.recv_q,
-        send_q=0 if sock.state is State.LISTEN else sock.send_q,
+        send_q=None if sock.state is State.LISTEN else sock.send_q,
         pid=sock.pid,
         process=process,
     )

@@ -41,9 +41,12 @@ def test_tulpen_fixture_counts_and_records() -> None:
         uid=128, inode=32721, pid=1671, fd=3, process="prometheus-post",
     )  # fmt: skip
     apache = next(s for s in snap.sockets if s.local.port == 80)
+    # seven processes share the listener after fork(): all are kept, the master (lowest
+    # pid, which ss lists last) first
+    assert [h.pid for h in apache.holders] == [2079, 2153, 2154, 2155, 2156, 2157, 24795]
     assert (apache.process, apache.pid, apache.fd, apache.inode) == (
         "/usr/sbin/apach",
-        24795,
+        2079,
         3,
         40480,
     )
@@ -85,7 +88,8 @@ def test_tanp_old_and_new_users_timers_zones_services() -> None:
         3,
         "sshd",
     )
-    assert snap.sockets[1].pid == 4321  # first of the holders
+    assert snap.sockets[1].pid == 4300  # the lowest pid of the holders
+    assert [(h.pid, h.fd) for h in snap.sockets[1].holders] == [(4300, 3), (4321, 3)]
     assert snap.sockets[1].timer == Timer("on", 0.2, 0)
     spaced = snap.sockets[2]
     assert spaced.process == "Web Content"
@@ -236,7 +240,7 @@ def test_single_state_filter_has_no_state_column() -> None:
     # without the command line nobody can tell which state was filtered
     headless = parse_text(STATE_FILTERED.split("\n", 1)[1])
     assert [s.state for s in headless.sockets] == [State.UNKNOWN, State.UNKNOWN]
-    assert headless.missing[0].startswith("state unknown for 2 socket(s)")
+    assert headless.missing[0].startswith("state unknown for 2 sockets")
 
 
 def test_oneline_info_on_the_row_itself() -> None:

@@ -83,7 +83,7 @@ def test_anb_without_elevation_notes_missing_owners() -> None:
         State.FIN_WAIT2,
         State.TIME_WAIT,
     ]
-    assert len(snap.missing) == 1 and "2 socket(s)" in snap.missing[0]
+    assert len(snap.missing) == 1 and "2 sockets" in snap.missing[0]
 
 
 def test_seed_flattened_paste_is_reported_not_guessed() -> None:
@@ -96,7 +96,7 @@ def test_seed_flattened_paste_is_reported_not_guessed() -> None:
     assert warning.message.startswith("12 netstat rows run together on one line")
     assert "12 unreadable" in warning.message
     assert snap.missing == [
-        "12 socket(s) on line 1 are not counted: the paste lost their line breaks and part of "
+        "12 sockets on line 1 are not counted: the paste lost their line breaks and part of "
         "their addresses",
         "1 line of the input not understood (first: line 1); any sockets there are not counted",
     ]

@@ -34,10 +34,13 @@ from tcplens.model.states import State
 from tcplens.sources.records import Addr, ParseWarning, Proto, Socket
 
 __all__ = [
+    "U32_MAX",
+    "U64_MAX",
     "Builder",
     "Endpoint",
     "Line",
     "ParseProblem",
+    "float_field",
     "int_field",
     "is_command_echo",
     "is_number",
@@ -158,10 +161,7 @@ def parse_port(text: str, proto: str) -> tuple[int | None, str | None]:
     if text in ("*", ""):
         return None, None
     if is_number(text):
-        port = int(text)
-        if port > 65535:
-            raise ParseProblem(f"port {text} is out of range")
-        return port, None
+        return int_field(text, "port", 65535), None
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+/-]*", text):
         raise ParseProblem(f"bad port {text!r}")
     return lookup_service(text, proto), text
@@ -270,6 +270,10 @@ def settle_family(declared: int | None, *ends: Endpoint) -> int:
     return 4
 
 
+#: a warning message longer than this is cut (the line itself is kept whole)
+_MESSAGE_WIDTH: Final = 200
+
+
 @dataclass
 class Builder:
     """Collects the sockets, warnings, skipped counts and notes of one parse."""
@@ -280,6 +284,9 @@ class Builder:
     missing: list[str] = field(default_factory=list)
 
     def warn(self, line: Line, message: str) -> None:
+        if len(message) > _MESSAGE_WIDTH:
+            # messages quote the field at fault, which may be thousands of characters
+            message = f"{message[: _MESSAGE_WIDTH - 40]}… ({len(message)} characters)"
         self.warnings.append(ParseWarning(line.number, line.raw, message))
 
     def skip(self, kind: str, count: int = 1) -> None:
@@ -325,11 +332,48 @@ def new_socket(
     )
 
 
-def int_field(text: str, name: str) -> int:
-    """A non-negative decimal column (queues, pids, inodes)."""
+#: the largest value any numeric column of these tools can hold (a 64-bit counter)
+U64_MAX: Final = 2**64 - 1
+#: pids and uids are 32-bit on every system these dumps come from (Linux
+#: ``pid_t``/``uid_t``, Windows ``DWORD`` process ids)
+U32_MAX: Final = 2**32 - 1
+
+
+def _shown(text: str) -> str:
+    """A field as quoted in a warning: a 5,000-digit run would drown the message."""
+    return repr(text) if len(text) <= 24 else f"{text[:20]!r}… ({len(text)} characters)"
+
+
+def int_field(text: str, name: str, maximum: int = U64_MAX) -> int:
+    """A non-negative decimal column (queues, pids, inodes, ports, timers).
+
+    The value is range-checked on its digits *before* ``int()`` sees it:
+    ``int()`` refuses strings of more than 4,300 digits with a bare
+    ``ValueError`` (CVE-2020-10735's limit, Python 3.11), and a damaged dump
+    can hold any run of digits.  Leading zeros are allowed, as ``int()`` does.
+    """
     if not is_number(text):
-        raise ParseProblem(f"{name} {text!r} is not a number")
-    return int(text)
+        raise ParseProblem(f"{name} {_shown(text)} is not a number")
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(maximum)) or int(digits) > maximum:
+        raise ParseProblem(f"{name} {_shown(text)} is out of range (at most {maximum})")
+    return int(digits)
+
+
+#: a float column (seconds, milliseconds): digits, an optional fraction, and the
+#: short exponent C's ``%g`` prints for large values (ss: ``rtt:1.23457e+06/…``)
+_DECIMAL: Final = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,20})?(?:e[+-]?[0-9]{1,2})?")
+
+
+def float_field(text: str, name: str) -> float:
+    """A non-negative decimal number with a fraction (timers, RTTs), range-checked.
+
+    ``float()`` takes 5,000 digits and returns ``inf``, and takes ``nan``
+    and ``1e999`` too; none of them is a time any tool prints.
+    """
+    if not _DECIMAL.fullmatch(text):
+        raise ParseProblem(f"{name} {_shown(text)} is not a number (or out of range)")
+    return float(text)
 
 
 _PROMPT: Final = re.compile(

@@ -29,8 +29,10 @@ import re
 from typing import Final
 
 from tcplens.model.states import State
+from tcplens.model.words import plural
 from tcplens.sources.records import Proto
 from tcplens.sources.text._common import (
+    U32_MAX,
     Builder,
     Line,
     ParseProblem,
@@ -115,8 +117,8 @@ def parse(lines: list[Line], out: Builder) -> None:
         truncated += _row(line, words, header, out)
     if truncated:
         out.note(
-            f"{truncated} address(es) fill netstat's column and may be cut short "
-            "(netstat -W prints them whole); their ports may be wrong"
+            f"{plural(truncated, 'address', 'addresses')} fill netstat's column and may be cut "
+            "short (netstat -W prints them whole); their ports may be wrong"
         )
 
 
@@ -177,12 +179,13 @@ def _row(line: Line, words: list[str], header: _Header | None, out: Builder) -> 
             raise ParseProblem("TCP row without a state")
         family = {"4": 4, "6": 6, "46": 6}.get(proto_match["fam"] or "")
         sock = new_socket(proto, family, local, remote, state)
-        sock.recv_q, sock.send_q = recv_q, send_q
+        # a listener's Send-Q here is its send buffer (0), not its backlog (``-L`` has that)
+        sock.recv_q, sock.send_q = recv_q, None if state is State.LISTEN else send_q
         if header is not None and "pid" in header.extras:
             # UDP rows leave the state column empty; count extras from the right
             names = header.extras[header.extras.index("pid") :]
             if len(extras) >= len(names):
-                sock.pid = int_field(extras[len(extras) - len(names)], "pid")
+                sock.pid = int_field(extras[len(extras) - len(names)], "pid", U32_MAX)
     except ParseProblem as exc:
         out.warn(line, str(exc))
         return 0

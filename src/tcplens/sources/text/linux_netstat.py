@@ -32,11 +32,14 @@ import re
 from typing import Final
 
 from tcplens.model.states import State
+from tcplens.model.words import plural
 from tcplens.sources.records import Proto, Timer
 from tcplens.sources.text._common import (
+    U32_MAX,
     Builder,
     Line,
     ParseProblem,
+    float_field,
     int_field,
     is_command_echo,
     is_number,
@@ -54,7 +57,10 @@ FORMAT: Final = "linux-netstat"
 #: a data row of the inet section; also used by the detector
 ROW: Final = re.compile(
     r"^(?P<proto>tcp6?|udp6?|udpl6?|raw6?)\s+(?P<recvq>\d+)\s+(?P<sendq>\d+)\s+"
-    r"(?P<local>\S+:\S+)\s+(?P<remote>\S+:\S+)(?:\s+(?P<rest>.*))?$"
+    # each address is one whole token with a colon inside, matched possessively:
+    # ``\S+:\S+`` backtracked through every colon of a token that did not fit,
+    # in time growing with the square of its length (1 s at 24,000 characters)
+    r"(?P<local>(?=\S+:\S)\S++)\s+(?P<remote>(?=\S+:\S)\S++)(?:\s+(?P<rest>.*))?$"
 )
 _TIMER: Final = re.compile(
     r"(?:^|\s)(?P<kind>off|on|keepalive|timewait|probe|unkn-\d+)\s*"
@@ -70,7 +76,9 @@ def _timer(match: re.Match[str]) -> Timer:
     kind = match["kind"]
     if kind.startswith("unkn"):
         kind = "other"
-    return Timer(kind, float(match["left"]), int(match["retrans"]))
+    return Timer(
+        kind, float_field(match["left"], "timer"), int_field(match["retrans"], "retransmits")
+    )
 
 
 def _section_key(what: str) -> str:
@@ -130,8 +138,9 @@ def parse(lines: list[Line], out: Builder) -> None:
         cut += _row(line, out)
     if cut:
         out.note(
-            f"{cut} address(es) fill netstat's {ADDRESS_WIDTH}-character column and may have "
-            "lost the end of their host part (netstat -W prints them whole; ports are intact)"
+            f"{plural(cut, 'address', 'addresses')} fill netstat's {ADDRESS_WIDTH}-character "
+            "column and may have lost the end of their host part (netstat -W prints them whole; "
+            "ports are intact)"
         )
 
 
@@ -164,14 +173,17 @@ def _row(line: Line, out: Builder) -> int:
         elif words and is_state(words[0]) and words[0].isupper():
             state = state_of(words.pop(0))
         sock = new_socket(proto, 6 if proto_col.endswith("6") else None, local, remote, state)
-        sock.recv_q = int(match["recvq"])
-        sock.send_q = int(match["sendq"])
+        sock.recv_q = int_field(match["recvq"], "Recv-Q")
+        send_q = int_field(match["sendq"], "Send-Q")
+        # netstat reads /proc/net/tcp, whose tx_queue is 0 for a listener: the
+        # backlog is unknown there, and 0 would read as "a full accept queue"
+        sock.send_q = None if state is State.LISTEN else send_q
         sock.timer = timer
         if len(words) >= 2 and is_number(words[1]) and not _PIDPROG.match(words[0]):
             user = words.pop(0)
             sock.inode = int_field(words.pop(0), "inode")
             if is_number(user):
-                sock.uid = int(user)
+                sock.uid = int_field(user, "uid", U32_MAX)
             else:
                 sock.user = user
         if words:
@@ -182,7 +194,7 @@ def _row(line: Line, out: Builder) -> int:
             if not pidprog:
                 raise ParseProblem(f"unexpected columns {program.strip()!r}")
             if pidprog["pid"] is not None:
-                sock.pid = int(pidprog["pid"])
+                sock.pid = int_field(pidprog["pid"], "pid", U32_MAX)
                 sock.process = pidprog["prog"].strip() or None
     except ParseProblem as exc:
         out.warn(line, str(exc))

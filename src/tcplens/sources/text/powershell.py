@@ -22,6 +22,7 @@ from typing import Final
 from tcplens.model.states import State
 from tcplens.sources.records import Proto, Socket
 from tcplens.sources.text._common import (
+    U32_MAX,
     Builder,
     Line,
     ParseProblem,
@@ -77,5 +78,6 @@ def _row(words: list[str], names: list[str]) -> Socket:
     state = state_of(row["state"]) if "state" in row else State.CLOSED
     sock = new_socket(proto, None, local, remote, state)
     if "owningprocess" in row:
-        sock.pid = int_field(row["owningprocess"], "OwningProcess")
+        # 0 is the System Idle Process: Windows' "no owner" (TIME_WAIT), not a pid
+        sock.pid = int_field(row["owningprocess"], "OwningProcess", U32_MAX) or None
     return sock

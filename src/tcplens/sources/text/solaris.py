@@ -103,6 +103,8 @@ def _row(line: Line, proto: Proto, family: int | None, out: Builder) -> None:
             state = _UDP_WORDS.get(word.lower()) or state_of(word)
             send_q = recv_q = None
         sock = new_socket(proto, family, local, remote, state)
+        if state is State.LISTEN:
+            send_q = None  # the send buffer of a listener, 0, not its backlog
         sock.send_q, sock.recv_q = send_q, recv_q
         if rest:
             sock.interface = rest.pop(0)

@@ -10,8 +10,9 @@ Layout (``misc/ss.c``)::
 * The ``Netid`` column is only printed when more than one kind of socket
   was asked for; ``ss -tan`` rows start with the state.
 * ``users:`` lists every process holding the socket; newer ss prints
-  ``("name",pid=123,fd=4)``, older ss ``("name",123,4)``.  The first one
-  becomes the socket's pid/process, as netstat shows one.
+  ``("name",pid=123,fd=4)``, older ss ``("name",123,4)``.  The lowest pid
+  becomes the socket's pid/process, as netstat shows one; when there are
+  several (a socket shared after fork()) all go to ``holders``.
 * ``timer:(kind,time,retrans)`` uses ss's own duration format
   (``119min``, ``1min30sec``, ``2.500ms``, ``200ms``).
 * ``-i`` and ``-m`` print details on an indented continuation line that
@@ -27,11 +28,14 @@ from typing import Final
 
 from tcplens.errors import UnknownStateError
 from tcplens.model.states import SPELLINGS, STATE_GROUPS, State
-from tcplens.sources.records import Proto, Socket, TcpInfo, Timer
+from tcplens.model.words import plural
+from tcplens.sources.records import Holder, Proto, Socket, TcpInfo, Timer
 from tcplens.sources.text._common import (
+    U32_MAX,
     Builder,
     Line,
     ParseProblem,
+    float_field,
     int_field,
     is_command_echo,
     is_number,
@@ -81,10 +85,10 @@ def duration(text: str) -> float:
     match = _DURATION.match(text)
     if not match:
         raise ParseProblem(f"bad timer duration {text!r}")
-    seconds = 60.0 * int(match["min"] or 0)
-    seconds += int(match["sec"] or 0)
+    seconds = 60.0 * int_field(match["min"] or "0", "timer minutes")
+    seconds += int_field(match["sec"] or "0", "timer seconds")
     if match["ms"] is not None:
-        seconds += int(match["ms"]) / 1000.0
+        seconds += int_field(match["ms"], "timer milliseconds") / 1000.0
     return seconds
 
 
@@ -101,7 +105,7 @@ def _users(rest: str) -> list[tuple[str, int, int]]:
     if quick:
         found = _USER_NEW.findall(quick[1]) or _USER_OLD.findall(quick[1])
         if found:
-            return [(name.replace('\\"', '"'), int(pid), int(fd)) for name, pid, fd in found]
+            return _processes(found)
     # the slow way, character by character, to say what is wrong with the list
     depth = 0
     in_quote = False
@@ -130,25 +134,36 @@ def _users(rest: str) -> list[tuple[str, int, int]]:
     found = _USER_NEW.findall(body) or _USER_OLD.findall(body)
     if not found:
         raise ParseProblem(f"unreadable process list {body!r}")
-    return [(name.replace('\\"', '"'), int(pid), int(fd)) for name, pid, fd in found]
+    return _processes(found)
+
+
+def _processes(found: list[tuple[str, str, str]]) -> list[tuple[str, int, int]]:
+    return [
+        (name.replace('\\"', '"'), int_field(pid, "pid", U32_MAX), int_field(fd, "fd", U32_MAX))
+        for name, pid, fd in found
+    ]
 
 
 def _extras(rest: str, sock: Socket) -> None:
-    users = _users(rest)
+    users = sorted(_users(rest), key=lambda user: (user[1], user[2]))
     if users:
         name, pid, fd = users[0]
         sock.process, sock.pid, sock.fd = name, pid, fd
+        if len(users) > 1:  # shared after fork(): every holder, lowest pid first
+            sock.holders = tuple(Holder(pid, fd, name) for name, pid, fd in users)
     timer = _TIMER.search(rest)
     if timer:
         kind = _TIMER_KINDS.get(timer["kind"], "other")
-        sock.timer = Timer(kind, duration(timer["time"]), int(timer["retrans"]))
+        sock.timer = Timer(
+            kind, duration(timer["time"]), int_field(timer["retrans"], "retransmits")
+        )
     details = dict(re.findall(r"(?:^|\s)(uid|ino):(\d+)", rest))
     if "ino" in details:
-        sock.inode = int(details["ino"])
+        sock.inode = int_field(details["ino"], "inode")
         # sock_details_print() in ss.c prints uid only when it is not 0
-        sock.uid = int(details.get("uid", 0))
+        sock.uid = int_field(details.get("uid", "0"), "uid", U32_MAX)
     elif "uid" in details:
-        sock.uid = int(details["uid"])
+        sock.uid = int_field(details["uid"], "uid", U32_MAX)
 
 
 def _info(text: str, sock: Socket) -> None:
@@ -159,19 +174,19 @@ def _info(text: str, sock: Socket) -> None:
         try:
             if key == "rtt":
                 rtt, _, var = value.partition("/")
-                info.rtt_ms = float(rtt)
-                info.rttvar_ms = float(var) if var else None
+                info.rtt_ms = float_field(rtt, "rtt")
+                info.rttvar_ms = float_field(var, "rttvar") if var else None
             elif key in ("cwnd", "ssthresh", "mss", "bytes_acked", "bytes_received"):
-                setattr(info, key, int(value))
+                setattr(info, key, int_field(value, key))
             elif key == "retrans":
                 now, _, total = value.partition("/")
-                info.retransmits = int(now)
-                info.total_retrans = int(total) if total else None
+                info.retransmits = int_field(now, "retrans")
+                info.total_retrans = int_field(total, "retrans") if total else None
             elif key in ("lastsnd", "lastrcv", "lastack"):
                 name = {"lastsnd": "last_send_ms", "lastrcv": "last_recv_ms"}.get(
                     key, "last_ack_recv_ms"
                 )
-                setattr(info, name, int(value))
+                setattr(info, name, int_field(value, key))
             else:
                 continue
         except ValueError:
@@ -249,7 +264,7 @@ def parse(lines: list[Line], out: Builder) -> None:
             unknown_states += 1
     if unknown_states:
         out.note(
-            f"state unknown for {unknown_states} socket(s): ss prints no State column when "
+            f"state unknown for {plural(unknown_states, 'socket')}: ss prints no State column when "
             "one state is filtered (ss state NAME) and the command line was not pasted"
         )
 

@@ -14,7 +14,13 @@ Layout::
 * UDP rows have no state; they become CLOSED, as ``ss`` prints UNCONN.
 * ``-b`` prints the executable in brackets after the socket it owns, or
   "Can not obtain ownership information" when not elevated.
-* IPv6 addresses are bracketed and may carry a numeric zone, ``[fe80::1%7]``.
+* IPv6 addresses are bracketed and may carry a numeric zone, ``[fe80::1%7]``;
+  the zone is kept as the socket's interface.
+* The state is translated on some Windows languages (``ABHÖREN``,
+  ``IN ASCOLTO``, ``수신 대기``): spellings come from the model, and a state
+  of two or three words is taken whole before the PID.
+* PID 0 (the System Idle Process) is what Windows shows for sockets nobody
+  owns, TIME_WAIT above all: it becomes "no owner", not a process.
 
 Text copied from web pages sometimes loses its line breaks, leaving every
 row on one line after "Active Connections … State"; such lines are split back
@@ -27,8 +33,10 @@ import re
 from typing import Final
 
 from tcplens.model.states import State
+from tcplens.model.words import plural
 from tcplens.sources.records import Proto, Socket
 from tcplens.sources.text._common import (
+    U32_MAX,
     Builder,
     Line,
     ParseProblem,
@@ -46,16 +54,19 @@ __all__ = ["FORMAT", "ROW", "parse"]
 FORMAT: Final = "windows-netstat"
 
 ROW: Final = re.compile(
-    r"^\s*(?P<proto>TCP|UDP)\s+(?P<local>\S+:\S+)\s+(?P<remote>\S+:\S+)(?:\s+(?P<rest>.*))?$"
+    # whole tokens with a colon inside, possessively: see linux_netstat.ROW
+    r"^\s*(?P<proto>TCP|UDP)\s+(?P<local>(?=\S+:\S)\S++)\s+(?P<remote>(?=\S+:\S)\S++)"
+    r"(?:\s+(?P<rest>.*))?$"
 )
 #: "Active Connections" as printed by English and a few localised Windows
 TITLES: Final = frozenset(
     {
         "active connections", "aktive verbindungen", "connexions actives", "conexiones activas",
         "connessioni attive", "conexões ativas", "活动连接", "活動中的連線", "アクティブな接続",
+        "활성 연결",
     }
 )  # fmt: skip
-_HEADER_FIRST: Final = frozenset({"proto", "protokoll", "协议", "協定", "プロトコル"})
+_HEADER_FIRST: Final = frozenset({"proto", "protokoll", "协议", "協定", "プロトコル", "프로토콜"})
 _OFFLOAD: Final = frozenset({"inhost", "offloaded", "offloading", "uploading"})
 _NO_OWNER: Final = "can not obtain ownership information"
 _ELEVATION: Final = "the requested operation requires elevation"
@@ -64,14 +75,36 @@ _COMPONENT: Final = re.compile(
 )
 
 
+def _state(words: list[str]) -> State:
+    """Take the state off ``words``: one word, or two or three (IN ASCOLTO, 수신 대기 중)."""
+    if not words:
+        raise ParseProblem("TCP row without a state")
+    try:
+        state = state_of(words[0])
+    except ParseProblem as exc:
+        problem = exc
+    else:
+        del words[0]
+        return state
+    for n in (3, 2):
+        if len(words) >= n and not is_number(words[n - 1]):
+            try:
+                state = state_of(" ".join(words[:n]))
+            except ParseProblem:
+                continue
+            del words[:n]
+            return state
+    raise problem
+
+
 def _fill(sock: Socket, proto: Proto, rest: str) -> None:
     words = rest.split()
     if proto == "tcp":
-        if not words:
-            raise ParseProblem("TCP row without a state")
-        sock.state = state_of(words.pop(0))
+        sock.state = _state(words)
     if words:
-        sock.pid = int_field(words.pop(0), "PID")
+        # PID 0 is the System Idle Process, which Windows names for sockets no
+        # process owns any more (TIME_WAIT, closed listeners): no owner, not a pid
+        sock.pid = int_field(words.pop(0), "PID", U32_MAX) or None
     # -t adds an "offload state" column (InHost, Offloaded): not a socket field
     if words and words[0].lower() in _OFFLOAD:
         words.pop(0)
@@ -131,7 +164,7 @@ def parse(lines: list[Line], out: Builder) -> None:
         out.warn(line, "not a Windows netstat row")
     if unowned:
         out.note(
-            f"owning process unknown for {unowned} socket(s): netstat -b said "
+            f"owning process unknown for {plural(unowned, 'socket')}: netstat -b said "
             '"Can not obtain ownership information" (run it elevated)'
         )
 
@@ -167,7 +200,8 @@ def _flattened(line: Line, out: Builder) -> bool:
     if damaged:
         message += f"; {len(damaged)} unreadable, first: {damaged[0]}"
         out.note(
-            f"{len(damaged)} socket(s) on line {line.number} are not counted: the paste lost "
+            f"{plural(len(damaged), 'socket')} on line {line.number} "
+            f"{'is' if len(damaged) == 1 else 'are'} not counted: the paste lost "
             "their line breaks and part of their addresses"
         )
     out.warn(line, message)

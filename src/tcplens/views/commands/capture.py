@@ -17,7 +17,8 @@ from typing import BinaryIO
 import click
 
 from tcplens.errors import InputError
-from tcplens.packets.capture import LINKTYPE_RAW, live_frames, open_interface
+from tcplens.model.words import plural
+from tcplens.packets.capture import link_type, live_frames, open_interface
 from tcplens.packets.pcap import Frame, PcapWriter
 from tcplens.packets.tracker import (
     CaptureSummary,
@@ -47,7 +48,13 @@ def _line(conn: Connection) -> str:
 
 
 @click.command(name="capture")
-@click.option("-i", "--interface", required=True, help="Interface to capture on (e.g. lo, eth0).")
+@click.option(
+    "-i",
+    "--interface",
+    required=True,
+    help="Interface to capture on (e.g. lo, eth0), or 'any' for all (Linux cooked v2 frames, "
+    "as tcpdump -i any).",
+)
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N IP packets.")
 @click.option(
     "--duration",
@@ -61,7 +68,7 @@ def _line(conn: Connection) -> str:
     "write",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Also write every frame to this pcap file (raw IP link type).",
+    help="Also write every frame to this pcap file (raw IP link type; SLL2 with -i any).",
 )
 @click.option("--zeek", is_flag=True, help="Print Zeek conn.log rows instead of lines and a table.")
 @tracker_options(idle=False)
@@ -92,7 +99,7 @@ def command(
         except OSError as exc:
             sock.close()
             raise InputError(f"cannot write: {exc.strerror}", path=write) from None
-        writer = PcapWriter(out_file, LINKTYPE_RAW)
+        writer = PcapWriter(out_file, link_type(interface))
     timeouts = Timeouts(attempt=close_timeout, closed=close_timeout, reset=close_timeout)
     stdout = sys.stdout  # click 8.5 deprecates get_text_stream
 
@@ -132,5 +139,5 @@ def command(
         stdout.write("\n")
         _table(sorted(seen, key=lambda c: c.index), summary, stdout)
     if writer is not None:
-        print(f"wrote {writer.count} frames to {write}", file=sys.stderr)
+        print(f"wrote {plural(writer.count, 'frame')} to {write}", file=sys.stderr)
     return 0

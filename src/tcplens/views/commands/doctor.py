@@ -31,7 +31,9 @@ from tcplens.analysis.doctor import (
     thresholds_from_toml,
 )
 from tcplens.analysis.doctor_texts import Localized
+from tcplens.analysis.platforms import platform_of
 from tcplens.errors import InputError
+from tcplens.model.words import fill
 from tcplens.sources.kernel import KernelSettings, read_kernel
 from tcplens.sources.records import Snapshot
 from tcplens.views.console import Console
@@ -53,7 +55,7 @@ _LABELS: Final = {
     "why": Localized("Why", "原因"),
     "advice": Localized("Advice", "建议"),
     "more": Localized("More", "延伸阅读"),
-    "sockets": Localized("{n} socket(s)", "{n} 个连接"),
+    "sockets": Localized("{n} socket{n:|s}", "{n} 个连接"),
     "pending": Localized("{n} pending", "{n} 个待 accept"),
     "processes": Localized("processes", "进程"),
     "peer_processes": Localized("peer processes here", "本机上的对端进程"),
@@ -62,7 +64,7 @@ _LABELS: Final = {
     "ports": Localized("local ports", "本地端口"),
     "peers": Localized("peers", "对端"),
     "distinct": Localized("{n} distinct", "共 {n} 个不同地址"),
-    "oldest": Localized("oldest {age} (from its timer)", "最老的已存在 {age}(据计时器推算)"),
+    "oldest": Localized("oldest {age} (from its timer)", "最老的已存在 {age}（据计时器推算）"),
     "idle": Localized("idle up to {age}", "最长空闲 {age}"),
     "retransmits": Localized("retransmissions/probes {n}", "重传/探测 {n} 次"),
     "queue": Localized("queued {q}", "排队 {q}"),
@@ -72,24 +74,30 @@ _LABELS: Final = {
     "counters": Localized("counters since boot", "开机以来计数"),
     "examples": Localized("e.g.", "例如"),
     "none": Localized(
-        "No findings: nothing unusual in {n} sockets.", "没有发现问题:{n} 个套接字一切正常。"
+        "No findings: nothing unusual in {n} socket{n:|s}.",
+        "没有发现问题：{n} 个 socket 一切正常。",
     ),
     "none_shown": Localized(
         "No findings at {sev} or above ({n} below it; --min-severity info shows them).",
-        "没有 {sev} 及以上级别的结论(低于该级别的有 {n} 条,用 --min-severity info 查看)。",
+        "没有 {sev} 及以上级别的结论（低于该级别的有 {n} 条，用 --min-severity info 查看）。",
     ),
     "total": Localized(
-        "{n} finding(s): {critical} critical, {warning} warning, {info} info.",
-        "共 {n} 条结论:严重 {critical},警告 {warning},提示 {info}。",
+        "{n} finding{n:|s}: {critical} critical, {warning} warning, {info} info.",
+        "共 {n} 条结论：严重 {critical}，警告 {warning}，提示 {info}。",
     ),
     "kernel_live": Localized("Kernel settings read from {origin}.", "内核参数读取自 {origin}。"),
     "kernel_assumed": Localized(
         "Kernel settings: assumed Linux defaults (a saved dump does not say what its machine "
         "used).",
-        "内核参数:假定为 Linux 默认值(保存的输出里没有那台机器的实际设置)。",
+        "内核参数：假定为 Linux 默认值（保存的输出里没有那台机器的实际设置）。",
+    ),
+    "kernel_other_os": Localized(
+        "Sockets of a {os} system: the doctor quotes that system's defaults where it knows "
+        "them and says when a figure is Linux's.",
+        "这是 {os} 系统的连接：已知 {os} 默认值的地方按 {os} 说明，其余沿用 Linux 的数值并注明。",
     ),
     "kernel_defaulted": Localized(
-        "Not readable here, assumed default: {names}.", "此处无法读取,假定为默认值:{names}。"
+        "Not readable here, assumed default: {names}.", "此处无法读取，假定为默认值：{names}。"
     ),
     "top": Localized("Top finding", "首要问题"),
 }
@@ -127,9 +135,9 @@ def _age(seconds: float) -> Localized:
     )
 
 
-def _size(n: int) -> str:
+def _size(n: int, lang: str = "en") -> str:
     if n < 1024:
-        return f"{n} bytes"
+        return f"{n} 字节" if lang == "zh" else f"{n} byte{'' if n == 1 else 's'}"
     if n < 1024**2:
         return f"{n / 1024:.1f} KiB"
     return f"{n / 1024**2:.1f} MiB"
@@ -139,8 +147,10 @@ def evidence_lines(ev: Evidence, lang: str, *, listener: bool = False) -> list[s
     """The evidence as short ``label: value`` phrases in ``lang``."""
 
     def t(key: str, **values: object) -> str:
-        return _LABELS[key].get(lang).format(**values)
+        return fill(_LABELS[key].get(lang), **values)
 
+    # Chinese lists take the enumeration comma; the items themselves are data
+    sep, semi = ("、", "；") if lang == "zh" else (", ", "; ")
     parts = [t("pending" if listener else "sockets", n=ev.count)]
     if ev.local:
         parts.append(f"{t('local')} {ev.local}")
@@ -148,23 +158,23 @@ def evidence_lines(ev: Evidence, lang: str, *, listener: bool = False) -> list[s
         parts.append(f"{t('remote')} {ev.remote}")
     known = [p for p in ev.processes if p.pid is not None or p.name]
     if known:
-        procs = ", ".join(
+        procs = sep.join(
             f"{p.pid if p.pid is not None else '?'} ({p.name or '?'}) x{p.count}" for p in known
         )
         parts.append(f"{t('processes')} {procs}")
     if ev.peer_processes:
-        procs = ", ".join(
+        procs = sep.join(
             f"{p.pid if p.pid is not None else '?'} ({p.name or '?'}) x{p.count}"
             for p in ev.peer_processes
             if p.pid is not None or p.name
         )
         parts.append(f"{t('peer_processes')} {procs}")
     if ev.local_ports:
-        parts.append(f"{t('ports')} " + ", ".join(f"{p} ({n})" for p, n in ev.local_ports))
+        parts.append(f"{t('ports')} " + sep.join(f"{p} ({n})" for p, n in ev.local_ports))
     if ev.peers:
-        peers = ", ".join(f"{p} ({n})" for p, n in ev.peers)
+        peers = sep.join(f"{p} ({n})" for p, n in ev.peers)
         if ev.distinct_peers and ev.distinct_peers > len(ev.peers):
-            peers += "; " + t("distinct", n=ev.distinct_peers)
+            peers += semi + t("distinct", n=ev.distinct_peers)
         parts.append(f"{t('peers')} {peers}")
     if ev.oldest_s is not None:
         parts.append(t("oldest", age=_age(ev.oldest_s).get(lang)))
@@ -173,20 +183,25 @@ def evidence_lines(ev: Evidence, lang: str, *, listener: bool = False) -> list[s
     if ev.retransmits:
         parts.append(t("retransmits", n=ev.retransmits))
     if ev.queue and not listener:
-        parts.append(t("queue", q=_size(ev.queue)))
+        parts.append(t("queue", q=_size(ev.queue, lang)))
     if ev.share is not None:
         percent = ev.share * 100
         parts.append(t("share", p=f"{percent:.0f}%" if percent >= 1 else f"{percent:.2g}%"))
     if ev.limits:
-        limits = ", ".join(
-            f"{lim.name}={lim.value}" + (f" ({t('assumed')})" if lim.assumed else "")
+        limits = sep.join(
+            f"{lim.name}={lim.value}"
+            + (
+                (f"（{t('assumed')}）" if lang == "zh" else f" ({t('assumed')})")
+                if lim.assumed
+                else ""
+            )
             for lim in ev.limits
         )
         parts.append(f"{t('limits')} {limits}")
     if ev.counters:
-        parts.append(f"{t('counters')} " + ", ".join(f"{k}={v}" for k, v in ev.counters))
+        parts.append(f"{t('counters')} " + sep.join(f"{k}={v}" for k, v in ev.counters))
     if ev.examples:
-        parts.append(f"{t('examples')} " + "; ".join(ev.examples))
+        parts.append(f"{t('examples')} " + semi.join(ev.examples))
     return parts
 
 
@@ -202,7 +217,7 @@ def render_findings(
     """The report as lines of rich text (plain when piped)."""
 
     def t(key: str, **values: object) -> str:
-        return _LABELS[key].get(lang).format(**values)
+        return fill(_LABELS[key].get(lang), **values)
 
     when = datetime.fromtimestamp(snapshot.taken_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     lines = [
@@ -211,7 +226,10 @@ def render_findings(
             style="bold",
         )
     ]
-    if settings.assumed:
+    platform = platform_of(snapshot.source)
+    if platform.key != "linux":
+        lines.append(Text(t("kernel_other_os", os=platform.name), style="dim"))
+    elif settings.assumed:
         lines.append(Text(t("kernel_assumed"), style="dim"))
     else:
         lines.append(Text(t("kernel_live", origin=settings.origin), style="dim"))
@@ -229,18 +247,21 @@ def render_findings(
     for finding in findings:
         head = Text()
         name = _SEVERITY_NAMES[finding.severity].get(lang)
-        head.append(f"{name:<8}", style=_SEVERITY_STYLE[finding.severity])
+        # pad to 8 columns; a Chinese character takes two
+        pad = 8 - len(name) * (2 if lang == "zh" else 1)
+        head.append(name + " " * max(pad, 1), style=_SEVERITY_STYLE[finding.severity])
         head.append(f" [{finding.rule}] ", style="dim")
         head.append(finding.title.get(lang), style="bold")
         lines.append(head)
         evidence = evidence_lines(finding.evidence, lang, listener=finding.rule == "accept-queue")
-        joiner = ";" if lang == "zh" else "; "
-        lines.append(Text(f"  {t('evidence')}: " + joiner.join(evidence)))
-        lines.append(Text(f"  {t('why')}: {finding.explanation.get(lang)}"))
-        lines.append(Text(f"  {t('advice')}: {finding.advice.get(lang)}"))
+        joiner = "；" if lang == "zh" else "; "
+        colon = "：" if lang == "zh" else ": "
+        lines.append(Text(f"  {t('evidence')}{colon}" + joiner.join(evidence)))
+        lines.append(Text(f"  {t('why')}{colon}{finding.explanation.get(lang)}"))
+        lines.append(Text(f"  {t('advice')}{colon}{finding.advice.get(lang)}"))
         if finding.state is not None:
             more = f"tcplens explain {finding.state.value}" + (" --lang zh" if lang == "zh" else "")
-            lines.append(Text(f"  {t('more')}: {more}", style="dim"))
+            lines.append(Text(f"  {t('more')}{colon}{more}", style="dim"))
         lines.append(Text(""))
     counts = {sev: sum(1 for f in findings if f.severity is sev) for sev in Severity}
     lines.append(
@@ -315,6 +336,7 @@ def doctor_json(
                 "tcp_max_orphans": settings.tcp_max_orphans,
                 "tcp_synack_retries": settings.tcp_synack_retries,
                 "tcp_syn_retries": settings.tcp_syn_retries,
+                "tcp_syn_linear_timeouts": settings.tcp_syn_linear_timeouts,
                 "somaxconn": settings.somaxconn,
             },
             "counters": dict(settings.counters),
@@ -339,15 +361,17 @@ def doctor_json(
     }
 
 
-def top_finding(snapshot: Snapshot, *, live: bool, proc_root: str = "/proc") -> list[Text]:
+def top_finding(
+    snapshot: Snapshot, *, live: bool, proc_root: str = "/proc", lang: str | None = None
+) -> list[Text]:
     """One line for the status view: the most severe finding at warning or above, if any."""
     settings = _settings_for(live, proc_root)
     findings = [f for f in diagnose(snapshot, settings) if f.severity.rank >= 1]
     if not findings:
         return []
-    lang = _pick_lang(None)
+    lang = lang or _pick_lang(None)
     top = findings[0]
-    line = Text(f"{_LABELS['top'].get(lang)}: ", style="bold")
+    line = Text(f"{_LABELS['top'].get(lang)}{'：' if lang == 'zh' else ': '}", style="bold")
     line.append(_SEVERITY_NAMES[top.severity].get(lang), style=_SEVERITY_STYLE[top.severity])
     line.append(f" {top.title.get(lang)}")
     return [line]

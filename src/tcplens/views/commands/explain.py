@@ -240,7 +240,8 @@ def _to_json(exps: list[Explanation], lang: str, single: bool) -> str:
     "explain",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@click.argument("state", required=False, metavar="[STATE]")
+# nargs=-1: `explain close wait` unquoted is one state written with a space
+@click.argument("words", nargs=-1, metavar="[STATE]")
 @click.option(
     "--lang",
     type=click.Choice(LANGS, case_sensitive=False),
@@ -249,13 +250,14 @@ def _to_json(exps: list[Explanation], lang: str, single: bool) -> str:
     "Chinese, anything else English).",
 )
 @click.option("--json", "as_json", is_flag=True, help="JSON (versioned) instead of text.")
-def command(state: str | None, lang: str | None, as_json: bool) -> None:
+def command(words: tuple[str, ...], lang: str | None, as_json: bool) -> None:
     """Explain a TCP state: what it means, which side gets there and how, how long
     it lasts, when many of them mean trouble, and what to do.
 
     STATE may be written the way any tool prints it: netstat (CLOSE_WAIT), ss
     (close-wait, ESTAB), Windows (LISTENING), BSD (SYN_RCVD), the RFC (SYN-RECEIVED)
-    or a /proc/net/tcp code (08). Without STATE, lists every state.
+    or a /proc/net/tcp code (08), quoted or not (close wait). Without STATE, lists
+    every state.
 
     \b
     Example: tcplens explain close-wait
@@ -264,6 +266,7 @@ def command(state: str | None, lang: str | None, as_json: bool) -> None:
     Example: tcplens explain --json TIME_WAIT
     """
     chosen = pick_lang(lang, os.environ)
+    state = " ".join(words) if words else None
     # Parse before printing anything: an unknown spelling raises
     # UnknownStateError, which the CLI prints as one line with suggestions.
     states = [State.parse(state)] if state is not None else list(State)

@@ -7,23 +7,49 @@ import json
 import shutil
 import signal
 import sys
+from collections.abc import Iterator
 from types import FrameType
 from typing import BinaryIO
 
 import click
 
-from tcplens.errors import InputError
+from tcplens.errors import InputError, Terminated
 from tcplens.lab.capture import state_at
 from tcplens.lab.rig import Rig
 from tcplens.lab.runner import SIDES, Checkpoint, LabRun, RigKind, run
 from tcplens.lab.scenarios import LAB_SCENARIOS, LabStep, get
 from tcplens.model.states import State
+from tcplens.model.words import plural
 from tcplens.views.ladder import LadderRow, render_ladder, rows_from_steps
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM behaves like Ctrl+C: unwind through the runner's cleanup."""
-    raise KeyboardInterrupt
+    """SIGTERM or Ctrl+C: unwind through the runner's cleanup, exiting 128 + signum.
+
+    The first signal stops the run; later ones are ignored from here on (the
+    runner defers them while it makes or removes namespaces, and they could
+    only interrupt the unwinding on its way there), until the process exits.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _signals() -> Iterator[None]:
+    """SIGINT and SIGTERM stop a lab run through :func:`_terminate`, for this block.
+
+    After a stop the signals stay ignored: the process is on its way out with
+    the first signal's status, and a second SIGTERM must not turn that into
+    death by signal before it gets there.
+    """
+    old = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGTERM) is _terminate:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
 
 
 def _cell(cp: Checkpoint, i: int) -> str:
@@ -132,7 +158,7 @@ def format_run(result: LabRun, *, width: int = 100, header: bool = True) -> str:
         conn = result.capture.connection
         out.append("")
         out.append(
-            f"packets on the wire ({result.capture.frames} frames; Zeek conn_state "
+            f"packets on the wire ({plural(result.capture.frames, 'frame')}; Zeek conn_state "
             f"{conn.conn_state}, history {conn.history}); states from the capture, "
             "◆ rows: the kernel at each checkpoint"
         )
@@ -162,24 +188,27 @@ def summary_line(result: LabRun) -> str:
     n = len(result.checkpoints)
     model_bad = sum(1 for m in result.mismatches() if m.against == "model")
     timer_bad = sum(1 for m in result.mismatches() if m.against == "timer")
-    text = f"kernel = model: {'yes' if not model_bad else f'NO ({model_bad} disagreements)'}"
-    text += f" at {n} checkpoints"
+    disagree = plural(model_bad, "disagreement")
+    text = f"kernel = model: {'yes' if not model_bad else f'NO ({disagree})'}"
+    text += f" at {plural(n, 'checkpoint')}"
     if result.capture is not None:
         unexplained = [m for m in result.unexpected() if m.against == "capture"]
         known = len(result.known())
         text += "; kernel = capture: " + ("yes" if not unexplained else "NO")
         if known:
-            text += f" except {known} known blind spots of the wire"
+            text += f" except {plural(known, 'known blind spot')} of the wire"
         if result.unconfirmed_blind():
             text += f" ({len(result.unconfirmed_blind())} declared blind spots agreed)"
     if timer_bad:
-        text += f"; TIME_WAIT timer: {timer_bad} disagreements"
+        text += f"; TIME_WAIT timer: {plural(timer_bad, 'disagreement')}"
     return ("OK  " if result.ok else "FAIL  ") + text
 
 
 @click.command(name="lab")
 @click.argument("name", required=False)
-@click.option("--list", "list_", is_flag=True, help="List the scenarios (and which need root).")
+@click.option(
+    "--list", "list_", is_flag=True, help="List the scenarios (and which need --rig netns); --json."
+)
 @click.option(
     "--all",
     "all_",
@@ -225,10 +254,9 @@ def command(
     Example: tcplens lab --all
     """
     if list_:
-        width = max(len(n) for n in LAB_SCENARIOS)
-        for sc in LAB_SCENARIOS.values():
-            root = "  (root)" if sc.needs_root else ""
-            click.echo(f"{sc.name.ljust(width)}  {sc.title}{root}")
+        if name is not None or all_ or step or pcap is not None or no_capture:
+            raise click.UsageError("--list runs nothing: no NAME, --all, --step, --pcap")
+        _list(as_json=as_json)
         return 0
     if all_:
         if name is not None or step or pcap is not None:
@@ -236,6 +264,10 @@ def command(
         return _run_all(_rig(rig), capture=not no_capture, as_json=as_json)
     if name is None:
         raise click.UsageError("give a scenario NAME, --list or --all")
+    if step and as_json:
+        raise click.UsageError("--step pauses a printed run; choose one of --step / --json")
+    if no_capture and pcap is not None:
+        raise click.UsageError("--pcap saves the capture; choose one of --pcap / --no-capture")
     scenario = get(name)
     width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100
 
@@ -256,16 +288,16 @@ def command(
         click.echo(scenario.description)
     # opened before the run, so a bad --pcap path fails now, not after the scenario
     sink = _open_output(pcap) if pcap is not None else None
-    old = signal.signal(signal.SIGTERM, _terminate)
     try:
-        result = run(
-            scenario,
-            rig=_rig(rig),
-            capture=not no_capture,
-            before_step=before if step and not as_json else None,
-            after_step=after if step and not as_json else None,
-            on_ready=ready if step and not as_json else None,
-        )
+        with _signals():
+            result = run(
+                scenario,
+                rig=_rig(rig),
+                capture=not no_capture,
+                before_step=before if step and not as_json else None,
+                after_step=after if step and not as_json else None,
+                on_ready=ready if step and not as_json else None,
+            )
         if sink is not None and result.capture is not None:
             try:
                 sink.write(result.capture.pcap)
@@ -273,7 +305,6 @@ def command(
             except OSError as exc:
                 raise InputError(f"cannot write: {exc.strerror}", path=pcap) from None
     finally:
-        signal.signal(signal.SIGTERM, old)
         if sink is not None:
             with contextlib.suppress(OSError):
                 sink.close()
@@ -284,6 +315,23 @@ def command(
             click.echo("\nthe whole run, with the capture:")
         click.echo(format_run(result, width=width, header=not step), nl=False)
     return 0 if result.ok else 1
+
+
+def _list(*, as_json: bool) -> None:
+    if as_json:
+        doc = {
+            "version": 1,
+            "scenarios": [
+                {"name": sc.name, "title": sc.title, "rig": sc.rig, "needs_root": sc.needs_root}
+                for sc in LAB_SCENARIOS.values()
+            ],
+        }
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        return
+    width = max(len(n) for n in LAB_SCENARIOS)
+    for sc in LAB_SCENARIOS.values():
+        root = "  (needs --rig netns: root)" if sc.needs_root else ""
+        click.echo(f"{sc.name.ljust(width)}  {sc.title}{root}")
 
 
 def _open_output(path: str) -> BinaryIO:
@@ -300,8 +348,7 @@ def _run_all(rig: RigKind, *, capture: bool, as_json: bool) -> int:
 
     results: list[LabRun] = []
     skipped: list[str] = []
-    old = signal.signal(signal.SIGTERM, _terminate)
-    try:
+    with _signals():
         for sc in LAB_SCENARIOS.values():
             if sc.needs_root and (rig == "loopback" or not can_create_namespaces()):
                 skipped.append(sc.name)
@@ -310,8 +357,6 @@ def _run_all(rig: RigKind, *, capture: bool, as_json: bool) -> int:
             results.append(result)
             if not as_json:
                 click.echo(f"{sc.name}: {'ok' if result.ok else 'FAIL'}", err=True)
-    finally:
-        signal.signal(signal.SIGTERM, old)
     if as_json:
         doc = {
             "version": 1,

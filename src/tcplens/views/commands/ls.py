@@ -84,8 +84,9 @@ def command(
     """List TCP and UDP sockets with state, queues and owning process.
 
     Numeric by default. Recv-Q/Send-Q of a LISTEN socket are the accept queue
-    length and the backlog limit; for other states, unread and unacknowledged
-    bytes.
+    length and the backlog limit (- where the source cannot see the backlog:
+    --source procfs, netstat dumps); for other states, unread and
+    unacknowledged bytes. A socket shared after fork() lists every process.
 
     Example: tcplens ls --state close-wait --sport 8080
     """
@@ -120,7 +121,11 @@ def command(
         if out.isatty() and len(sockets) <= TABLE_ROWS:
             from tcplens.views.console import Console
 
-            Console().print(render_table(sockets, cols, resolver))
+            console = Console()
+            # crop=False: a table wider than the terminal wraps like ss's lines
+            # instead of losing the end of an address or a pid/program
+            table = render_table(sockets, cols, resolver, width=console.width)
+            console.print(table, crop=False)
         else:
             colour = out.isatty() and not os.environ.get("NO_COLOR")
             write_plain(out, sockets, cols, resolver, colour=colour)

@@ -4,28 +4,40 @@ The command only wires things together: ``packets.pcap`` reads, the tracker
 reconstructs, and this module renders a table, JSON, a Zeek conn.log, state
 timelines or the ladder chart of one connection.  JSON and conn.log are
 streamed as connections finish, so a capture larger than memory can be
-turned into a conn.log in bounded memory; the table needs every row to sort.
+turned into a conn.log in bounded memory.  So is the table when its order is
+the capture's own (``--sort start``, the default) and stdout is not a
+terminal: a row is written as plain text as soon as every earlier connection
+has been (a connection that stays open holds back the rows after it, which
+then wait in memory).  The table is formatted by hand, not by rich: measuring
+and laying out a rich table of 8,000 rows cost more than reconstructing them
+(see benchmarks/README.md, "The pcap table").
 """
 
 from __future__ import annotations
 
 import gc
+import heapq
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import click
 
 from tcplens.errors import InputError, TcplensError
 from tcplens.model.states import State
-from tcplens.packets.pcap import read_frames
-from tcplens.packets.tracker import CaptureSummary, Connection, Timeouts, Tracker, reconstruct
+from tcplens.model.words import plural
+from tcplens.packets.engine import reconstruct_capture
+from tcplens.packets.tracker import CaptureSummary, Connection, Timeouts, Tracker
 from tcplens.packets.zeek import conn_log_header
 from tcplens.sources.records import Addr
 from tcplens.views.options import tracker_options
+
+if TYPE_CHECKING:
+    from tcplens.views.ladder import LadderRow
 
 JSON_VERSION = 1
 SORT_KEYS = ("start", "duration", "bytes", "state")
@@ -55,40 +67,10 @@ def _open(path: str) -> BinaryIO:
         raise InputError(f"cannot open: {exc.strerror}", path=path) from None
 
 
-def _vectorisable(fh: BinaryIO) -> bool:
-    """Peek at the magic of a seekable file: pcap and pcapng take the vectorised path."""
-    try:
-        if not fh.seekable():
-            # a pipe (`tcplens pcap <(tcpdump -w -)`): reading the magic here would lose it
-            return False
-        head = fh.read(4)
-        fh.seek(0)
-    except (OSError, ValueError):
-        return False
-    return head in (
-        b"\xd4\xc3\xb2\xa1",
-        b"\xa1\xb2\xc3\xd4",
-        b"\x4d\x3c\xb2\xa1",
-        b"\xa1\xb2\x3c\x4d",
-        b"\x0a\x0d\x0d\x0a",
-    )
-
-
-def _frames_to_connections(
-    fh: Any, path: str, tracker: Tracker, summary: CaptureSummary, fast: bool
-) -> Iterator[Connection]:
-    if fast:
-        from tcplens.packets.fastpath import reconstruct_pcap_fast
-
-        return reconstruct_pcap_fast(fh, tracker, summary, path)
-    return reconstruct(read_frames(fh, path), tracker, summary, path)
-
-
 def _connections(
     path: str, tracker: Tracker, summary: CaptureSummary, progress: bool
 ) -> Iterator[Connection]:
     fh = _open(path)
-    fast = path != "-" and not tracker.keep_segments and _vectorisable(fh)
     # The tracker's objects form no reference cycles, so reference counting frees them;
     # the cyclic collector would only rescan every live connection, again and again
     # (22% of the run on a 10k-connection capture).
@@ -115,9 +97,9 @@ def _connections(
             ) as bar:
                 task = bar.add_task(Path(path).name, total=size)
                 counted = _Counting(fh, lambda n: bar.advance(task, n))
-                yield from _frames_to_connections(counted, path, tracker, summary, fast)
+                yield from reconstruct_capture(counted, tracker, summary, path)  # type: ignore[arg-type]
         else:
-            yield from _frames_to_connections(fh, path, tracker, summary, fast)
+            yield from reconstruct_capture(fh, tracker, summary, path)
     finally:
         if collecting:
             gc.enable()
@@ -167,51 +149,98 @@ def _sort(conns: list[Connection], key: str) -> list[Connection]:
         )
     if key == "state":
         return sorted(conns, key=lambda c: (c.conn_state, str(c.orig_state), c.index))
-    return sorted(conns, key=lambda c: (c.start, c.index))
+    # "start": the order connections were first seen in the capture, which is start-time
+    # order whenever the capture's timestamps never go back; the only order a table can
+    # be streamed in, so the terminal and a pipe show the same rows in the same order
+    return sorted(conns, key=lambda c: c.index)
 
 
-def _table(conns: list[Connection], summary: CaptureSummary, out: IO[str]) -> None:
-    from rich.table import Table
+def _in_capture_order(conns: Iterable[Connection]) -> Iterator[Connection]:
+    """Connections by number as soon as every lower number has gone out.
 
-    from tcplens.views.console import Console
+    The tracker finishes connections out of order (a long one outlives many
+    short ones); numbers follow first appearance, with no gaps, so a
+    connection can be written once all lower numbers have been.  Anything
+    still waiting when the input stops goes out in order, also when an error
+    stopped it (before the error is passed on).
+    """
+    waiting: list[tuple[int, Connection]] = []
+    following = 1
+    try:
+        for conn in conns:
+            if conn.index != following:
+                heapq.heappush(waiting, (conn.index, conn))
+                continue
+            yield conn
+            following += 1
+            while waiting and waiting[0][0] == following:
+                yield heapq.heappop(waiting)[1]
+                following += 1
+    except TcplensError:
+        while waiting:
+            yield heapq.heappop(waiting)[1]
+        raise
+    while waiting:
+        yield heapq.heappop(waiting)[1]
 
-    width = None if out.isatty() else 250  # a pipe gets whole lines, not a squeezed table
-    console = Console(file=out, highlight=False, soft_wrap=False, width=width)
-    base = min((c.start for c in conns), default=0.0)
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for name, justify in (
-        ("#", "right"),
-        ("start", "right"),
-        ("duration", "right"),
-        ("originator", "left"),
-        ("responder", "left"),
-        ("pkts >/<", "right"),
-        ("bytes >/<", "right"),
-        ("orig state", "left"),
-        ("resp state", "left"),
-        ("zeek", "left"),
-        ("history", "left"),
-        ("rexmit", "right"),
-        ("zwin", "right"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for c in conns:
-        table.add_row(
-            str(c.index),
-            f"{c.start - base:.3f}",
-            f"{c.duration:.3f}",
-            _fmt_addr(c.orig),
-            _fmt_addr(c.resp),
-            f"{c.orig_stats.packets}/{c.resp_stats.packets}",
-            f"{c.orig_stats.payload_bytes}/{c.resp_stats.payload_bytes}",
-            _state_text(c, "orig"),
-            _state_text(c, "resp"),
-            c.conn_state,
-            c.history or "-",
-            str(c.retransmissions),
-            str(c.zero_windows),
-        )
-    console.print(table)
+
+#: (header, right-aligned?, narrowest width a streamed table starts with)
+_COLUMNS: tuple[tuple[str, bool, int], ...] = (
+    ("#", True, 5),
+    ("start", True, 8),
+    ("duration", True, 8),
+    ("originator", False, 21),  # 255.255.255.255:65535
+    ("responder", False, 21),
+    ("pkts >/<", True, 9),
+    ("bytes >/<", True, 13),
+    ("orig state", False, 11),  # ESTABLISHED
+    ("resp state", False, 11),
+    ("zeek", False, 6),  # RSTOS0
+    ("history", False, 9),
+    ("rexmit", True, 6),
+    ("zwin", True, 4),
+)
+
+
+def _cells(c: Connection, base: float) -> tuple[str, ...]:
+    o, r = c.orig_stats, c.resp_stats
+    return (
+        str(c.index),
+        f"{c.start - base:.3f}",
+        f"{c.duration:.3f}",
+        _fmt_addr(c.orig),
+        _fmt_addr(c.resp),
+        f"{o.packets}/{r.packets}",
+        f"{o.payload_bytes}/{r.payload_bytes}",
+        _state_text(c, "orig"),
+        _state_text(c, "resp"),
+        c.conn_state,
+        c.history or "-",
+        str(o.retransmissions + r.retransmissions),
+        str(o.zero_windows + r.zero_windows),
+    )
+
+
+def _line(cells: Sequence[str], widths: list[int]) -> str:
+    """One row, two spaces between columns; a cell is never cut, a wide one pushes the rest."""
+    parts = [
+        cell.rjust(width) if right else cell.ljust(width)
+        for cell, width, (_, right, _) in zip(cells, widths, _COLUMNS, strict=True)
+    ]
+    return "  ".join(parts).rstrip()
+
+
+def _header(widths: list[int], out: IO[str]) -> None:
+    text = _line([name for name, _, _ in _COLUMNS], widths)
+    if out.isatty():
+        from tcplens.views.console import Console
+
+        Console(file=out).print(text, style="bold", soft_wrap=True, highlight=False, markup=False)
+    else:
+        out.write(text + "\n")
+
+
+def _footer(count: int, summary: CaptureSummary, out: IO[str]) -> None:
     d = summary.decode
     skipped = []
     if d.fragments:
@@ -222,11 +251,58 @@ def _table(conns: list[Connection], summary: CaptureSummary, out: IO[str]) -> No
         skipped.append(f"{d.non_ip} non-IP")
     if d.malformed:
         skipped.append(f"{d.malformed} malformed")
-    console.print(
-        f"{len(conns)} connections from {summary.frames} frames ({d.tcp} TCP segments"
+    out.write(
+        f"{plural(count, 'connection')} from {plural(summary.frames, 'frame')} "
+        f"({plural(d.tcp, 'TCP segment')}"
         + (f"; skipped {', '.join(skipped)}" if skipped else "")
-        + "). A state ending in ? cannot be told from the wire: see --states."
+        + "). A state ending in ? cannot be told from the wire: see --states.\n"
     )
+
+
+def _table(conns: Sequence[Connection], summary: CaptureSummary, out: IO[str]) -> None:
+    """Every row at once, each column as wide as its widest cell."""
+    base = min(conns, key=lambda c: c.index).start if conns else 0.0
+    rows = [_cells(c, base) for c in conns]
+    widths = [len(name) for name, _, _ in _COLUMNS]
+    for cells in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, cells, strict=True)]
+    _header(widths, out)
+    out.writelines(_line(cells, widths) + "\n" for cells in rows)
+    _footer(len(rows), summary, out)
+
+
+def _streamed_table(
+    conns: Iterable[Connection], summary: CaptureSummary, out: IO[str]
+) -> TcplensError | None:
+    """Rows in capture order as connections finish (for a pipe: nothing waits for the end).
+
+    Column widths cannot be known in advance: each starts wide enough for an
+    IPv4 connection and only grows, so a wider cell (an IPv6 address) shifts
+    its own row and widens the column for the rows after it.  An input error
+    after the first frame is returned once every row before it is written (a
+    file that is not a capture at all prints nothing and raises).
+    """
+    widths = [max(len(name), least) for name, _, least in _COLUMNS]
+    base: float | None = None
+    count = 0
+    failure: TcplensError | None = None
+    try:
+        for conn in _in_capture_order(conns):
+            if base is None:
+                _header(widths, out)
+                base = conn.start  # connection 1 starts with the capture's first TCP segment
+            cells = _cells(conn, base)
+            out.write(_line(cells, widths) + "\n")
+            widths = [max(w, len(cell)) for w, cell in zip(widths, cells, strict=True)]
+            count += 1
+    except TcplensError as exc:
+        if summary.frames == 0 and base is None:
+            raise
+        failure = exc
+    if base is None:
+        _header(widths, out)
+    _footer(count, summary, out)
+    return failure
 
 
 def _timelines(conns: list[Connection], end: float, out: IO[str]) -> None:
@@ -251,22 +327,28 @@ def _timelines(conns: list[Connection], end: float, out: IO[str]) -> None:
         out.write("\n")
 
 
-def _ladder(conn: Connection, out: IO[str]) -> None:
-    try:
-        from tcplens.views.ladder import LadderRow, render_ladder
-    except ImportError:  # pragma: no cover - the ladder module ships with tcplens
-        raise TcplensError("the ladder renderer is not available") from None
+def _ladder_rows(conn: Connection) -> list[LadderRow]:
+    """One row per kept segment, plus one for each change that came after a later frame."""
     from tcplens.model.machine import Flags, format_flags
+    from tcplens.views.ladder import LadderRow
 
-    def changes(hist: list[tuple[float, State, str]], frames: list[int]) -> dict[int, State]:
-        out: dict[int, State] = {}
-        for (_, state, _cause), frame in zip(hist, frames, strict=False):
-            if frame:
-                out[frame] = state
-        return out
-
-    left = changes(conn.orig_history, conn.history_frames[0])
-    right = changes(conn.resp_history, conn.history_frames[1])
+    # Each side's state changes in the order it went through them, with the frame that
+    # caused each.  That order is not always capture order: when FINs cross, a side
+    # sends its FIN (FIN_WAIT1) before the peer's FIN, captured earlier, reaches it
+    # (CLOSING).  A change is drawn on its frame's row while the side's earlier changes
+    # have been drawn; one whose frame is already behind is drawn on a row of its own
+    # ("arrives"), so a column never shows an order the side did not go through.
+    queues: list[deque[tuple[int, float, State]]] = [
+        deque(
+            (frame, when, state)
+            for (when, state, _cause), frame in zip(hist, frames, strict=False)
+            if frame
+        )
+        for hist, frames in (
+            (conn.orig_history, conn.history_frames[0]),
+            (conn.resp_history, conn.history_frames[1]),
+        )
+    ]
     rows = [
         LadderRow(
             0.0,
@@ -277,14 +359,19 @@ def _ladder(conn: Connection, out: IO[str]) -> None:
             right_changed=True,
         )
     ]
-    lstate, rstate = str(conn.orig_history[0][1]), str(conn.resp_history[0][1])
+    now = [str(conn.orig_history[0][1]), str(conn.resp_history[0][1])]
     for seg in conn.segments:
-        lchg = seg.record in left
-        rchg = seg.record in right
-        if lchg:
-            lstate = str(left[seg.record])
-        if rchg:
-            rstate = str(right[seg.record])
+        record = seg.record
+        changed = [False, False]
+        late: list[tuple[int, int, float, State]] = []  # (side, frame, time, state)
+        for side, queue in enumerate(queues):
+            while queue and queue[0][0] <= record:
+                frame, when, state = queue.popleft()
+                if frame == record:
+                    now[side] = str(state)
+                    changed[side] = True
+                else:
+                    late.append((side, frame, when, state))
         label = format_flags(Flags(seg.flags & 0x3F)) + f" seq={seg.seq}"
         if seg.flags & 0x10:
             label += f" ack={seg.ack}"
@@ -293,15 +380,35 @@ def _ladder(conn: Connection, out: IO[str]) -> None:
         rows.append(
             LadderRow(
                 seg.time - conn.start,
-                lstate,
-                rstate,
+                now[0],
+                now[1],
                 direction="->" if seg.from_orig else "<-",
                 label=label,
-                note=f"frame {seg.record}",
-                left_changed=lchg,
-                right_changed=rchg,
+                note=f"frame {record}",
+                left_changed=changed[0],
+                right_changed=changed[1],
             )
         )
+        for side, frame, when, state in late:
+            now[side] = str(state)
+            name = "orig" if side == 0 else "resp"
+            rows.append(
+                LadderRow(
+                    when - conn.start,
+                    now[0],
+                    now[1],
+                    note=f"frame {frame} reaches {name} only now: it crossed frame {record}",
+                    left_changed=side == 0,
+                    right_changed=side == 1,
+                )
+            )
+    return rows
+
+
+def _ladder(conn: Connection, out: IO[str]) -> None:
+    from tcplens.views.ladder import render_ladder
+
+    rows = _ladder_rows(conn)
     out.write(
         render_ladder(
             rows,
@@ -325,7 +432,8 @@ def _ladder(conn: Connection, out: IO[str]) -> None:
     type=click.Choice(SORT_KEYS),
     default="start",
     show_default=True,
-    help="Table order.",
+    help="Table order (start: as first seen in the capture; the only order a piped "
+    "table is streamed in).",
 )
 @click.option(
     "--flow",
@@ -352,8 +460,8 @@ def command(
     segments on the wire: state history with causes, Zeek conn_state and
     history, Wireshark completeness, packets, bytes, retransmissions and zero
     windows.  A state shown with "?" cannot be told from the wire (--states
-    says why).  Exit 1 for a truncated capture (connections so far are still
-    shown), 2 for a file that is not a capture.
+    says why).  Exit 1 for a truncated or damaged capture (connections before
+    the bad record are still shown), 2 for a file that is not a capture.
 
     Example: tcplens pcap capture.pcapng --sort duration
     """
@@ -396,6 +504,9 @@ def command(
             "truncated": str(failure) if failure is not None else None,
         }
         out.write(f'\n], "summary": {json.dumps(tail)}}}\n')
+    elif flow is None and not states and sort == "start" and not out.isatty():
+        # a pipe: plain rows as connections finish, in capture order
+        failure = _streamed_table(conns, summary, out)
     else:
         collected: list[Connection] = []
         try:

@@ -63,7 +63,15 @@ def command(name: str | None, list_: bool, script: str | None, fmt: str, as_json
       msl 30                 client connect | listen | close | shutdown | abort
       client send 100        deliver [to server|client] [N] | deliver all
       drop to client         delay to server        wait 60
-      server timeout retransmit|give-up             expect client TIME_WAIT
+      server timeout retransmit|give-up|keepalive   expect client TIME_WAIT
+
+    \b
+    shutdown is shutdown(SHUT_WR): a FIN, but the side keeps reading (half-close);
+    after close() new data from the peer is answered with RST (Linux, RFC 1122).
+    retransmit re-sends what is unacknowledged (SYN, SYN+ACK, data, FIN);
+    give-up ends a side whose retransmissions go unanswered (tcp_retries2,
+    TCP_USER_TIMEOUT); keepalive ends an idle one whose probes do (RST).
+    wait fires each due 2MSL timer at the moment it is due.
 
     \b
     Example: tcplens simulate simultaneous-close

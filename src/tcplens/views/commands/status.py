@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from tcplens.model.states import State
+from tcplens.model.words import plural
 from tcplens.views.options import snapshot_from, source_options
 from tcplens.views.styles import STATE_STYLES, Line, emit
 
@@ -54,7 +55,8 @@ def render_status(summary: Summary, extra: Sequence[str | Line | Text] = ()) -> 
     tcp = summary.by_proto.get("tcp", 0)
     udp = summary.by_proto.get("udp", 0)
     v4, v6 = summary.by_family.get(4, 0), summary.by_family.get(6, 0)
-    lines.append(Line(f"{summary.total} sockets: TCP {tcp}, UDP {udp} (IPv4 {v4}, IPv6 {v6})"))
+    total = plural(summary.total, "socket")
+    lines.append(Line(f"{total}: TCP {tcp}, UDP {udp} (IPv4 {v4}, IPv6 {v6})"))
     lines.append(Line(""))
     if summary.tcp_states:
         lines.append(Line("TCP sockets per state", style="bold"))
@@ -85,7 +87,12 @@ def render_status(summary: Summary, extra: Sequence[str | Line | Text] = ()) -> 
             )
             line = Line(f"  {detail.state.value} {detail.count}: ")
             line.stylize(STATE_STYLES.get(detail.state, ""), 2, 2 + len(detail.state.value))
-            line.append(f"local ports {ports}")
+            # closing states pile up towards peers; their ephemeral local ports mean nothing
+            where = [(n, f"local ports {ports}") for _p, n in detail.top_local_ports[:1]]
+            if detail.top_peers:
+                peers = ", ".join(f"{peer} ({n})" for peer, n in detail.top_peers)
+                where.append((detail.top_peers[0][1], f"peers {peers}"))
+            line.append("; ".join(text for _n, text in sorted(where, key=lambda w: -w[0])))
             lines.append(line)
             if procs:
                 # Own line: names and pids must not wrap mid-word at 80 columns.
@@ -144,7 +151,13 @@ def _estimate_note(summary: Summary, read: int, held: int) -> list[str | Line | 
     f"--fast: count from the kernel dump and sample processes. Default: --full up to "
     f"{FULL_LIMIT:,} sockets, --fast beyond (netlink only).",
 )
-def command(full: bool | None, **kwargs: Any) -> int:
+@click.option(
+    "--lang",
+    type=click.Choice(["en", "zh"], case_sensitive=False),
+    default=None,
+    help="Language of the doctor's top finding (default: from the locale, else English).",
+)
+def command(full: bool | None, lang: str | None, **kwargs: Any) -> int:
     """This machine at a glance: sockets per state, busiest ports and processes.
 
     Works unprivileged: sockets of other users' processes are counted, only
@@ -161,6 +174,8 @@ def command(full: bool | None, **kwargs: Any) -> int:
     gc.disable()  # short-lived and acyclic: see tcplens.sources.netlink._no_gc
     proc_root = kwargs.get("proc_root", "/proc")
     live = kwargs.get("from_file") is None
+    if full is False and not live:
+        raise click.UsageError("--fast counts this machine's kernel dump; it cannot read --from")
     lines: list[Line | Text] | None = None
     if live and full is not True:
         lines = _fast(kwargs.get("source"), proc_root, force=full is False)
@@ -172,7 +187,8 @@ def command(full: bool | None, **kwargs: Any) -> int:
         snap = snapshot_from(kwargs, processes=True)
         # a saved dump's kernel is unknown: assume the default tcp_fin_timeout there
         summary = summarize(snap, fin_timeout=read_fin_timeout(proc_root) if live else 60.0)
-        lines = render_status(summary, top_finding(snap, live=live, proc_root=proc_root))
+        top = top_finding(snap, live=live, proc_root=proc_root, lang=lang and lang.lower())
+        lines = render_status(summary, top)
     emit(lines)
     return 0
 
@@ -199,6 +215,16 @@ def _fast(source: str | None, proc_root: str, *, force: bool) -> list[Line | Tex
     taken_at = time.time()
     pending = start_columns(source, proc_root=proc_root)
     if pending is None:
+        if force:
+            name = choose_source(source)
+            instead = (
+                f"the {name} source"
+                if name != "auto"
+                else ("recorded files (--proc-root)" if proc_root != "/proc" else "this platform")
+            )
+            raise click.UsageError(
+                f"--fast counts from the netlink dump, which {instead} cannot give (drop --fast)"
+            )
         return None
     from tcplens.analysis.summary import summarize_columns
     from tcplens.sources.processes import NOT_ALL_IDENTIFIED, tally
@@ -210,7 +236,7 @@ def _fast(source: str | None, proc_root: str, *, force: bool) -> list[Line | Tex
     try:
         columns = pending.result(missing)
     except SourceError:
-        if choose_source(source) == "netlink":
+        if force or choose_source(source) == "netlink":
             raise
         return None  # auto: the full path falls back to /proc/net
     if owners.denied:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -10,9 +11,12 @@ import click
 from tcplens.analysis.diff import Tracer
 from tcplens.errors import TcplensError
 from tcplens.model.states import State
-from tcplens.views.commands.watch import live_options, reject_saved_text
-from tcplens.views.options import FiniteFloat, filter_from, filter_options, source_options
+from tcplens.model.words import plural
+from tcplens.sources.tracepoints import DEFAULT_BUFFER_KB
+from tcplens.views.commands.watch import live_options
+from tcplens.views.options import FiniteFloat, filter_from, filter_options, live_source_options
 from tcplens.views.watch import (
+    TRACE_JSON_VERSION,
     sample,
     snapshot_taker,
     summary_json,
@@ -27,7 +31,7 @@ __all__ = ["command"]
 
 @click.command("trace")
 @filter_options
-@source_options
+@live_source_options  # no --from: a saved file is one moment
 @live_options
 @click.option(
     "--duration",
@@ -49,29 +53,68 @@ __all__ = ["command"]
     is_flag=True,
     help="JSON lines: one 'change' object per transition, a 'summary' object last (versioned).",
 )
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "exact", "sampled"]),
+    default="auto",
+    show_default=True,
+    help="exact: the kernel's tracepoints (root, tracefs); sampled: snapshots; "
+    "auto: exact when possible.",
+)
+@click.option(
+    "--buffer-kb",
+    type=click.IntRange(min=64, max=1 << 20),
+    default=DEFAULT_BUFFER_KB,
+    show_default=True,
+    metavar="KB",
+    help="Exact mode: ring buffer per CPU (events beyond it are lost, and counted).",
+)
 def command(
     interval: float,
     no_processes: bool,
     duration: float | None,
     count: int | None,
     as_json: bool,
+    mode: str,
+    buffer_kb: int,
     **kwargs: Any,
 ) -> int:
     """Print TCP state transitions as they happen, checked against the state model.
 
-    Each line: time, connection, OLD -> NEW, time spent in OLD and, when
-    the snapshots missed states in between, the model's shortest path
-    ("via FIN_WAIT1"). A connection appearing is "new -> STATE", one leaving
-    the table "STATE -> gone". Snapshots are samples: a state shorter than
-    --interval may be missed, and times are accurate to about one interval.
-    At the end: time spent per state.
+    Exact mode (root, tracefs; the default when possible): every transition
+    from the kernel's own tracepoints, with the time in OLD measured by the
+    kernel, the cause where the kernel gives one (RST sent or received,
+    retransmissions) and the process ("unknown" when the kernel did not say).
+    A close into TIME_WAIT is confirmed through sock_diag, and its end is
+    seen by polling the TIME_WAIT table. Lost events are counted and shown.
+
+    Sampled mode: snapshots every --interval. Each line: time, connection,
+    OLD -> NEW, time spent in OLD and, when the snapshots missed states in
+    between, the model's shortest path ("via FIN_WAIT1"). A connection
+    appearing is "new -> STATE", one leaving the table "STATE -> gone". A
+    state shorter than --interval may be missed, and times are accurate to
+    about one interval. The first line (stderr) says which mode and, when
+    sampled, why. At the end: time spent per state.
 
     Example: tcplens trace --port 8080 --interval 0.1 --duration 30
     """
-    reject_saved_text(kwargs, "trace")
     if duration is not None and count is not None:
         raise click.UsageError("choose one of --duration / --count")
     selection = filter_from(kwargs)
+    why = _why_sampled(mode, kwargs)
+    if why is None:
+        from tcplens.views.exact import run_exact
+
+        return run_exact(
+            selection,
+            interval=interval,
+            duration=duration,
+            count=count,
+            as_json=as_json,
+            buffer_kb=buffer_kb,
+            processes=not no_processes,
+        )
+    _say_mode(why, as_json)
     take = snapshot_taker(kwargs, selection, processes=not no_processes)
 
     tracer = Tracer(horizon=max(60.0, 2 * interval))
@@ -84,7 +127,7 @@ def command(
                 for note in snap.missing:
                     click.echo(f"({note})", err=True)
                 click.echo(
-                    f"tracing {len(snap.sockets)} sockets every {interval:g}s; "
+                    f"tracing {plural(len(snap.sockets), 'socket')} every {interval:g}s; "
                     "Ctrl-C stops and prints the summary",
                     err=True,
                 )
@@ -104,6 +147,35 @@ def command(
         raise
     _summary(tracer, changes, off_model, selection.states, as_json)
     return 0
+
+
+def _why_sampled(mode: str, kwargs: dict[str, Any]) -> str | None:
+    """None when exact mode runs; else the one line saying why the trace is sampled."""
+    from tcplens.sources.tracepoints import unavailable_reason
+
+    if mode == "sampled":
+        return "--mode sampled asked for"
+    if kwargs.get("source") not in (None, "auto", "netlink") or kwargs.get("proc_root") not in (
+        None,
+        "/proc",
+    ):
+        if mode == "exact":
+            raise click.UsageError("--mode exact reads the kernel, not --source/--proc-root")
+        return "a --source or --proc-root was given: snapshots of it"
+    reason = unavailable_reason()
+    if reason is not None and mode == "exact":
+        raise TcplensError(f"exact mode unavailable: {reason}")
+    return reason
+
+
+def _say_mode(why: str, as_json: bool) -> None:
+    click.echo(f"mode: sampled ({why})", err=True)
+    if as_json:
+        sys.stdout.write(
+            json.dumps({"version": TRACE_JSON_VERSION, "type": "mode", "mode": "sampled",
+                        "why": why}, separators=(",", ":")) + "\n"
+        )  # fmt: skip
+        sys.stdout.flush()
 
 
 def _summary(

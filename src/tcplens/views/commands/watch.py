@@ -9,8 +9,9 @@ from typing import Any, TypeVar
 import click
 
 from tcplens.model.states import State
+from tcplens.model.words import plural
 from tcplens.sources.records import Snapshot
-from tcplens.views.options import FiniteFloat, filter_from, filter_options, source_options
+from tcplens.views.options import FiniteFloat, filter_from, filter_options, live_source_options
 from tcplens.views.watch import (
     WatchView,
     event_line,
@@ -20,16 +21,7 @@ from tcplens.views.watch import (
     wanted,
 )
 
-__all__ = ["command", "live_options", "reject_saved_text"]
-
-
-def reject_saved_text(kwargs: dict[str, Any], verb: str) -> None:
-    """A saved file is one moment; following changes needs a live source."""
-    if kwargs.get("from_file") is not None:
-        raise click.UsageError(
-            f"--from: {verb} follows a live source; a saved file is a single snapshot "
-            "(read it with: tcplens ls --from FILE)"
-        )
+__all__ = ["command", "live_options"]
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -56,7 +48,7 @@ def live_options(fn: F) -> F:
 
 @click.command("watch")
 @filter_options
-@source_options
+@live_source_options  # no --from: a saved file is one moment
 @live_options
 @click.option(
     "--count",
@@ -87,7 +79,6 @@ def command(
 
     Example: tcplens watch --port 443 --interval 0.5
     """
-    reject_saved_text(kwargs, "watch")
     selection = filter_from(kwargs)
     take = snapshot_taker(kwargs, selection, processes=not no_processes)
     view = WatchView(highlight=highlight, interval=interval, states=selection.states)
@@ -111,7 +102,8 @@ def _live(view: WatchView, snaps: Iterator[Snapshot]) -> None:
     with Live(console=console, auto_refresh=False, vertical_overflow="crop") as live:
         for snap in snaps:
             view.update(snap)
-            live.update(render_watch(view, max_rows=max(1, console.height - 4)), refresh=True)
+            screen = render_watch(view, max_rows=max(1, console.height - 4), width=console.width)
+            live.update(screen, refresh=True)
 
 
 def _lines(view: WatchView, snaps: Iterator[Snapshot], states: frozenset[State]) -> None:
@@ -123,7 +115,7 @@ def _lines(view: WatchView, snaps: Iterator[Snapshot], states: frozenset[State])
             for note in snap.missing:
                 click.echo(f"({note})", err=True)
             click.echo(
-                f"watching {len(snap.sockets)} sockets every {view.interval:g}s; "
+                f"watching {plural(len(snap.sockets), 'socket')} every {view.interval:g}s; "
                 "one line per change (+ new, - closed, ~ changed)",
                 err=True,
             )

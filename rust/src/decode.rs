@@ -1,0 +1,569 @@
+//! Decode a captured frame down to the TCP header fields the tracker needs.
+//!
+//! The port of `tcplens.packets.decode`, held equal to it (same segments, same
+//! `DecodeStats`) by `tests/packets/test_engine_reader.py`. Link layers:
+//! Ethernet with any number of 802.1Q / 802.1ad / QinQ tags, Linux cooked v1
+//! and v2 (SLL, SLL2), BSD loopback (NULL in the capturing host's byte order,
+//! LOOP in network order), raw IPv4/IPv6. IPv4 with options, IPv6 with its
+//! extension header chain. Fragments are counted, not reassembled.
+//!
+//! Every function reads a borrowed `&[u8]` through bounds-checked `get`s: a
+//! short frame is a `malformed` count, never a panic. Byte counts come from the
+//! IP length fields, not from how much was captured, as tshark and Zeek do.
+//!
+//! Wire layouts (network byte order), with the header each comes from:
+//! ```text
+//! Ethernet II    u8 dst[6]; u8 src[6]; u16 ethertype                 linux/if_ether.h
+//! 802.1Q/ad tag  u16 TCI; u16 inner ethertype (after the TPID)        linux/if_vlan.h
+//! SLL            u16 pkttype, hatype, halen; u8 addr[8]; u16 protocol LINKTYPE_LINUX_SLL
+//! SLL2           u16 protocol, reserved; u32 ifindex; u16 hatype; u8 pkttype, halen; u8 addr[8]
+//! NULL / LOOP    u32 address family (host order / network order)
+//! IPv4           u8 ver_ihl, tos; u16 total_len, id, flags_frag; u8 ttl, proto; u16 csum;
+//!                u8 src[4], dst[4]                                    RFC 791
+//! IPv6           u32 ver_tc_flow; u16 payload_len; u8 next, hops; u8 src[16], dst[16]  RFC 8200
+//! IPv6 ext       u8 next; u8 hdr_ext_len (8-octet units; AH: 4-octet units minus 2)
+//! IPv6 fragment  u8 next, reserved; u16 offset_flags; u32 id
+//! TCP            u16 sport, dport; u32 seq, ack; u8 data_offset, flags; u16 window, csum, urg
+//! ```
+
+#![forbid(unsafe_code)]
+
+use crate::segment::{Addr, Segment};
+
+/// What the decoder saw besides TCP, so nothing is silently dropped
+/// (`tcplens.packets.decode.DecodeStats`, field for field).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DecodeStats {
+    pub frames: u64,
+    pub tcp: u64,
+    pub fragments: u64,
+    pub non_ip: u64,
+    pub non_tcp: u64,
+    pub malformed: u64,
+}
+
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86DD;
+const ETH_LEN: usize = 14;
+const VLAN_LEN: usize = 4;
+const SLL_LEN: usize = 16;
+const SLL2_LEN: usize = 20;
+const IPV4_LEN: usize = 20;
+const IPV6_LEN: usize = 40;
+const IPV6_FRAG_LEN: usize = 8;
+const TCP_LEN: usize = 20;
+const IPPROTO_TCP: u8 = 6;
+const V6_FRAGMENT: u8 = 44;
+const V6_AH: u8 = 51;
+/// An extension header chain longer than this is garbage.
+const V6_MAX_CHAIN: usize = 16;
+
+/// The link types we decode, by number (https://www.tcpdump.org/linktypes.html).
+/// `pcap.py`'s `LINKTYPE_NAMES` gives the names used in messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// 0: BSD loopback, address family in the capturing host's byte order.
+    Null,
+    /// 1: Ethernet II, with VLAN tags.
+    Ethernet,
+    /// 12, 14, 101, 228, 229: raw IP, version from the first nibble.
+    Raw,
+    /// 108: OpenBSD loopback, address family in network order.
+    Loop,
+    /// 113: Linux cooked capture v1.
+    Sll,
+    /// 276: Linux cooked capture v2.
+    Sll2,
+}
+
+impl Link {
+    pub fn from_linktype(linktype: u16) -> Option<Link> {
+        Some(match linktype {
+            0 => Link::Null,
+            1 => Link::Ethernet,
+            12 | 14 | 101 | 228 | 229 => Link::Raw,
+            108 => Link::Loop,
+            113 => Link::Sll,
+            276 => Link::Sll2,
+            _ => return None,
+        })
+    }
+}
+
+/// The name of a link type in messages (`pcap.py` `LINKTYPE_NAMES`, "unknown" otherwise).
+pub fn linktype_name(linktype: u16) -> &'static str {
+    match linktype {
+        0 => "NULL",
+        1 => "ETHERNET",
+        12 | 14 | 101 => "RAW",
+        108 => "LOOP",
+        113 => "LINUX_SLL",
+        228 => "IPV4",
+        229 => "IPV6",
+        276 => "LINUX_SLL2",
+        _ => "unknown",
+    }
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn le32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// IPv4 header length in bytes: the low nibble counts 32-bit words.
+pub fn ihl_bytes(ver_ihl: u8) -> usize {
+    usize::from(ver_ihl & 0x0F) * 4
+}
+
+/// True for any fragment: More Fragments set, or a non-zero fragment offset.
+pub fn ipv4_fragment(flags_frag: u16) -> bool {
+    (flags_frag & 0x2000) != 0 || (flags_frag & 0x1FFF) != 0
+}
+
+/// TCP header length in bytes: the high nibble of byte 12 counts 32-bit words.
+pub fn tcp_data_offset(byte12: u8) -> usize {
+    usize::from((byte12 >> 4) & 0x0F) * 4
+}
+
+/// BSD address families: AF_INET is 2 everywhere; AF_INET6 differs per OS
+/// (10 Linux, 24 NetBSD/OpenBSD, 28 FreeBSD, 30 macOS).
+fn family_protocol(family: u32) -> u16 {
+    match family {
+        2 => ETH_P_IP,
+        10 | 24 | 28 | 30 => ETH_P_IPV6,
+        _ => 0,
+    }
+}
+
+/// Offset of the network header and its ethertype-style protocol number;
+/// `None` when the frame is too short for its link header.
+fn link(link: Link, data: &[u8]) -> Option<(usize, u16)> {
+    match link {
+        Link::Ethernet => {
+            let mut etype = be16(data, 12)?;
+            let mut offset = ETH_LEN;
+            while matches!(etype, 0x8100 | 0x88A8 | 0x9100 | 0x9200) {
+                etype = be16(data, offset + 2)?;
+                offset += VLAN_LEN;
+            }
+            Some((offset, etype))
+        }
+        Link::Sll2 => {
+            data.get(..SLL2_LEN)?;
+            Some((SLL2_LEN, be16(data, 0)?))
+        }
+        Link::Sll => Some((SLL_LEN, be16(data, 14)?)),
+        Link::Loop => Some((4, family_protocol(be32(data, 0)?))),
+        Link::Null => {
+            // The capturing host's byte order is not recorded: the family is a
+            // small number, so whichever reading is small is the right one.
+            let mut family = le32(data, 0)?;
+            if family > 0xFFFF {
+                family = be32(data, 0)?;
+            }
+            Some((4, family_protocol(family)))
+        }
+        Link::Raw => Some(match (data.first()? >> 4) & 0x0F {
+            4 => (0, ETH_P_IP),
+            6 => (0, ETH_P_IPV6),
+            _ => (0, 0),
+        }),
+    }
+}
+
+/// Decode one frame of a supported link type to its TCP segment; `None` (and a
+/// count in `stats`) for anything else.
+pub fn decode(lt: Link, data: &[u8], stats: &mut DecodeStats) -> Option<Segment> {
+    stats.frames += 1;
+    let Some((offset, proto)) = link(lt, data) else {
+        stats.malformed += 1;
+        return None;
+    };
+    let seg = match proto {
+        ETH_P_IP => ipv4(data, offset, stats),
+        ETH_P_IPV6 => ipv6(data, offset, stats),
+        _ => {
+            stats.non_ip += 1;
+            return None;
+        }
+    };
+    if seg.is_some() {
+        stats.tcp += 1;
+    }
+    seg
+}
+
+fn ipv4(data: &[u8], offset: usize, st: &mut DecodeStats) -> Option<Segment> {
+    let Some(h) = data.get(offset..offset + IPV4_LEN) else {
+        st.malformed += 1;
+        return None;
+    };
+    let ver_ihl = h[0];
+    let ihl = ihl_bytes(ver_ihl);
+    if (ver_ihl >> 4) != 4 || ihl < IPV4_LEN {
+        st.malformed += 1;
+        return None;
+    }
+    if ipv4_fragment(u16::from_be_bytes([h[6], h[7]])) {
+        st.fragments += 1;
+        return None;
+    }
+    if h[9] != IPPROTO_TCP {
+        st.non_tcp += 1;
+        return None;
+    }
+    let mut total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    if total == 0 {
+        // TSO/GRO: the NIC fills the length in later; use what was captured
+        total = data.len() - offset;
+    }
+    if total < ihl {
+        st.malformed += 1;
+        return None;
+    }
+    let src = Addr::V4([h[12], h[13], h[14], h[15]]);
+    let dst = Addr::V4([h[16], h[17], h[18], h[19]]);
+    tcp(
+        data,
+        offset + ihl,
+        src,
+        dst,
+        (total - ihl) as i64,
+        total,
+        st,
+    )
+}
+
+fn ipv6(data: &[u8], offset: usize, st: &mut DecodeStats) -> Option<Segment> {
+    let Some(h) = data.get(offset..offset + IPV6_LEN) else {
+        st.malformed += 1;
+        return None;
+    };
+    if (h[0] >> 4) != 6 {
+        st.malformed += 1;
+        return None;
+    }
+    let mut plen = usize::from(u16::from_be_bytes([h[4], h[5]]));
+    if plen == 0 {
+        // jumbogram or TSO: fall back to the captured length
+        plen = data.len() - offset - IPV6_LEN;
+    }
+    let mut nxt = h[6];
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src.copy_from_slice(&h[8..24]);
+    dst.copy_from_slice(&h[24..40]);
+    let (src, dst) = (Addr::V6(src), Addr::V6(dst));
+    let mut pos = offset + IPV6_LEN;
+    // May go negative on a lying chain: then the TCP header check calls it malformed.
+    let mut remaining = plen as i64;
+    for _ in 0..V6_MAX_CHAIN {
+        match nxt {
+            IPPROTO_TCP => return tcp(data, pos, src, dst, remaining, plen + IPV6_LEN, st),
+            V6_FRAGMENT => {
+                let Some(f) = data.get(pos..pos + IPV6_FRAG_LEN) else {
+                    st.malformed += 1;
+                    return None;
+                };
+                // offset (high 13 bits) or the M flag (bit 0)
+                if u16::from_be_bytes([f[2], f[3]]) & 0xFFF9 != 0 {
+                    st.fragments += 1;
+                    return None;
+                }
+                nxt = f[0];
+                pos += IPV6_FRAG_LEN;
+                remaining -= IPV6_FRAG_LEN as i64;
+            }
+            // hop-by-hop, routing, destination options, mobility, HIP, shim6; AH
+            0 | 43 | 60 | 135 | 139 | 140 | V6_AH => {
+                let Some(e) = data.get(pos..pos + 2) else {
+                    st.malformed += 1;
+                    return None;
+                };
+                let hlen = usize::from(e[1]);
+                let size = if nxt == V6_AH {
+                    (hlen + 2) * 4
+                } else {
+                    (hlen + 1) * 8
+                };
+                nxt = e[0];
+                pos += size;
+                remaining -= size as i64;
+            }
+            _ => {
+                st.non_tcp += 1;
+                return None;
+            }
+        }
+    }
+    st.malformed += 1;
+    None
+}
+
+fn tcp(
+    data: &[u8],
+    pos: usize,
+    src: Addr,
+    dst: Addr,
+    length: i64,
+    ip_len: usize,
+    st: &mut DecodeStats,
+) -> Option<Segment> {
+    let Some(t) = data.get(pos..pos + TCP_LEN) else {
+        st.malformed += 1;
+        return None;
+    };
+    let hdr = tcp_data_offset(t[12]) as i64;
+    if hdr < TCP_LEN as i64 || hdr > length {
+        st.malformed += 1;
+        return None;
+    }
+    Some(Segment {
+        src,
+        dst,
+        sport: u16::from_be_bytes([t[0], t[1]]),
+        dport: u16::from_be_bytes([t[2], t[3]]),
+        seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
+        ack: u32::from_be_bytes([t[8], t[9], t[10], t[11]]),
+        flags: t[13],
+        window: u16::from_be_bytes([t[14], t[15]]),
+        // length fits: at most 65535 (IPv4) or the captured length (IPv6 fallback)
+        payload: (length - hdr) as u32,
+        ip_len: ip_len as u32,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ETH_HDR: [u8; 14] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x00];
+
+    fn tcp_hdr(sport: u16, dport: u16, flags: u8, words: u8) -> Vec<u8> {
+        let mut t = Vec::new();
+        t.extend_from_slice(&sport.to_be_bytes());
+        t.extend_from_slice(&dport.to_be_bytes());
+        t.extend_from_slice(&100u32.to_be_bytes());
+        t.extend_from_slice(&200u32.to_be_bytes());
+        t.push(words << 4);
+        t.push(flags);
+        t.extend_from_slice(&[0xFF, 0xFF, 0, 0, 0, 0]);
+        t.resize(usize::from(words) * 4, 1); // options
+        t
+    }
+
+    fn ipv4_hdr(total: u16, proto: u8, flags_frag: u16, ihl_words: u8) -> Vec<u8> {
+        let mut h = vec![0x40 | ihl_words, 0];
+        h.extend_from_slice(&total.to_be_bytes());
+        h.extend_from_slice(&[0, 0]);
+        h.extend_from_slice(&flags_frag.to_be_bytes());
+        h.extend_from_slice(&[64, proto, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        h.resize(usize::from(ihl_words) * 4, 1); // options
+        h
+    }
+
+    fn v4_frame(payload: usize) -> Vec<u8> {
+        let mut f = ETH_HDR.to_vec();
+        f.extend(ipv4_hdr((20 + 20 + payload) as u16, 6, 0x4000, 5));
+        f.extend(tcp_hdr(1234, 80, 0x18, 5));
+        f.extend(vec![0xAB; payload]);
+        f
+    }
+
+    #[test]
+    fn ethernet_ipv4_tcp_with_payload() {
+        let mut st = DecodeStats::default();
+        let seg = decode(Link::Ethernet, &v4_frame(10), &mut st).unwrap();
+        assert_eq!(seg.src, Addr::V4([10, 0, 0, 1]));
+        assert_eq!(seg.dst, Addr::V4([10, 0, 0, 2]));
+        assert_eq!(
+            (seg.sport, seg.dport, seg.seq, seg.ack),
+            (1234, 80, 100, 200)
+        );
+        assert_eq!(
+            (seg.flags, seg.window, seg.payload, seg.ip_len),
+            (0x18, 0xFFFF, 10, 50)
+        );
+        assert_eq!(
+            st,
+            DecodeStats {
+                frames: 1,
+                tcp: 1,
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn snapshot_cut_frame_counts_payload_from_ip_length() {
+        let mut f = v4_frame(1000);
+        f.truncate(14 + 40);
+        let seg = decode(Link::Ethernet, &f, &mut DecodeStats::default()).unwrap();
+        assert_eq!(seg.payload, 1000);
+    }
+
+    #[test]
+    fn qinq_tags_are_skipped() {
+        let mut f = ETH_HDR[..12].to_vec();
+        f.extend_from_slice(&[0x88, 0xA8, 0, 1, 0x81, 0x00, 0, 2, 0x08, 0x00]);
+        f.extend_from_slice(&v4_frame(0)[14..]);
+        let mut st = DecodeStats::default();
+        assert!(decode(Link::Ethernet, &f, &mut st).is_some());
+        // a tag cut short is malformed, not a panic
+        assert!(decode(Link::Ethernet, &f[..17], &mut st).is_none());
+        assert_eq!(st.malformed, 1);
+    }
+
+    #[test]
+    fn ipv4_options_move_the_tcp_header() {
+        let mut f = ETH_HDR.to_vec();
+        f.extend(ipv4_hdr(24 + 24, 6, 0, 6));
+        f.extend(tcp_hdr(1, 2, 0x02, 6));
+        let seg = decode(Link::Ethernet, &f, &mut DecodeStats::default()).unwrap();
+        assert_eq!((seg.sport, seg.dport, seg.payload), (1, 2, 0));
+    }
+
+    #[test]
+    fn fragments_non_tcp_non_ip_and_malformed_are_counted() {
+        let mut st = DecodeStats::default();
+        let mut frag = ETH_HDR.to_vec();
+        frag.extend(ipv4_hdr(40, 6, 0x2000, 5)); // MF
+        frag.extend(tcp_hdr(1, 2, 2, 5));
+        assert!(decode(Link::Ethernet, &frag, &mut st).is_none());
+        let mut udp = ETH_HDR.to_vec();
+        udp.extend(ipv4_hdr(28, 17, 0, 5));
+        udp.extend([0; 8]);
+        assert!(decode(Link::Ethernet, &udp, &mut st).is_none());
+        let mut arp = ETH_HDR.to_vec();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert!(decode(Link::Ethernet, &arp, &mut st).is_none());
+        assert!(decode(Link::Ethernet, &[0; 5], &mut st).is_none());
+        let mut bad_off = v4_frame(0);
+        bad_off[14 + 20 + 12] = 0x40; // data offset 16 < 20
+        assert!(decode(Link::Ethernet, &bad_off, &mut st).is_none());
+        assert_eq!(
+            st,
+            DecodeStats {
+                frames: 5,
+                tcp: 0,
+                fragments: 1,
+                non_ip: 1,
+                non_tcp: 1,
+                malformed: 2,
+            }
+        );
+    }
+
+    #[test]
+    fn ipv4_total_length_zero_means_what_was_captured() {
+        let mut f = v4_frame(7);
+        f[16] = 0;
+        f[17] = 0;
+        let seg = decode(Link::Ethernet, &f, &mut DecodeStats::default()).unwrap();
+        assert_eq!((seg.payload, seg.ip_len), (7, 47));
+    }
+
+    fn v6_packet(chain: &[(u8, Vec<u8>)], last: u8, tail: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (_, ext) in chain {
+            body.extend_from_slice(ext);
+        }
+        body.extend_from_slice(tail);
+        let first = chain.first().map_or(last, |c| c.0);
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        p.push(first);
+        p.push(64);
+        p.extend_from_slice(&[0xFE; 16]);
+        p.extend_from_slice(&[0xFD; 16]);
+        p.extend(body);
+        p
+    }
+
+    #[test]
+    fn ipv6_extension_chain_then_tcp() {
+        let hop = vec![43, 0, 0, 0, 0, 0, 0, 0]; // next: routing
+        let routing = vec![44, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]; // next: fragment
+        let frag = vec![51, 0, 0, 0, 0, 0, 0, 1]; // atomic fragment, next: AH
+        let ah = vec![6, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]; // (1+2)*4 bytes, next: TCP
+        let chain = [(0, hop), (43, routing), (44, frag), (51, ah)];
+        let mut tail = tcp_hdr(443, 5555, 0x11, 5);
+        tail.extend_from_slice(b"xyz");
+        let p = v6_packet(&chain, 6, &tail);
+        let mut st = DecodeStats::default();
+        let seg = decode(Link::Raw, &p, &mut st).unwrap();
+        assert_eq!(seg.src, Addr::V6([0xFE; 16]));
+        assert_eq!((seg.sport, seg.payload), (443, 3));
+        assert_eq!(seg.ip_len as usize, p.len());
+        // a real fragment (offset set) is counted
+        let frag = vec![6, 0, 0, 8, 0, 0, 0, 1];
+        let p = v6_packet(&[(44, frag)], 6, &tail);
+        assert!(decode(Link::Raw, &p, &mut st).is_none());
+        assert_eq!(st.fragments, 1);
+    }
+
+    #[test]
+    fn ipv6_chain_longer_than_sixteen_is_malformed() {
+        let chain: Vec<(u8, Vec<u8>)> = (0..17)
+            .map(|_| (60, vec![60, 0, 0, 0, 0, 0, 0, 0]))
+            .collect();
+        let p = v6_packet(&chain, 60, &[]);
+        let mut st = DecodeStats::default();
+        assert!(decode(Link::Raw, &p, &mut st).is_none());
+        assert_eq!(st.malformed, 1);
+    }
+
+    #[test]
+    fn cooked_and_loopback_headers() {
+        let ip = &v4_frame(0)[14..];
+        let mut sll = vec![0; 14];
+        sll.extend_from_slice(&[0x08, 0x00]);
+        sll.extend_from_slice(ip);
+        let mut sll2 = vec![0x08, 0x00];
+        sll2.extend_from_slice(&[0; 18]);
+        sll2.extend_from_slice(ip);
+        let mut null_le = 2u32.to_le_bytes().to_vec();
+        null_le.extend_from_slice(ip);
+        let mut null_be = 2u32.to_be_bytes().to_vec();
+        null_be.extend_from_slice(ip);
+        let mut st = DecodeStats::default();
+        assert!(decode(Link::Sll, &sll, &mut st).is_some());
+        assert!(decode(Link::Sll2, &sll2, &mut st).is_some());
+        assert!(decode(Link::Null, &null_le, &mut st).is_some());
+        assert!(decode(Link::Null, &null_be, &mut st).is_some());
+        assert!(decode(Link::Loop, &null_be, &mut st).is_some());
+        // LOOP is always network order: a little-endian 2 is family 0x02000000
+        assert!(decode(Link::Loop, &null_le, &mut st).is_none());
+        assert_eq!(st.non_ip, 1);
+        assert!(decode(Link::Raw, &[], &mut st).is_none());
+        assert_eq!(st.malformed, 1);
+    }
+
+    #[test]
+    fn bitfields_keep_their_parentheses() {
+        assert_eq!(ihl_bytes(0x45), 20);
+        assert_eq!(ihl_bytes(0x4F), 60);
+        assert_eq!(tcp_data_offset(0x50), 20);
+        assert_eq!(tcp_data_offset(0xF3), 60);
+        assert!(ipv4_fragment(0x2000));
+        assert!(ipv4_fragment(0x0001));
+        assert!(!ipv4_fragment(0x4000)); // DF alone is not a fragment
+    }
+
+    #[test]
+    fn link_types_by_number() {
+        for lt in [0u16, 1, 12, 14, 101, 108, 113, 228, 229, 276] {
+            assert!(Link::from_linktype(lt).is_some(), "{lt}");
+        }
+        assert_eq!(Link::from_linktype(105), None);
+        assert_eq!(linktype_name(113), "LINUX_SLL");
+        assert_eq!(linktype_name(105), "unknown");
+    }
+}

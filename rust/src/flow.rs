@@ -1,0 +1,251 @@
+//! The flow table's records: the key a segment is filed under, the working
+//! state of one connection while packets arrive, and the finished connection
+//! handed to Python (`py_conn.rs` turns it into `tracker.Connection`).
+//!
+//! The key is the 4-tuple in a canonical order (the smaller `(addr, port)`
+//! first, as `Tracker.feed` orders it), so both directions find one flow.
+//! Tunnels are not part of the key: the Python reference keys by the inner
+//! 4-tuple only, and the engine must give its answers.
+
+#![forbid(unsafe_code)]
+
+use crate::endpoint::{Cause, StateId};
+use crate::segment::Addr;
+use crate::tracker::Side;
+use crate::zeek::ZeekConn;
+
+/// `(addr, port, addr, port)`, smaller end first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub a: Addr,
+    pub a_port: u16,
+    pub b: Addr,
+    pub b_port: u16,
+}
+
+/// Python compares raw address bytes lexicographically (a 4-byte IPv4 address
+/// sorts before any 16-byte one that it prefixes); the order only has to be
+/// canonical, but following it costs nothing.
+fn addr_bytes(a: &Addr) -> &[u8] {
+    match a {
+        Addr::V4(b) => b,
+        Addr::V6(b) => b,
+    }
+}
+
+impl FlowKey {
+    pub fn new(src: Addr, sport: u16, dst: Addr, dport: u16) -> FlowKey {
+        if (addr_bytes(&src), sport) <= (addr_bytes(&dst), dport) {
+            FlowKey {
+                a: src,
+                a_port: sport,
+                b: dst,
+                b_port: dport,
+            }
+        } else {
+            FlowKey {
+                a: dst,
+                a_port: dport,
+                b: src,
+                b_port: sport,
+            }
+        }
+    }
+}
+
+/// What one side sent (`tracker.DirectionStats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirStats {
+    pub packets: u64,
+    pub payload_bytes: u64,
+    pub ip_bytes: u64,
+    pub frame_bytes: u64,
+    pub syn: u64,
+    pub fin: u64,
+    pub rst: u64,
+    pub ack: u64,
+    pub psh: u64,
+    pub retransmissions: u64,
+    pub zero_windows: u64,
+}
+
+/// One segment kept for ladder charts (`tracker.WireSegment`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WireSeg {
+    pub time: f64,
+    pub from_orig: bool,
+    pub flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    pub length: u32,
+    pub record: u64,
+}
+
+/// The working state of one connection while packets arrive (`tracker._Flow`).
+pub struct Flow {
+    pub index: u64,
+    pub orig_ip: Addr,
+    pub orig_port: u16,
+    pub resp_ip: Addr,
+    pub resp_port: u16,
+    pub start: f64,
+    pub last: f64,
+    pub first_record: u64,
+    pub stats: [DirStats; 2],
+    pub sides: [Option<Box<Side>>; 2],
+    pub isn: [Option<u32>; 2],
+    pub max_end: [Option<u32>; 2],
+    pub last_window: [Option<u16>; 2],
+    /// SYNs seen before the responder answered (`_Flow.pending_syns`, of which
+    /// only the first one's time and the last one are ever read).
+    pub pending_syns: Option<PendingSyns>,
+    pub zeek: ZeekConn,
+    pub completeness: u8,
+    pub fin_dirs: u8,
+    pub notes: Vec<String>,
+    pub segments: Option<Vec<WireSeg>>,
+    /// Wireshark's relative-number bases per side, set only while segments are kept.
+    pub rel_base: [Option<u32>; 2],
+}
+
+impl Flow {
+    pub fn new(
+        index: u64,
+        src: Addr,
+        sport: u16,
+        dst: Addr,
+        dport: u16,
+        t: f64,
+        record: u64,
+    ) -> Flow {
+        Flow {
+            index,
+            orig_ip: src,
+            orig_port: sport,
+            resp_ip: dst,
+            resp_port: dport,
+            start: t,
+            last: t,
+            first_record: record,
+            stats: [DirStats::default(); 2],
+            sides: [None, None],
+            isn: [None; 2],
+            max_end: [None; 2],
+            last_window: [None; 2],
+            pending_syns: None,
+            zeek: ZeekConn::new(),
+            completeness: 0,
+            fin_dirs: 0,
+            notes: Vec::new(),
+            segments: None,
+            rel_base: [None; 2],
+        }
+    }
+
+    /// Both sides done (or one reset): a new SYN may start a new connection.
+    pub fn closed(&self) -> bool {
+        self.zeek.both_closed() || self.stats[0].rst > 0 || self.stats[1].rst > 0
+    }
+
+    pub fn flip(&mut self) {
+        std::mem::swap(&mut self.orig_ip, &mut self.resp_ip);
+        std::mem::swap(&mut self.orig_port, &mut self.resp_port);
+        self.stats.swap(0, 1);
+        self.sides.swap(0, 1);
+        self.isn.swap(0, 1);
+        self.max_end.swap(0, 1);
+        self.last_window.swap(0, 1);
+        self.rel_base.swap(0, 1);
+    }
+}
+
+/// The SYNs a silent responder has not answered yet.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PendingSyns {
+    pub first_time: f64,
+    /// (time, seq, record) of the latest.
+    pub last: (f64, u32, u64),
+}
+
+impl PendingSyns {
+    pub fn push(pending: &mut Option<PendingSyns>, syn: (f64, u32, u64)) {
+        match pending {
+            Some(p) => p.last = syn,
+            None => {
+                *pending = Some(PendingSyns {
+                    first_time: syn.0,
+                    last: syn,
+                })
+            }
+        }
+    }
+}
+
+/// Notes are capped per connection, as `_Flow.note` caps them.
+pub fn note(notes: &mut Vec<String>, text: impl FnOnce() -> String) {
+    if notes.len() < 50 {
+        notes.push(text());
+    }
+}
+
+/// One history entry of a finished connection; `frame` 0 means inferred or a timer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistEntry {
+    pub time: f64,
+    pub state: StateId,
+    pub cause: HistCause,
+    pub frame: u64,
+}
+
+/// A history cause: the endpoint's own, or a text the tracker made up at the end.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HistCause {
+    Endpoint(Cause),
+    Text(&'static str),
+}
+
+/// The conn.log values that are not copied from elsewhere (`zeek.ZeekRow`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZeekFields {
+    pub duration: f64,
+    pub orig_bytes: i64,
+    pub resp_bytes: i64,
+    pub conn_state: &'static str,
+    pub history: String,
+}
+
+/// Everything reconstructed about one TCP connection (`tracker.Connection`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Connection {
+    pub index: u64,
+    pub orig_ip: Addr,
+    pub orig_port: u16,
+    pub resp_ip: Addr,
+    pub resp_port: u16,
+    pub start: f64,
+    pub end: f64,
+    pub stats: [DirStats; 2],
+    pub histories: [Vec<HistEntry>; 2],
+    pub completeness: u8,
+    pub zeek: ZeekFields,
+    /// `cannot_tell["orig"]`, `cannot_tell["resp"]` (that order, as the dict has it).
+    pub cannot_tell: [Option<String>; 2],
+    pub notes: Vec<String>,
+    pub segments: Vec<WireSeg>,
+    pub first_record: u64,
+}
+
+/// A side entering a state, as it happens (`tracker.Change`, for live views).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub index: u64,
+    pub orig_ip: Addr,
+    pub orig_port: u16,
+    pub resp_ip: Addr,
+    pub resp_port: u16,
+    /// 0: orig, 1: resp.
+    pub side: u8,
+    pub time: f64,
+    pub state: StateId,
+    pub cause: String,
+}

@@ -1,0 +1,53 @@
+//! TEAM NOTE for R1/R2: read /work/main/rust/TEAM.md first (instructions from the lead).
+//! One decoded TCP segment: the interface between `decode` (which produces it
+//! from a captured frame) and `tracker` (which consumes it). Mirrors
+//! `tcplens.packets.decode.Segment4` field for field.
+
+#![forbid(unsafe_code)]
+
+/// An IP address as captured: 4 bytes (IPv4) or 16 bytes (IPv6), kept raw so
+/// keying a flow costs no formatting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Addr {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+/// One TCP segment as seen on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub src: Addr,
+    pub dst: Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    /// TCP flag byte (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20, ECE 0x40, CWR 0x80).
+    pub flags: u8,
+    pub window: u16,
+    /// TCP payload bytes, from the IP length fields (not the captured length).
+    pub payload: u32,
+    /// IP bytes (header + payload), Zeek's `*_ip_bytes`.
+    pub ip_len: u32,
+}
+
+/// A segment with where and when it was captured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Packet {
+    /// 1-based record (frame) number in the capture, as Wireshark numbers frames.
+    pub record: u64,
+    /// Capture time in nanoseconds since the epoch (integer, as `Frame.ts_ns`).
+    /// i128, not i64 (changed by R1): a pcapng timestamp scaled by `if_tsresol`
+    /// and shifted by `if_tsoffset` can leave i64, and Python's integers don't overflow.
+    pub ts_ns: i128,
+    /// Length on the wire (`Frame.wire_len`), what the tracker is fed as `frame_len`.
+    pub frame_len: u32,
+    pub seg: Segment,
+}
+
+impl Packet {
+    /// Seconds since the epoch exactly as Python's `Frame.ts` computes it (`ts_ns / 1e9`).
+    pub fn ts(&self) -> f64 {
+        self.ts_ns as f64 / 1e9
+    }
+}

@@ -1,0 +1,615 @@
+//! Zeek's `conn_state` and `history`: a port of `tcplens.packets.zeek.ZeekConn`.
+//!
+//! Zeek keeps its own per-endpoint states (INACTIVE, SYN_SENT, SYN_ACK_SENT,
+//! PARTIAL, ESTABLISHED, CLOSED, RESET: `analyzer/protocol/tcp/TCP_Endpoint.h`)
+//! next to the RFC 9293 model; they answer "what did each side send", so they
+//! are not the model's states and have no table there. The rules and their
+//! sources are documented once, in `zeek.py`; this file follows it branch for
+//! branch and is held equal to it by `tests/packets/test_engine_diff.py`.
+
+#![forbid(unsafe_code)]
+
+use crate::endpoint::{ACK, FIN, RST, SYN};
+
+const TOO_LARGE_SEQ_DELTA: i64 = 1_048_576;
+
+/// Ports Zeek is likely to treat as servers (`zeek.LIKELY_SERVER_PORTS`).
+const LIKELY_SERVER_PORTS: [u16; 47] = [
+    21, 22, 23, 25, 53, 80, 88, 110, 111, 135, 137, 139, 143, 161, 389, 443, 445, 465, 502, 514,
+    587, 636, 993, 995, 1080, 1194, 1433, 1521, 1723, 1812, 2049, 3128, 3306, 3389, 5060, 5222,
+    5432, 5672, 5900, 6379, 6667, 8000, 8080, 8443, 8888, 9200, 11211,
+];
+
+fn likely_server(port: u16) -> bool {
+    LIKELY_SERVER_PORTS.contains(&port)
+}
+
+/// Zeek's guess, for a connection whose first packet is not a bare SYN, that
+/// the sender of that packet is really the responder.
+pub fn should_flip(sport: u16, dport: u16, flags: u8) -> bool {
+    if flags & SYN != 0 && flags & ACK == 0 {
+        return false;
+    }
+    if !likely_server(sport) {
+        return false;
+    }
+    if likely_server(dport) {
+        return flags & SYN == 0 && sport < dport;
+    }
+    true
+}
+
+/// Signed `a - b` in 32-bit sequence space.
+fn delta(a: u32, b: u32) -> i64 {
+    i64::from(a.wrapping_sub(b) as i32)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZState {
+    Inactive,
+    SynSent,
+    SynAckSent,
+    Partial,
+    Established,
+    Closed,
+    Reset,
+}
+
+const H_SYN: u32 = 1;
+const H_FIN: u32 = 2;
+const H_RST: u32 = 4;
+const H_FINRST: u32 = 8;
+const H_DATA: u32 = 16;
+const H_ACK: u32 = 32;
+const H_MULTI: u32 = 64;
+
+#[derive(Clone, Copy)]
+enum Scale {
+    Win0,
+    Rxmt,
+    Gap,
+}
+
+#[derive(Clone, Debug)]
+pub struct ZEndpoint {
+    is_orig: bool,
+    pub state: ZState,
+    prev_state: ZState,
+    start_seq: u32,
+    last_seq: u32,
+    ack_seq: u32,
+    fin_cnt: u64,
+    last_syn: i64,
+    last_fin: i64,
+    last_rst: i64,
+    counts: [u64; 3],
+    thresholds: [u64; 3],
+    gap_upto: Option<u32>,
+    pub did_close: bool,
+}
+
+impl ZEndpoint {
+    fn new(is_orig: bool) -> ZEndpoint {
+        ZEndpoint {
+            is_orig,
+            state: ZState::Inactive,
+            prev_state: ZState::Inactive,
+            start_seq: 0,
+            last_seq: 0,
+            ack_seq: 0,
+            fin_cnt: 0,
+            last_syn: 0,
+            last_fin: 0,
+            last_rst: 0,
+            counts: [0; 3],
+            thresholds: [1; 3],
+            gap_upto: None,
+            did_close: false,
+        }
+    }
+
+    fn set_state(&mut self, state: ZState) {
+        if state != self.state {
+            self.prev_state = self.state;
+            self.state = state;
+        }
+    }
+
+    fn init_seq(&mut self, seq: u32) {
+        self.start_seq = seq;
+        self.ack_seq = seq;
+    }
+
+    /// Payload bytes from sequence numbers, as Zeek's `TCP_Endpoint::Size()`.
+    fn size(&self, peer: &ZEndpoint) -> i64 {
+        if self.prev_state == ZState::SynSent
+            && self.state == ZState::Reset
+            && peer.state == ZState::Inactive
+        {
+            return 0;
+        }
+        let last = delta(self.last_seq, self.start_seq);
+        let acked = delta(self.ack_seq, self.start_seq);
+        let mut size = last.max(acked).max(0);
+        if size > 0 {
+            size -= 1;
+        }
+        if self.fin_cnt > 0 && size > 0 {
+            size -= 1;
+        }
+        size
+    }
+}
+
+/// Zeek's view of one TCP connection, advanced one packet at a time.
+#[derive(Clone, Debug)]
+pub struct ZeekConn {
+    /// Both endpoints; `orig` says which slot is the originator now (a flip swaps roles,
+    /// not slots, so a caller's slot stays valid across it).
+    eps: [ZEndpoint; 2],
+    orig: usize,
+    hist: String,
+    seen: u32,
+    pub flips: u32,
+    pub last_time: f64,
+}
+
+impl Default for ZeekConn {
+    fn default() -> Self {
+        ZeekConn::new()
+    }
+}
+
+impl ZeekConn {
+    pub fn new() -> ZeekConn {
+        ZeekConn {
+            eps: [ZEndpoint::new(true), ZEndpoint::new(false)],
+            orig: 0,
+            hist: String::new(),
+            seen: 0,
+            flips: 0,
+            last_time: 0.0,
+        }
+    }
+
+    pub fn orig(&self) -> &ZEndpoint {
+        &self.eps[self.orig]
+    }
+
+    pub fn resp(&self) -> &ZEndpoint {
+        &self.eps[1 - self.orig]
+    }
+
+    pub fn history(&self) -> &str {
+        &self.hist
+    }
+
+    fn add(&mut self, ep: usize, code: char) {
+        let c = if self.eps[ep].is_orig {
+            code
+        } else {
+            code.to_ascii_lowercase()
+        };
+        self.hist.push(c);
+    }
+
+    /// Add `code` the first time; true if it had been seen before.
+    fn check(&mut self, ep: usize, mask: u32, code: char) -> bool {
+        let mask = if self.eps[ep].is_orig {
+            mask
+        } else {
+            mask << 16
+        };
+        if self.seen & mask != 0 {
+            return true;
+        }
+        self.seen |= mask;
+        self.add(ep, code);
+        false
+    }
+
+    fn scaled(&mut self, ep: usize, code: char, which: Scale) {
+        let k = which as usize;
+        let e = &mut self.eps[ep];
+        e.counts[k] += 1;
+        if e.counts[k] == e.thresholds[k] {
+            e.thresholds[k] = e.thresholds[k].saturating_mul(10);
+            self.add(ep, code);
+        }
+    }
+
+    /// Swap originator and responder, as Zeek does when it guesses wrong.
+    pub fn flip(&mut self) {
+        self.orig = 1 - self.orig;
+        self.eps[self.orig].is_orig = true;
+        self.eps[1 - self.orig].is_orig = false;
+        self.flips += 1;
+        self.hist.push('^');
+    }
+
+    /// Both sides closed (or reset): Zeek's `did_close` on each.
+    pub fn both_closed(&self) -> bool {
+        self.eps[0].did_close && self.eps[1].did_close
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn packet(
+        &mut self,
+        is_orig: bool,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        length: u32,
+        window: u16,
+        t: f64,
+    ) {
+        let ep = if is_orig { self.orig } else { 1 - self.orig };
+        let peer = 1 - ep;
+        let (syn, fin, rst) = (flags & SYN != 0, flags & FIN != 0, flags & RST != 0);
+        let mut seg_len = length.wrapping_add(u32::from(syn) + u32::from(fin));
+        if rst {
+            seg_len = seg_len.wrapping_sub(length);
+        }
+        let end = seq.wrapping_add(seg_len);
+        self.init_endpoint(ep, flags, seq, end);
+        let rel_seq = delta(seq, self.eps[ep].start_seq);
+        self.update_history(ep, flags, rel_seq, length);
+        if window == 0
+            && !rst
+            && self.eps[peer].state != ZState::Closed
+            && self.eps[ep].state != ZState::Reset
+        {
+            self.scaled(ep, 'W', Scale::Win0);
+        }
+        if !self.both_closed() {
+            self.last_time = t;
+        }
+        if fin {
+            self.eps[ep].fin_cnt += 1;
+        }
+        if flags & ACK != 0 {
+            let p = &mut self.eps[peer];
+            if p.state == ZState::Inactive {
+                p.init_seq(ack.wrapping_sub(1));
+                p.last_seq = ack.wrapping_sub(1);
+            } else if !rst && delta(ack, p.ack_seq) > 0 {
+                p.ack_seq = ack;
+            }
+        }
+        self.update_last_seq(ep, end, flags, length);
+        self.state_machine(ep, peer, is_orig, flags, seq, length);
+        let p = &self.eps[peer];
+        if flags & ACK != 0
+            && !rst
+            && !fin
+            && p.state != ZState::Inactive
+            && delta(ack, p.last_seq) > 0
+            && p.gap_upto.is_none_or_gt(ack)
+        {
+            self.eps[peer].gap_upto = Some(ack);
+            self.scaled(peer, 'G', Scale::Gap);
+        }
+    }
+
+    fn init_endpoint(&mut self, ep: usize, flags: u8, seq: u32, end: u32) {
+        let syn = flags & SYN != 0;
+        let e = &mut self.eps[ep];
+        match e.state {
+            ZState::Inactive => {
+                if syn {
+                    e.init_seq(seq);
+                    e.last_seq = end;
+                } else {
+                    e.init_seq(seq.wrapping_sub(1));
+                    e.last_seq = seq;
+                }
+            }
+            ZState::SynSent | ZState::SynAckSent => {
+                if syn && seq != e.start_seq {
+                    e.init_seq(seq);
+                    e.last_seq = end;
+                }
+            }
+            ZState::Established | ZState::Partial => {
+                if syn {
+                    e.init_seq(seq);
+                    e.last_seq = end;
+                }
+            }
+            ZState::Reset => {
+                if syn && e.prev_state == ZState::Inactive {
+                    e.init_seq(seq);
+                    e.last_seq = end;
+                }
+            }
+            ZState::Closed => {}
+        }
+    }
+
+    fn update_history(&mut self, ep: usize, flags: u8, rel_seq: i64, length: u32) {
+        let (syn, fin, rst) = (flags & SYN != 0, flags & FIN != 0, flags & RST != 0);
+        let bits = u8::from(syn) + u8::from(fin) + u8::from(rst);
+        if bits > 1 {
+            if fin && rst {
+                self.check(ep, H_FINRST, 'I');
+            } else {
+                self.check(ep, H_MULTI, 'Q');
+            }
+        } else if bits == 1 {
+            if syn {
+                let code = if flags & ACK != 0 { 'H' } else { 'S' };
+                if self.check(ep, H_SYN, code) && rel_seq != self.eps[ep].last_syn {
+                    self.add(ep, code);
+                }
+                self.eps[ep].last_syn = rel_seq;
+            }
+            if fin {
+                let fin_at = rel_seq + i64::from(length);
+                if self.check(ep, H_FIN, 'F') && fin_at != self.eps[ep].last_fin {
+                    self.add(ep, 'F');
+                }
+                self.eps[ep].last_fin = fin_at;
+            }
+            if rst {
+                if self.check(ep, H_RST, 'R') && rel_seq != self.eps[ep].last_rst {
+                    self.add(ep, 'R');
+                }
+                self.eps[ep].last_rst = rel_seq;
+            }
+        } else if length > 0 {
+            self.check(ep, H_DATA, 'D');
+        } else if flags & ACK != 0 {
+            self.check(ep, H_ACK, 'A');
+        }
+    }
+
+    fn update_last_seq(&mut self, ep: usize, end: u32, flags: u8, length: u32) {
+        let e = &mut self.eps[ep];
+        let delta_last = delta(end, e.last_seq);
+        if flags & (SYN | RST) != 0 && delta_last.abs() > TOO_LARGE_SEQ_DELTA {
+        } else if flags & FIN != 0 && e.last_seq == e.start_seq.wrapping_add(1) {
+            e.last_seq = end;
+        } else if e.state == ZState::Reset {
+        } else if delta_last > 0 {
+            e.last_seq = end;
+        } else if length > 0 {
+            self.scaled(ep, 'T', Scale::Rxmt);
+        }
+    }
+
+    fn close(&mut self, ep: usize) {
+        self.eps[ep].did_close = true;
+    }
+
+    fn state_machine(
+        &mut self,
+        ep: usize,
+        peer: usize,
+        is_orig: bool,
+        flags: u8,
+        seq: u32,
+        length: u32,
+    ) {
+        let (syn, fin, rst) = (flags & SYN != 0, flags & FIN != 0, flags & RST != 0);
+        let has_ack = flags & ACK != 0;
+        let state = self.eps[ep].state;
+        match state {
+            ZState::Inactive => {
+                if syn {
+                    if is_orig {
+                        let next = if has_ack {
+                            ZState::SynAckSent
+                        } else {
+                            ZState::SynSent
+                        };
+                        self.eps[ep].set_state(next);
+                    } else {
+                        if !has_ack
+                            && self.eps[peer].state == ZState::SynAckSent
+                            && seq == self.eps[ep].start_seq
+                        {
+                            // SYN/SYN-ACK reversal: the "originator" answered our SYN.
+                            self.flip();
+                            self.eps[peer].set_state(ZState::Established);
+                        }
+                        if self.eps[peer].state == ZState::SynSent {
+                            self.eps[peer].set_state(ZState::Established);
+                        }
+                        self.eps[ep].set_state(ZState::Established);
+                    }
+                }
+                if fin {
+                    self.eps[ep].set_state(ZState::Closed);
+                    self.close(ep);
+                }
+                if rst {
+                    self.eps[ep].set_state(ZState::Reset);
+                    self.close(ep);
+                }
+                if self.eps[ep].state == ZState::Inactive {
+                    if !is_orig && length == 0 && self.orig().state == ZState::SynSent {
+                        // an ACK of the SYN before the SYN-ACK does not make a partial
+                    } else if has_ack && self.eps[peer].state == ZState::Established {
+                        self.eps[ep].set_state(ZState::Established);
+                    } else {
+                        self.eps[ep].set_state(ZState::Partial);
+                    }
+                }
+            }
+            ZState::SynSent | ZState::SynAckSent => {
+                if fin {
+                    self.eps[ep].set_state(ZState::Closed);
+                    self.close(ep);
+                }
+                if rst {
+                    self.eps[ep].set_state(ZState::Reset);
+                    self.close(ep);
+                }
+            }
+            ZState::Established | ZState::Partial => {
+                if syn
+                    && state == ZState::Partial
+                    && self.eps[peer].state == ZState::Inactive
+                    && !has_ack
+                {
+                    self.eps[ep].set_state(ZState::SynSent);
+                }
+                if fin && !rst {
+                    self.eps[ep].set_state(ZState::Closed);
+                    let p = &mut self.eps[peer];
+                    if p.state == ZState::Reset && p.prev_state == ZState::Closed {
+                        p.set_state(ZState::Closed); // FIN then RST was a normal close
+                    }
+                    self.close(ep);
+                }
+                if rst {
+                    self.eps[ep].set_state(ZState::Reset);
+                    self.close(ep);
+                }
+            }
+            ZState::Closed => {
+                if rst && self.eps[peer].state != ZState::Closed {
+                    self.eps[ep].set_state(ZState::Reset);
+                    self.close(ep);
+                }
+            }
+            ZState::Reset => {}
+        }
+    }
+
+    pub fn orig_bytes(&self) -> i64 {
+        self.orig().size(self.resp())
+    }
+
+    pub fn resp_bytes(&self) -> i64 {
+        self.resp().size(self.orig())
+    }
+
+    /// The `conn_state` function of main.zeek, branch for branch.
+    pub fn conn_state(&self) -> &'static str {
+        let (os, rs) = (self.orig().state, self.resp().state);
+        let o_inactive = matches!(os, ZState::Inactive | ZState::Partial);
+        let r_inactive = matches!(rs, ZState::Inactive | ZState::Partial);
+        if rs == ZState::Reset {
+            if matches!(os, ZState::SynSent | ZState::SynAckSent)
+                || (os == ZState::Reset && self.orig_bytes() == 0 && self.resp_bytes() == 0)
+            {
+                return "REJ";
+            }
+            return if o_inactive { "RSTRH" } else { "RSTR" };
+        }
+        if os == ZState::Reset {
+            if r_inactive {
+                return if rstos0(&self.hist) { "RSTOS0" } else { "OTH" };
+            }
+            return "RSTO";
+        }
+        if rs == ZState::Closed && os == ZState::Closed {
+            return "SF";
+        }
+        if os == ZState::Closed {
+            return if r_inactive { "SH" } else { "S2" };
+        }
+        if rs == ZState::Closed {
+            return if o_inactive { "SHR" } else { "S3" };
+        }
+        if os == ZState::SynSent && rs == ZState::Inactive {
+            return "S0";
+        }
+        if os == ZState::Established && rs == ZState::Established {
+            return "S1";
+        }
+        "OTH"
+    }
+}
+
+/// `re.fullmatch(r"\^?S[^HAFGIQ]*R.*", history)` without a regex engine.
+fn rstos0(history: &str) -> bool {
+    let rest = history.strip_prefix('^').unwrap_or(history);
+    let Some(rest) = rest.strip_prefix('S') else {
+        return false;
+    };
+    for c in rest.chars() {
+        if c == 'R' {
+            return true;
+        }
+        if "HAFGIQ".contains(c) {
+            return false;
+        }
+    }
+    false
+}
+
+/// `gap_upto is None or _delta(ack, gap_upto) > 0`.
+trait GapExt {
+    fn is_none_or_gt(&self, ack: u32) -> bool;
+}
+
+impl GapExt for Option<u32> {
+    fn is_none_or_gt(&self, ack: u32) -> bool {
+        match self {
+            None => true,
+            Some(g) => delta(ack, *g) > 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::PSH;
+
+    #[test]
+    fn normal_connection_is_sf_with_full_history() {
+        let mut z = ZeekConn::new();
+        z.packet(true, SYN, 100, 0, 0, 500, 0.0);
+        z.packet(false, SYN | ACK, 900, 101, 0, 500, 0.1);
+        z.packet(true, ACK, 101, 901, 0, 500, 0.2);
+        z.packet(true, PSH | ACK, 101, 901, 10, 500, 0.3);
+        z.packet(false, FIN | ACK, 901, 111, 0, 500, 0.4);
+        z.packet(true, FIN | ACK, 111, 902, 0, 500, 0.5);
+        z.packet(false, ACK, 902, 112, 0, 500, 0.6);
+        assert_eq!(z.history(), "ShADfFa");
+        assert_eq!(z.conn_state(), "SF");
+        assert_eq!(z.orig_bytes(), 10);
+        assert_eq!(z.resp_bytes(), 0);
+    }
+
+    #[test]
+    fn refused_connection_is_rej_and_unanswered_is_s0() {
+        let mut z = ZeekConn::new();
+        z.packet(true, SYN, 100, 0, 0, 500, 0.0);
+        assert_eq!(z.conn_state(), "S0");
+        z.packet(false, RST | ACK, 0, 101, 0, 0, 0.1);
+        assert_eq!(z.conn_state(), "REJ");
+        assert_eq!(z.history(), "Sr");
+    }
+
+    #[test]
+    fn syn_ack_reversal_flips_roles() {
+        let mut z = ZeekConn::new();
+        z.packet(true, SYN | ACK, 900, 101, 0, 500, 0.0);
+        z.packet(false, SYN, 100, 0, 0, 500, 0.1);
+        assert_eq!(z.flips, 1);
+        assert!(z.history().contains('^'));
+    }
+
+    #[test]
+    fn rstos0_matches_the_regex() {
+        assert!(rstos0("SR"));
+        assert!(rstos0("^SdR"));
+        assert!(rstos0("ShR")); // the class is case-sensitive, as in zeek.py
+        assert!(!rstos0("SAR"));
+        assert!(!rstos0("R"));
+        assert!(!rstos0("S"));
+    }
+
+    #[test]
+    fn likely_server_ports_are_zeeks_list() {
+        assert_eq!(LIKELY_SERVER_PORTS.len(), 47);
+        assert!(should_flip(80, 40000, ACK));
+        assert!(!should_flip(80, 40000, SYN));
+        assert!(should_flip(80, 443, ACK));
+        assert!(!should_flip(443, 80, ACK));
+    }
+}

@@ -1,0 +1,34 @@
+"""Type stub of the compiled capture engine (Rust, ``rust/src/py*.rs``)."""
+
+from typing import Any, BinaryIO
+
+from tcplens.packets.tracker import Connection, Tracker
+
+def read_and_decode(
+    source: str | BinaryIO, path: str | None = None
+) -> tuple[
+    list[tuple[int, int, int, int, int, int, int, tuple[Any, ...] | None]],
+    int,
+    dict[str, int],
+    BaseException | None,
+]: ...
+
+class Capture:
+    def __init__(
+        self, source: str | BinaryIO, tracker: Tracker, path: str | None = None
+    ) -> None: ...
+    def next_batch(self) -> list[Connection]: ...
+    def counters(self) -> dict[str, Any]: ...
+
+# rust/src/py_conn.rs: the engine's table and its tracker alone, for the differential tests
+def transition_rows() -> list[tuple[str, str, str | None, str, tuple[int, ...]]]: ...
+def track_segments(
+    rows: list[tuple[int, int, int, tuple[Any, ...]]], tracker: Tracker
+) -> list[list[Connection]]: ...
+def endpoint_trace(
+    state: str,
+    isn: int,
+    msl: float,
+    now: float,
+    ops: list[tuple[str, str, int, int, int, int, float]],
+) -> tuple[list[tuple[Any, ...]], list[tuple[float, str, str]]]: ...

@@ -1,0 +1,282 @@
+"""Connections followed through the kernel's own transition events (exact mode).
+
+Theory of operation
+-------------------
+Input is :class:`~tcplens.sources.tracepoints.KernelEvent` in time order;
+nothing here reads a clock or the kernel: the TIME_WAIT table is passed in.
+
+**Identity.**  A connection is one kernel socket: the event's ``skaddr``, from
+the first event seen for it to its move to CLOSED.  The 4-tuple cannot be the
+key: CLOSED -> SYN_SENT fires before ``connect()`` picks the local port (it
+reads port 0), and the child of a listener is a different socket from the
+first event on.  A socket address is reused after the kernel frees it, so a
+connection ends at CLOSED and a later event on the same address starts a
+new one.
+
+**Time.**  Each stay is timed from the kernel's timestamps of the event that
+entered the state and the one that left it.  A state the socket was already
+in when tracing began has no known start: its stay is reported as ``None``
+and counted apart (``StateTime.partial``).
+
+**TIME_WAIT.**  The kernel reports FIN_WAIT2 -> CLOSE (or FIN_WAIT1/CLOSING
+-> CLOSE) when the full socket hands over to a TIME_WAIT minisocket, which no
+tracepoint reports.  Such a move is held until :meth:`ExactTracer.settle`
+gets the sock_diag table of timewait minisockets: a 4-tuple found there
+becomes ``old -> TIME_WAIT`` at the kernel's time of the handover; one not
+found was a real close (RST, or no memory for a minisocket).  Minisockets
+are then looked for at each settle and the move TIME_WAIT -> CLOSED is
+reported when one has gone, timed by the polls (``exact`` False).
+
+**Process.**  An event fired outside interrupt context was caused by a
+system call on the socket (connect, listen, close, shutdown, or the
+processing of its backlog when the caller releases it), so the current pid
+holds it; one fired in softirq says nothing about the owner.  The first such
+pid is the connection's process; before one is seen it is unknown.
+
+**The model.**  Every kernel transition is one step; it is in the model when
+the transition table has a row from ``old`` to ``new``.  Anything else is
+reported with ``in_model`` False and the model's shortest path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from tcplens.analysis.diff import StateTime, model_path
+from tcplens.model.states import State
+from tcplens.sources.records import Addr, Socket
+from tcplens.sources.tracepoints import KernelEvent
+
+__all__ = ["ExactTracer", "Transition", "TupleKey"]
+
+TupleKey = tuple[str, int | None, str, int | None]
+#: old states whose move to CLOSE may be a handover to a TIME_WAIT minisocket
+_HANDOVER: Final = frozenset({State.FIN_WAIT1, State.FIN_WAIT2, State.CLOSING})
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One state change of one connection, as the kernel reported it."""
+
+    conn: int
+    at: float
+    mono_ns: int | None
+    sock: Socket
+    old: State
+    new: State
+    #: seconds in ``old`` measured by the kernel; None when ``old`` began before tracing
+    spent: float | None
+    #: False when the time comes from polling the TIME_WAIT table, not an event
+    exact: bool
+    cause: str | None
+    path: tuple[State, ...] | None
+
+    @property
+    def in_model(self) -> bool:
+        """Whether the transition table has this step as one row."""
+        return self.path is not None and len(self.path) == 2
+
+
+@dataclass(slots=True)
+class _Conn:
+    id: int
+    sock: Socket
+    entered_ns: int | None
+    entered_at: float
+    causes: list[str] = field(default_factory=list)
+    retransmits: int = 0
+    pid: int | None = None
+    process: str | None = None
+
+
+@dataclass(slots=True)
+class _Held:
+    conn: _Conn
+    event: KernelEvent
+
+
+def _cause(conn: _Conn) -> str | None:
+    parts = list(conn.causes)
+    if conn.retransmits:
+        parts.append(f"{conn.retransmits} retransmission{'s' if conn.retransmits > 1 else ''}")
+    conn.causes.clear()
+    conn.retransmits = 0
+    return ", ".join(parts) if parts else None
+
+
+class ExactTracer:
+    """Kernel events in, :class:`Transition` out (see the module docstring).
+
+    ``name_of`` maps a pid to its process name (``None`` when gone); it is a
+    parameter so tests need no processes.
+    """
+
+    def __init__(self, *, name_of: Callable[[int], str | None] = lambda pid: None) -> None:
+        self.name_of = name_of
+        self.events = 0
+        self.started: float | None = None
+        self.last: float | None = None
+        self._by_sk: dict[int, _Conn] = {}
+        self._held: list[_Held] = []
+        self._time_wait: dict[TupleKey, tuple[_Conn, State]] = {}
+        self._next = 1
+        self._times: dict[State, StateTime] = {}
+
+    # -- reading ---------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        """Moves to CLOSE waiting for :meth:`settle` to tell TIME_WAIT from CLOSED."""
+        return len(self._held)
+
+    @property
+    def in_time_wait(self) -> int:
+        return len(self._time_wait)
+
+    def live(self) -> list[Socket]:
+        """Sockets in their latest known state: full sockets and held minisockets."""
+        out = [c.sock for c in self._by_sk.values()]
+        out += [c.sock for c, _ in self._time_wait.values()]
+        return out
+
+    def state_times(self) -> dict[State, StateTime]:
+        """Kernel-timed stays per state, plus the connections still in each state."""
+        now = self.last if self.last is not None else 0.0
+        out = {s: StateTime(t.stays, t.total, t.longest, t.partial) for s, t in self._times.items()}
+        conns = [*self._by_sk.values(), *(c for c, _ in self._time_wait.values())]
+        for conn in conns:
+            times = out.setdefault(conn.sock.state, StateTime())
+            times.ongoing += 1
+            times.ongoing_longest = max(times.ongoing_longest, now - conn.entered_at)
+        order = list(State)
+        return dict(sorted(out.items(), key=lambda item: order.index(item[0])))
+
+    # -- feeding ---------------------------------------------------------
+    def _owner(self, conn: _Conn, event: KernelEvent) -> None:
+        if conn.pid is None and not event.in_irq and event.pid > 0:
+            conn.pid = event.pid
+            conn.process = self.name_of(event.pid)
+
+    def _move(
+        self,
+        conn: _Conn,
+        new: State,
+        *,
+        at: float,
+        mono_ns: int | None,
+        exact: bool = True,
+        cause: str | None = None,
+    ) -> Transition:
+        old = conn.sock.state
+        spent: float | None = None
+        if conn.entered_ns is not None and mono_ns is not None:
+            spent = max(0, mono_ns - conn.entered_ns) / 1e9
+        elif conn.entered_ns is not None or not exact:
+            spent = max(0.0, at - conn.entered_at)
+        times = self._times.setdefault(old, StateTime())
+        if spent is None and old in (State.CLOSED, State.LISTEN) and new is not State.CLOSED:
+            pass  # a new socket (CLOSED) or a listener's child (LISTEN): no stay to time
+        elif spent is None:
+            times.partial += 1
+        else:
+            times.stays += 1
+            times.total += spent
+            times.longest = max(times.longest, spent)
+        sock = Socket(
+            "tcp", conn.sock.family, conn.sock.local, conn.sock.remote, new,
+            pid=conn.pid, process=conn.process,
+        )  # fmt: skip
+        conn.sock = sock
+        conn.entered_ns = mono_ns
+        conn.entered_at = at
+        return Transition(conn.id, at, mono_ns, sock, old, new, spent, exact, cause,
+                          model_path(old, new))  # fmt: skip
+
+    def feed(self, events: Iterable[KernelEvent]) -> list[Transition]:
+        """Transitions the events show; handovers to TIME_WAIT are held for :meth:`settle`."""
+        out: list[Transition] = []
+        by_sk = self._by_sk
+        for ev in events:
+            self.events += 1
+            if self.started is None:
+                self.started = ev.at
+            self.last = ev.at
+            conn = by_sk.get(ev.sk)
+            if ev.kind != "state":
+                if conn is None:
+                    continue
+                if ev.kind == "receive_reset":
+                    conn.causes.append("RST received")
+                elif ev.kind == "send_reset":
+                    why = f" ({ev.reason})" if ev.reason and ev.reason != "NOT_SPECIFIED" else ""
+                    conn.causes.append(f"RST sent{why}")
+                elif ev.kind == "retransmit":
+                    conn.retransmits += 1
+                elif ev.kind == "retransmit_synack":
+                    conn.causes.append("SYN+ACK retransmitted")
+                elif ev.kind == "destroy":
+                    by_sk.pop(ev.sk, None)
+                continue
+            assert ev.old is not None and ev.new is not None
+            if conn is None or conn.sock.state is not ev.old:
+                sock = Socket("tcp", ev.family, ev.local, ev.remote, ev.old)
+                conn = _Conn(self._next, sock, None, ev.at)
+                self._next += 1
+                by_sk[ev.sk] = conn
+            elif conn.sock.local.port == 0 and ev.local.port:
+                conn.sock.local = ev.local  # connect() picked the port after SYN_SENT
+                conn.sock.remote = ev.remote
+            self._owner(conn, ev)
+            if ev.new is State.CLOSED:
+                del by_sk[ev.sk]
+                if ev.old in _HANDOVER:
+                    self._held.append(_Held(conn, ev))
+                    continue
+            out.append(self._move(conn, ev.new, at=ev.at, mono_ns=ev.mono_ns, cause=_cause(conn)))
+            if conn.sock.local.port == 0 and ev.local.port:
+                conn.sock.local = ev.local
+        return out
+
+    def settle(self, table: Mapping[TupleKey, State], now: float) -> list[Transition]:
+        """Resolve held moves to CLOSE against the timewait table; report minisockets gone.
+
+        ``table`` is every timewait minisocket the kernel holds (at least for
+        the ports traced), from sock_diag, taken after the events were read;
+        ``now`` is when it was taken.
+        """
+        out: list[Transition] = []
+        for gone in [k for k in self._time_wait if k not in table]:
+            conn, _state = self._time_wait.pop(gone)
+            out.append(
+                self._move(conn, State.CLOSED, at=now, mono_ns=None, exact=False,
+                           cause="minisocket gone from the TIME_WAIT table")
+            )  # fmt: skip
+        for held in self._held:
+            conn, ev = held.conn, held.event
+            key: TupleKey = (ev.local.ip, ev.local.port, ev.remote.ip, ev.remote.port)
+            kept = table.get(key)
+            cause = _cause(conn)
+            if kept is State.TIME_WAIT:
+                out.append(
+                    self._move(conn, State.TIME_WAIT, at=ev.at, mono_ns=ev.mono_ns,
+                               cause=cause or "handed over to a TIME_WAIT minisocket")
+                )  # fmt: skip
+                self._time_wait[key] = (conn, State.TIME_WAIT)
+            elif kept is State.FIN_WAIT2 and conn.sock.state is State.FIN_WAIT2:
+                # an orphan's FIN_WAIT2 continues in a minisocket: no change to report
+                self._time_wait[key] = (conn, State.FIN_WAIT2)
+            else:
+                out.append(
+                    self._move(conn, State.CLOSED, at=ev.at, mono_ns=ev.mono_ns, cause=cause)
+                )
+        self._held.clear()
+        out.sort(key=lambda t: t.at)
+        return out
+
+    def keys_in_time_wait(self) -> list[TupleKey]:
+        return list(self._time_wait)
+
+
+def tuple_key(local: Addr, remote: Addr) -> TupleKey:
+    return (local.ip, local.port, remote.ip, remote.port)

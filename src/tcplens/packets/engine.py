@@ -1,0 +1,129 @@
+"""The one route from a capture to connections, chosen here, never in a view.
+
+Two implementations do the per-packet work, with one answer:
+
+* the **engine**, ``tcplens._engine`` (Rust, ``rust/`` in the repository):
+  reader, decoder and tracker in one compiled loop that hands finished
+  connections to Python in batches;
+* the **reference**, :func:`tcplens.packets.tracker.reconstruct` over
+  :func:`tcplens.packets.pcap.read_frames`: readable Python that the engine
+  is held equal to by differential tests.
+
+:func:`reconstruct_capture` picks the engine whenever it is built and can do
+the job, the reference otherwise; ``TCPLENS_PACKETS=python`` (or ``engine``)
+forces one, for tests, benchmarks and bug reports.  A file, stdin and a pipe
+all go through the same route, so they give the same answer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any, BinaryIO, Literal
+
+from tcplens.errors import InputError, TruncatedInput
+from tcplens.packets.decode import DecodeStats
+from tcplens.packets.pcap import read_frames
+from tcplens.packets.tracker import CaptureSummary, Connection, Tracker, reconstruct
+
+__all__ = ["ROUTE_ENV", "Route", "engine_available", "reconstruct_capture", "route"]
+
+Route = Literal["engine", "python"]
+#: environment variable that forces a route ("engine" or "python")
+ROUTE_ENV = "TCPLENS_PACKETS"
+
+
+def engine_available() -> bool:
+    """Whether the compiled engine is built and has the whole capture loop."""
+    try:
+        from tcplens import _engine
+    except ImportError:
+        return False
+    return hasattr(_engine, "Capture")
+
+
+def route(tracker: Tracker) -> Route:
+    """The route a capture takes with this tracker (see the module docstring)."""
+    forced = os.environ.get(ROUTE_ENV, "").strip().lower()
+    if forced == "python":
+        return "python"
+    if forced == "engine":
+        if not engine_available():
+            raise InputError(
+                f"{ROUTE_ENV}=engine, but the capture engine is not built "
+                "(reinstall tcplens: python3 -m pip install .)"
+            )
+        return "engine"
+    if forced:
+        raise InputError(f"{ROUTE_ENV} must be 'engine' or 'python', not {forced!r}")
+    # Live views watch every state change through on_change: the reference does that.
+    if tracker.on_change is not None or not engine_available():
+        return "python"
+    return "engine"
+
+
+def reconstruct_capture(
+    source: str | BinaryIO,
+    tracker: Tracker,
+    summary: CaptureSummary,
+    path: str | None = None,
+) -> Iterator[Connection]:
+    """Every connection of a capture, yielded as it finishes.
+
+    ``source`` is a path or a binary file object (stdin, a pipe, a wrapper
+    that counts bytes for a progress bar); ``path`` names it in errors.
+    ``summary`` and the tracker's counters (``now``, ``count``, ``peak``,
+    ``evicted``) are filled in as with :func:`~tcplens.packets.tracker.reconstruct`.
+    A truncated or corrupt capture yields the connections before the fault,
+    then raises :class:`~tcplens.errors.TruncatedInput` naming record and offset.
+    """
+    if route(tracker) == "engine":
+        return _engine_connections(source, tracker, summary, path)
+    if isinstance(source, str):
+        return _reference_from_path(source, tracker, summary, path)
+    return reconstruct(read_frames(source, path), tracker, summary, path)
+
+
+def _reference_from_path(
+    source: str, tracker: Tracker, summary: CaptureSummary, path: str | None
+) -> Iterator[Connection]:
+    try:
+        fh = open(source, "rb")  # noqa: SIM115 - closed below, after the generator ends
+    except OSError as exc:
+        raise InputError(f"cannot open: {exc.strerror}", path=path or source) from None
+    with fh:
+        yield from reconstruct(read_frames(fh, path), tracker, summary, path)
+
+
+def _engine_connections(
+    source: str | BinaryIO, tracker: Tracker, summary: CaptureSummary, path: str | None
+) -> Iterator[Connection]:
+    from tcplens import _engine
+
+    # the engine keeps the tracker's own counters (now, count, peak, evicted) current
+    capture = _engine.Capture(source, tracker, path)
+    try:
+        while True:
+            batch = capture.next_batch()
+            _summarise(capture.counters(), summary)
+            if not batch:
+                break
+            yield from batch
+    except TruncatedInput as exc:
+        # the tracker was flushed, as CaptureSummary.finish does on the reference route
+        _summarise(capture.counters(), summary, finished=True)
+        summary.truncated = exc
+        summary.status = "truncated"
+        raise
+    except InputError:
+        _summarise(capture.counters(), summary)
+        raise
+    _summarise(capture.counters(), summary, finished=True)
+
+
+def _summarise(counters: dict[str, Any], summary: CaptureSummary, finished: bool = False) -> None:
+    summary.frames = counters["frames"]
+    summary.decode = DecodeStats(**counters["decode"])
+    summary.connections = counters["connections"]
+    if finished:
+        summary.peak_live = counters["peak"]

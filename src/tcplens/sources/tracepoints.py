@@ -1,0 +1,937 @@
+"""Every TCP state transition, exactly, from the kernel's own tracepoints through tracefs.
+
+Theory of operation
+-------------------
+The kernel calls ``trace_inet_sock_set_state()`` in ``inet_sk_set_state()``
+(``include/trace/events/sock.h``, Linux 4.16+) on every state change of a
+full socket, and ``tcp:tcp_*`` tracepoints (``include/trace/events/tcp.h``)
+when it sends or receives a reset, retransmits a segment or a SYN+ACK and
+destroys a socket.  tracefs publishes them without eBPF, BCC or headers:
+
+* **A private instance.**  Everything is set up in ``instances/tcplens-PID``
+  (its own ring buffer, clock, filters and enable switches), so nothing we do
+  touches the top-level buffer another tool may be using.  :class:`TraceSession`
+  removes it on exit, Ctrl+C and error; a later run removes instances whose
+  PID is not alive (a killed run: SIGKILL leaves no chance to clean up).
+  tracefs has one superblock: an instance made through any mount is seen
+  through every other, so a private mount (made when none exists) sweeps
+  what earlier runs left.
+* **Kernel-side filters.**  ``inet_sock_set_state`` also fires for SCTP and
+  MPTCP: ``protocol == 6`` (IPPROTO_TCP) is an event filter, so other
+  protocols never reach the buffer; ports given to the session are filtered
+  there as well (``sport``/``dport`` are host order in these events).
+* **The binary per-CPU pipes, not the text pipe.**  ``trace_pipe`` makes the
+  kernel format every event with ``printf`` (``%pI6c`` addresses, symbolic
+  states) and merges all CPUs under one lock; ``per_cpu/cpuN/trace_pipe_raw``
+  hands out whole ring-buffer pages as they are, read without formatting.
+  Measured here (benchmarks/bench_trace.py, 6.18, 2 vCPU): the text pipe
+  used more kernel time than our parse of the raw pages.  Page and event
+  layouts are not hard-coded: ``events/header_page`` gives the page header's
+  fields and each event's ``format`` file its fields' offsets, sizes and
+  signedness; only the ring buffer's compressed event header (5-bit type,
+  27-bit time delta, ``kernel/trace/ring_buffer.c``) is fixed, and
+  ``events/header_event`` is checked to still say so.
+* **Time.**  ``trace_clock`` is set to ``mono`` (``ktime_get_mono_fast_ns``,
+  CLOCK_MONOTONIC), so each event carries the kernel's own nanosecond
+  timestamp; it is mapped to wall time with one CLOCK_REALTIME/CLOCK_MONOTONIC
+  pair taken at start.  Events from different CPUs are merged in time order;
+  events newer than the start of the current read are held to the next read,
+  since another CPU may still commit an earlier one.
+* **Loss is counted, never silent.**  Overwrite is off: a full buffer drops
+  new events and the kernel counts them in ``per_cpu/cpuN/stats``
+  (``dropped events``, plus ``overrun`` should overwrite be on);
+  :meth:`TraceSession.lost` sums them and the callers report the number.
+
+What the tracepoint does not see: the TIME_WAIT minisocket.  A full socket
+closing into TIME_WAIT (``tcp_time_wait()``) hands over to an
+``inet_timewait_sock`` and is itself set to CLOSE: the event reads
+FIN_WAIT2 -> CLOSE (FIN_WAIT1 -> CLOSE on the FIN_WAIT1 + FIN/ACK path,
+CLOSING -> CLOSE after a simultaneous close).  :func:`time_wait_table` asks
+sock_diag which of those 4-tuples the kernel holds as minisockets, so callers
+can show TIME_WAIT instead of CLOSED.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import os
+import re
+import socket
+import struct
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from tcplens.errors import InputError, SourceError
+from tcplens.model.states import STATE_BY_CODE, State
+from tcplens.sources.records import Addr, Proto
+
+__all__ = [
+    "DEFAULT_BUFFER_KB",
+    "EVENTS",
+    "EventFormat",
+    "FieldSpec",
+    "KernelEvent",
+    "Loss",
+    "PageLayout",
+    "TraceSession",
+    "TraceUnavailable",
+    "decode_events",
+    "find_tracefs",
+    "parse_format",
+    "parse_header_page",
+    "parse_page",
+    "sweep_instances",
+    "time_wait_table",
+    "unavailable_reason",
+]
+
+#: (system, event) pairs enabled in the instance
+EVENTS: Final = (
+    ("sock", "inet_sock_set_state"),
+    ("tcp", "tcp_send_reset"),
+    ("tcp", "tcp_receive_reset"),
+    ("tcp", "tcp_retransmit_skb"),
+    ("tcp", "tcp_retransmit_synack"),
+    ("tcp", "tcp_destroy_sock"),
+)
+#: per-CPU ring buffer size; 20,000 connections/s on loopback fill about 8 MB/s per CPU
+DEFAULT_BUFFER_KB: Final = 8192
+INSTANCE_PREFIX: Final = "tcplens-"
+_MOUNTS: Final = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+_IPPROTO_TCP: Final = 6
+
+EventKind = Literal[
+    "state", "send_reset", "receive_reset", "retransmit", "retransmit_synack", "destroy"
+]
+_KINDS: Final[dict[str, EventKind]] = {
+    "inet_sock_set_state": "state",
+    "tcp_send_reset": "send_reset",
+    "tcp_receive_reset": "receive_reset",
+    "tcp_retransmit_skb": "retransmit",
+    "tcp_retransmit_synack": "retransmit_synack",
+    "tcp_destroy_sock": "destroy",
+}
+#: common_flags bits (kernel/trace/trace.h, enum trace_flag_type): the event fired in
+#: hard or soft interrupt context or NMI, where the current pid is not the socket's owner
+_IRQ_FLAGS: Final = 0x08 | 0x10 | 0x40
+
+
+class TraceUnavailable(SourceError):
+    """Exact tracing cannot run here; the message is the one line saying why."""
+
+
+# --------------------------------------------------------------------------- format files
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One ``field:`` line of a tracefs ``format`` file."""
+
+    name: str
+    ctype: str
+    offset: int
+    size: int
+    signed: bool
+    #: element count for ``type name[N]`` arrays, else None
+    count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventFormat:
+    """An event's id and field layout, as its ``format`` file declares them."""
+
+    system: str
+    name: str
+    id: int
+    fields: Mapping[str, FieldSpec]
+
+
+_FIELD: Final = re.compile(
+    r"^\s*field:(?P<decl>[^;]+);\s*offset:(?P<offset>\d+);\s*size:(?P<size>\d+);"
+    r"\s*signed:(?P<signed>[01]);\s*$"
+)
+_DECL: Final = re.compile(r"^(?P<ctype>.*?)\s*(?P<name>[A-Za-z_]\w*)\s*(?:\[(?P<count>\d*)\])?$")
+
+
+def _field(line: str) -> FieldSpec | None:
+    m = _FIELD.match(line)
+    if m is None:
+        return None
+    d = _DECL.match(m["decl"].strip())
+    if d is None:
+        return None
+    count = d["count"]
+    return FieldSpec(
+        name=d["name"],
+        ctype=d["ctype"].strip(),
+        offset=int(m["offset"]),
+        size=int(m["size"]),
+        signed=m["signed"] == "1",
+        count=int(count) if count else None,
+    )
+
+
+def parse_format(text: str, *, path: str = "format", system: str = "") -> EventFormat:
+    """An event ``format`` file: ``name:``, ``ID:`` and ``field:`` lines.
+
+    Raises :class:`InputError` naming the line for a field line that cannot
+    be read, or when the name or id is missing.
+    """
+    name: str | None = None
+    ident: int | None = None
+    fields: dict[str, FieldSpec] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("name:"):
+            name = stripped[5:].strip()
+        elif stripped.startswith("ID:"):
+            try:
+                ident = int(stripped[3:].strip())
+            except ValueError:
+                raise InputError(f"bad event id {stripped!r}", path=path, line=number) from None
+        elif stripped.startswith("field:"):
+            spec = _field(line)
+            if spec is None:
+                shown = stripped if len(stripped) <= 80 else stripped[:77] + "..."
+                raise InputError(f"unreadable field line {shown!r}", path=path, line=number)
+            fields[spec.name] = spec
+    if name is None or ident is None:
+        raise InputError("no 'name:' or 'ID:' line", path=path)
+    return EventFormat(system, name, ident, fields)
+
+
+@dataclass(frozen=True, slots=True)
+class PageLayout:
+    """Where the ring-buffer page header keeps its timestamp, commit and data (header_page)."""
+
+    timestamp: FieldSpec
+    commit: FieldSpec
+    data: FieldSpec
+
+    @property
+    def page_size(self) -> int:
+        return self.data.offset + self.data.size
+
+
+def parse_header_page(text: str, *, path: str = "header_page") -> PageLayout:
+    """``events/header_page``: the page header's ``timestamp``, ``commit`` and ``data``."""
+    fields: dict[str, FieldSpec] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip().startswith("field:"):
+            spec = _field(line)
+            if spec is None:
+                raise InputError("unreadable field line", path=path, line=number)
+            fields.setdefault(spec.name, spec)
+    try:
+        return PageLayout(fields["timestamp"], fields["commit"], fields["data"])
+    except KeyError as exc:
+        raise InputError(f"no {exc.args[0]!r} field", path=path) from None
+
+
+def _check_header_event(text: str, path: str) -> None:
+    """The compressed event header we decode: 5-bit type_len, 27-bit delta, types 29-31."""
+    want = ("type_len    :    5 bits", "time_delta  :   27 bits", "padding     : type == 29")
+    squeezed = " ".join(text.split())
+    if not all(" ".join(w.split()) in squeezed for w in want):
+        raise TraceUnavailable(f"{path}: unexpected ring-buffer event header layout")
+
+
+# --------------------------------------------------------------------------- pages
+
+
+#: ring_buffer.c: RB_MISSED_EVENTS / RB_MISSED_STORED flags in the page's commit word
+_MISSED_EVENTS: Final = 1 << 31
+_MISSED_STORED: Final = 1 << 30
+_TS_MSB: Final = 0xF << 59
+_U32: Final = struct.Struct("=I")
+_U64: Final = struct.Struct("=Q")
+_PADDING, _TIME_EXTEND, _TIME_STAMP = 29, 30, 31
+
+
+@dataclass(slots=True)
+class RawPage:
+    """Events of one ring-buffer page: (timestamp ns, event data) in order."""
+
+    records: list[tuple[int, memoryview]] = field(default_factory=list)
+    #: events the kernel says were lost before this page (-1: lost, count unknown)
+    missed: int = 0
+    #: byte offset of an event header that could not be decoded, else None
+    damaged_at: int | None = None
+
+
+def _fix_abs_ts(abs_ts: int, saved: int) -> int:
+    """rb_fix_abs_ts(): absolute stamps keep only 59 bits; restore the top from the last."""
+    if saved & _TS_MSB:
+        abs_ts |= saved & _TS_MSB
+        if abs_ts < saved:
+            abs_ts += 1 << 59
+    return abs_ts
+
+
+def parse_page(page: bytes | memoryview, layout: PageLayout) -> RawPage:
+    """Split one ``trace_pipe_raw`` page into timestamped event records.
+
+    Decodes the compressed headers of ``kernel/trace/ring_buffer.c``: data
+    events (type_len 1-28: length type_len*4; 0: length in the next word),
+    padding (29), time extends (30) and absolute stamps (31).  A header that
+    runs past the page's committed length stops the page: what came before
+    it is kept and ``damaged_at`` says where.
+    """
+    view = memoryview(page)
+    out = RawPage()
+    ts_spec, commit_spec, data_spec = layout.timestamp, layout.commit, layout.data
+    if len(view) < data_spec.offset:
+        out.damaged_at = 0
+        return out
+    ts = int.from_bytes(view[ts_spec.offset : ts_spec.offset + 8], "little")
+    commit = int.from_bytes(
+        view[commit_spec.offset : commit_spec.offset + commit_spec.size], "little"
+    )
+    size = commit & (_MISSED_STORED - 1)
+    start = data_spec.offset
+    end = start + size
+    if end > len(view):
+        out.damaged_at = commit_spec.offset
+        end = len(view)
+    if commit & _MISSED_EVENTS:
+        out.missed = -1
+        if commit & _MISSED_STORED and end + 8 <= len(view):
+            out.missed = int.from_bytes(view[end : end + 8], "little")
+    pos = start
+    unpack = _U32.unpack_from
+    records = out.records
+    while pos + 4 <= end:
+        (word,) = unpack(view, pos)
+        type_len = word & 0x1F
+        delta = word >> 5
+        if type_len == 0:
+            if pos + 8 > end:
+                out.damaged_at = pos
+                break
+            (length,) = unpack(view, pos + 4)
+            if length < 4 or pos + 4 + length > end:
+                out.damaged_at = pos
+                break
+            ts += delta
+            records.append((ts, view[pos + 8 : pos + 4 + length]))
+            pos += 4 + ((length + 3) & ~3)
+        elif type_len <= 28:
+            length = type_len * 4
+            if pos + 4 + length > end:
+                out.damaged_at = pos
+                break
+            ts += delta
+            records.append((ts, view[pos + 4 : pos + 4 + length]))
+            pos += 4 + length
+        elif type_len == _PADDING:
+            if delta == 0:  # the rest of the page is padding
+                break
+            if pos + 8 > end:
+                break
+            (length,) = unpack(view, pos + 4)
+            pos += 4 + length if length else 8
+        else:
+            if pos + 8 > end:
+                out.damaged_at = pos
+                break
+            (array,) = unpack(view, pos + 4)
+            value = (array << 27) | delta
+            ts = ts + value if type_len == _TIME_EXTEND else _fix_abs_ts(value, ts)
+            pos += 8
+    return out
+
+
+# --------------------------------------------------------------------------- typed events
+
+
+@dataclass(frozen=True, slots=True)
+class KernelEvent:
+    """One tracepoint hit, decoded: a state change or a reset, retransmission or destroy.
+
+    ``local``/``remote`` are the socket's own ends.  ``old``/``new`` are set
+    for ``state`` events (CLOSED stands for the kernel's TCP_CLOSE, SYN_RECV
+    for NEW_SYN_RECV); ``state`` is the socket state a reset or
+    retransmission happened in; ``reason`` is the kernel's reset reason
+    (``enum sk_rst_reason``, Linux 6.10+).  ``pid`` is whoever was current
+    on the CPU: meaningful only when ``in_irq`` is False.
+    """
+
+    kind: EventKind
+    mono_ns: int
+    at: float
+    cpu: int
+    pid: int
+    in_irq: bool
+    sk: int
+    family: int
+    local: Addr
+    remote: Addr
+    old: State | None = None
+    new: State | None = None
+    state: State | None = None
+    reason: str | None = None
+
+    @property
+    def key(self) -> tuple[str, int | None, str, int | None]:
+        return (self.local.ip, self.local.port, self.remote.ip, self.remote.port)
+
+
+_STRUCT_CODES: Final = {
+    (1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h",
+    (4, False): "I", (4, True): "i", (8, False): "Q", (8, True): "q",
+}  # fmt: skip
+
+
+def _decoder(fmt: EventFormat, names: Sequence[str]) -> struct.Struct:
+    """A struct reading ``names`` (in that order) at the offsets the format declares."""
+    specs = sorted((fmt.fields[n] for n in names), key=lambda s: s.offset)
+    order = [s.name for s in specs]
+    if order != list(names):
+        raise TraceUnavailable(f"{fmt.system}/{fmt.name}: fields out of the expected order")
+    parts = ["="]
+    pos = 0
+    for spec in specs:
+        if spec.offset < pos:
+            raise TraceUnavailable(f"{fmt.system}/{fmt.name}: overlapping field {spec.name}")
+        if spec.offset > pos:
+            parts.append(f"{spec.offset - pos}x")
+        if spec.count is not None or (spec.size, spec.signed) not in _STRUCT_CODES:
+            parts.append(f"{spec.size}s")
+        else:
+            parts.append(_STRUCT_CODES[spec.size, spec.signed])
+        pos = spec.offset + spec.size
+    return struct.Struct("".join(parts))
+
+
+#: fields read from each event, in layout order (checked against the format file)
+_WANTED: Final[dict[str, tuple[str, ...]]] = {
+    "inet_sock_set_state": ("common_flags", "common_pid", "skaddr", "oldstate", "newstate",
+                            "sport", "dport", "family", "protocol", "saddr", "daddr",
+                            "saddr_v6", "daddr_v6"),
+    "tcp_send_reset": ("common_flags", "common_pid", "skaddr", "state", "reason", "saddr",
+                       "daddr"),
+    "tcp_receive_reset": ("common_flags", "common_pid", "skaddr", "sport", "dport", "family",
+                          "saddr", "daddr", "saddr_v6", "daddr_v6"),
+    "tcp_retransmit_skb": ("common_flags", "common_pid", "skaddr", "state", "sport", "dport",
+                           "family", "saddr", "daddr", "saddr_v6", "daddr_v6"),
+    "tcp_retransmit_synack": ("common_flags", "common_pid", "skaddr", "sport", "dport",
+                              "family", "saddr", "daddr", "saddr_v6", "daddr_v6"),
+    "tcp_destroy_sock": ("common_flags", "common_pid", "skaddr", "sport", "dport", "family",
+                         "saddr", "daddr", "saddr_v6", "daddr_v6"),
+}  # fmt: skip
+_SYMBOL: Final = re.compile(r"\{\s*(\d+)\s*,\s*\"(\w+)\"\s*\}")
+
+
+def _reset_reasons(format_text: str) -> dict[int, str]:
+    """``enum sk_rst_reason`` names from the print fmt's ``__print_symbolic(REC->reason …)``."""
+    at = format_text.find("REC->reason,")
+    if at < 0:
+        return {}
+    return {int(n): name for n, name in _SYMBOL.findall(format_text[at:])}
+
+
+_Key = tuple[int, int]  # (family, protocol)
+_ntop = socket.inet_ntop
+_AF_INET: Final = socket.AF_INET
+_AF_INET6: Final = socket.AF_INET6
+
+
+def _ip(family: int, v4: bytes, v6: bytes, cache: dict[bytes, str]) -> str:
+    raw = v4 if family == _AF_INET else v6
+    text = cache.get(raw)
+    if text is None:
+        text = _ntop(_AF_INET if family == _AF_INET else _AF_INET6, raw)
+        if len(cache) > 65536:
+            cache.clear()
+        cache[raw] = text
+    return text
+
+
+def _sockaddr(raw: bytes, cache: dict[bytes, str]) -> tuple[int, Addr]:
+    """A ``struct sockaddr_in``/``sockaddr_in6`` copied into a 28-byte array (tcp_send_reset)."""
+    family = int.from_bytes(raw[0:2], "little" if struct.pack("=H", 1)[0] else "big")
+    port = int.from_bytes(raw[2:4], "big")
+    if family == _AF_INET:
+        return 4, Addr(_ip(family, raw[4:8], b"", cache), port)
+    if family == _AF_INET6:
+        return 6, Addr(_ip(family, b"", raw[8:24], cache), port)
+    return 0, Addr("", None)
+
+
+def _state(code: int) -> State:
+    return STATE_BY_CODE[code] if 0 <= code < 256 else State.UNKNOWN
+
+
+class Decoder:
+    """Turns raw records into :class:`KernelEvent` with the layouts the format files give."""
+
+    def __init__(self, formats: Iterable[EventFormat], reasons: Mapping[int, str] = {}) -> None:
+        self.by_id: dict[int, tuple[EventKind, struct.Struct]] = {}
+        self.reasons = dict(reasons)
+        self.type_field: FieldSpec | None = None
+        for fmt in formats:
+            wanted = _WANTED.get(fmt.name)
+            if wanted is None:
+                continue
+            missing = [n for n in wanted if n not in fmt.fields]
+            if missing:
+                raise TraceUnavailable(
+                    f"{fmt.system}/{fmt.name}: no field {missing[0]!r} in its format file"
+                )
+            self.by_id[fmt.id] = (_KINDS[fmt.name], _decoder(fmt, wanted))
+            self.type_field = fmt.fields.get("common_type", self.type_field)
+        if self.type_field is None:
+            raise TraceUnavailable("no common_type field in the event formats")
+        self._ips: dict[bytes, str] = {}
+
+    def decode(self, ts: int, data: memoryview, cpu: int, wall_offset: float) -> KernelEvent | None:
+        spec = self.type_field
+        assert spec is not None
+        if len(data) < spec.offset + 2:
+            return None
+        ident = int.from_bytes(data[spec.offset : spec.offset + 2], "little")
+        known = self.by_id.get(ident)
+        if known is None:
+            return None
+        kind, decoder = known
+        if len(data) < decoder.size:
+            return None
+        values = decoder.unpack_from(data)
+        at = ts / 1e9 + wall_offset
+        flags, pid, sk = values[0], values[1], values[2]
+        irq = bool(flags & _IRQ_FLAGS)
+        ips = self._ips
+        if kind == "state":
+            old, new, sport, dport, family, proto, s4, d4, s6, d6 = values[3:]
+            if proto != _IPPROTO_TCP:
+                return None
+            fam = 4 if family == _AF_INET else 6
+            return KernelEvent(
+                kind, ts, at, cpu, pid, irq, sk, fam,
+                Addr(_ip(family, s4, s6, ips), sport), Addr(_ip(family, d4, d6, ips), dport),
+                old=_state(old), new=_state(new),
+            )  # fmt: skip
+        if kind == "send_reset":
+            state, reason, src, dst = values[3:]
+            fam, local = _sockaddr(src, ips)
+            _, remote = _sockaddr(dst, ips)
+            return KernelEvent(
+                kind, ts, at, cpu, pid, irq, sk, fam, local, remote,
+                state=_state(state) if state else None,
+                reason=self.reasons.get(reason, str(reason)),
+            )  # fmt: skip
+        state_code: int | None = None
+        if kind == "retransmit":
+            state_code = values[3]
+            sport, dport, family, s4, d4, s6, d6 = values[4:]
+        else:
+            sport, dport, family, s4, d4, s6, d6 = values[3:]
+        fam = 4 if family == _AF_INET else 6
+        return KernelEvent(
+            kind, ts, at, cpu, pid, irq, sk, fam,
+            Addr(_ip(family, s4, s6, ips), sport), Addr(_ip(family, d4, d6, ips), dport),
+            state=None if state_code is None else _state(state_code),
+        )  # fmt: skip
+
+
+def decode_events(
+    pages: Iterable[tuple[int, bytes]],
+    layout: PageLayout,
+    decoder: Decoder,
+    *,
+    wall_offset: float = 0.0,
+) -> tuple[list[KernelEvent], int]:
+    """Events of (cpu, page) pairs in time order, and how many the pages say were missed."""
+    out: list[KernelEvent] = []
+    missed = 0
+    for cpu, page in pages:
+        raw = parse_page(page, layout)
+        missed += max(raw.missed, 0)
+        for ts, data in raw.records:
+            event = decoder.decode(ts, data, cpu, wall_offset)
+            if event is not None:
+                out.append(event)
+    out.sort(key=lambda e: e.mono_ns)
+    return out, missed
+
+
+# --------------------------------------------------------------------------- tracefs
+
+
+def _mounted_tracefs(mounts: str = "/proc/self/mounts") -> str | None:
+    try:
+        with open(mounts, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) > 2 and parts[2] == "tracefs" and os.path.isdir(parts[1]):
+                    return parts[1].replace("\\040", " ")
+    except OSError:
+        return None
+    return None
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _mount_tracefs(target: str) -> None:
+    libc = _libc()
+    if libc.mount(b"nodev", target.encode(), b"tracefs", 0, None) != 0:
+        err = ctypes.get_errno()
+        raise TraceUnavailable(f"cannot mount tracefs on {target}: {os.strerror(err)}")
+
+
+def _umount(target: str) -> None:
+    libc = _libc()
+    libc.umount2(target.encode(), 2)  # MNT_DETACH: never blocks on a busy mount
+
+
+def find_tracefs() -> tuple[str, bool]:
+    """A tracefs directory, and whether we mounted it (``mount -t tracefs nodev DIR``).
+
+    An existing mount is used as it is; without one, tracefs is mounted on a
+    private directory (unmounted again by the session) rather than on
+    ``/sys/kernel/tracing``, so no other program sees a mount appear.
+    """
+    found = _mounted_tracefs()
+    if found is not None:
+        return found, False
+    for path in _MOUNTS:
+        if os.path.isfile(os.path.join(path, "trace_clock")):
+            return path, False
+    target = tempfile.mkdtemp(prefix="tcplens-tracefs-")
+    try:
+        _mount_tracefs(target)
+    except TraceUnavailable:
+        os.rmdir(target)
+        raise
+    return target, True
+
+
+def unavailable_reason() -> str | None:
+    """Why exact tracing cannot run here (one line), or None when it may."""
+    if os.geteuid() != 0:
+        return "not root: tracefs and its instances need root (CAP_SYS_ADMIN)"
+    if not os.path.exists("/proc/self/mounts"):
+        return "no /proc: cannot find tracefs"
+    try:
+        with open("/proc/filesystems", encoding="utf-8") as fh:
+            if not any(line.split()[-1:] == ["tracefs"] for line in fh):
+                return "this kernel has no tracefs (CONFIG_TRACING off)"
+    except OSError:
+        return "cannot read /proc/filesystems"
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_instances(tracefs: str) -> list[str]:
+    """Remove ``instances/tcplens-PID`` left by runs whose PID is dead; return their names."""
+    base = os.path.join(tracefs, "instances")
+    removed: list[str] = []
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(INSTANCE_PREFIX):
+            continue
+        pid = name[len(INSTANCE_PREFIX) :]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.join(base, name))
+            removed.append(name)
+    return removed
+
+
+@dataclass(frozen=True, slots=True)
+class Loss:
+    """Events the kernel could not keep, per CPU, from ``per_cpu/cpuN/stats``."""
+
+    overrun: dict[int, int]
+    dropped: dict[int, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.overrun.values()) + sum(self.dropped.values())
+
+
+def _stats(text: str) -> tuple[int, int]:
+    overrun = dropped = 0
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        value = value.strip()
+        if name.strip() == "overrun" and value.isdigit():
+            overrun = int(value)
+        elif name.strip() == "dropped events" and value.isdigit():
+            dropped = int(value)
+    return overrun, dropped
+
+
+def _write(path: str, value: str) -> None:
+    try:
+        with open(path, "w", encoding="ascii") as fh:
+            fh.write(value)
+    except OSError as exc:
+        raise TraceUnavailable(f"{path}: {exc.strerror or exc}") from exc
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise TraceUnavailable(f"{path}: {exc.strerror or exc}") from exc
+
+
+def _port_filter(ports: Sequence[int]) -> str:
+    if not ports:
+        return ""
+    return "(" + " || ".join(f"sport == {p} || dport == {p}" for p in sorted(set(ports))) + ")"
+
+
+class TraceSession:
+    """A private tracefs instance with the TCP tracepoints on; a context manager.
+
+    ``ports`` narrows every event with ports to those (either end) in the
+    kernel; ``buffer_kb`` is the per-CPU ring buffer size.  :meth:`read`
+    returns the events committed since the last call, in time order.
+    """
+
+    def __init__(
+        self,
+        *,
+        ports: Sequence[int] = (),
+        buffer_kb: int = DEFAULT_BUFFER_KB,
+        tracefs: str | None = None,
+    ) -> None:
+        self.ports = tuple(ports)
+        self.buffer_kb = buffer_kb
+        self._tracefs = tracefs
+        self.mounted = False
+        self.root = ""
+        self.instance = ""
+        self.swept: list[str] = []
+        self._fds: dict[int, int] = {}
+        self._held: list[KernelEvent] = []
+        self._layout: PageLayout | None = None
+        self._decoder: Decoder | None = None
+        self._page = 4096
+        self._wall = 0.0
+        self.missed_in_pages = 0
+        self.pages = 0
+
+    # -- lifecycle ---------------------------------------------------------
+    def __enter__(self) -> TraceSession:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Set the instance up and start tracing; on any failure, undo what was done."""
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        reason = unavailable_reason() if self._tracefs is None else None
+        if reason is not None:
+            raise TraceUnavailable(reason)
+        if self._tracefs is None:
+            self.root, self.mounted = find_tracefs()
+        else:
+            self.root = self._tracefs
+        self.swept = sweep_instances(self.root)
+        events = os.path.join(self.root, "events")
+        self._layout = parse_header_page(
+            _read(os.path.join(events, "header_page")), path=f"{events}/header_page"
+        )
+        _check_header_event(_read(os.path.join(events, "header_event")), f"{events}/header_event")
+        formats: list[EventFormat] = []
+        reasons: dict[int, str] = {}
+        for system, name in EVENTS:
+            path = os.path.join(events, system, name, "format")
+            if not os.path.exists(path):
+                raise TraceUnavailable(f"this kernel has no {system}:{name} tracepoint")
+            text = _read(path)
+            formats.append(parse_format(text, path=path, system=system))
+            if name == "tcp_send_reset":
+                reasons = _reset_reasons(text)
+        self._decoder = Decoder(formats, reasons)
+        inst = os.path.join(self.root, "instances", f"{INSTANCE_PREFIX}{os.getpid()}")
+        try:
+            os.mkdir(inst)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise TraceUnavailable(f"cannot create {inst}: {exc.strerror}") from exc
+        self.instance = inst
+        _write(f"{inst}/tracing_on", "0")
+        _write(f"{inst}/trace_clock", "mono")
+        with contextlib.suppress(TraceUnavailable):  # not every kernel has the option file
+            _write(f"{inst}/options/overwrite", "0")
+        _write(f"{inst}/buffer_size_kb", str(self.buffer_kb))
+        sub = os.path.join(inst, "buffer_subbuf_size_kb")
+        if os.path.exists(sub):
+            with contextlib.suppress(TraceUnavailable, ValueError):
+                self._page = int(_read(sub).split()[0]) * 1024
+        self._page = max(self._page, self._layout.page_size)
+        ports = _port_filter(self.ports)
+        for system, name in EVENTS:
+            base = f"{inst}/events/{system}/{name}"
+            clauses = []
+            if name == "inet_sock_set_state":
+                clauses.append(f"protocol == {_IPPROTO_TCP}")
+            if ports and name != "tcp_send_reset":  # its ports are inside sockaddr arrays
+                clauses.append(ports)
+            if clauses:
+                _write(f"{base}/filter", " && ".join(clauses))
+            _write(f"{base}/enable", "1")
+        cpus = sorted(
+            int(n[3:])
+            for n in os.listdir(f"{inst}/per_cpu")
+            if n.startswith("cpu") and n[3:].isdigit()
+        )
+        for cpu in cpus:
+            path = f"{inst}/per_cpu/cpu{cpu}/trace_pipe_raw"
+            try:
+                self._fds[cpu] = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as exc:
+                raise TraceUnavailable(f"{path}: {exc.strerror}") from exc
+        self._wall = time.time() - time.clock_gettime(time.CLOCK_MONOTONIC)
+        _write(f"{inst}/tracing_on", "1")
+
+    def close(self) -> None:
+        """Stop tracing and remove the instance (and the private mount, if ours)."""
+        for fd in self._fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds.clear()
+        if self.instance:
+            with contextlib.suppress(OSError), open(f"{self.instance}/tracing_on", "w") as fh:
+                fh.write("0")
+            for _ in range(50):
+                try:
+                    os.rmdir(self.instance)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY:
+                        break
+                    time.sleep(0.01)
+            self.instance = ""
+        if self.mounted and self.root:
+            _umount(self.root)
+            with contextlib.suppress(OSError):
+                os.rmdir(self.root)
+            self.mounted = False
+
+    # -- reading -----------------------------------------------------------
+    @property
+    def wall_offset(self) -> float:
+        """Add to a CLOCK_MONOTONIC time in seconds to get wall-clock time."""
+        return self._wall
+
+    @property
+    def cpus(self) -> list[int]:
+        return sorted(self._fds)
+
+    def _pages(self) -> Iterator[tuple[int, bytes]]:
+        size = self._page
+        for cpu, fd in self._fds.items():
+            while True:
+                try:
+                    page = os.read(fd, size)
+                except BlockingIOError:
+                    break
+                except InterruptedError:  # pragma: no cover - PEP 475 retries
+                    continue
+                except OSError as exc:
+                    raise SourceError(f"tracefs cpu{cpu}: {exc.strerror}") from exc
+                if not page:
+                    break
+                self.pages += 1
+                yield cpu, page
+
+    def read(self, *, flush: bool = False) -> list[KernelEvent]:
+        """Events committed since the last call, oldest first.
+
+        Events stamped after this read began are held back for the next call
+        (another CPU may still commit an earlier one) unless ``flush``.
+        """
+        assert self._layout is not None and self._decoder is not None
+        horizon = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        fresh, missed = decode_events(
+            self._pages(), self._layout, self._decoder, wall_offset=self._wall
+        )
+        self.missed_in_pages += missed
+        if self._held:
+            fresh = sorted(self._held + fresh, key=lambda e: e.mono_ns)
+            self._held = []
+        if flush:
+            return fresh
+        cut = len(fresh)
+        while cut and fresh[cut - 1].mono_ns > horizon:
+            cut -= 1
+        self._held = fresh[cut:]
+        return fresh[:cut]
+
+    def lost(self) -> Loss:
+        """Events the kernel dropped so far, per CPU (``per_cpu/cpuN/stats``)."""
+        overrun: dict[int, int] = {}
+        dropped: dict[int, int] = {}
+        for cpu in self._fds:
+            with contextlib.suppress(TraceUnavailable):
+                over, drop = _stats(_read(f"{self.instance}/per_cpu/cpu{cpu}/stats"))
+                overrun[cpu], dropped[cpu] = over, drop
+        return Loss(overrun, dropped)
+
+
+# --------------------------------------------------------------------------- TIME_WAIT
+
+
+TupleKey = tuple[str, int | None, str, int | None]
+
+
+def time_wait_table(ports: Sequence[int] = ()) -> dict[TupleKey, State]:
+    """4-tuple -> state of every TCP minisocket in a timewait state (sock_diag).
+
+    The kernel keeps a closed connection's TIME_WAIT as an
+    ``inet_timewait_sock``; one that timed out in FIN_WAIT2 as an orphan is
+    kept the same way with substate FIN_WAIT2.  sock_diag reports both (with
+    the substate); a dump asks only for those states, narrowed by ``ports``.
+    """
+    from tcplens.sources import netlink
+
+    try:
+        bytecode = netlink.port_filter(ports=ports)
+    except ValueError:
+        bytecode = b""
+    kinds: list[tuple[int, Proto]] = [(int(socket.AF_INET), "tcp"), (int(socket.AF_INET6), "tcp")]
+    socks = netlink.dump(kinds, states=(State.TIME_WAIT, State.FIN_WAIT2), bytecode=bytecode)
+    out: dict[TupleKey, State] = {}
+    for s in socks:
+        timewait_kind = s.timer is not None and s.timer.kind == "timewait"
+        if s.state is State.TIME_WAIT or (timewait_kind and not s.inode):
+            out[(s.local.ip, s.local.port, s.remote.ip, s.remote.port)] = s.state
+    return out

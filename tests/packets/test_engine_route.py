@@ -1,0 +1,268 @@
+"""One answer whatever the route and whatever the input: file, stdin or pipe.
+
+``tcplens.packets.engine.reconstruct_capture`` is the only way from a capture
+to connections.  The engine (Rust) and the reference (Python) must give the
+same connections, the same summary and tracker counters, and the same error
+for a damaged capture, after the same connections.  Through the CLI, a file
+and the same bytes on stdin must print the same thing and exit the same way:
+the disagreements issue 14 reported (found by fuzzing the two old readers)
+are reproduced here.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from tcplens.errors import InputError, TcplensError
+from tcplens.packets.engine import ROUTE_ENV, engine_available, reconstruct_capture, route
+from tcplens.packets.pcap import read_frames
+from tcplens.packets.tracker import CaptureSummary, Timeouts, Tracker
+
+from . import build
+from .build import ACK, FIN, SYN
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "pcap"
+NAMES = sorted(p.name for p in FIXTURES.glob("*.pcap*"))
+
+pytestmark = pytest.mark.skipif(not engine_available(), reason="the engine is not built")
+
+
+def run(which: str, source: Any, monkeypatch: pytest.MonkeyPatch, **tracker: Any) -> dict[str, Any]:
+    """Connections (as JSON), counters and the error, through one route."""
+    monkeypatch.setenv(ROUTE_ENV, which)
+    tr = Tracker(**tracker)
+    summary = CaptureSummary()
+    conns = []
+    error = None
+    try:
+        for conn in reconstruct_capture(source, tr, summary, "capture.pcap"):
+            conns.append(json.dumps(conn.as_dict(), sort_keys=True))
+    except TcplensError as exc:
+        error = (type(exc).__name__, str(exc), getattr(exc, "record", None))
+    return {
+        "connections": conns,
+        "error": error,
+        "summary": (
+            summary.frames,
+            summary.decode,
+            summary.connections,
+            summary.peak_live,
+            summary.status,
+        ),
+        "tracker": (tr.now, tr.count, tr.peak, tr.evicted),
+    }
+
+
+def same(data: bytes, monkeypatch: pytest.MonkeyPatch, **tracker: Any) -> dict[str, Any]:
+    ref = run("python", io.BytesIO(data), monkeypatch, **tracker)
+    assert run("engine", io.BytesIO(data), monkeypatch, **tracker) == ref
+    return ref
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_fixture_gives_the_same_connections_by_either_route(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = str(FIXTURES / name)
+    ref = run("python", path, monkeypatch)
+    assert ref["connections"] and ref["error"] is None
+    assert run("engine", path, monkeypatch) == ref
+    with open(path, "rb") as fh:
+        assert run("engine", fh, monkeypatch) == ref
+    # ladder charts keep every segment
+    assert same(Path(path).read_bytes(), monkeypatch, keep_segments=True)["connections"]
+
+
+@pytest.mark.parametrize("cut", [1, 7, 40, 200])
+def test_a_truncated_capture_gives_the_connections_before_the_fault_then_the_error(
+    cut: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = (FIXTURES / "200722_tcp_anon.pcapng").read_bytes()
+    ref = same(data[:-cut], monkeypatch)
+    assert ref["error"][0] in ("TruncatedInput", "CorruptRecord")
+    assert ref["summary"][-1] == "truncated"
+    assert ref["connections"]
+
+
+def as_pcap(path: Path) -> bytes:
+    """Any fixture re-written as classic pcap."""
+    with path.open("rb") as fh:
+        frames = [(f.ts_ns, f.data) for f in read_frames(fh)]
+    return build.pcap(frames, nanos=True)
+
+
+def damaged(data: bytes, record: int) -> tuple[bytes, int]:
+    """``data`` with an impossible length in packet record ``record``, and that record's offset."""
+    raw = bytearray(data)
+    if raw[:4] == b"\x0a\x0d\x0d\x0a":
+        offset, seen = 0, 0
+        while True:
+            kind, total = struct.unpack_from("<II", raw, offset)
+            if kind in (3, 6):
+                seen += 1
+                if seen == record:
+                    struct.pack_into("<I", raw, offset + 4, 0x7FFFFFFC)
+                    return bytes(raw), offset
+            offset += total
+    offset = 24
+    for _ in range(record - 1):
+        offset += 16 + struct.unpack_from("<I", raw, offset + 8)[0]
+    struct.pack_into("<I", raw, offset + 8, 300 << 20)
+    return bytes(raw), offset
+
+
+@pytest.mark.parametrize("layout", ["pcap", "pcapng"])
+def test_an_impossible_record_length_ends_the_capture_like_a_truncation(
+    layout: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = FIXTURES / "200722_tcp_anon.pcapng"
+    data, offset = damaged(as_pcap(name) if layout == "pcap" else name.read_bytes(), 30)
+    ref = same(data, monkeypatch)
+    assert len(ref["connections"]) == 2  # both, as a truncation at record 30 gives them
+    assert ref["error"][0] == "CorruptRecord"
+    assert ref["error"][2] == 30
+    assert f"byte {offset}:" in ref["error"][1]
+
+
+def test_timeouts_and_the_connection_cap_evict_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    frames = []
+    for i in range(40):
+        c, s = (f"10.0.{i // 200}.{i % 200 + 1}", 30000 + i), ("10.9.9.9", 80)
+        t = i * 2_000_000_000
+        frames.append((t, build.ether(build.ipv4(c[0], s[0], build.tcp(c[1], 80, 1, 0, SYN)))))
+        if i % 3:
+            synack = build.tcp(80, c[1], 9, 2, SYN | ACK)
+            frames.append((t + 1000, build.ether(build.ipv4(s[0], c[0], synack))))
+        if i % 5 == 0:
+            fin = build.tcp(c[1], 80, 2, 10, FIN | ACK)
+            frames.append((t + 2000, build.ether(build.ipv4(c[0], s[0], fin))))
+    data = build.pcap(frames)
+    ref = same(data, monkeypatch, max_connections=4, timeouts=Timeouts(1, 1, 1, 3))
+    assert ref["tracker"][3] > 0, "something must have been evicted"
+    big = Timeouts(100000, 100000, 100000, 100000)
+    same(data, monkeypatch, timeouts=big, msl=100000)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# an input error after the first packet: no flush, so no peak is reported either
+@example(edits=[(796, 1)], cut=0)
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=4),
+    cut=st.integers(0, 4000),
+)
+def test_damaged_captures_give_the_same_answer_by_either_route(
+    edits: list[tuple[int, int]], cut: int
+) -> None:
+    data = bytearray((FIXTURES / "tcp_retransmissions.pcapng").read_bytes())
+    for at, value in edits:
+        if at < len(data):
+            data[at] = value
+    with pytest.MonkeyPatch.context() as mp:
+        same(bytes(data[: len(data) - cut % len(data)]), mp)
+
+
+def test_route_is_the_engine_unless_forced_or_watched(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ROUTE_ENV, raising=False)
+    assert route(Tracker()) == "engine"
+    assert route(Tracker(on_change=lambda change: None)) == "python"
+    monkeypatch.setenv(ROUTE_ENV, "python")
+    assert route(Tracker()) == "python"
+    monkeypatch.setenv(ROUTE_ENV, "fast")
+    with pytest.raises(InputError, match="must be 'engine' or 'python'"):
+        route(Tracker())
+
+
+# --- the CLI: a file and stdin give one answer -------------------------------------------
+
+
+def tcplens(
+    *args: str, stdin: bytes | None = None, **env: str
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "tcplens", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+
+
+def file_and_stdin(tmp_path: Path, data: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
+    path = tmp_path / "capture.pcap"
+    path.write_bytes(data)
+    from_file = tcplens("pcap", *args, str(path))
+    from_stdin = tcplens("pcap", *args, "-", stdin=data)
+    assert from_stdin.returncode == from_file.returncode
+    # the input's name appears in the JSON and in messages; nothing else may differ
+    named = str(path).encode()
+    for out in ("stdout", "stderr"):
+        stdin_out = re.sub(rb'(^|"|\n|: )- ', rb"\1F ", getattr(from_stdin, out))
+        stdin_out = stdin_out.replace(b'"file": "-"', b'"file": "F"')
+        assert stdin_out == getattr(from_file, out).replace(named, b"F")
+    return from_file
+
+
+def test_pcap_version_0xFF02_is_an_error_from_a_file_and_from_stdin(tmp_path: Path) -> None:
+    data = bytearray(build.pcap([(0, build.ether(build.ipv4("1.1.1.1", "2.2.2.2", b"")))]))
+    data[4:6] = (0xFF02).to_bytes(2, "little")
+    res = file_and_stdin(tmp_path, bytes(data), "--json")
+    assert res.returncode == 2
+    assert b"unsupported pcap version 65282" in res.stderr
+
+
+def test_a_small_capture_has_one_zeek_state_from_a_file_and_from_stdin(tmp_path: Path) -> None:
+    c, s = ("10.0.0.1", 40000), ("10.0.0.2", 80)
+    rows = [(c, s, SYN, 1, 0), (c, s, SYN, 1, 0), (s, c, SYN | ACK, 9, 2), (c, s, ACK, 2, 10)]
+    frames = [
+        (i * 1_000_000, build.ether(build.ipv4(a[0], b[0], build.tcp(a[1], b[1], q, k, f))))
+        for i, (a, b, f, q, k) in enumerate(rows)
+    ]
+    res = file_and_stdin(tmp_path, build.pcap(frames), "--zeek")
+    assert res.returncode == 0
+    assert b"\tS1\t" in res.stdout
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("mode", [["--json"], ["--zeek"], ["--states"], []])
+def test_every_output_is_byte_identical_by_either_route_and_input(
+    name: str, mode: list[str], tmp_path: Path
+) -> None:
+    data = (FIXTURES / name).read_bytes()
+    engine = file_and_stdin(tmp_path, data, *mode)
+    path = str(tmp_path / "capture.pcap")
+    python = tcplens("pcap", *mode, path, **{ROUTE_ENV: "python"})
+    assert (engine.returncode, engine.stdout, engine.stderr) == (
+        python.returncode,
+        python.stdout,
+        python.stderr,
+    )
+
+
+def test_a_truncated_file_exits_1_with_its_connections_from_a_file_and_stdin(
+    tmp_path: Path,
+) -> None:
+    data = (FIXTURES / "http_ip4and6.pcapng").read_bytes()[:-30]
+    res = file_and_stdin(tmp_path, data, "--json")
+    assert res.returncode == 1
+    doc = json.loads(res.stdout)
+    assert doc["connections"] and doc["summary"]["truncated"]
+    assert b"record" in res.stderr and b"byte" in res.stderr
+
+
+def test_a_bad_route_name_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    res = tcplens("pcap", str(FIXTURES / NAMES[0]), **{ROUTE_ENV: "numpy"})
+    assert res.returncode == 2
+    assert res.stderr.decode().count("\n") == 1
+    assert b"Traceback" not in res.stderr

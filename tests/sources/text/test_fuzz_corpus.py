@@ -1,0 +1,47 @@
+"""Replay every input that ever broke a text parser (``tests/fixtures/fuzz``).
+
+The corpus is written by ``benchmarks/fuzz_text.py --save``; each file is
+named ``FORMAT-DIGEST.txt`` after the format it failed with.  Each is parsed
+with that format and with auto-detection, leniently and strictly: the result
+must be a Snapshot meeting the contract or one located InputError, and
+every line a user would read must stay one readable line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tcplens.errors import InputError
+from tcplens.sources.text import FORMATS, parse_text
+from tests.contract import check_snapshot
+
+CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "fuzz"
+FILES = sorted(CORPUS.glob("*.txt"))
+#: the fuzzer's limit for a warning or error line
+MAX_MESSAGE = 400
+
+
+def test_the_corpus_covers_every_format_that_failed() -> None:
+    assert len(FILES) >= 80
+    assert {path.name.rsplit("-", 1)[0] for path in FILES} <= set(FORMATS)
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
+def test_corpus_input_parses_or_fails_in_one_line(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    fmt = path.name.rsplit("-", 1)[0]
+    for named in (fmt, None):
+        for strict in (False, True):
+            try:
+                snap = parse_text(text, named, path=path.name, strict=strict)
+            except InputError as exc:
+                message = str(exc)
+                assert message.startswith(path.name) and "\n" not in message
+                assert len(message) <= MAX_MESSAGE, message[:200]
+                continue
+            check_snapshot(snap, text_source=True)
+            for warning in snap.warnings:
+                assert warning.line >= 1
+                assert len(str(warning)) <= MAX_MESSAGE, str(warning)[:200]
