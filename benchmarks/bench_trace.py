@@ -4,10 +4,21 @@ A load process opens and closes short loopback connections (the client
 closes first) as fast as it can up to ``--rate`` per second for
 ``--seconds`` (bounded: at most 60 s), spread over listeners on
 127.0.0.1-127.0.0.8 that share one port, so ``--port`` selects exactly the
-load.  Each mode is measured in its own run, with the tracer as a child
-process writing JSON lines to /dev/null: its user+system CPU seconds (from
-``wait4``), the connections the load achieved, and in exact mode the events
-read and the events the kernel reports lost (the summary line).
+load.  Each tracer is measured in its own run, as a child process writing to
+a file: its user+system CPU seconds (from ``wait4``), the lines it wrote, the
+connections the load achieved meanwhile (the load's own rate falls when
+tracing slows the kernel), and in exact mode the events read and the events
+the kernel reports lost (the summary line).  The tracers:
+
+* ``none``: no tracer, the load's baseline rate;
+* ``exact``: ``tcplens trace --mode exact --json`` (tracepoints through tracefs);
+* ``sampled``: ``tcplens trace --mode sampled --interval 0.1 --json -P`` (sock_diag polls);
+* ``text``: ``tcplens trace --mode exact`` (the text lines);
+* ``bpftrace``: benchmarks/tcpstates.bt, bcc's tcpstates as a bpftrace script (when
+  bpftrace is installed and tracefs is mounted where it looks, /sys/kernel/tracing).
+
+CPU spent in the kernel writing events (ring buffer or BPF) is charged to the
+load's processes, not to the tracer.
 
     python3 benchmarks/bench_trace.py                  # 20,000/s for 10 s
     python3 benchmarks/bench_trace.py --rate 5000 --seconds 5
@@ -20,6 +31,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +44,8 @@ ADDRESSES = [f"127.0.0.{i}" for i in range(1, 9)]
 
 _LOAD = r"""
 import socket, sys, time
-addrs, port, rate, seconds = sys.argv[1].split(","), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+addrs, port = sys.argv[1].split(","), int(sys.argv[2])
+rate, seconds = float(sys.argv[3]), float(sys.argv[4])
 listeners = []
 for a in addrs:
     s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -55,47 +70,98 @@ print(done, time.monotonic() - start, flush=True)
 """
 
 
-def run(mode: str, port: int, rate: float, seconds: float) -> dict[str, float | int | None]:
-    load = subprocess.Popen(
-        [sys.executable, "-c", _LOAD, ",".join(ADDRESSES), str(port), str(rate), str(seconds)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert load.stdout is not None and load.stdin is not None
-    assert load.stdout.readline().strip() == "ready"
-    out = tempfile.TemporaryFile("w+")
-    args = ["trace", "--port", str(port), "--json", "--mode", mode]
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def tracer_argv(mode: str, port: int, seconds: float) -> list[str] | None:
+    if mode == "none":
+        return None
+    if mode == "bpftrace":
+        return ["bpftrace", os.path.join(HERE, "tcpstates.bt"), str(port)]
+    args = ["trace", "--port", str(port), "--mode", "exact" if mode == "text" else mode]
+    args += ["--interval", "0.1", "--duration", str(seconds + 3)]
+    if mode != "text":
+        args.append("--json")
     if mode == "sampled":
-        args += ["--interval", "0.1", "-P"]
-    else:
-        args += ["--interval", "0.1"]
-    tracer = subprocess.Popen(
-        [sys.executable, "-m", "tcplens", *args, "--duration", str(seconds + 3)],
-        stdout=out, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        args.append("-P")
+    return [sys.executable, "-m", "tcplens", *args]
+
+
+def run(
+    mode: str, port: int, rate: float, seconds: float, workers: int
+) -> dict[str, float | int | None]:
+    loads = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _LOAD,
+                ",".join(ADDRESSES[i::workers]),
+                str(port),
+                str(rate / workers),
+                str(seconds),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(workers)
+    ]
+    for load in loads:
+        assert load.stdout is not None and load.stdin is not None
+        assert load.stdout.readline().strip() == "ready"
+    out = tempfile.TemporaryFile("w+")  # noqa: SIM115 - read back after the child ends
+    err = tempfile.TemporaryFile("w+")  # noqa: SIM115
+    argv = tracer_argv(mode, port, seconds)
+    tracer = None
+    if argv is not None:
+        tracer = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
     time.sleep(2.0)  # past start-up
-    load.stdin.write("go\n")
-    load.stdin.flush()
-    made, took = load.stdout.readline().split()
-    load.wait(timeout=30)
-    _, status, usage = os.wait4(tracer.pid, 0)
-    tracer.returncode = os.waitstatus_to_exitcode(status)
+    started = time.monotonic()
+    for load in loads:
+        assert load.stdin is not None
+        load.stdin.write("go\n")
+        load.stdin.flush()
+    made = took = 0.0
+    for load in loads:
+        assert load.stdout is not None
+        n, t = load.stdout.readline().split()
+        made, took = made + int(n), max(took, float(t))
+        load.wait(timeout=30)
+    cpu = None
+    if tracer is not None:
+        if mode == "bpftrace":  # runs until told: give it the same span as the others
+            time.sleep(max(0.0, seconds + 1 - (time.monotonic() - started)))
+            tracer.send_signal(signal.SIGINT)
+        _, status, usage = os.wait4(tracer.pid, 0)
+        tracer.returncode = os.waitstatus_to_exitcode(status)
+        cpu = usage.ru_utime + usage.ru_stime
     out.seek(0)
     summary: dict[str, object] = {}
-    changes = 0
+    lines = 0
     for line in out:
         if '"type":"summary"' in line:
             summary = json.loads(line)
-        elif '"type":"change"' in line:
-            changes += 1
+        elif line.startswith("Time in state, measured by the kernel"):
+            found = re.search(r"([\d,]+) events?, .* (\d+) events? lost", line)
+            if found:
+                summary = {"events": int(found[1].replace(",", "")), "lost": int(found[2])}
+        elif line[:1].isdigit() or '"type":"change"' in line:
+            lines += 1
+    err.seek(0)
+    for line in err:  # bpftrace: "Lost 1234 events"
+        found = re.match(r"Lost (\d+) events", line.strip())
+        if found:
+            summary["lost"] = int(str(summary.get("lost") or 0)) + int(found[1])
     return {
         "connections": int(made),
-        "conn_per_s": int(made) / float(took),
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "cpu_per_wall_s": (usage.ru_utime + usage.ru_stime) / (seconds + 3),
-        "changes": changes,
+        "conn_per_s": round(made / took),
+        "tracer_cpu_s": None if cpu is None else round(cpu, 2),
+        "tracer_cores": None if cpu is None else round(cpu / (seconds + 3), 3),
+        "lines": lines,
         "events": summary.get("events"),  # type: ignore[dict-item]
         "lost": summary.get("lost"),  # type: ignore[dict-item]
-        "rc": tracer.returncode,
+        "rc": None if tracer is None else tracer.returncode,
     }
 
 
@@ -103,6 +169,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=20_000)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--workers", type=int, default=2, help="load processes")
+    parser.add_argument(
+        "--modes", default="none,exact,text,sampled,bpftrace", help="comma-separated tracers"
+    )
     args = parser.parse_args()
     seconds = min(args.seconds, 60.0)
     probe = socket.socket()
@@ -110,8 +180,13 @@ def main() -> None:
     port = probe.getsockname()[1]
     probe.close()
     print(f"load: up to {args.rate:g} connections/s for {seconds:g} s, port {port}")
-    for mode in ("exact", "sampled"):
-        result = run(mode, port, args.rate, seconds)
+    for mode in args.modes.split(","):
+        if mode == "bpftrace" and not (
+            shutil.which("bpftrace") and os.path.isdir("/sys/kernel/tracing/events")
+        ):
+            print("bpftrace: not installed, or tracefs not mounted on /sys/kernel/tracing")
+            continue
+        result = run(mode, port, args.rate, seconds, max(1, min(args.workers, 8)))
         print(mode, json.dumps(result))
         time.sleep(2)
 

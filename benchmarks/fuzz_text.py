@@ -201,7 +201,7 @@ def check(text: str, fmt: str | None, strict: bool) -> str | None:
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         return f"{type(exc).__name__} at {Path(frame.filename).name}:{frame.lineno}"
     if time.perf_counter() - started > SLOW_SECONDS:
-        return f"slow: over {SLOW_SECONDS:g} s for {len(text):,} characters"
+        return f"slow: over {SLOW_SECONDS:g} s for one input"
     for warning in snap.warnings:
         if warning.line < 1:
             return "warning without a line number"

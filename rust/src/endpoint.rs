@@ -473,8 +473,9 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(table: &Table, state: StateId, msl: f64, isn: u32, now: f64) -> Endpoint {
-        // most endpoints of a flood or a scan see two states: room for exactly that
-        let mut history = Vec::with_capacity(2);
+        // room for a handshake's states without growing (a lone SYN's flow is not
+        // tracked until it gets a second packet, so few endpoints stop at two)
+        let mut history = Vec::with_capacity(4);
         history.push((now, state, Cause::Text("initial")));
         Endpoint {
             state,
@@ -944,6 +945,29 @@ pub(crate) mod tests {
         );
         assert_eq!(d.state, before.state);
         assert_eq!(d.history.len(), before.history.len());
+    }
+
+    #[test]
+    fn new_data_after_close_resets_but_after_shutdown_is_read() {
+        let t = table();
+        for (call, after) in [
+            (t.e.close, t.s.closed),
+            (t.e.shutdown.unwrap_or(t.e.close), t.s.fin_wait1),
+        ] {
+            let mut e = Endpoint::new(&t, t.s.established, 30.0, 10, 0.0);
+            e.rcv_nxt = Some(1000);
+            e.handle(&t, call, 1.0, 0).ok();
+            assert_eq!(e.state, t.s.fin_wait1);
+            let data = MSeg {
+                flags: PSH | ACK,
+                seq: 1000,
+                ack: 10,
+                length: 5,
+            };
+            let ev = e.classify(&t, &data);
+            e.receive(&t, data, 2.0, ev).ok();
+            assert_eq!(e.state, after);
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::io::Read;
 
 use crate::decode::{decode, linktype_name, DecodeStats, Link};
 use crate::flow::Connection;
-use crate::reader::{ReadError, Reader};
+use crate::reader::{Frame, ReadError, Reader};
 use crate::segment::{Packet, Segment};
 use crate::tracker::{Tracker, TrackerConfig};
 
@@ -26,52 +26,22 @@ pub struct FrameInfo {
     pub captured: u32,
 }
 
-/// Decoded packets of one capture, in file order.
-pub struct Packets<R> {
-    reader: Reader<R>,
-    /// Frames read (`CaptureSummary.frames`), including those that carry no TCP.
+/// Link-type check and decoding of frames from any source (a capture file, or
+/// live frames handed over one by one), with the counts `reconstruct` keeps.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    /// Frames seen (`CaptureSummary.frames`), including those that carry no TCP.
     pub frames: u64,
     pub stats: DecodeStats,
     /// The last link type seen and its decoder: captures rarely mix link types.
     link: Option<(u16, Link)>,
 }
 
-impl<R: Read> Packets<R> {
-    /// Reads nothing yet: a file that is not a capture fails at the first packet.
-    pub fn new(src: R) -> Self {
-        Packets {
-            reader: Reader::new(src),
-            frames: 0,
-            stats: DecodeStats::default(),
-            link: None,
-        }
-    }
-
-    /// The input, e.g. to ask it why a read failed.
-    pub fn source_mut(&mut self) -> &mut R {
-        self.reader.source_mut()
-    }
-
-    /// Bytes of input consumed so far.
-    pub fn position(&self) -> u64 {
-        self.reader.position()
-    }
-
-    /// The next frame and its TCP segment, if it carries one.
-    pub fn next_decoded(&mut self) -> Result<Option<(FrameInfo, Option<Segment>)>, ReadError> {
-        let Some(frame) = self.reader.next_frame()? else {
-            return Ok(None);
-        };
+impl Decoder {
+    /// The TCP segment a frame carries, if any; a link type we cannot decode is
+    /// an error located at the frame, as `reconstruct` raises it.
+    pub fn frame(&mut self, frame: &Frame<'_>) -> Result<Option<Segment>, ReadError> {
         self.frames += 1;
-        let info = FrameInfo {
-            record: frame.record,
-            offset: frame.offset,
-            ts_ns: frame.ts_ns,
-            linktype: frame.linktype,
-            wire_len: frame.wire_len,
-            interface: frame.interface,
-            captured: frame.data.len() as u32,
-        };
         let link = match self.link {
             Some((lt, link)) if lt == frame.linktype => link,
             _ => {
@@ -91,7 +61,50 @@ impl<R: Read> Packets<R> {
                 link
             }
         };
-        let seg = decode(link, frame.data, &mut self.stats);
+        Ok(decode(link, frame.data, &mut self.stats))
+    }
+}
+
+/// Decoded packets of one capture, in file order.
+pub struct Packets<R> {
+    reader: Reader<R>,
+    pub decoder: Decoder,
+}
+
+impl<R: Read> Packets<R> {
+    /// Reads nothing yet: a file that is not a capture fails at the first packet.
+    pub fn new(src: R) -> Self {
+        Packets {
+            reader: Reader::new(src),
+            decoder: Decoder::default(),
+        }
+    }
+
+    /// The input, e.g. to ask it why a read failed.
+    pub fn source_mut(&mut self) -> &mut R {
+        self.reader.source_mut()
+    }
+
+    /// Bytes of input consumed so far.
+    pub fn position(&self) -> u64 {
+        self.reader.position()
+    }
+
+    /// The next frame and its TCP segment, if it carries one.
+    pub fn next_decoded(&mut self) -> Result<Option<(FrameInfo, Option<Segment>)>, ReadError> {
+        let Some(frame) = self.reader.next_frame()? else {
+            return Ok(None);
+        };
+        let info = FrameInfo {
+            record: frame.record,
+            offset: frame.offset,
+            ts_ns: frame.ts_ns,
+            linktype: frame.linktype,
+            wire_len: frame.wire_len,
+            interface: frame.interface,
+            captured: frame.data.len() as u32,
+        };
+        let seg = self.decoder.frame(&frame)?;
         Ok(Some((info, seg)))
     }
 
@@ -159,9 +172,13 @@ impl<R: Read> Capture<R> {
                     }
                 }
                 Ok(None) => {
-                    self.tracker.finish(out);
-                    self.ended = true;
-                    break Step::End;
+                    // the connections still open, a batch at a time (a SYN flood leaves
+                    // half a million); the reader keeps answering Ok(None) (edit by R2)
+                    if self.tracker.finish_some(out, batch.max(1)) {
+                        self.ended = true;
+                        break Step::End;
+                    }
+                    break Step::More;
                 }
                 Err(err) => {
                     if err.kind.keeps_what_came_before() {
@@ -205,7 +222,7 @@ pub fn check_input(data: &[u8]) {
             Err(err) => break Some(err),
         }
     };
-    let s = packets.stats;
+    let s = packets.decoder.stats;
     assert_eq!(
         s.tcp + s.fragments + s.non_ip + s.non_tcp + s.malformed,
         s.frames
@@ -213,8 +230,8 @@ pub fn check_input(data: &[u8]) {
     let refused = outcome
         .as_ref()
         .is_some_and(|e| e.message.starts_with("link type "));
-    assert_eq!(s.frames + u64::from(refused), packets.frames);
-    assert_eq!(packets.frames, last + u64::from(refused));
+    assert_eq!(s.frames + u64::from(refused), packets.decoder.frames);
+    assert_eq!(packets.decoder.frames, last + u64::from(refused));
 }
 
 #[cfg(test)]
@@ -249,8 +266,8 @@ mod tests {
              Linux SLL/SLL2, BSD NULL/LOOP and raw IP"
         );
         assert_eq!((err.record, err.offset), (Some(1), Some(24)));
-        assert_eq!(p.frames, 1);
-        assert_eq!(p.stats.frames, 0);
+        assert_eq!(p.decoder.frames, 1);
+        assert_eq!(p.decoder.stats.frames, 0);
     }
 
     #[test]
@@ -258,7 +275,7 @@ mod tests {
         let bytes = capture(101, &[b"", b"\x45"]);
         let mut p = Packets::new(&bytes[..]);
         assert_eq!(p.next_packet().unwrap(), None);
-        assert_eq!(p.frames, 2);
-        assert_eq!(p.stats.malformed, 2);
+        assert_eq!(p.decoder.frames, 2);
+        assert_eq!(p.decoder.stats.malformed, 2);
     }
 }

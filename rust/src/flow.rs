@@ -15,7 +15,7 @@ use crate::tracker::Side;
 use crate::zeek::ZeekConn;
 
 /// `(addr, port, addr, port)`, smaller end first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowKey {
     pub a: Addr,
     pub a_port: u16,
@@ -30,6 +30,24 @@ fn addr_bytes(a: &Addr) -> &[u8] {
     match a {
         Addr::V4(b) => b,
         Addr::V6(b) => b,
+    }
+}
+
+/// One `write` of the packed key: SipHash (std's HashMap, kept for its resistance
+/// to crafted collisions in untrusted captures) costs per call, and the derived
+/// impl makes eight.
+impl std::hash::Hash for FlowKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut buf = [0u8; 38];
+        let mut put = |at: usize, addr: &Addr, port: u16| {
+            let raw = addr_bytes(addr);
+            buf[at] = raw.len() as u8;
+            buf[at + 1..at + 1 + raw.len()].copy_from_slice(raw);
+            buf[at + 17..at + 19].copy_from_slice(&port.to_be_bytes());
+        };
+        put(0, &self.a, self.a_port);
+        put(19, &self.b, self.b_port);
+        state.write(&buf);
     }
 }
 

@@ -42,6 +42,7 @@ pub mod endpoint;
 pub mod engine;
 pub mod flow;
 pub mod reader;
+pub mod render;
 pub mod segment;
 pub mod tracker;
 pub mod zeek;

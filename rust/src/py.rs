@@ -270,8 +270,8 @@ pub fn read_and_decode<'py>(
                     Err(err) => break Err(err),
                 }
             };
-            count = packets.frames;
-            stats = packets.stats;
+            count = packets.decoder.frames;
+            stats = packets.decoder.stats;
             result.map_err(|err| read_error(py, &err, path))
         },
     );

@@ -1,4 +1,5 @@
-//! `tcplens._engine.Capture`: a whole capture on its way to connections, for
+//! `tcplens._engine.Capture`: a whole capture on its way to connections, and
+//! `FrameTracker`: frames handed over one at a time (live capture), both for
 //! `tcplens.packets.engine` (the Python glue that chooses the route).
 //!
 //! Python hands over the input (a path Rust opens, or a binary file object
@@ -13,11 +14,14 @@ use pyo3::types::{PyDict, PyList};
 
 use std::sync::Arc;
 
-use crate::engine::{Capture as Run, Step};
+use crate::engine::{Capture as Run, Decoder, Step};
 use crate::flow::Connection;
 use crate::py::{guard, read_error, stats_dict, Source};
 use crate::py_conn::{config_from_tracker, store_counters, table_from_model, Converter};
-use crate::reader::ReadError;
+use crate::reader::{Frame, ReadError};
+use crate::render::Renderer;
+use crate::segment::Packet;
+use crate::tracker::Tracker;
 
 /// Connections per batch: enough to make the Python loop's overhead vanish,
 /// few enough that memory stays small while a batch waits to be written.
@@ -30,25 +34,47 @@ pub struct Capture {
     /// The Python `Tracker`, whose counters (now, count, peak, evicted) follow the engine's.
     tracker: Py<PyAny>,
     path: Option<String>,
-    /// Finished connections not yet handed out.
+    /// Finished connections; those from `handed` on are not handed out yet.
     pending: Vec<Connection>,
+    handed: usize,
     /// The error that ended the input, raised once `pending` is empty.
     failure: Option<ReadError>,
+    /// Hand out rendered rows instead of `Connection` objects (`--json`, `--zeek`).
+    render: Option<Render>,
+}
+
+#[derive(Clone, Copy)]
+enum Render {
+    Json,
+    Zeek,
 }
 
 #[pymethods]
 impl Capture {
-    /// `Capture(source, tracker, path=None)`: `source` is a path or a binary
-    /// file object; `tracker` a `tcplens.packets.tracker.Tracker` giving the
-    /// settings; `path` names the input in error messages.
+    /// `Capture(source, tracker, path=None, render=None)`: `source` is a path or
+    /// a binary file object; `tracker` a `tcplens.packets.tracker.Tracker` giving
+    /// the settings; `path` names the input in error messages; `render` "json" or
+    /// "zeek" makes `next_batch` return each connection's `--json` object or
+    /// conn.log row as a string instead of a `Connection`.
     #[new]
-    #[pyo3(signature = (source, tracker, path = None))]
+    #[pyo3(signature = (source, tracker, path = None, render = None))]
     fn new(
         py: Python<'_>,
         source: &Bound<'_, PyAny>,
         tracker: &Bound<'_, PyAny>,
         path: Option<String>,
+        render: Option<&str>,
     ) -> PyResult<Self> {
+        let render = match render {
+            None => None,
+            Some("json") => Some(Render::Json),
+            Some("zeek") => Some(Render::Zeek),
+            Some(other) => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "render must be 'json' or 'zeek', not {other:?}"
+                )))
+            }
+        };
         let table = Arc::new(table_from_model(py)?);
         let cfg = config_from_tracker(tracker, Arc::clone(&table))?;
         let src = Source::from_python(source, path.as_deref())?;
@@ -58,7 +84,9 @@ impl Capture {
             tracker: tracker.clone().unbind(),
             path,
             pending: Vec::new(),
+            handed: 0,
             failure: None,
+            render,
         })
     }
 
@@ -66,21 +94,43 @@ impl Capture {
     /// an empty list once the input has ended. Raises the located error after
     /// the connections a damaged capture still gives.
     fn next_batch<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        if self.pending.is_empty() && self.failure.is_none() {
+        if self.handed == self.pending.len() && self.failure.is_none() {
+            self.pending.clear();
+            self.handed = 0;
             let path = self.path.clone();
             let run = &mut self.run;
             let pending = &mut self.pending;
-            let at = (run.packets.frames, run.packets.position());
+            let at = (run.packets.decoder.frames, run.packets.position());
             let step = guard(py, path.as_deref(), || at, || Ok(run.run(BATCH, pending)))?;
             if let Step::Failed(err) = step {
                 self.failure = Some(err);
             }
         }
         store_counters(self.tracker.bind(py), &self.run.tracker)?;
+        // At most one batch of Python objects at a time, also when the end of the
+        // input finished every live connection at once (a flood leaves a million).
         let out = PyList::empty(py);
-        for conn in self.pending.drain(..) {
-            out.append(self.conv.connection(py, &conn)?)?;
+        let end = self.pending.len().min(self.handed + BATCH);
+        let batch = &self.pending[self.handed..end];
+        if let Some(render) = self.render {
+            let renderer = Renderer {
+                table: &self.run.tracker.config().table,
+            };
+            let mut row = String::new();
+            for conn in batch {
+                row.clear();
+                match render {
+                    Render::Json => renderer.json(conn, &mut row),
+                    Render::Zeek => renderer.zeek(conn, &mut row),
+                }
+                out.append(row.as_str())?;
+            }
+        } else {
+            for conn in batch {
+                out.append(self.conv.connection(py, conn)?)?;
+            }
         }
+        self.handed = end;
         if out.is_empty() {
             if let Some(err) = self.failure.take() {
                 let path = self.path.as_deref();
@@ -98,7 +148,7 @@ impl Capture {
     /// counters are kept current by `next_batch`.)
     fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        let p = &self.run.packets;
+        let p = &self.run.packets.decoder;
         d.set_item("frames", p.frames)?;
         d.set_item("decode", stats_dict(py, &p.stats)?)?;
         d.set_item("connections", self.run.connections)?;
@@ -107,7 +157,143 @@ impl Capture {
     }
 }
 
+/// Frames handed over one at a time, e.g. from a live AF_PACKET socket read in
+/// Python: decoded and tracked here, with every state change reported (for a
+/// `Tracker` with `on_change`) before the connections that frame finished.
+#[pyclass(module = "tcplens._engine")]
+pub struct FrameTracker {
+    decoder: Decoder,
+    tracker: Tracker,
+    conv: Converter,
+    /// The Python `Tracker`, whose counters follow the engine's.
+    py_tracker: Py<PyAny>,
+    path: Option<String>,
+    done: Vec<Connection>,
+    /// Connections handed out so far (`CaptureSummary.connections`).
+    connections: u64,
+}
+
+impl FrameTracker {
+    /// The state changes and finished connections waiting, as Python objects.
+    fn hand_out<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+        let changes = PyList::empty(py);
+        for ch in self.tracker.take_changes() {
+            changes.append(self.conv.change(py, &ch)?)?;
+        }
+        let conns = PyList::empty(py);
+        for conn in self.done.drain(..) {
+            conns.append(self.conv.connection(py, &conn)?)?;
+        }
+        self.connections += conns.len() as u64;
+        store_counters(self.py_tracker.bind(py), &self.tracker)?;
+        Ok((changes, conns))
+    }
+}
+
+#[pymethods]
+impl FrameTracker {
+    /// `FrameTracker(tracker, path=None)`: settings from a Python `Tracker`;
+    /// `path` names the source (an interface) in error messages.
+    #[new]
+    #[pyo3(signature = (tracker, path = None))]
+    fn new(py: Python<'_>, tracker: &Bound<'_, PyAny>, path: Option<String>) -> PyResult<Self> {
+        let table = Arc::new(table_from_model(py)?);
+        let cfg = config_from_tracker(tracker, Arc::clone(&table))?;
+        Ok(FrameTracker {
+            decoder: Decoder::default(),
+            tracker: Tracker::new(cfg),
+            conv: Converter::new(py, table)?,
+            py_tracker: tracker.clone().unbind(),
+            path,
+            done: Vec::new(),
+            connections: 0,
+        })
+    }
+
+    /// One frame (the fields of `tcplens.packets.pcap.Frame`); returns the state
+    /// changes it caused and the connections it finished, in that order.
+    #[allow(clippy::too_many_arguments)]
+    fn feed<'py>(
+        &mut self,
+        py: Python<'py>,
+        ts_ns: i128,
+        linktype: u16,
+        data: &[u8],
+        wire_len: u32,
+        record: u64,
+        offset: u64,
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+        let frame = Frame {
+            ts_ns,
+            linktype,
+            data,
+            wire_len,
+            record,
+            offset,
+            interface: 0,
+        };
+        let path = self.path.clone();
+        let (decoder, tracker, done) = (&mut self.decoder, &mut self.tracker, &mut self.done);
+        let fed = guard(
+            py,
+            path.as_deref(),
+            || (record, offset),
+            || {
+                Ok(decoder.frame(&frame).map(|seg| {
+                    if let Some(seg) = seg {
+                        let pkt = Packet {
+                            record,
+                            ts_ns,
+                            frame_len: wire_len,
+                            seg,
+                        };
+                        tracker.feed(&pkt, done);
+                    }
+                }))
+            },
+        )?;
+        if let Err(err) = fed {
+            return Err(read_error(py, &err, path.as_deref()));
+        }
+        self.hand_out(py)
+    }
+
+    /// End of input: every connection still open, finished as it stands
+    /// (returned as `feed` returns them: state changes, then connections).
+    fn finish<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+        let path = self.path.clone();
+        let (tracker, done) = (&mut self.tracker, &mut self.done);
+        guard(
+            py,
+            path.as_deref(),
+            || (0, 0),
+            || {
+                tracker.finish(done);
+                Ok(())
+            },
+        )?;
+        self.hand_out(py)
+    }
+
+    /// Counters for `CaptureSummary`: frames, decode, connections, peak.
+    fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("frames", self.decoder.frames)?;
+        d.set_item("decode", stats_dict(py, &self.decoder.stats)?)?;
+        d.set_item("connections", self.connections)?;
+        d.set_item("peak", self.tracker.peak)?;
+        Ok(d)
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Capture>()?;
+    m.add_class::<FrameTracker>()?;
     Ok(())
 }

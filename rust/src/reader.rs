@@ -847,7 +847,11 @@ mod tests {
         let mut reader = Reader::open(&v[..]).unwrap();
         let err = reader.next_frame().unwrap_err();
         assert_eq!(err.kind, ErrorKind::Truncated);
-        assert!(reader.win.buf.len() <= 2 * FIRST_CHUNK, "{}", reader.win.buf.len());
+        assert!(
+            reader.win.buf.len() <= 2 * FIRST_CHUNK,
+            "{}",
+            reader.win.buf.len()
+        );
     }
 
     #[test]

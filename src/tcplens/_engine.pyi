@@ -2,7 +2,7 @@
 
 from typing import Any, BinaryIO
 
-from tcplens.packets.tracker import Connection, Tracker
+from tcplens.packets.tracker import Change, Connection, Tracker
 
 def read_and_decode(
     source: str | BinaryIO, path: str | None = None
@@ -15,9 +15,13 @@ def read_and_decode(
 
 class Capture:
     def __init__(
-        self, source: str | BinaryIO, tracker: Tracker, path: str | None = None
+        self,
+        source: str | BinaryIO,
+        tracker: Tracker,
+        path: str | None = None,
+        render: str | None = None,
     ) -> None: ...
-    def next_batch(self) -> list[Connection]: ...
+    def next_batch(self) -> list[Any]: ...
     def counters(self) -> dict[str, Any]: ...
 
 # rust/src/py_conn.rs: the engine's table and its tracker alone, for the differential tests
@@ -32,3 +36,11 @@ def endpoint_trace(
     now: float,
     ops: list[tuple[str, str, int, int, int, int, float]],
 ) -> tuple[list[tuple[Any, ...]], list[tuple[float, str, str]]]: ...
+
+class FrameTracker:
+    def __init__(self, tracker: Tracker, path: str | None = None) -> None: ...
+    def feed(
+        self, ts_ns: int, linktype: int, data: bytes, wire_len: int, record: int, offset: int
+    ) -> tuple[list[Change], list[Connection]]: ...
+    def finish(self) -> tuple[list[Change], list[Connection]]: ...
+    def counters(self) -> dict[str, Any]: ...

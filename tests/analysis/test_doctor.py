@@ -21,12 +21,12 @@ from tcplens.analysis.doctor import (
     RULES,
     THRESHOLDS,
     Finding,
+    RuleContext,
     Severity,
     ThresholdError,
     close_wait,
     diagnose,
     parse_threshold,
-    resolve_thresholds,
     thresholds_from_toml,
 )
 from tcplens.analysis.doctor_texts import PHRASES, TEXTS, render
@@ -146,7 +146,7 @@ def test_close_wait_grades_by_group_size_and_names_the_process() -> None:
         sock(State.CLOSE_WAIT, ("10.0.0.5", 8080), ("10.0.0.7", 40000 + i), pid=42, process="java")
         for i in range(12)
     ]
-    finding = only(close_wait(snap(*rows), DEFAULTS, resolve_thresholds()), "close-wait")
+    finding = only(close_wait(RuleContext.of(snap(*rows), DEFAULTS)), "close-wait")
     assert finding.severity is Severity.WARNING
     assert finding.title.en == "process 42 (java) holds 12 CLOSE_WAIT sockets on port 8080"
     assert finding.title.zh.startswith("进程 42（java）在端口 8080 上有 12 个")
@@ -481,3 +481,24 @@ def test_any_table_gives_sorted_findings_with_complete_texts(
         assert f.rule in RULES and f.evidence.count >= 0
         for text in (f.title, f.explanation, f.advice):
             assert text.en and text.zh and "{" not in text.en + text.zh
+
+
+def test_each_rule_declares_its_thresholds_and_receives_a_context() -> None:
+    import threading
+
+    from tcplens.analysis import doctor
+
+    declared = {t.key: t for r in RULES.values() for t in r.thresholds}
+    assert declared == THRESHOLDS and list(declared) == list(THRESHOLDS)
+    for registered in RULES.values():
+        assert all(t.key.split(".")[0] == registered.id for t in registered.thresholds)
+    borrowed = (doctor.Threshold("fin-wait1.x", 1, "sockets", "?"),)
+    with pytest.raises(ValueError, match=r"'fin-wait1\.x' is not rule 'stray'"):
+        doctor.rule("stray", None, borrowed)(lambda ctx: [])
+    assert "stray" not in RULES and "fin-wait1.x" not in THRESHOLDS
+    # no side channel: everything a rule reads comes in its RuleContext
+    assert not [v for v in vars(doctor).values() if isinstance(v, threading.local)]
+    rows = [sock(State.CLOSE_WAIT, ("10.0.0.1", 80), ("10.0.0.2", 40000 + i)) for i in range(3)]
+    ctx = RuleContext.of(snap(*rows), DEFAULTS, {"close-wait": 2})
+    assert ctx.thresholds["close-wait"] == 2 and ctx.platform.key == "linux"
+    assert [f.severity for f in close_wait(ctx)] == [Severity.WARNING]

@@ -7,10 +7,13 @@ import subprocess
 from collections import Counter
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tcplens.model import TRANSITIONS, State
 from tcplens.model.diagram import (
     Figure,
+    _wrap_label,
     edges,
     expand_label,
     figure,
@@ -20,6 +23,7 @@ from tcplens.model.diagram import (
     to_mermaid,
     to_text,
 )
+from tcplens.model.machine import Flags, Key
 
 
 def _labels() -> list[tuple[State, State, str]]:
@@ -210,3 +214,25 @@ def test_group_labels_round_trip() -> None:
         pairs = [(key, row.send) for key, row in rows.items()]
         expanded = [row for label in group_labels(pairs) for row in expand_label(label)]
         assert sorted(expanded) == sorted(row_label(k, s) for k, s in pairs)
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            [(key, row.send) for rows in TRANSITIONS.values() for key, row in rows.items()]
+        ),
+        min_size=1,
+        max_size=12,
+        unique_by=lambda pair: pair[0],
+    )
+)
+def test_grouped_labels_expand_to_exactly_their_rows(
+    rows: list[tuple[Key, tuple[Flags, ...]]],
+) -> None:
+    labels = group_labels(rows)
+    assert len(labels) <= len(rows)
+    expanded = [row for label in labels for row in expand_label(label)]
+    assert Counter(expanded) == Counter(row_label(key, send) for key, send in rows)
+    for label in labels:  # and a wrapped label is still the same label
+        for width in (8, 17, 40):
+            assert ", ".join(_wrap_label(label, width)).replace(",,", ",") == label

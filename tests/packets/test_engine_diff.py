@@ -19,6 +19,7 @@ tests prove it equals ``TRANSITIONS``, and that the copy ``cargo test`` reads
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import random
 from collections.abc import Iterable
@@ -31,13 +32,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tcplens import _engine
-from tcplens.errors import IllegalTransition
+from tcplens.errors import IllegalTransition, TcplensError
 from tcplens.model.machine import TRANSITIONS, Endpoint, Event, Flags, Segment
 from tcplens.model.states import STATE_GROUPS, State
 from tcplens.packets.decode import DecodeStats, Segment4, decode
-from tcplens.packets.engine import ROUTE_ENV
+from tcplens.packets.engine import ROUTE_ENV, reconstruct_capture
 from tcplens.packets.pcap import read_frames
-from tcplens.packets.tracker import Change, Connection, Timeouts, Tracker
+from tcplens.packets.tracker import CaptureSummary, Change, Connection, Timeouts, Tracker
 from tcplens.views.cli import cli
 
 from .build import ACK, FIN, PSH, RST, SYN
@@ -372,6 +373,7 @@ settings_ = st.tuples(
     st.sampled_from([0.05, 1.0, 30.0]),  # msl: 2MSL expiring inside a soup
     st.sampled_from([0.5, 2.0, 5.0, 1e6]),  # every timeout
     st.sampled_from([1, 2, 3, 1_000_000]),  # connection cap
+    st.booleans(),  # keep segments (--flow); without, the engine keeps a lone SYN compact
 )
 
 
@@ -387,11 +389,11 @@ def soup(rows: list[tuple[Any, ...]]) -> list[Row]:
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(segment, min_size=1, max_size=40), settings_)
 def test_random_segment_soups_with_eviction_and_timeouts_agree(
-    rows: list[tuple[Any, ...]], knobs: tuple[float, float, int]
+    rows: list[tuple[Any, ...]], knobs: tuple[float, float, int, bool]
 ) -> None:
-    msl, timeout, cap = knobs
+    msl, timeout, cap, keep = knobs
     to = Timeouts(attempt=timeout, closed=timeout, reset=timeout / 2, inactivity=timeout * 3)
-    assert_same(soup(rows), msl=msl, timeouts=to, max_connections=cap, keep_segments=True)
+    assert_same(soup(rows), msl=msl, timeouts=to, max_connections=cap, keep_segments=keep)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -443,3 +445,29 @@ def test_cli_output_is_byte_identical_from_engine_and_reference(name: str, mode:
     # stdin goes through the same engine (the JSON names the file "-", so compare like with like)
     data = path.read_bytes()
     assert cli_output("engine", [*mode, "-"], data) == cli_output("python", [*mode, "-"], data)
+
+
+# -- every fuzz-found input --------------------------------------------------------------
+CORPUS = ROOT / "rust" / "fuzz" / "corpus" / "reader_decode"
+
+
+def by_route(route: str, data: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, ...]:
+    monkeypatch.setenv(ROUTE_ENV, route)
+    tr, summary = Tracker(), CaptureSummary()
+    conns, error = [], None
+    try:
+        for c in reconstruct_capture(io.BytesIO(data), tr, summary, path="fuzz"):
+            conns.append(json.dumps(c.as_dict(), sort_keys=True))
+    except TcplensError as exc:
+        error = (type(exc).__name__, str(exc))
+    return conns, error, (tr.count, tr.peak, tr.evicted), summary.status
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in CORPUS.glob("*")) if CORPUS.is_dir() else []
+)
+def test_every_fuzz_input_gives_the_same_connections_by_either_route(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = (CORPUS / name).read_bytes()
+    assert by_route("engine", data, monkeypatch) == by_route("python", data, monkeypatch)

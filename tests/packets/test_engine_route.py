@@ -26,7 +26,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tcplens.errors import InputError, TcplensError
-from tcplens.packets.engine import ROUTE_ENV, engine_available, reconstruct_capture, route
+from tcplens.packets.engine import (
+    ROUTE_ENV,
+    engine_available,
+    reconstruct_capture,
+    reconstruct_frames,
+    render_capture,
+    route,
+)
 from tcplens.packets.pcap import read_frames
 from tcplens.packets.tracker import CaptureSummary, Timeouts, Tracker
 
@@ -173,10 +180,107 @@ def test_damaged_captures_give_the_same_answer_by_either_route(
         same(bytes(data[: len(data) - cut % len(data)]), mp)
 
 
+def run_frames(which: str, data: bytes, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Frames read in Python and handed over one by one, as live capture does."""
+    monkeypatch.setenv(ROUTE_ENV, which)
+    changes: list[str] = []
+    events: list[str] = []
+
+    def changed(change: Any) -> None:
+        changes.append(repr(change))
+        events.append(f"change {change.index}")
+
+    tr = Tracker(on_change=changed)
+    summary = CaptureSummary()
+    error = None
+    try:
+        for conn in reconstruct_frames(read_frames(io.BytesIO(data)), tr, summary, "eth0"):
+            events.append(json.dumps(conn.as_dict(), sort_keys=True))
+    except TcplensError as exc:
+        error = (type(exc).__name__, str(exc))
+    return {
+        "changes": changes,
+        "events": events,
+        "error": error,
+        "summary": (summary.frames, summary.decode, summary.connections, summary.peak_live),
+        "status": summary.status,
+        "tracker": (tr.now, tr.count, tr.peak, tr.evicted),
+    }
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_frames_fed_one_by_one_report_the_same_changes_in_the_same_order(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = (FIXTURES / name).read_bytes()
+    ref = run_frames("python", data, monkeypatch)
+    assert ref["changes"]
+    assert run_frames("engine", data, monkeypatch) == ref
+    cut = run_frames("python", data[:-9], monkeypatch)
+    assert cut["status"] == "truncated"
+    assert run_frames("engine", data[:-9], monkeypatch) == cut
+
+
+def test_an_unsupported_link_type_in_live_frames_is_the_same_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = build.pcap([(0, b"radiotap")], linktype=127)
+    ref = run_frames("python", data, monkeypatch)
+    assert ref["error"][0] == "InputError"
+    assert run_frames("engine", data, monkeypatch) == ref
+
+
+HOSTS = ["10.0.0.1", "192.168.7.200", "::1", "2001:db8::1:0:0:1", "::ffff:10.1.2.3", "fe80::"]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 2),  # client
+            st.integers(0, 2),  # server
+            st.booleans(),  # from the client
+            st.sampled_from([SYN, SYN | ACK, ACK, FIN | ACK, 0x04, 0x14, 0x18, 0]),
+            st.integers(0, 3),  # seq step
+            st.integers(0, 300),  # payload
+            # timestamps in 1/128 s steps make exact rounding ties at 6 and 9 decimals
+            st.integers(0, 1 << 20),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    v6=st.booleans(),
+)
+def test_rows_written_by_the_engine_are_pythons_text_of_the_same_connections(
+    rows: list[tuple[int, int, bool, int, int, int, int]], v6: bool
+) -> None:
+    frames = []
+    for client, server, from_client, flags, step, size, tick in sorted(rows, key=lambda r: r[6]):
+        c = (HOSTS[client + 3] if v6 else HOSTS[client % 2], 40000 + client)
+        s = (HOSTS[server + 3] if v6 else HOSTS[1 - server % 2], 80 + server)
+        a, b = (c, s) if from_client else (s, c)
+        seg = build.tcp(a[1], b[1], 1000 + step * 7, 50 + step, flags, payload=b"x" * size)
+        ip = build.ipv6(a[0], b[0], seg) if v6 else build.ipv4(a[0], b[0], seg)
+        ts = 1_600_000_000_000_000_000 + tick * 7_812_500  # 1/128 s
+        frames.append((ts, build.ether(ip, 0x86DD if v6 else 0x0800)))
+    data = build.pcap(frames, nanos=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(ROUTE_ENV, "engine")
+        conns = list(reconstruct_capture(io.BytesIO(data), Tracker(), CaptureSummary()))
+        for rendering, python in (
+            ("json", lambda c: json.dumps(c.as_dict())),
+            ("zeek", lambda c: "\t".join(c.zeek.values())),
+        ):
+            got = render_capture(io.BytesIO(data), Tracker(), CaptureSummary(), None, rendering)
+            assert list(got) == [python(c) for c in conns]
+
+
 def test_route_is_the_engine_unless_forced_or_watched(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ROUTE_ENV, raising=False)
     assert route(Tracker()) == "engine"
-    assert route(Tracker(on_change=lambda change: None)) == "python"
+    watched = Tracker(on_change=lambda change: None)
+    assert route(watched) == "python"
+    assert route(watched, reports_changes=True) == "engine"
     monkeypatch.setenv(ROUTE_ENV, "python")
     assert route(Tracker()) == "python"
     monkeypatch.setenv(ROUTE_ENV, "fast")

@@ -19,11 +19,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tcplens.analysis.summary import _round2, summarize, summarize_columns
+from tcplens.analysis.summary import _round2, summarize
 from tcplens.errors import InputError, SourceError
 from tcplens.model import State
 from tcplens.sources import columns, netlink, processes
 from tcplens.sources.records import Snapshot, Socket
+from tcplens.sources.select import ColumnListing
 from tests.netns import run_in_private_netns
 from tests.sources.test_netlink import _done, _ip4, _message
 
@@ -54,8 +55,19 @@ def _tw(port: int, expires: int) -> bytes:
     )
 
 
-def _cut(*buffers: bytes) -> columns.Columns:
-    out = columns.Columns()
+def _listing(
+    cols: columns.SocketColumns,
+    tally: processes.Tally | None,
+    host: str = "h",
+    taken_at: float = 0.0,
+) -> ColumnListing:
+    return ColumnListing(
+        cols, source="netlink", host=host, taken_at=taken_at, missing=[], tally=tally
+    )
+
+
+def _cut(*buffers: bytes) -> columns.SocketColumns:
+    out = columns.SocketColumns()
     done = False
     for buf in buffers:
         done = columns._take(out, buf, "tcp")
@@ -79,6 +91,48 @@ def test_uniform_and_mixed_buffers_give_the_same_columns() -> None:
     cw = cols.socket_at(5)
     assert cw.state is State.CLOSE_WAIT and str(cw.remote) == "127.0.0.8:0" and cw.inode == 900
     assert cols.socket_at(4).local.port == 1004
+
+
+_INTEGER_FIELDS = [
+    (f.name, {"B": 0xFF, "H": 0xFFFF, "I": 0xFFFF_FFFF}[f.code])
+    for f in netlink.INET_DIAG_MSG.fields
+    if f.code in ("B", "H", "I")
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.fixed_dictionaries(
+                {name: st.integers(0, top) for name, top in _INTEGER_FIELDS}
+                | {"idiag_src": st.binary(min_size=16, max_size=16)}
+                | {"idiag_dst": st.binary(min_size=16, max_size=16)}
+            ),
+            st.booleans(),  # with attributes (a full socket) or without (a minisocket)
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_named_fields_read_what_the_one_struct_declares(
+    sockets: list[tuple[dict[str, int | bytes], bool]],
+) -> None:
+    """Columns are named after inet_diag_msg's fields, at the offsets netlink derives."""
+    attrs = b"\x08\x00\x08\x00\x00\x00\x00\x00"
+    buf = b"".join(_message(**values, _attrs=attrs if full else b"") for values, full in sockets)
+    cols = _cut(buf + _done())
+    for name, _top in _INTEGER_FIELDS:
+        short = name.removeprefix("idiag_")
+        assert list(cols.numbers(short)) == [values[name] for values, _ in sockets], name
+    for name in ("src", "dst"):
+        assert cols.field(name) == b"".join(bytes(v[f"idiag_{name}"]) for v, _ in sockets)
+        assert cols.field(name, 4) == b"".join(bytes(v[f"idiag_{name}"])[:4] for v, _ in sockets)
+    assert list(cols.sport) == list(cols.numbers("sport")) and list(cols.state) == list(
+        cols.numbers("state")
+    )
+    with pytest.raises(ValueError, match="cookie"):
+        cols.numbers("cookie")
 
 
 def test_a_buffer_of_one_length_is_sliced_without_a_walk(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -160,7 +214,7 @@ def _rows(snap_or_cols: object) -> Counter[tuple[str, int, State, int, int]]:
             (s.proto, s.family, s.state, s.local.port or 0, s.inode or 0)
             for s in snap_or_cols.sockets
         )
-    assert isinstance(snap_or_cols, columns.Columns)
+    assert isinstance(snap_or_cols, columns.SocketColumns)
     cols = snap_or_cols
     out: Counter[tuple[str, int, State, int, int]] = Counter()
     for proto, family, start, stop in cols.ranges:
@@ -246,16 +300,15 @@ def test_a_split_dump_holds_the_same_sockets_established_first(
         assert est in tcp4 and netlink.state_mask(None) & ~est in tcp4
         assert [st for fam, proto, st in asked if proto == "udp" and isinstance(st, int)] == []
         # the order differs, the summary does not
-        kwargs = {"source": "netlink", "host": "h", "taken_at": 0.0, "owners": owners}
-        one = summarize_columns(split, missing=[], **kwargs)  # type: ignore[arg-type]
-        two = summarize_columns(whole, missing=[], **kwargs)  # type: ignore[arg-type]
+        one = summarize(_listing(split, owners))
+        two = summarize(_listing(whole, owners))
         assert (one.tcp_states, one.busy, one.untimed) == (two.tcp_states, two.busy, two.untimed)
         assert one.oldest.keys() == two.oldest.keys() == {State.TIME_WAIT}
 
     run_in_private_netns(body, required=True)
 
 
-def _v4_time_wait(cols: columns.Columns) -> int:
+def _v4_time_wait(cols: columns.SocketColumns) -> int:
     [(start, stop)] = [(a, b) for proto, fam, a, b in cols.ranges if (proto, fam) == ("tcp", 4)]
     return cols.state[start:stop].count(6)
 
@@ -333,10 +386,7 @@ def test_summary_from_columns_equals_the_summary_from_records() -> None:
             owners = processes.tally(budget=10**9)
             snap = netlink.snapshot()
             processes.attribute(snap.sockets)
-        fast = summarize_columns(
-            cols, source=snap.source, host=snap.host, taken_at=snap.taken_at, missing=[],
-            owners=owners,
-        )  # fmt: skip
+        fast = summarize(_listing(cols, owners, snap.host, snap.taken_at))
         full = summarize(snap)
         assert owners.exact
         for name in ("total", "by_proto", "by_family", "tcp_states", "udp_states", "untimed"):
@@ -359,9 +409,7 @@ def test_sampled_owners_estimate_each_process_share() -> None:
             owners = processes.tally(budget=0, probes=256, seed=7)
         assert not owners.exact and owners.read < owners.held
         assert owners.scale[os.getpid()] > 0
-        summary = summarize_columns(
-            cols, source="netlink", host="h", taken_at=0.0, missing=[], owners=owners
-        )
+        summary = summarize(_listing(cols, owners))
         est = summary.busy[0]
         assert est.state is State.ESTABLISHED and est.estimated
         [(_name, pid, count)] = [p for p in est.top_processes if p[1] is not None]
@@ -485,7 +533,7 @@ def test_columns_equal_the_record_parser_however_messages_are_split(
         b"".join(wires[a:b]) for a, b in zip([0, *bounds], [*bounds, len(wires)], strict=True)
     ]
     buffers = [b for b in buffers if b] + [_done()]
-    cols = columns.Columns()
+    cols = columns.SocketColumns()
     records: list[Socket] = []
     for buf in buffers:
         assert columns._take(cols, buf, "tcp") is (buf == buffers[-1])
@@ -505,7 +553,7 @@ def test_garbage_is_an_input_or_source_error_never_a_crash(noise: bytes, where: 
     good = _full(1, 80, 7) + _tw(81, 5)
     buf = [noise, good + noise, noise + good, good[: where * 30] + noise][where]
     with contextlib.suppress(InputError, SourceError):
-        columns._take(columns.Columns(), buf, "tcp")
+        columns._take(columns.SocketColumns(), buf, "tcp")
 
 
 @pytest.mark.root

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import types
@@ -15,6 +17,7 @@ import pytest
 from tcplens.errors import SourceError
 from tcplens.model import State
 from tcplens.sources import select, take_snapshot
+from tcplens.sources.records import Snapshot
 from tests.contract import check_snapshot
 from tests.sources.live import Key, known_sockets
 
@@ -153,3 +156,57 @@ def test_netlink_procfs_psutil_and_ss_agree_on_known_sockets() -> None:
         else:  # /proc shows tx_queue 0, which is not the backlog netlink reports
             assert pf[key].send_q is None and nl[key].send_q, key
     assert max(s.recv_q or 0 for s in nl.values()) == 3
+
+
+def test_columns_where_netlink_is_chosen_with_owners_from_the_scan_beside_the_dump() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        listing = select.open_listing("columns", "netlink", protos=["tcp"], families=[4])
+        assert isinstance(listing, select.ColumnListing)
+        assert {(proto, fam) for proto, fam, _a, _b in listing.columns.ranges} == {("tcp", 4)}
+        [index] = [i for i, p in enumerate(listing.columns.sport) if p == port]
+        owners = listing.owners()
+        assert owners is not None and owners.pid[index] == os.getpid()
+        header = listing.header()
+        assert (header.source, header.sockets, header.missing) == ("netlink", [], listing.missing)
+    unowned = select.open_listing("columns", "netlink", processes=False)
+    assert isinstance(unowned, select.ColumnListing) and unowned.owners() is None
+
+
+def test_one_rule_gives_records_where_columns_cannot_be_had(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(select.ENV_VAR, raising=False)
+    assert select.columns_unavailable() is None
+    assert select.columns_unavailable("psutil") == "the psutil source"
+    assert select.columns_unavailable(proc_root=str(PROC)) == "recorded files (--proc-root)"
+    procfs = select.open_listing("columns", "procfs", processes=False)
+    assert isinstance(procfs, Snapshot) and procfs.source == "procfs"
+    recorded = select.open_listing("columns", proc_root=str(PROC), processes=False)
+    assert isinstance(recorded, Snapshot) and len(recorded.sockets) == 18
+    # what the kernel cannot narrow (ports) or columns do not carry (tcp_info) needs records
+    ports = select.open_listing("columns", "netlink", processes=False, sports=[1])
+    info = select.open_listing("columns", "netlink", processes=False, info=True)
+    assert isinstance(ports, Snapshot) and isinstance(info, Snapshot)
+    with pytest.raises(SourceError, match="which the procfs source cannot give"):
+        select.open_listing("columns", "procfs", fallback=False)
+
+
+def test_columns_fall_back_to_records_when_netlink_fails_under_auto(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tcplens.sources import columns
+
+    def broken(self: object, missing: object = None) -> None:
+        raise SourceError("sock_diag: the tcp dump ended without NLMSG_DONE")
+
+    monkeypatch.delenv(select.ENV_VAR, raising=False)
+    monkeypatch.setattr(columns.PendingColumns, "result", broken)
+    records = select.open_listing("columns", processes=False)
+    assert isinstance(records, Snapshot) and records.source == "netlink"
+    with pytest.raises(SourceError, match="NLMSG_DONE"):
+        select.open_listing("columns", "netlink", processes=False)
+    with pytest.raises(SourceError, match="NLMSG_DONE"):
+        select.open_listing("columns", processes=False, fallback=False)

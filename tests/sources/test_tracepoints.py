@@ -14,6 +14,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -43,7 +44,7 @@ def test_format_file_fields_keep_offsets_sizes_signedness_and_array_lengths() ->
         "\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n"
         "\tfield:int oldstate;\toffset:16;\tsize:4;\tsigned:1;\n"
         "\tfield:__u8 saddr_v6[16];\toffset:40;\tsize:16;\tsigned:0;\n"
-        "\nprint fmt: \"x\"\n"
+        '\nprint fmt: "x"\n'
     )
     fmt = tp.parse_format(text, system="sock")
     assert (fmt.name, fmt.id) == ("inet_sock_set_state", 2287)
@@ -142,7 +143,7 @@ def test_garbage_pages_never_raise(page: bytes) -> None:
 
 
 def test_a_commit_past_the_page_keeps_the_events_before_the_damage() -> None:
-    page, base = _page([("data", 5, b"abcd"), ("data", 7, b"efgh")], commit_extra=8000)
+    page, _ = _page([("data", 5, b"abcd"), ("data", 7, b"efgh")], commit_extra=8000)
     got = tp.parse_page(page, LAYOUT)
     assert [bytes(d) for _, d in got.records] == [b"abcd", b"efgh"]
     assert got.damaged_at is not None
@@ -261,3 +262,37 @@ def test_a_full_buffer_loses_events_and_says_how_many() -> None:
     lsock.close()
     assert lost.total > 0
     assert len(got) + lost.total >= 600 * 10  # every state event is either read or counted
+
+
+@root_only
+def test_another_runs_private_mount_is_never_borrowed() -> None:
+    with tp.TraceSession() as first:
+        if not first.mounted:
+            pytest.skip("tracefs is mounted system-wide here: nothing private to borrow")
+        path, mounted = tp.find_tracefs()
+        try:
+            assert path != first.root and mounted  # first's mount goes when first ends
+        finally:
+            if mounted:
+                tp._umount(path)
+                os.rmdir(path)
+
+
+@root_only
+def test_private_mounts_of_dead_runs_are_detached_and_removed() -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    base = tempfile.mkdtemp(prefix=f"tcplens-tracefs-{dead.pid}-")
+    alive = tempfile.mkdtemp(prefix=f"tcplens-tracefs-{os.getpid()}-")
+    try:
+        tp._mount_tracefs(base)
+        tp._mount_tracefs(alive)
+        assert base in tp.sweep_mounts()
+        assert not os.path.exists(base)
+        assert os.path.isdir(f"{alive}/instances")  # ours: still mounted
+    finally:
+        tp._umount(alive)
+        os.rmdir(alive)
+        if os.path.exists(base):
+            tp._umount(base)
+            os.rmdir(base)

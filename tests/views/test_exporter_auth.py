@@ -87,8 +87,9 @@ def test_bcrypt_runs_in_a_bounded_pool_and_cached_good_pairs_skip_it(
 
     monkeypatch.setattr(bcrypt, "checkpw", counting)
     # every worker busy (a flood): a cached good pair is answered at once ...
+    busy = threading.Event()
     for _ in range(exporter_module.BCRYPT_WORKERS):
-        auth._workers.acquire()
+        auth._pool.submit(busy.wait, 10)
     try:
         started = time.monotonic()
         assert auth.check(good)
@@ -100,14 +101,25 @@ def test_bcrypt_runs_in_a_bounded_pool_and_cached_good_pairs_skip_it(
         waiting.join(0.5)
         assert waiting.is_alive() and calls == []
     finally:
-        for _ in range(exporter_module.BCRYPT_WORKERS):
-            auth._workers.release()
+        busy.set()
     waiting.join(10)
     assert answer == [False] and calls == [b"y"]
     # a client retrying the same bad pair costs one check, not one per retry
     for _ in range(5):
         assert not auth.check(basic("prometheus", "guess"))
     assert calls == [b"y", b"guess"]
+
+
+def test_bcrypt_workers_run_at_a_lower_priority_than_scrapes() -> None:
+    auth = BasicAuth({"p": bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4))})
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    scrapes = nice()
+    worker = auth._pool.submit(nice).result(timeout=10)
+    assert worker == min(19, scrapes + exporter_module.BCRYPT_NICE)
+    assert nice() == scrapes  # the request threads keep theirs
 
 
 def test_cache_keys_are_keyed_per_process_not_bare_digests() -> None:
@@ -206,10 +218,18 @@ def flood(port: int, clients: int, seconds: float, sent: list[int]) -> list[thre
 @isolated
 def test_good_scrapes_keep_their_latency_during_a_bad_password_flood(tmp_path: Path) -> None:
     config = web_config(tmp_path, prometheus=("hunter2", 10))
-    with running_exporter("--web-config", str(config)) as exporter:
+    # one snapshot for the whole test: a scrape that takes a new one (scanning every
+    # process in /proc) would measure the host, not the authentication
+    with running_exporter("--web-config", str(config), "--min-interval", "60") as exporter:
         url = exporter.url + "/metrics"
         good = basic("prometheus", "hunter2")
         assert fetch(url, good) == 200  # Prometheus' first scrape: verified, then remembered
+        idle = []
+        for _ in range(20):
+            started = time.perf_counter()
+            assert fetch(url, good) == 200
+            idle.append(time.perf_counter() - started)
+            time.sleep(0.05)
         sent: list[int] = []
         threads = flood(exporter.port, clients=64, seconds=5.0, sent=sent)
         time.sleep(0.5)  # let the flood fill the queue
@@ -223,7 +243,10 @@ def test_good_scrapes_keep_their_latency_during_a_bad_password_flood(tmp_path: P
         for thread in threads:
             thread.join(10)
     p95 = statistics.quantiles(latencies, n=20)[-1]
+    idle_p95 = statistics.quantiles(idle, n=20)[-1]
     assert len(sent) >= 64  # the flood did arrive
-    # before the fix: p95 of seconds (64 bcrypt checks at once on 2 cores); a
-    # scrape here takes a few ms idle, so this bound is generous for a shared machine
-    assert p95 < 0.25, (p95, sorted(latencies)[-5:])
+    # Before the fix: p95 of seconds (64 bcrypt checks at once on 2 cores; 8.9 s
+    # measured).  A quiet machine gives ~2 ms idle and ~25 ms flooded; the bound
+    # is generous and follows the idle figure, as other work on a shared
+    # machine slows every scrape alike.
+    assert p95 < max(0.5, 5 * idle_p95), (p95, idle_p95, sorted(latencies)[-5:])

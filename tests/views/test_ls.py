@@ -381,3 +381,29 @@ def test_cmdline_column_and_key(known: KnownSockets) -> None:
     assert rows and all("pytest" in (r["cmdline"] or "") for r in rows)
     text = run("--cmdline", "--sport", str(known.listen_port), "-l")
     assert "Command" in text.splitlines()[0] and "pytest" in text
+
+
+def test_record_and_column_rows_follow_the_one_row_template() -> None:
+    """Both JSON writers fill JSON_ROW's slots: same keys, same order, for every socket."""
+    from tcplens.sources import netlink
+    from tcplens.sources.columns import dump_columns
+    from tcplens.sources.records import Snapshot
+    from tcplens.views.sockets import (
+        JSON_ROW,
+        socket_to_json,
+        write_json,
+        write_json_columns,
+    )
+
+    keys = [key for key, _slot in JSON_ROW]
+    with known_sockets():
+        snap = netlink.snapshot()
+        cols = dump_columns()
+    records, columns = io.StringIO(), io.StringIO()
+    write_json(records, snap)
+    write_json_columns(columns, cols, Snapshot([], source="netlink"))
+    for text in (records.getvalue(), columns.getvalue()):
+        rows = json.loads(text)["sockets"]
+        assert rows and all(list(row) == keys for row in rows)
+    assert all(list(socket_to_json(s)) == keys for s in snap.sockets)
+    assert socket_to_json(snap.sockets[0]) == json.loads(records.getvalue())["sockets"][0]

@@ -272,6 +272,7 @@ def test_trace_text_lines_and_summary_with_process_names() -> None:
 def test_duration_stops_the_trace_by_itself() -> None:
     with listener() as lsock:
         args = ["trace", "--port", str(port_of(lsock)), "-P", "--interval", "0.2"]
+        args += ["--mode", "sampled"]
         started = time.monotonic()
         done = subprocess.run(
             [sys.executable, "-m", "tcplens", *args, "--duration", "1"],

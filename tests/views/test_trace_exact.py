@@ -45,7 +45,9 @@ def test_500_connections_each_show_every_kernel_transition_and_none_is_lost() ->
     with listener() as lsock:
         lsock.listen(1024)
         port = port_of(lsock)
-        run = Follow("trace", "--port", str(port), "--json", "--interval", "0.05", "--mode", "exact")
+        run = Follow(
+            "trace", "--port", str(port), "--json", "--interval", "0.05", "--mode", "exact"
+        )
         try:
             run.wait_for(lambda line: '"type":"mode"' in line)
             for _ in range(n):
@@ -169,6 +171,32 @@ def test_unprivileged_runs_are_sampled_and_say_why_in_one_line() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     modes = [line for line in done.stderr.splitlines() if line.startswith("mode:")]
-    assert modes == ["mode: sampled (not root: tracefs and its instances need root (CAP_SYS_ADMIN))"]
+    assert modes == [
+        "mode: sampled (not root: tracefs and its instances need root (CAP_SYS_ADMIN))"
+    ]
     first = json.loads(done.stdout.splitlines()[0])
     assert first["type"] == "mode" and first["mode"] == "sampled" and first["why"]
+
+
+def test_a_long_lived_connection_gets_its_owner_from_sock_diag_and_proc() -> None:
+    with listener() as lsock:
+        port = port_of(lsock)
+        run = Follow("trace", "--port", str(port), "--interval", "0.05", "--mode", "exact")
+        try:
+            run.started("mode: exact")
+            client = socket.create_connection(("127.0.0.1", port))
+            server, _ = lsock.accept()
+            run.wait_for(lambda line: "SYN_RECV -> ESTABLISHED" in line)
+            time.sleep(2.5)  # past one owner lookup (every 2 s)
+            client.close()  # the server's ESTABLISHED -> CLOSE_WAIT fires in softirq
+            (line,) = run.wait_for(lambda line: "ESTABLISHED -> CLOSE_WAIT" in line)
+            server.close()
+            assert run.finish(interrupt=True) == 0
+        finally:
+            run.kill()
+    assert line.endswith(f"[{os.getpid()}/{_comm()}]"), line
+
+
+def _comm() -> str:
+    with open(f"/proc/{os.getpid()}/comm") as fh:
+        return fh.read().strip()

@@ -22,8 +22,9 @@ from rich.console import Console
 from rich.segment import Segment
 
 from tcplens.model.states import State
+from tcplens.sources.processes import OwnerCache
 from tcplens.sources.records import Addr, Snapshot, Socket
-from tcplens.views.watch import CHANGE_STYLES, Owners, WatchView, render_watch, sample
+from tcplens.views.watch import CHANGE_STYLES, WatchView, render_watch, sample
 from tests.views.test_trace import WAIT, following, listener, port_of, reset
 
 S = State
@@ -107,7 +108,7 @@ def test_sample_duration_ends_with_a_snapshot_at_the_end() -> None:
 def test_owners_scan_proc_only_for_sockets_not_seen_before() -> None:
     with listener() as lsock:
         inode = os.fstat(lsock.fileno()).st_ino
-        owners = Owners()
+        owners = OwnerCache()
         rows = [sock(port_of(lsock), 0, S.LISTEN, inode)]
         owners.fill(rows)
         assert (rows[0].pid, owners.scans) == (os.getpid(), 1)
@@ -262,7 +263,7 @@ def test_watch_on_a_terminal_draws_the_live_table() -> None:
 
 
 def test_owners_remember_unowned_inodes_instead_of_searching_again() -> None:
-    owners = Owners()
+    owners = OwnerCache()
     orphan = [sock(1, 2, S.FIN_WAIT1, inode=1)]  # no process holds socket inode 1
     owners.fill(orphan)
     owners.fill([sock(1, 2, S.FIN_WAIT1, inode=1)])

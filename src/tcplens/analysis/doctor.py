@@ -29,7 +29,6 @@ reads the config file and renders findings.
 from __future__ import annotations
 
 import ipaddress
-import threading
 import tomllib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -63,6 +62,7 @@ __all__ = [
     "Limit",
     "ProcessRef",
     "Rule",
+    "RuleContext",
     "Severity",
     "Threshold",
     "ThresholdError",
@@ -187,41 +187,13 @@ class Threshold:
     meaning: str
 
 
-def _t(key: str, default: float, unit: str, meaning: str) -> tuple[str, Threshold]:
-    return key, Threshold(key, default, unit, meaning)
+def _t(key: str, default: float, unit: str, meaning: str) -> Threshold:
+    return Threshold(key, default, unit, meaning)
 
 
-#: every threshold, documented in docs/doctor.md (a test keeps the two in step)
-THRESHOLDS: Final[dict[str, Threshold]] = dict(
-    [
-        _t("close-wait", 10, "sockets", "CLOSE_WAIT in one process+port group: warning"),
-        _t("close-wait.critical", 200, "sockets", "CLOSE_WAIT in one group: critical"),
-        _t(
-            "time-wait", 0.5, "share", "ephemeral ports held in TIME_WAIT towards one peer: warning"
-        ),
-        _t("time-wait.critical", 0.9, "share", "the same share: critical"),
-        _t("time-wait.info", 0.1, "share", "the same share: info"),
-        _t("time-wait.server", 1000, "sockets", "TIME_WAIT on one server port: info"),
-        _t("time-wait.buckets", 0.5, "share", "all TIME_WAIT / tcp_max_tw_buckets: warning"),
-        _t("time-wait.buckets-critical", 0.9, "share", "the same share: critical"),
-        _t("syn-recv", 0.5, "share", "SYN_RECV on one listener / its backlog: warning"),
-        _t("syn-recv.critical", 1.0, "share", "the same share: critical (queue full)"),
-        _t("syn-recv.info", 5, "sockets", "SYN_RECV on one listener: info"),
-        _t("accept-queue", 0.8, "share", "pending accepts / listen backlog: warning"),
-        _t("fin-wait2", 100, "sockets", "FIN_WAIT2 towards one peer or port: warning"),
-        _t("fin-wait2.critical", 5000, "sockets", "the same count: critical"),
-        _t("fin-wait1", 10, "sockets", "FIN_WAIT1 towards one peer: warning"),
-        _t("fin-wait1.retransmits", 3, "retransmits", "unanswered FIN retransmissions: warning"),
-        _t("last-ack", 10, "sockets", "LAST_ACK towards one peer: warning"),
-        _t("last-ack.retransmits", 3, "retransmits", "unanswered FIN retransmissions: warning"),
-        _t("syn-sent", 5, "sockets", "SYN_SENT towards one destination: warning"),
-        _t("syn-sent.retransmits", 2, "retransmits", "SYN retransmissions on one socket: warning"),
-        _t("recv-q", 1048576, "bytes", "unread bytes on one ESTABLISHED socket: warning"),
-        _t("send-q", 1048576, "bytes", "unacknowledged bytes on one ESTABLISHED socket: warning"),
-        _t("orphans", 0.5, "share", "orphaned sockets / tcp_max_orphans: warning"),
-        _t("orphans.critical", 0.9, "share", "the same share: critical"),
-    ]
-)
+#: every threshold, documented in docs/doctor.md (a test keeps the two in step); each rule
+#: declares its own with :func:`rule`, and this table gathers them in the order rules run
+THRESHOLDS: Final[dict[str, Threshold]] = {}
 
 
 def resolve_thresholds(overrides: Mapping[str, float] | None = None) -> dict[str, float]:
@@ -295,16 +267,18 @@ def thresholds_from_toml(text: str, *, path: str = "config") -> dict[str, float]
 
 # --------------------------------------------------------------------------- registry
 
-RuleFunc = Callable[[Snapshot, KernelSettings, Mapping[str, float]], list[Finding]]
+RuleFunc = Callable[["RuleContext"], list[Finding]]
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """A registered rule: id (the ``--threshold`` prefix), state it is about, function."""
+    """A registered rule: id (the ``--threshold`` prefix), state it is about, function,
+    and the thresholds it grades with."""
 
     id: str
     state: State | None
     func: RuleFunc = field(repr=False)
+    thresholds: tuple[Threshold, ...] = ()
 
     @property
     def summary(self) -> str:
@@ -315,9 +289,22 @@ class Rule:
 RULES: dict[str, Rule] = {}
 
 
-def rule(rule_id: str, state: State | None) -> Callable[[RuleFunc], RuleFunc]:
+def rule(
+    rule_id: str, state: State | None, thresholds: tuple[Threshold, ...] = ()
+) -> Callable[[RuleFunc], RuleFunc]:
+    """Register a rule with the thresholds it reads (keys ``rule_id`` or ``rule_id.<name>``).
+
+    A new rule is this decorator on a function of a :class:`RuleContext`;
+    ``--threshold``, the TOML config and docs/doctor.md's table pick its
+    thresholds up from here.
+    """
+
     def register(func: RuleFunc) -> RuleFunc:
-        RULES[rule_id] = Rule(rule_id, state, func)
+        for threshold in thresholds:
+            if threshold.key != rule_id and not threshold.key.startswith(rule_id + "."):
+                raise ValueError(f"threshold {threshold.key!r} is not rule {rule_id!r}'s")
+            THRESHOLDS[threshold.key] = threshold
+        RULES[rule_id] = Rule(rule_id, state, func, thresholds)
         return func
 
     return register
@@ -332,22 +319,11 @@ def diagnose(
 
     ``thresholds`` holds overrides only; defaults fill the rest.
     """
-    values = resolve_thresholds(thresholds)
-    if snapshot.source.startswith("text"):
-        snapshot = _distinct(snapshot)
-    platform = platform_of(snapshot.source)
-    if platform.key != "linux" and settings.is_assumed("ip_local_port_range"):
-        settings = replace(settings, ip_local_port_range=platform.ephemeral)
-    _cache.current = (snapshot, _Index(snapshot))
-    _cache.platform = platform
+    ctx = RuleContext.of(snapshot, settings, thresholds)
     findings: list[Finding] = []
-    try:
-        for registered in RULES.values():
-            findings.extend(registered.func(snapshot, settings, values))
-    finally:
-        _cache.current = None
-        _cache.platform = None
-    if platform.key != "linux":
+    for registered in RULES.values():
+        findings.extend(registered.func(ctx))
+    if ctx.platform.key != "linux":
         # Linux sysctls are no evidence about another system; its port range is
         findings = [
             replace(f, evidence=replace(f.evidence, limits=_ports_only(f.evidence.limits)))
@@ -412,24 +388,50 @@ class _Index:
         return self._pairs.get((sock.remote, sock.local))
 
 
-#: the index of the snapshot :func:`diagnose` is working on, per thread (the exporter
-#: diagnoses from its scrape threads)
-_cache = threading.local()
+@dataclass(frozen=True, slots=True)
+class RuleContext:
+    """What every rule is given: the snapshot, the kernel settings, the thresholds in force,
+    the platform the snapshot comes from, and the shared index of its TCP sockets.
+
+    One object per :func:`diagnose` call, passed down explicitly: concurrent
+    diagnoses (the exporter's scrape threads) share nothing.
+    """
+
+    snapshot: Snapshot
+    settings: KernelSettings
+    #: every threshold's value (defaults with the overrides applied)
+    thresholds: Mapping[str, float]
+    platform: Platform
+    index: _Index = field(repr=False)
+
+    @classmethod
+    def of(
+        cls,
+        snapshot: Snapshot,
+        settings: KernelSettings,
+        thresholds: Mapping[str, float] | None = None,
+    ) -> RuleContext:
+        """The context :func:`diagnose` gives its rules (also to run one rule on its own).
+
+        ``thresholds`` holds overrides only; defaults fill the rest.  Saved
+        text loses repeated rows; another system's dump gets its own
+        ephemeral port range unless the settings name one.
+        """
+        values = resolve_thresholds(thresholds)
+        if snapshot.source.startswith("text"):
+            snapshot = _distinct(snapshot)
+        platform = platform_of(snapshot.source)
+        if platform.key != "linux" and settings.is_assumed("ip_local_port_range"):
+            settings = replace(settings, ip_local_port_range=platform.ephemeral)
+        return cls(snapshot, settings, values, platform, _Index(snapshot))
 
 
-def _index(snapshot: Snapshot) -> _Index:
-    cached: tuple[Snapshot, _Index] | None = getattr(_cache, "current", None)
-    if cached is not None and cached[0] is snapshot:
-        return cached[1]
-    return _Index(snapshot)
+def _tcp(ctx: RuleContext, state: State) -> list[Socket]:
+    return ctx.index.by_state.get(state, [])
 
 
-def _tcp(snapshot: Snapshot, state: State) -> list[Socket]:
-    return _index(snapshot).by_state.get(state, [])
-
-
-def _listening_ports(snapshot: Snapshot) -> set[int]:
-    return _index(snapshot).listening
+def _listening_ports(ctx: RuleContext) -> set[int]:
+    return ctx.index.listening
 
 
 def _knows_processes(snapshot: Snapshot) -> bool:
@@ -573,6 +575,7 @@ _GENERIC_KINDS: Final = frozenset({"last-ack", "send-q", "recv-q"})
 
 
 def _finding(
+    ctx: RuleContext,
     rule_id: str,
     severity: Severity,
     evidence: Evidence,
@@ -581,9 +584,9 @@ def _finding(
     **values: object,
 ) -> Finding:
     texts = TEXTS[kind or rule_id]
-    platform: Platform | None = getattr(_cache, "platform", None)
+    platform = ctx.platform
     note = PHRASES["empty"]
-    if platform is not None and platform.key != "linux":
+    if platform.key != "linux":
         # another system's dump: its own facts where we have them, else say whose figures
         texts = OS_TEXTS[platform.key].get(kind or rule_id, texts)
         values = {**OS_FACTS[platform.key], **values}
@@ -591,8 +594,7 @@ def _finding(
             note = render(LINUX_FIGURES, os=platform.name)
     advice = render(texts.advice, **values)
     if values.get("who") is PHRASES["the_application"]:
-        where = platform.key if platform is not None else "linux"
-        advice = advice + PHRASES.get(f"no_processes_{where}", PHRASES["no_processes"])
+        advice = advice + PHRASES.get(f"no_processes_{platform.key}", PHRASES["no_processes"])
     return Finding(
         rule=rule_id,
         severity=severity,
@@ -605,26 +607,24 @@ def _finding(
     )
 
 
-def _group_by_side(
-    socks: list[Socket], snapshot: Snapshot, settings: KernelSettings
-) -> dict[tuple[str, str], list[Socket]]:
+def _group_by_side(socks: list[Socket], ctx: RuleContext) -> dict[tuple[str, str], list[Socket]]:
     """Group closing sockets by server port (this end serves) or by peer (this end dialled)."""
     merged: dict[tuple[str, str], list[Socket]] = defaultdict(list)
-    for (_pid, _name, side, value), group in _sides(socks, snapshot, settings).items():
+    for (_pid, _name, side, value), group in _sides(socks, ctx).items():
         merged[(side, value)].extend(group)
     return merged
 
 
 def _sides(
-    socks: list[Socket], snapshot: Snapshot, settings: KernelSettings
+    socks: list[Socket], ctx: RuleContext
 ) -> dict[tuple[int | None, str | None, str, str], list[Socket]]:
     """Group by owning process, then server port (this end serves) or peer (it dialled).
 
     The hot loop of the doctor on big tables: it keys on the raw port and
     ``Addr`` and turns a key into text once per group, not once per socket.
     """
-    listening = _listening_ports(snapshot)
-    low, high = settings.ip_local_port_range
+    listening = _listening_ports(ctx)
+    low, high = ctx.settings.ip_local_port_range
     raw: dict[tuple[int | None, str | None, bool, object], list[Socket]] = defaultdict(list)
     for sock in socks:
         lport, rport = sock.local.port, sock.remote.port
@@ -650,18 +650,24 @@ def _peer_label(key: tuple[str, str]) -> Localized:
 # --------------------------------------------------------------------------- rules
 
 
-@rule("close-wait", State.CLOSE_WAIT)
-def close_wait(
-    snapshot: Snapshot, settings: KernelSettings, thresholds: Mapping[str, float]
-) -> list[Finding]:
+@rule(
+    "close-wait",
+    State.CLOSE_WAIT,
+    (
+        _t("close-wait", 10, "sockets", "CLOSE_WAIT in one process+port group: warning"),
+        _t("close-wait.critical", 200, "sockets", "CLOSE_WAIT in one group: critical"),
+    ),
+)
+def close_wait(ctx: RuleContext) -> list[Finding]:
     """CLOSE_WAIT accumulating in one process: the peer closed, the application never did.
 
     Grouped by owning process and by local port when that process is the
     server, or by peer when it dialled out (a client pool); any CLOSE_WAIT
     is reported (info), a group of ``close-wait`` or more is a leak.
     """
+    snapshot, thresholds = ctx.snapshot, ctx.thresholds
     findings = []
-    groups = _sides(_tcp(snapshot, State.CLOSE_WAIT), snapshot, settings)
+    groups = _sides(_tcp(ctx, State.CLOSE_WAIT), ctx)
     for (pid, name, kind, value), socks in groups.items():
         count = len(socks)
         side: str = kind
@@ -688,6 +694,7 @@ def close_wait(
         severity = _grade(count, thresholds["close-wait"], thresholds["close-wait.critical"])
         findings.append(
             _finding(
+                ctx,
                 "close-wait",
                 severity,
                 evidence,
@@ -705,10 +712,21 @@ def close_wait(
     return findings
 
 
-@rule("time-wait", State.TIME_WAIT)
-def time_wait(
-    snapshot: Snapshot, settings: KernelSettings, thresholds: Mapping[str, float]
-) -> list[Finding]:
+@rule(
+    "time-wait",
+    State.TIME_WAIT,
+    (
+        _t(
+            "time-wait", 0.5, "share", "ephemeral ports held in TIME_WAIT towards one peer: warning"
+        ),
+        _t("time-wait.critical", 0.9, "share", "the same share: critical"),
+        _t("time-wait.info", 0.1, "share", "the same share: info"),
+        _t("time-wait.server", 1000, "sockets", "TIME_WAIT on one server port: info"),
+        _t("time-wait.buckets", 0.5, "share", "all TIME_WAIT / tcp_max_tw_buckets: warning"),
+        _t("time-wait.buckets-critical", 0.9, "share", "the same share: critical"),
+    ),
+)
+def time_wait(ctx: RuleContext) -> list[Finding]:
     """TIME_WAIT piling up: ephemeral ports towards one peer, or the machine's bucket limit.
 
     TIME_WAIT sits on the active closer.  When this machine dialled out, each
@@ -718,10 +736,11 @@ def time_wait(
     at risk and only large counts are reported.  All of them together are
     measured against ``tcp_max_tw_buckets``.
     """
-    socks = _tcp(snapshot, State.TIME_WAIT)
+    settings, thresholds = ctx.settings, ctx.thresholds
+    socks = _tcp(ctx, State.TIME_WAIT)
     if not socks:
         return []
-    listening = _listening_ports(snapshot)
+    listening = _listening_ports(ctx)
     raw: dict[tuple[str, Addr], list[Socket]] = defaultdict(list)
     servers: dict[int | None, list[Socket]] = defaultdict(list)
     for sock in socks:
@@ -742,7 +761,7 @@ def time_wait(
         for key, group in raw.items()
         if len(group) / ports >= thresholds["time-wait.info"]
     }
-    dialers = _dialers(snapshot, {remote for _ip, remote in crowded})
+    dialers = _dialers(ctx, {remote for _ip, remote in crowded})
     for (_local_ip, remote), group in crowded.items():
         count = len(group)
         share = count / ports
@@ -768,6 +787,7 @@ def time_wait(
         )
         findings.append(
             _finding(
+                ctx,
                 "time-wait",
                 severity,
                 evidence,
@@ -788,7 +808,7 @@ def time_wait(
         if len(group) < thresholds["time-wait.server"]:
             continue
         owners = _processes(
-            s for s in _tcp(snapshot, State.LISTEN) if s.local.port == port and s.pid is not None
+            s for s in _tcp(ctx, State.LISTEN) if s.local.port == port and s.pid is not None
         )
         evidence = Evidence(
             count=len(group),
@@ -802,6 +822,7 @@ def time_wait(
         )
         findings.append(
             _finding(
+                ctx,
                 "time-wait",
                 Severity.INFO,
                 evidence,
@@ -827,6 +848,7 @@ def time_wait(
         )
         findings.append(
             _finding(
+                ctx,
                 "time-wait",
                 _grade(
                     share, thresholds["time-wait.buckets"], thresholds["time-wait.buckets-critical"]
@@ -843,14 +865,14 @@ def time_wait(
     return findings
 
 
-def _other_ends(snapshot: Snapshot, socks: Iterable[Socket]) -> tuple[ProcessRef, ...]:
+def _other_ends(ctx: RuleContext, socks: Iterable[Socket]) -> tuple[ProcessRef, ...]:
     """Processes on this machine holding the other end of these connections (loopback peers)."""
-    index = _index(snapshot)
+    index = ctx.index
     ends = [end for s in socks if (end := index.other_end(s)) is not None]
     return _processes(e for e in ends if e.pid is not None or e.process)
 
 
-def _dialers(snapshot: Snapshot, remotes: set[Addr]) -> dict[Addr, list[Socket]]:
+def _dialers(ctx: RuleContext, remotes: set[Addr]) -> dict[Addr, list[Socket]]:
     """Open connections of known processes to the given peers (TIME_WAIT has no owner left).
 
     The sockets in TIME_WAIT no longer belong to a process; the process that
@@ -860,7 +882,7 @@ def _dialers(snapshot: Snapshot, remotes: set[Addr]) -> dict[Addr, list[Socket]]
     if not remotes:
         return found
     for state in (State.ESTABLISHED, State.SYN_SENT, State.FIN_WAIT1, State.FIN_WAIT2):
-        for sock in _tcp(snapshot, state):
+        for sock in _tcp(ctx, state):
             if sock.remote in remotes and (sock.pid is not None or sock.process):
                 found[sock.remote].append(sock)
     return found
@@ -871,11 +893,11 @@ def _tw_oldest(socks: list[Socket]) -> float | None:
     return max(TIME_WAIT_SECONDS - min(remaining), 0.0) if remaining else None
 
 
-def _listener_for(snapshot: Snapshot, sock: Socket, *, remote: bool = False) -> Socket | None:
+def _listener_for(ctx: RuleContext, sock: Socket, *, remote: bool = False) -> Socket | None:
     """The LISTEN socket on this machine a connection's local (or ``remote``) end belongs to."""
     end = sock.remote if remote else sock.local
     best = None
-    for cand in _tcp(snapshot, State.LISTEN):
+    for cand in _tcp(ctx, State.LISTEN):
         if cand.local.port != end.port:
             continue
         if cand.family != sock.family and cand.local.ip != "::":  # "::" is dual-stack
@@ -887,10 +909,16 @@ def _listener_for(snapshot: Snapshot, sock: Socket, *, remote: bool = False) -> 
     return best
 
 
-@rule("syn-recv", State.SYN_RECV)
-def syn_recv(
-    snapshot: Snapshot, settings: KernelSettings, thresholds: Mapping[str, float]
-) -> list[Finding]:
+@rule(
+    "syn-recv",
+    State.SYN_RECV,
+    (
+        _t("syn-recv", 0.5, "share", "SYN_RECV on one listener / its backlog: warning"),
+        _t("syn-recv.critical", 1.0, "share", "the same share: critical (queue full)"),
+        _t("syn-recv.info", 5, "sockets", "SYN_RECV on one listener: info"),
+    ),
+)
+def syn_recv(ctx: RuleContext) -> list[Finding]:
     """Half-open connections (SYN_RECV) filling a listener's SYN queue: flood or lost SYN-ACKs.
 
     Measured per listener against its backlog (``send_q`` of the LISTEN row,
@@ -898,12 +926,13 @@ def syn_recv(
     ``min(somaxconn, tcp_max_syn_backlog)``; the advice depends on
     ``tcp_syncookies``.
     """
+    settings, thresholds = ctx.settings, ctx.thresholds
     groups: dict[tuple[int, int | None], list[Socket]] = defaultdict(list)
-    for sock in _tcp(snapshot, State.SYN_RECV):
+    for sock in _tcp(ctx, State.SYN_RECV):
         groups[(sock.family, sock.local.port)].append(sock)
     findings = []
     for (_family, port), socks in groups.items():
-        listener = _listener_for(snapshot, socks[0])
+        listener = _listener_for(ctx, socks[0])
         known = listener is not None and bool(listener.send_q)
         if listener is not None and listener.send_q:
             limit = listener.send_q
@@ -945,6 +974,7 @@ def syn_recv(
         )
         findings.append(
             _finding(
+                ctx,
                 "syn-recv",
                 severity,
                 evidence,
@@ -969,10 +999,12 @@ def syn_recv(
     return findings
 
 
-@rule("accept-queue", State.LISTEN)
-def accept_queue(
-    snapshot: Snapshot, settings: KernelSettings, thresholds: Mapping[str, float]
-) -> list[Finding]:
+@rule(
+    "accept-queue",
+    State.LISTEN,
+    (_t("accept-queue", 0.8, "share", "pending accepts / listen backlog: warning"),),
+)
+def accept_queue(ctx: RuleContext) -> list[Finding]:
     """A listener whose accept queue is (nearly) full: the server does not call accept().
 
     For LISTEN rows Linux reports pending connections in Recv-Q and the
@@ -982,6 +1014,7 @@ def accept_queue(
     Live, the ListenOverflows/ListenDrops counters back the finding, and on
     their own (no queue full right now) they are reported as info.
     """
+    settings, thresholds = ctx.settings, ctx.thresholds
     findings = []
     live_counters = _counters(settings, "ListenOverflows", "ListenDrops")
     overflows = settings.counters.get("ListenOverflows", 0)
@@ -991,7 +1024,7 @@ def accept_queue(
         if live_counters
         else PHRASES["empty"]
     )
-    for sock in _tcp(snapshot, State.LISTEN):
+    for sock in _tcp(ctx, State.LISTEN):
         pending, backlog = sock.recv_q, sock.send_q
         if not pending or backlog is None:
             continue
@@ -1013,6 +1046,7 @@ def accept_queue(
         )
         findings.append(
             _finding(
+                ctx,
                 "accept-queue",
                 severity,
                 evidence,
@@ -1029,6 +1063,7 @@ def accept_queue(
     if not findings and overflows > 0 and not settings.assumed:
         findings.append(
             _finding(
+                ctx,
                 "accept-queue",
                 Severity.INFO,
                 Evidence(count=overflows, counters=live_counters),
@@ -1041,10 +1076,15 @@ def accept_queue(
     return findings
 
 
-@rule("fin-wait2", State.FIN_WAIT2)
-def fin_wait2(
-    snapshot: Snapshot, settings: KernelSettings, thresholds: Mapping[str, float]
-) -> list[Finding]:
+@rule(
+    "fin-wait2",
+    State.FIN_WAIT2,
+    (
+        _t("fin-wait2", 100, "sockets", "FIN_WAIT2 towards one peer or port: warning"),
+        _t("fin-wait2.critical", 5000, "sockets", "the same count: critical"),
+    ),
+)
+def fin_wait2(ctx: RuleContext) -> list[Finding]:
     """FIN_WAIT2 lingering: this side closed, the peer never does (often its CLOSE_WAIT leak).
 
     Orphaned ones (no process; a ``timewait`` timer) go away after
@@ -1052,16 +1092,17 @@ def fin_wait2(
     wait forever.  When the peer is on this machine, the finding names the
     process holding the matching CLOSE_WAIT.
     """
-    socks = _tcp(snapshot, State.FIN_WAIT2)
+    snapshot, settings, thresholds = ctx.snapshot, ctx.settings, ctx.thresholds
+    socks = _tcp(ctx, State.FIN_WAIT2)
     if not socks:
         return []
     close_wait_by_tuple: dict[tuple[Addr, Addr], Socket] = {
-        (s.local, s.remote): s for s in _tcp(snapshot, State.CLOSE_WAIT)
+        (s.local, s.remote): s for s in _tcp(ctx, State.CLOSE_WAIT)
     }
     knows = _knows_processes(snapshot)
     fin_timeout = settings.tcp_fin_timeout
     findings = []
-    for key, group in _group_by_side(socks, snapshot, settings).items():
+    for key, group in _group_by_side(socks, ctx).items():
         count = len(group)
         held = [s for s in group if s.pid is not None or s.process is not None]
         peers_cw = [
@@ -1106,6 +1147,7 @@ def fin_wait2(
         severity = _grade(count, thresholds["fin-wait2"], thresholds["fin-wait2.critical"])
         findings.append(
             _finding(
+                ctx,
                 "fin-wait2",
                 severity,
                 evidence,
@@ -1121,10 +1163,15 @@ def fin_wait2(
     return findings
 
 
-@rule("fin-wait1", State.FIN_WAIT1)
-def fin_wait1(
-    snapshot: Snapshot, settings: KernelSettings, thresholds: Mapping[str, float]
-) -> list[Finding]:
+@rule(
+    "fin-wait1",
+    State.FIN_WAIT1,
+    (
+        _t("fin-wait1", 10, "sockets", "FIN_WAIT1 towards one peer: warning"),
+        _t("fin-wait1.retransmits", 3, "retransmits", "unanswered FIN retransmissions: warning"),
+    ),
+)
+def fin_wait1(ctx: RuleContext) -> list[Finding]:
     """FIN_WAIT1 stuck: the FIN waits behind data the peer does not take or never acknowledges.
 
     Live, a FIN_WAIT1 socket is only reported when its timer shows window
@@ -1132,8 +1179,9 @@ def fin_wait1(
     retransmissions, or when ``fin-wait1`` of them pile up towards one peer;
     in a saved dump, which has no timers, any FIN_WAIT1 is worth a note.
     """
+    settings, thresholds = ctx.settings, ctx.thresholds
     findings = []
-    for key, group in _group_by_side(_tcp(snapshot, State.FIN_WAIT1), snapshot, settings).items():
+    for key, group in _group_by_side(_tcp(ctx, State.FIN_WAIT1), ctx).items():
         count = len(group)
         retrans = _max_retrans(group) or 0
         probes = [s for s in group if s.timer and s.timer.kind == "persist"]
@@ -1153,7 +1201,7 @@ def fin_wait1(
         else:
             why = PHRASES["fw1_plain"]
         queued = sum(s.send_q or 0 for s in group)
-        readers = _other_ends(snapshot, group)
+        readers = _other_ends(ctx, group)
         if readers:
             why = why + render(PHRASES["peer_reader"], who=_who(readers))
         evidence = Evidence(
@@ -1170,6 +1218,7 @@ def fin_wait1(
         )
         findings.append(
             _finding(
+                ctx,
                 "fin-wait1",
                 severity,
                 evidence,
@@ -1183,18 +1232,24 @@ def fin_wait1(
     return findings
 
 
-@rule("last-ack", State.LAST_ACK)
-def last_ack(
-    snapshot: Snapshot, settings: KernelSettings, thresholds: Mapping[str, float]
-) -> list[Finding]:
+@rule(
+    "last-ack",
+    State.LAST_ACK,
+    (
+        _t("last-ack", 10, "sockets", "LAST_ACK towards one peer: warning"),
+        _t("last-ack.retransmits", 3, "retransmits", "unanswered FIN retransmissions: warning"),
+    ),
+)
+def last_ack(ctx: RuleContext) -> list[Finding]:
     """LAST_ACK lingering: this side's FIN is never acknowledged (peer vanished, state dropped).
 
     Grouped by peer; reported live when the FIN was retransmitted
     ``last-ack.retransmits`` times or ``last-ack`` sockets pile up, and as
     info in a saved dump.
     """
+    thresholds = ctx.thresholds
     findings = []
-    for key, group in _group_by_side(_tcp(snapshot, State.LAST_ACK), snapshot, settings).items():
+    for key, group in _group_by_side(_tcp(ctx, State.LAST_ACK), ctx).items():
         count = len(group)
         retrans = _max_retrans(group) or 0
         if retrans >= thresholds["last-ack.retransmits"] or count >= thresholds["last-ack"]:
@@ -1214,6 +1269,7 @@ def last_ack(
         )
         findings.append(
             _finding(
+                ctx,
                 "last-ack",
                 severity,
                 evidence,
@@ -1228,18 +1284,24 @@ def last_ack(
     return findings
 
 
-@rule("syn-sent", State.SYN_SENT)
-def syn_sent(
-    snapshot: Snapshot, settings: KernelSettings, thresholds: Mapping[str, float]
-) -> list[Finding]:
+@rule(
+    "syn-sent",
+    State.SYN_SENT,
+    (
+        _t("syn-sent", 5, "sockets", "SYN_SENT towards one destination: warning"),
+        _t("syn-sent.retransmits", 2, "retransmits", "SYN retransmissions on one socket: warning"),
+    ),
+)
+def syn_sent(ctx: RuleContext) -> list[Finding]:
     """SYN_SENT stuck, grouped by destination: unreachable, filtered, or its accept queue full.
 
     Live, a connect is stuck once its SYN has been retransmitted (info) or
     ``syn-sent.retransmits`` times (warning), or when ``syn-sent`` attempts
     to one destination are pending; a saved dump gets info for any.
     """
+    settings, thresholds = ctx.settings, ctx.thresholds
     groups: dict[str, list[Socket]] = defaultdict(list)
-    for sock in _tcp(snapshot, State.SYN_SENT):
+    for sock in _tcp(ctx, State.SYN_SENT):
         groups[_endpoint(sock.remote)].append(sock)
     findings = []
     n = settings.tcp_syn_retries
@@ -1255,7 +1317,7 @@ def syn_sent(
             severity = Severity.INFO
         else:
             continue
-        target = _listener_for(snapshot, group[0], remote=True)
+        target = _listener_for(ctx, group[0], remote=True)
         # only a known backlog can be full: /proc/net and net-tools netstat have none
         full = (
             target is not None
@@ -1273,6 +1335,7 @@ def syn_sent(
         )
         findings.append(
             _finding(
+                ctx,
                 "syn-sent",
                 severity,
                 evidence,
@@ -1301,17 +1364,20 @@ def syn_sent(
     return findings
 
 
-@rule("recv-q", State.ESTABLISHED)
-def recv_q(
-    snapshot: Snapshot, settings: KernelSettings, thresholds: Mapping[str, float]
-) -> list[Finding]:
+@rule(
+    "recv-q",
+    State.ESTABLISHED,
+    (_t("recv-q", 1048576, "bytes", "unread bytes on one ESTABLISHED socket: warning"),),
+)
+def recv_q(ctx: RuleContext) -> list[Finding]:
     """Receive queue building up on ESTABLISHED connections: the application is not reading.
 
     Sockets with at least ``recv-q`` unread bytes, grouped by owning process.
     """
+    snapshot, thresholds = ctx.snapshot, ctx.thresholds
     limit = thresholds["recv-q"]
     groups: dict[tuple[int | None, str | None], list[Socket]] = defaultdict(list)
-    for sock in _tcp(snapshot, State.ESTABLISHED):
+    for sock in _tcp(ctx, State.ESTABLISHED):
         if sock.recv_q is not None and sock.recv_q >= max(limit, 1):
             groups[(sock.pid, sock.process)].append(sock)
     findings = []
@@ -1329,6 +1395,7 @@ def recv_q(
         )
         findings.append(
             _finding(
+                ctx,
                 "recv-q",
                 Severity.WARNING,
                 evidence,
@@ -1341,19 +1408,22 @@ def recv_q(
     return findings
 
 
-@rule("send-q", State.ESTABLISHED)
-def send_q(
-    snapshot: Snapshot, settings: KernelSettings, thresholds: Mapping[str, float]
-) -> list[Finding]:
+@rule(
+    "send-q",
+    State.ESTABLISHED,
+    (_t("send-q", 1048576, "bytes", "unacknowledged bytes on one ESTABLISHED socket: warning"),),
+)
+def send_q(ctx: RuleContext) -> list[Finding]:
     """Send queue building up on ESTABLISHED connections: slow peer (zero window) or lossy path.
 
     Sockets with at least ``send-q`` unacknowledged bytes, grouped by peer;
     a ``persist`` timer means the peer's window is zero, retransmissions
     mean loss.
     """
+    thresholds = ctx.thresholds
     limit = thresholds["send-q"]
     groups: dict[str, list[Socket]] = defaultdict(list)
-    for sock in _tcp(snapshot, State.ESTABLISHED):
+    for sock in _tcp(ctx, State.ESTABLISHED):
         if sock.send_q is not None and sock.send_q >= max(limit, 1):
             groups[_endpoint(sock.remote)].append(sock)
     findings = []
@@ -1366,7 +1436,7 @@ def send_q(
             why = render(PHRASES["sq_retrans"], n=retrans)
         else:
             why = PHRASES["sq_plain"]
-        readers = _other_ends(snapshot, group)
+        readers = _other_ends(ctx, group)
         if readers:
             why = why + render(PHRASES["peer_reader"], who=_who(readers))
         evidence = Evidence(
@@ -1381,6 +1451,7 @@ def send_q(
         )
         findings.append(
             _finding(
+                ctx,
                 "send-q",
                 Severity.WARNING,
                 evidence,
@@ -1398,16 +1469,22 @@ def send_q(
 ORPHAN_STATES: Final = frozenset({State.FIN_WAIT1, State.FIN_WAIT2, State.LAST_ACK, State.CLOSING})
 
 
-@rule("orphans", None)
-def orphans(
-    snapshot: Snapshot, settings: KernelSettings, thresholds: Mapping[str, float]
-) -> list[Finding]:
+@rule(
+    "orphans",
+    None,
+    (
+        _t("orphans", 0.5, "share", "orphaned sockets / tcp_max_orphans: warning"),
+        _t("orphans.critical", 0.9, "share", "the same share: critical"),
+    ),
+)
+def orphans(ctx: RuleContext) -> list[Finding]:
     """Orphaned sockets approaching ``tcp_max_orphans``, beyond which the kernel resets them.
 
     Live, the count is the kernel's own (``/proc/net/sockstat``, whole
     machine); for a dump that shows every process, sockets in closing
     states without one are counted.
     """
+    snapshot, settings, thresholds = ctx.snapshot, ctx.settings, ctx.thresholds
     count = settings.orphans
     if count is None:
         if not _knows_processes(snapshot):
@@ -1430,6 +1507,7 @@ def orphans(
     )
     return [
         _finding(
+            ctx,
             "orphans",
             _grade(share, thresholds["orphans"], thresholds["orphans.critical"]),
             evidence,

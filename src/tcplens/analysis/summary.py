@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import heapq
 import socket
-import sys
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -32,8 +31,9 @@ from tcplens.model.states import STATE_BY_CODE, State
 from tcplens.sources.records import Addr, Snapshot, Socket
 
 if TYPE_CHECKING:
-    from tcplens.sources.columns import Columns
+    from tcplens.sources.columns import SocketColumns
     from tcplens.sources.processes import Tally
+    from tcplens.sources.select import ColumnListing
 
 __all__ = [
     "ACTIVE_CLOSE",
@@ -42,7 +42,6 @@ __all__ = [
     "StateDetail",
     "Summary",
     "summarize",
-    "summarize_columns",
 ]
 
 #: ``TCP_TIMEWAIT_LEN`` in include/net/tcp.h: 60 seconds, not tunable
@@ -151,7 +150,7 @@ def _remaining(sock: Socket) -> float:
 
 
 def summarize(
-    snapshot: Snapshot,
+    listing: Snapshot | ColumnListing,
     *,
     busy_states: int = 3,
     top: int = 3,
@@ -159,8 +158,33 @@ def summarize(
 ) -> Summary:
     """Count sockets and describe the ``busy_states`` most populated TCP states.
 
+    The ``top`` ports, peers and processes of each busy state are named.
     LISTEN is never "busy" (its count is the number of services, not load).
+    ``fin_timeout``: ``net.ipv4.tcp_fin_timeout``, an orphaned FIN_WAIT2's
+    lifetime.
+
+    ``listing`` is a snapshot's records or a columnar dump
+    (:func:`tcplens.sources.select.open_listing`); both give the same
+    :class:`Summary` (tests hold them together).  From columns, the
+    processes come from the listing's ``tally``: when it sampled
+    descriptors, the busy states' process counts are marked ``estimated``.
     """
+    if isinstance(listing, Snapshot):
+        return _from_records(listing, busy_states=busy_states, top=top, fin_timeout=fin_timeout)
+    return _from_columns(
+        listing.columns,
+        source=listing.source,
+        host=listing.host,
+        taken_at=listing.taken_at,
+        missing=listing.missing,
+        owners=listing.tally,
+        busy_states=busy_states,
+        top=top,
+        fin_timeout=fin_timeout,
+    )
+
+
+def _from_records(snapshot: Snapshot, *, busy_states: int, top: int, fin_timeout: float) -> Summary:
     sockets = snapshot.sockets
     # C-level Counters over flat lists: a Python loop with three increments per
     # socket (or one Counter over tuples) costs 0.1-0.3 s at 100k sockets.
@@ -271,14 +295,10 @@ def _zero_mask(values: array[int]) -> bytes:
     return nonzero.translate(bytes([1]) + bytes(255))
 
 
-def _peer_keys(columns: Columns) -> list[tuple[int, bytes, int]]:
+def _peer_keys(columns: SocketColumns) -> list[tuple[int, bytes, int]]:
     """(family, packed address, port) of each TCP socket's peer, in the TCP columns' order."""
-    from tcplens.sources.columns import DPORT, DST  # loaded: it made ``columns``
-
-    dst = columns.field(DST, 16)
-    dports = array("H", columns.field(DPORT, 2))
-    if sys.byteorder == "little":
-        dports.byteswap()  # network order
+    dst = columns.field("dst")
+    dports = columns.numbers("dport")
     keys: list[tuple[int, bytes, int]] = []
     for proto, family, start, stop in columns.ranges:
         if proto != "tcp":
@@ -313,22 +333,22 @@ def _round2(value: float) -> int:
     return int(round(value, -digits))
 
 
-def summarize_columns(
-    columns: Columns,
+def _from_columns(
+    columns: SocketColumns,
     *,
     source: str,
     host: str,
     taken_at: float,
     missing: list[str],
-    owners: Tally | None = None,
-    busy_states: int = 3,
-    top: int = 3,
-    fin_timeout: float = 60.0,
+    owners: Tally | None,
+    busy_states: int,
+    top: int,
+    fin_timeout: float,
 ) -> Summary:
-    """The :func:`summarize` of a columnar dump (:mod:`tcplens.sources.columns`).
+    """The summary of a columnar dump (:mod:`tcplens.sources.columns`).
 
-    Gives the same :class:`Summary` as building every record and calling
-    :func:`summarize` (tests hold the two together), counting with C-level
+    Gives the same :class:`Summary` as building every record and
+    summarising those (tests hold the two together), counting with C-level
     slices, translations and ``Counter`` s instead of a Python step per
     socket.  ``owners`` says which process holds which socket inode
     (:func:`tcplens.sources.processes.tally`); when it sampled descriptors,

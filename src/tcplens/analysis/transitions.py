@@ -31,7 +31,9 @@ reported when one has gone, timed by the polls (``exact`` False).
 system call on the socket (connect, listen, close, shutdown, or the
 processing of its backlog when the caller releases it), so the current pid
 holds it; one fired in softirq says nothing about the owner.  The first such
-pid is the connection's process; before one is seen it is unknown.
+pid is the connection's process.  Callers may also look the owner of live
+connections up (sock_diag inode, then /proc: :meth:`ExactTracer.own`); until
+either names one, it is unknown.
 
 **The model.**  Every kernel transition is one step; it is in the model when
 the transition table has a row from ``old`` to ``new``.  Anything else is
@@ -56,13 +58,15 @@ TupleKey = tuple[str, int | None, str, int | None]
 _HANDOVER: Final = frozenset({State.FIN_WAIT1, State.FIN_WAIT2, State.CLOSING})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per event, and a frozen __init__ costs 2x
 class Transition:
     """One state change of one connection, as the kernel reported it."""
 
     conn: int
     at: float
     mono_ns: int | None
+    #: the connection's socket: addresses and family (shared by its transitions; its
+    #: ``state`` is the latest one, ``old``/``new`` are this transition's)
     sock: Socket
     old: State
     new: State
@@ -72,6 +76,9 @@ class Transition:
     exact: bool
     cause: str | None
     path: tuple[State, ...] | None
+    #: the process known when the transition happened (see the module docstring)
+    pid: int | None = None
+    process: str | None = None
 
     @property
     def in_model(self) -> bool:
@@ -98,6 +105,8 @@ class _Held:
 
 
 def _cause(conn: _Conn) -> str | None:
+    if not conn.causes and not conn.retransmits:
+        return None
     parts = list(conn.causes)
     if conn.retransmits:
         parts.append(f"{conn.retransmits} retransmission{'s' if conn.retransmits > 1 else ''}")
@@ -155,8 +164,8 @@ class ExactTracer:
     # -- feeding ---------------------------------------------------------
     def _owner(self, conn: _Conn, event: KernelEvent) -> None:
         if conn.pid is None and not event.in_irq and event.pid > 0:
-            conn.pid = event.pid
-            conn.process = self.name_of(event.pid)
+            conn.pid = conn.sock.pid = event.pid
+            conn.process = conn.sock.process = self.name_of(event.pid)
 
     def _move(
         self,
@@ -183,15 +192,13 @@ class ExactTracer:
             times.stays += 1
             times.total += spent
             times.longest = max(times.longest, spent)
-        sock = Socket(
-            "tcp", conn.sock.family, conn.sock.local, conn.sock.remote, new,
-            pid=conn.pid, process=conn.process,
-        )  # fmt: skip
-        conn.sock = sock
+        # one Socket per connection, not per transition: this runs for every event
+        sock = conn.sock
+        sock.state = new
         conn.entered_ns = mono_ns
         conn.entered_at = at
         return Transition(conn.id, at, mono_ns, sock, old, new, spent, exact, cause,
-                          model_path(old, new))  # fmt: skip
+                          model_path(old, new), conn.pid, conn.process)  # fmt: skip
 
     def feed(self, events: Iterable[KernelEvent]) -> list[Transition]:
         """Transitions the events show; handovers to TIME_WAIT are held for :meth:`settle`."""
@@ -273,6 +280,30 @@ class ExactTracer:
         self._held.clear()
         out.sort(key=lambda t: t.at)
         return out
+
+    def unowned(self) -> list[TupleKey]:
+        """4-tuples of live connections whose process no event has named yet."""
+        return [
+            (c.sock.local.ip, c.sock.local.port, c.sock.remote.ip, c.sock.remote.port)
+            for c in self._by_sk.values()
+            if c.pid is None and c.sock.local.port
+        ]
+
+    def own(self, owners: Mapping[TupleKey, tuple[int, str | None]]) -> None:
+        """Name the process of live connections from sock_diag and /proc (``owners``).
+
+        Only later transitions carry it: who holds a socket now says nothing
+        about who held it (if anyone did) when it changed state before.
+        """
+        if not owners:
+            return
+        for c in self._by_sk.values():
+            if c.pid is None:
+                key = (c.sock.local.ip, c.sock.local.port, c.sock.remote.ip, c.sock.remote.port)
+                found = owners.get(key)
+                if found is not None:
+                    c.pid = c.sock.pid = found[0]
+                    c.process = c.sock.process = found[1]
 
     def keys_in_time_wait(self) -> list[TupleKey]:
         return list(self._time_wait)

@@ -17,7 +17,7 @@ every frame tapped before the observation has then been read, and the
 checkpoint's capture time is the stamp of the last frame read so far.
 
 The frames are written as a pcap file with :class:`tcplens.packets.pcap.PcapWriter`
-and read back through :func:`tcplens.packets.pcap.read_frames`, so the tracker
+and read back through :func:`tcplens.packets.engine.reconstruct_capture`, so the tracker
 sees exactly what a user's ``tcplens pcap`` of the saved file would see, and
 the file can be kept as a test fixture.
 """
@@ -39,8 +39,9 @@ from tcplens.lab.netns import Namespace, inside
 from tcplens.model.machine import Flags, format_flags
 from tcplens.model.states import State
 from tcplens.packets.capture import ETH_P_ALL, LINKTYPE_RAW, live_frames
-from tcplens.packets.pcap import Frame, PcapWriter, read_frames
-from tcplens.packets.tracker import Connection, Tracker, reconstruct
+from tcplens.packets.engine import reconstruct_capture
+from tcplens.packets.pcap import Frame, PcapWriter
+from tcplens.packets.tracker import CaptureSummary, Connection, Tracker
 
 __all__ = ["CaptureResult", "Recorder", "state_at", "to_pcap"]
 
@@ -160,7 +161,9 @@ class CaptureResult:
         """Write the frames as pcap, read them back, track, and pick the lab's connection."""
         data = to_pcap(frames, linktype)
         conns = list(
-            reconstruct(read_frames(io.BytesIO(data), "lab capture"), Tracker(keep_segments=True))
+            reconstruct_capture(
+                io.BytesIO(data), Tracker(keep_segments=True), CaptureSummary(), "lab capture"
+            )
         )
         mine: Connection | None = None
         flipped = False

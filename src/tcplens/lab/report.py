@@ -40,12 +40,38 @@ def row(result: LabRun) -> str:
         else (result.capture.connection.conn_state)
     )
     verdict = "ok" if result.ok else f"**FAIL** {result.error or ''}"
+    path = _kernel_path(result)
     model = f"{n}/{n}" if model_ok else "**NO**"
     if timer_bad:
         model += " (timer off)"
     return (
         f"| `{sc.name}`{' (root)' if sc.needs_root else ''} | {seen(result, 'client')} "
-        f"| {seen(result, 'server')} | {model} | {capture} | {zeek} | {verdict} |"
+        f"| {seen(result, 'server')} | {model} | {path} | {capture} | {zeek} | {verdict} |"
+    )
+
+
+def _kernel_path(result: LabRun) -> str:
+    """``yes`` with the sub-checkpoint states the kernel passed through, ``**NO**`` with both
+    paths, or why there is no kernel path (not root, no tracefs)."""
+    agrees = result.kernel_path_agrees()
+    kp = result.kernel_path
+    if agrees is None or kp is None:
+        return "-"
+    if agrees:
+        hidden = [
+            str(s)
+            for side in ("client", "server")
+            for s in kp.side(side)[1:]
+            if s not in result.states_seen(side)
+        ]
+        text = "yes" + (f" (also {', '.join(dict.fromkeys(hidden))})" if hidden else "")
+        return text + (" (SYN_RECV: request socket, from sock_diag)" if kp.requests else "")
+    model = result.model_path()
+    return "**NO** " + "; ".join(
+        f"{side} kernel {' → '.join(map(str, kp.side(side)))} ≠ model "
+        f"{' → '.join(map(str, model[i]))}"
+        for i, side in enumerate(("client", "server"))
+        if kp.side(side) != model[i]
     )
 
 
@@ -55,9 +81,9 @@ def _short(reason: str) -> str:
 
 def table(results: list[LabRun], generator: str = "scripts/lab-table") -> str:
     head = [
-        "| scenario | client (kernel) | server (kernel) | kernel = model | kernel = capture "
-        "(wire blind spots) | Zeek | run |",
-        "|---|---|---|---|---|---|---|",
+        "| scenario | client (kernel) | server (kernel) | kernel = model "
+        "| kernel path = model (tracepoints) | kernel = capture (wire blind spots) | Zeek | run |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     kernel = platform.release()
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

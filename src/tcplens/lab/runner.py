@@ -30,6 +30,7 @@ from tcplens.lab.capture import CaptureResult, Recorder
 from tcplens.lab.netns import namespace_problem, sweep_stale
 from tcplens.lab.rig import Lab, Rig, Side, View
 from tcplens.lab.scenarios import LabScenario, LabStep
+from tcplens.lab.witness import KernelPath, Witness, model_paths
 from tcplens.model.scenarios import Pair, Step
 from tcplens.model.states import State
 from tcplens.sources.records import Socket
@@ -173,6 +174,21 @@ class LabRun:
     capture_note: str = ""
     duration: float = 0.0
     error: str | None = None
+    #: the fourth witness: each side's exact path from the kernel's tracepoints
+    kernel_path: KernelPath | None = None
+
+    def model_path(self) -> tuple[list[State], list[State]]:
+        """Each side's states in the order the model entered them, from CLOSED."""
+        steps = self.model_steps
+        return model_paths([s.client for s in steps], [s.server for s in steps])
+
+    def kernel_path_agrees(self) -> bool | None:
+        """Whether the kernel's exact path is the model's, side by side; None without one."""
+        kp = self.kernel_path
+        if kp is None or not kp.available:
+            return None
+        client, server = self.model_path()
+        return kp.client == client and kp.server == server
 
     def mismatches(self) -> list[Mismatch]:
         return [m for cp in self.checkpoints for m in cp.mismatches()]
@@ -204,6 +220,7 @@ class LabRun:
             and all(cp.reached for cp in self.checkpoints)
             and not self.unexpected()
             and not self.unconfirmed_blind()
+            and self.kernel_path_agrees() is not False
         )
 
     def states_seen(self, side: Side) -> list[State]:
@@ -234,6 +251,7 @@ class LabRun:
             "capture": None if self.capture is None else self.capture.as_dict(),
             "capture_note": self.capture_note or None,
             "states_seen": {side: [str(s) for s in self.states_seen(side)] for side in SIDES},
+            "kernel_path": _path_dict(self.kernel_path),
             "agreement": {
                 "model": not [m for m in self.mismatches() if m.against == "model"],
                 "timer": not [m for m in self.mismatches() if m.against == "timer"],
@@ -242,6 +260,7 @@ class LabRun:
                 else not [
                     m for m in self.mismatches() if m.against == "capture" and m.reason is None
                 ],
+                "kernel_path": self.kernel_path_agrees(),
                 "known_exceptions": len(self.known()),
                 "unconfirmed_blind": [
                     {"step": s, "side": side, "reason": r}
@@ -249,6 +268,17 @@ class LabRun:
                 ],
             },
         }
+
+
+def _path_dict(kp: KernelPath | None) -> dict[str, Any] | None:
+    if kp is None:
+        return None
+    return {
+        "client": [str(s) for s in kp.client] if kp.available else None,
+        "server": [str(s) for s in kp.server] if kp.available else None,
+        "note": kp.note or None,
+        "lost_events": kp.lost,
+    }
 
 
 def choose_rig(scenario: LabScenario, kind: RigKind = "auto") -> RigKind:
@@ -407,6 +437,7 @@ def run(
     result = LabRun(scenario, the_rig.describe(), kind, started)
     lab = Lab(the_rig)
     recorder: Recorder | None = None
+    witness: Witness | None = None
     pair = Pair(msl=30.0)
     t0 = time.monotonic()
     try:
@@ -422,6 +453,7 @@ def run(
             result.capture_note = "not captured: AF_PACKET capture needs root and the netns rig"
         else:
             result.capture_note = "not captured (--no-capture)"
+        witness = Witness.start()
         for number, step in enumerate(scenario.steps, start=1):
             if before_step is not None:
                 before_step(number, step)
@@ -470,6 +502,14 @@ def run(
         result.error = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError) else str(exc)
     finally:
         with _shielded():
+            if witness is not None:
+                # before close_all: the cleanup's closes are not part of the scenario
+                try:
+                    result.kernel_path = witness.finish(lab, result.checkpoints)
+                except (TcplensError, OSError) as exc:
+                    result.kernel_path = KernelPath(note=f"no kernel path: {exc}")
+                finally:
+                    witness.close()
             if recorder is not None:
                 try:
                     frames = recorder.stop()

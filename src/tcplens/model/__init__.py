@@ -8,21 +8,19 @@ names, transitions and explanation texts from here.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
-# Eager, unlike the rest: the submodule ``explain`` and the function ``explain``
-# share a name, and importing the submodule sets the package attribute to it;
-# importing it here first and then binding the function keeps the function.
-from tcplens.model.explain import (
-    LABELS,
-    LANGS,
-    Explanation,
-    explain,
-    pick_lang,
-    summary_line,
-)
-
 if TYPE_CHECKING:
+    from tcplens.model.explain import (
+        LABELS,
+        LANGS,
+        Explanation,
+        explain,
+        pick_lang,
+        summary_line,
+    )
     from tcplens.model.machine import (
         TRANSITIONS,
         Closing,
@@ -62,6 +60,9 @@ _HOME = {
     **dict.fromkeys(
         ("KERNEL_CODES", "SPELLINGS", "STATE_GROUPS", "State", "parse_state_filter"), "states"
     ),
+    **dict.fromkeys(
+        ("LABELS", "LANGS", "Explanation", "explain", "pick_lang", "summary_line"), "explain"
+    ),
 }
 
 __all__ = [
@@ -86,6 +87,24 @@ __all__ = [
     "pick_lang",
     "summary_line",
 ]
+
+
+class _Model(types.ModuleType):
+    """Keeps ``tcplens.model.explain`` the function once the submodule of that name loads.
+
+    Importing a submodule sets the package attribute of its name to the
+    module; the texts are too big to load on every command's start (~4 ms),
+    so instead of importing the submodule eagerly to bind the function over
+    it, that one assignment is turned into the function.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "explain" and isinstance(value, types.ModuleType):
+            value = value.explain
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Model
 
 
 def __getattr__(name: str) -> Any:

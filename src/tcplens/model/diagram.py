@@ -594,7 +594,7 @@ def figure(
 
     ``counts`` writes a number in each box (sockets in that state; a state
     left out shows 0); ``marks`` adds a short marker after it (the view's
-    severity sign).  Without ``counts`` the boxes hold the state name only.
+    severity sign, or ``*`` for a highlighted state).
     """
     rows_by_pair: dict[tuple[State, State], list[tuple[Key, tuple[Flags, ...]]]] = {}
     for state, rows in TRANSITIONS.items():
@@ -604,11 +604,9 @@ def figure(
     canvas = _Canvas(FIGURE_WIDTH, height)
     boxes = []
     for state, x, y in _BOXES:
-        second = ""
-        if counts is not None:
-            second = f"{counts.get(state, 0)}"
-            if marks and marks.get(state):
-                second += f" {marks[state]}"
+        second = f"{counts.get(state, 0)}" if counts is not None else ""
+        if marks and marks.get(state):
+            second = f"{second} {marks[state]}".strip()
         _box(canvas, x, y, (str(state), second))
         boxes.append((state, x, y, _BOX_W, _BOX_H))
     heads_chars = _ASCII_HEADS if ascii_only else _UNICODE_HEADS

@@ -35,7 +35,6 @@ Sources of the spellings:
 from __future__ import annotations
 
 import contextlib
-import difflib
 import re
 import unicodedata
 from enum import StrEnum
@@ -102,6 +101,8 @@ class State(StrEnum):
         found = _localised(raw)
         if found is not None:
             return found
+        import difflib  # only for a name that is no state: not on every command's start
+
         close = difflib.get_close_matches(key, list(_ALIASES), n=6, cutoff=0.6)
         names: list[str] = []
         for match in close:

@@ -17,18 +17,29 @@ all go through the same route, so they give the same answer.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO, Literal
 
 from tcplens.errors import InputError, TruncatedInput
 from tcplens.packets.decode import DecodeStats
-from tcplens.packets.pcap import read_frames
+from tcplens.packets.pcap import Frame, read_frames
 from tcplens.packets.tracker import CaptureSummary, Connection, Tracker, reconstruct
 
-__all__ = ["ROUTE_ENV", "Route", "engine_available", "reconstruct_capture", "route"]
+__all__ = [
+    "ROUTE_ENV",
+    "Route",
+    "engine_available",
+    "reconstruct_capture",
+    "reconstruct_frames",
+    "render_capture",
+    "route",
+]
 
 Route = Literal["engine", "python"]
+#: the streamed outputs: ``json.dumps(Connection.as_dict())`` or one conn.log row
+Rendering = Literal["json", "zeek"]
 #: environment variable that forces a route ("engine" or "python")
 ROUTE_ENV = "TCPLENS_PACKETS"
 
@@ -39,11 +50,15 @@ def engine_available() -> bool:
         from tcplens import _engine
     except ImportError:
         return False
-    return hasattr(_engine, "Capture")
+    return hasattr(_engine, "Capture") and hasattr(_engine, "FrameTracker")
 
 
-def route(tracker: Tracker) -> Route:
-    """The route a capture takes with this tracker (see the module docstring)."""
+def route(tracker: Tracker, *, reports_changes: bool = False) -> Route:
+    """The route a capture takes with this tracker (see the module docstring).
+
+    ``reports_changes``: the caller's engine route passes state changes on to
+    ``tracker.on_change``; without it a watched tracker takes the reference.
+    """
     forced = os.environ.get(ROUTE_ENV, "").strip().lower()
     if forced == "python":
         return "python"
@@ -56,8 +71,7 @@ def route(tracker: Tracker) -> Route:
         return "engine"
     if forced:
         raise InputError(f"{ROUTE_ENV} must be 'engine' or 'python', not {forced!r}")
-    # Live views watch every state change through on_change: the reference does that.
-    if tracker.on_change is not None or not engine_available():
+    if not engine_available() or (tracker.on_change is not None and not reports_changes):
         return "python"
     return "engine"
 
@@ -84,6 +98,79 @@ def reconstruct_capture(
     return reconstruct(read_frames(source, path), tracker, summary, path)
 
 
+def render_capture(
+    source: str | BinaryIO,
+    tracker: Tracker,
+    summary: CaptureSummary,
+    path: str | None,
+    rendering: Rendering,
+) -> Iterator[str]:
+    """Each connection of a capture as the text ``tcplens pcap --json`` or ``--zeek`` writes.
+
+    ``"json"`` gives ``json.dumps(conn.as_dict())``, ``"zeek"`` the conn.log row
+    (``"\\t".join(conn.zeek.values())``).  On the engine route the text is written
+    in Rust with no Python object per connection; otherwise as :func:`reconstruct_capture`.
+    """
+    if route(tracker) == "engine":
+        return _engine_connections(source, tracker, summary, path, rendering)
+    conns = reconstruct_capture(source, tracker, summary, path)
+    if rendering == "json":
+        return (json.dumps(c.as_dict()) for c in conns)
+    return ("\t".join(c.zeek.values()) for c in conns)
+
+
+def reconstruct_frames(
+    frames: Iterable[Frame],
+    tracker: Tracker,
+    summary: CaptureSummary,
+    path: str | None = None,
+) -> Iterator[Connection]:
+    """Like :func:`reconstruct_capture`, for frames read elsewhere (a live interface).
+
+    Every state change reaches ``tracker.on_change`` as the frame causing it
+    is fed, before the connections that frame finished are yielded.
+    """
+    if route(tracker, reports_changes=True) == "engine":
+        return _engine_frames(frames, tracker, summary, path)
+    return reconstruct(frames, tracker, summary, path)
+
+
+def _engine_frames(
+    frames: Iterable[Frame], tracker: Tracker, summary: CaptureSummary, path: str | None
+) -> Iterator[Connection]:
+    from tcplens import _engine
+
+    feeder = _engine.FrameTracker(tracker, path)
+    on_change = tracker.on_change
+    try:
+        for f in frames:
+            changes, done = feeder.feed(f.ts_ns, f.linktype, f.data, f.wire_len, f.record, f.offset)
+            if on_change is not None:
+                for change in changes:
+                    on_change(change)
+            if done:
+                _summarise(feeder.counters(), summary)
+                yield from done
+    except TruncatedInput as exc:
+        summary.truncated = exc
+        summary.status = "truncated"
+        yield from _finish_frames(feeder, on_change, summary)
+        raise
+    except InputError:
+        _summarise(feeder.counters(), summary)
+        raise
+    yield from _finish_frames(feeder, on_change, summary)
+
+
+def _finish_frames(feeder: Any, on_change: Any, summary: CaptureSummary) -> Iterator[Connection]:
+    changes, rest = feeder.finish()
+    if on_change is not None:
+        for change in changes:
+            on_change(change)
+    _summarise(feeder.counters(), summary, finished=True)
+    yield from rest
+
+
 def _reference_from_path(
     source: str, tracker: Tracker, summary: CaptureSummary, path: str | None
 ) -> Iterator[Connection]:
@@ -96,12 +183,16 @@ def _reference_from_path(
 
 
 def _engine_connections(
-    source: str | BinaryIO, tracker: Tracker, summary: CaptureSummary, path: str | None
-) -> Iterator[Connection]:
+    source: str | BinaryIO,
+    tracker: Tracker,
+    summary: CaptureSummary,
+    path: str | None,
+    rendering: Rendering | None = None,
+) -> Iterator[Any]:
     from tcplens import _engine
 
     # the engine keeps the tracker's own counters (now, count, peak, evicted) current
-    capture = _engine.Capture(source, tracker, path)
+    capture = _engine.Capture(source, tracker, path, rendering)
     try:
         while True:
             batch = capture.next_batch()

@@ -1,10 +1,11 @@
 """Sources read sockets and normalise them into :class:`Snapshot` records; they never print.
 
 One exception to "one record per socket", made deliberately for scale:
-:mod:`tcplens.sources.columns` gives the netlink dump as columns of kernel
-codes (state, timer, port, expiry, inode) for counting 100k sockets faster
-than records can be built; only summaries use it, and tests hold its
-summary equal to the records'.
+:mod:`tcplens.sources.columns` gives the netlink dump as columns of the
+``inet_diag_msg`` fields, for counting and listing 100k sockets faster than
+records can be built.  :func:`tcplens.sources.select.open_listing` is the one
+route to it (with the rule for when records come instead); tests hold its
+summary and its listings equal to the records'.
 """
 
 from tcplens.sources.records import Addr, ParseWarning, Snapshot, Socket, TcpInfo, Timer

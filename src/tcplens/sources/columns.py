@@ -18,7 +18,9 @@ request walks the whole established hash again, which measured dearer
 (~35 ms at 100k sockets) than the compaction (~25 ms).
 
 Message layout: ``nlmsghdr`` (16 bytes) then ``inet_diag_msg`` as declared in
-:mod:`tcplens.sources.netlink` (offsets below are from the message start);
+:mod:`tcplens.sources.netlink`; :data:`FIELDS` derives each field's offset from
+that one declaration, and :meth:`SocketColumns.field` / :meth:`~SocketColumns.numbers`
+hand out any of them by name;
 anything other than a ``SOCK_DIAG_BY_FAMILY`` message (``NLMSG_DONE``,
 ``NLMSG_ERROR``, a malformed length) is handed to :func:`netlink.parse`, so
 errors read exactly as they do for the record dump.
@@ -43,23 +45,24 @@ from tcplens.model.states import State
 from tcplens.sources import netlink
 from tcplens.sources.records import KERNEL_TIMER_KINDS, MINISOCKET_CODES, Proto, Socket
 
-__all__ = ["DEFAULT_KINDS", "Columns", "PendingColumns", "dump_columns"]
+__all__ = ["DEFAULT_KINDS", "FIELDS", "PendingColumns", "SocketColumns", "dump_columns"]
 
-#: byte offsets from the start of a message (nlmsghdr 16 bytes, then inet_diag_msg as
-#: declared in tcplens.sources.netlink); multi-byte fields in host order unless noted
-RETRANS: Final = 19
-STATE: Final = 17
-TIMER: Final = 18
-SPORT: Final = 20  # big-endian u16
-DPORT: Final = 22  # big-endian u16
-SRC: Final = 24  # 16 bytes, an IPv4 address in the first 4
-DST: Final = 40
-IFINDEX: Final = 56
-EXPIRES: Final = 68  # u32, milliseconds
-RQUEUE: Final = 72
-WQUEUE: Final = 76
-UID: Final = 80
-INODE: Final = 84
+#: Each field of a socket message, named as in ``inet_diag_msg`` without ``idiag_``:
+#: (offset from the message start, :mod:`struct` code, network byte order).  Derived
+#: from :data:`netlink.INET_DIAG_MSG`, which follows the ``nlmsghdr``.
+FIELDS: Final[dict[str, tuple[int, str, bool]]] = {
+    f.name.removeprefix("idiag_"): (
+        netlink.NLMSGHDR.size + netlink.INET_DIAG_MSG.offsets[f.name],
+        f.code,
+        f.big_endian,
+    )
+    for f in netlink.INET_DIAG_MSG.fields
+}
+_STATE: Final = FIELDS["state"][0]
+_TIMER: Final = FIELDS["timer"][0]
+_SPORT: Final = FIELDS["sport"][0]
+_EXPIRES: Final = FIELDS["expires"][0]
+_INODE: Final = FIELDS["inode"][0]
 #: ``timer`` code of TIME_WAIT and orphaned FIN_WAIT2 (``KERNEL_TIMER_KINDS``)
 TIMEWAIT_TIMER: Final = next(c for c, kind in KERNEL_TIMER_KINDS.items() if kind == "timewait")
 
@@ -82,7 +85,7 @@ class _Block:
 
 
 @dataclass(slots=True)
-class Columns:
+class SocketColumns:
     """One entry per socket, in dump order.
 
     ``state`` and ``timer`` are the kernel's codes (``KERNEL_CODES``,
@@ -112,12 +115,29 @@ class Columns:
         netlink.parse(bytes(head), block.proto, out, info=False)
         return out[0]
 
-    def field(self, offset: int, width: int) -> bytes:
-        """The ``width``-byte field at ``offset`` of every socket, packed in dump order.
+    def field(self, name: str, width: int | None = None) -> bytes:
+        """The field ``name`` (:data:`FIELDS`) of every socket, packed in dump order.
 
         For the columns a listing needs beyond the counted ones (addresses,
         the peer's port, queues): gathered on demand, C-level like the rest.
+        Bytes as on the wire; ``width`` keeps only the first bytes of each
+        (4: the IPv4 address in ``src``/``dst``).
         """
+        offset, code, _big = FIELDS[name]
+        size = struct.calcsize(code)
+        return self._gather(offset, size if width is None else min(width, size))
+
+    def numbers(self, name: str) -> array[int]:
+        """The integer field ``name`` of every socket as values (network order undone)."""
+        offset, code, big = FIELDS[name]
+        if code not in ("B", "H", "I"):
+            raise ValueError(f"inet_diag_msg field {name!r} is not an integer")
+        values = array(code, self._gather(offset, struct.calcsize(code)))
+        if big and _LITTLE:
+            values.byteswap()
+        return values
+
+    def _gather(self, offset: int, width: int) -> bytes:
         out = bytearray()
         for index, block in enumerate(self._blocks):
             stop = self._blocks[index + 1].first if index + 1 < len(self._blocks) else len(self)
@@ -127,18 +147,18 @@ class Columns:
 
     def uids(self) -> list[int | None]:
         """Each socket's uid; None for minisockets, whose uid the kernel leaves 0 (unknown)."""
-        raw = array("I", self.field(UID, 4))
+        raw = self.numbers("uid")
         pairs = zip(raw, self.state, strict=True)
         return [None if code in MINISOCKET_CODES else uid for uid, code in pairs]
 
     def _add(self, data: bytes, stride: int, count: int, proto: Proto) -> None:
         end = stride * count
         self._blocks.append(_Block(data, stride, proto, len(self.state)))
-        self.state += data[STATE:end:stride]
-        self.timer += data[TIMER:end:stride]
-        self.sport.frombytes(_fields(data, SPORT, end, stride, 2, swap=_LITTLE))
-        self.expires.frombytes(_fields(data, EXPIRES, end, stride, 4))
-        self.inode.frombytes(_fields(data, INODE, end, stride, 4))
+        self.state += data[_STATE:end:stride]
+        self.timer += data[_TIMER:end:stride]
+        self.sport.frombytes(_fields(data, _SPORT, end, stride, 2, swap=_LITTLE))
+        self.expires.frombytes(_fields(data, _EXPIRES, end, stride, 4))
+        self.inode.frombytes(_fields(data, _INODE, end, stride, 4))
 
 
 def _fields(
@@ -198,7 +218,7 @@ def _uniform(buf: bytes) -> tuple[int, int]:
     return stride, same
 
 
-def _take(columns: Columns, buf: bytes, proto: Proto) -> bool:
+def _take(columns: SocketColumns, buf: bytes, proto: Proto) -> bool:
     """Add one receive buffer's sockets; True once the dump is done."""
     stride, count = _uniform(buf)
     rest = len(buf) - count * stride
@@ -370,7 +390,7 @@ class PendingColumns:
 
     def _cut(
         self,
-        columns: Columns,
+        columns: SocketColumns,
         box: queue.SimpleQueue[bytes | BaseException | None],
         proto: Proto,
     ) -> tuple[bool, SourceError | None]:
@@ -386,9 +406,9 @@ class PendingColumns:
                 error = exc
         return done, error
 
-    def result(self, missing: list[str] | None = None) -> Columns:
+    def result(self, missing: list[str] | None = None) -> SocketColumns:
         """The columns; as :func:`netlink.dump`, a missing UDP module goes to ``missing``."""
-        columns = Columns()
+        columns = SocketColumns()
         try:
             for family, proto in self.kinds:
                 fam = 4 if family == socket.AF_INET else 6
@@ -425,8 +445,8 @@ def dump_columns(
     *,
     missing: list[str] | None = None,
     states: Iterable[State] | None = None,
-) -> Columns:
-    """Every socket of the given kinds (and ``states``) as :class:`Columns`.
+) -> SocketColumns:
+    """Every socket of the given kinds (and ``states``) as :class:`SocketColumns`.
 
     See :class:`PendingColumns`; the kernel does the state filtering.
     """

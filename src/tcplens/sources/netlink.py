@@ -138,6 +138,12 @@ class WireStruct:
             for i, f in enumerate(self.fields)
         }
 
+    @cached_property
+    def offsets(self) -> dict[str, int]:
+        """Each field's start offset, for readers that slice many messages at once
+        (:mod:`tcplens.sources.columns`)."""
+        return {f.name: self.ends[f.name] - struct.calcsize("=" + f.code) for f in self.fields}
+
     def pack(self, **values: int | bytes) -> bytes:
         """Pack named values (missing ones are zero), converting big-endian fields."""
         out: list[int | bytes] = []

@@ -28,6 +28,7 @@ from tcplens.sources.records import Holder, Socket
 __all__ = [
     "NOT_ALL_IDENTIFIED",
     "Owner",
+    "OwnerCache",
     "Owners",
     "PendingScan",
     "ScanResult",
@@ -539,3 +540,102 @@ def tally(
             comm = _read_text(f"{proc_root}/{pid}/comm")
             result.names[number] = comm.rstrip("\n") if comm is not None else None
     return result
+
+
+#: how many recent owner pids :class:`OwnerCache` searches first
+_HOT: Final = 64
+
+_Known = tuple[int | None, int | None, str | None]  # pid, fd, process name
+
+
+class OwnerCache:
+    """Process attribution for a stream of snapshots (``watch``): each inode is looked up once.
+
+    :func:`scan` reads every descriptor of every process, which is right for
+    one listing but costs over a second per refresh on a host with busy
+    processes.  Here only inodes not seen before are looked up, processes
+    that owned sockets lately are searched first (new connections usually
+    come from the same few), and the search stops once every new inode is
+    found.  An inode nobody owns (or whose owner we may not read) is
+    remembered as unowned, so it is not searched for again.
+    """
+
+    def __init__(self, proc_root: str = "/proc") -> None:
+        self.proc_root = proc_root
+        #: how many searches of /proc were made (tests check this stays low)
+        self.scans = 0
+        self.missing: list[str] = []
+        self._known: dict[int, _Known] = {}
+        self._hot: list[int] = []
+        self._users: dict[int, str | None] = {}
+
+    def _name(self, pid: int) -> str | None:
+        comm = _read_text(f"{self.proc_root}/{pid}/comm")
+        return comm.rstrip("\n") if comm is not None else None
+
+    def _search(self, wanted: set[int]) -> tuple[dict[int, tuple[int, int]], bool]:
+        """inode -> (pid, fd) for ``wanted``, recent owners first; and whether any was denied."""
+        found: dict[int, tuple[int, int]] = {}
+        denied = False
+        try:
+            pids = [int(n) for n in os.listdir(self.proc_root) if n.isdigit()]
+        except OSError:
+            return found, denied
+        present = set(pids)
+        hot = [p for p in self._hot if p in present]
+        order = hot + [p for p in pids if p not in set(hot)]
+        for pid in order:
+            try:
+                dirfd = os.open(f"{self.proc_root}/{pid}/fd", _O_DIR)
+            except PermissionError:
+                denied = True
+                continue
+            except OSError:  # exited meanwhile
+                continue
+            try:
+                try:
+                    fds = os.listdir(dirfd)
+                except PermissionError:
+                    denied = True
+                    continue
+                except OSError:
+                    continue
+                for fd in fds:
+                    try:
+                        target = os.readlink(fd, dir_fd=dirfd)
+                    except OSError:
+                        continue
+                    if target.startswith("socket:["):
+                        inode = int(target[8:-1])
+                        if inode in wanted and inode not in found:
+                            found[inode] = (pid, int(fd))
+                            if len(found) == len(wanted):
+                                return found, denied
+            finally:
+                os.close(dirfd)
+        return found, denied
+
+    def fill(self, sockets: Sequence[Socket]) -> None:
+        """Set pid, fd, process and user on ``sockets`` in place."""
+        fresh = {s.inode for s in sockets if s.inode and s.inode not in self._known}
+        if fresh:
+            self.scans += 1
+            found, denied = self._search(fresh)
+            if denied and len(found) < len(fresh) and NOT_ALL_IDENTIFIED not in self.missing:
+                self.missing.append(NOT_ALL_IDENTIFIED)
+            names = {pid: self._name(pid) for pid, _ in found.values()}
+            for inode in fresh:
+                pid, fd = found.get(inode, (None, None))
+                self._known[inode] = (pid, fd, None if pid is None else names[pid])
+            owners = [pid for pid, _ in found.values()]
+            self._hot = list(dict.fromkeys(owners + self._hot))[:_HOT]
+        alive: set[int] = set()
+        for s in sockets:
+            if s.user is None and s.uid is not None:
+                s.user = _user(s.uid, self._users)
+            if not s.inode:
+                continue
+            alive.add(s.inode)
+            s.pid, s.fd, s.process = self._known[s.inode]
+        if len(self._known) > 2 * len(alive) + 1024:
+            self._known = {k: v for k, v in self._known.items() if k in alive}

@@ -95,6 +95,11 @@ COMMANDS: dict[str, Verb] = {
         "Live AF_PACKET capture (root) through the same tracker; optional -w out.pcap.",
         "tcplens capture -i lo --duration 10 -w out.pcap  (root)",
     ),
+    "report": Verb(
+        "tcplens.views.commands.report",
+        "One self-contained HTML page: a capture's connections, a dump or this machine.",
+        "tcplens report capture.pcapng -o report.html",
+    ),
     "exporter": Verb(
         "tcplens.views.commands.exporter",
         "Prometheus /metrics: sockets by state, port and process, queues, findings.",

@@ -16,6 +16,7 @@ kernel dropped events, and the ``"summary"`` line with ``mode`` and ``lost``.
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import sys
@@ -34,14 +35,36 @@ from tcplens.analysis.transitions import ExactTracer, Transition
 from tcplens.errors import Terminated
 from tcplens.model.states import State
 from tcplens.model.words import plural
-from tcplens.sources.tracepoints import TraceSession, time_wait_table
+from tcplens.sources.records import Addr
+from tcplens.sources.tracepoints import (
+    TraceSession,
+    TraceUnavailable,
+    owners_by_tuple,
+    time_wait_table,
+    unavailable_reason,
+)
 from tcplens.views.sockets import show_addr
-from tcplens.views.watch import TRACE_JSON_VERSION, summary_lines
+from tcplens.views.watch import TRACE_JSON_VERSION
 
-__all__ = ["TIME_WAIT_POLL", "exact_json", "exact_line", "run_exact", "span"]
+__all__ = [
+    "TIME_WAIT_POLL",
+    "Polls",
+    "exact_json",
+    "exact_line",
+    "kernel_ports",
+    "read_batch",
+    "run_exact",
+    "span",
+    "why_sampled",
+]
 
 #: seconds between looks at the TIME_WAIT table while minisockets are followed
 TIME_WAIT_POLL: Final = 1.0
+#: seconds between looks for the owners of connections no event named (a /proc scan)
+OWNER_EVERY: Final = 2.0
+#: seconds between looks at it while closes wait to be told TIME_WAIT from CLOSED: one
+#: dump per batch, since a dump walks every minisocket (tens of thousands under load)
+CONFIRM_EVERY: Final = 0.25
 
 
 def span(seconds: float) -> str:
@@ -62,9 +85,9 @@ def _proto(t: Transition) -> str:
 
 
 def _process(t: Transition) -> str:
-    if t.sock.pid is None:
+    if t.pid is None:
         return "unknown"
-    return f"{t.sock.pid}/{t.sock.process or '?'}"
+    return f"{t.pid}/{t.process or '?'}"
 
 
 def exact_line(t: Transition) -> str:
@@ -95,47 +118,80 @@ def exact_line(t: Transition) -> str:
     return text + f"  [{_process(t)}]"
 
 
-def exact_json(t: Transition) -> str:
-    """One ``"type": "change"`` line in exact mode (see the module docstring)."""
-    sock = t.sock
-    return json.dumps(
-        {
-            "version": TRACE_JSON_VERSION,
-            "type": "change",
-            "mode": "exact",
-            "time": t.at,
-            "time_iso": datetime.fromtimestamp(t.at, UTC).isoformat(),
-            "since": t.at if t.exact else t.at - TIME_WAIT_POLL,
-            "mono_ns": t.mono_ns,
-            "conn": t.conn,
-            "event": "closed" if t.new is State.CLOSED else "changed",
-            "proto": "tcp",
-            "family": sock.family,
-            "local": {"ip": sock.local.ip, "port": sock.local.port},
-            "remote": {"ip": sock.remote.ip, "port": sock.remote.port},
-            "old": t.old.value,
-            "new": t.new.value,
-            "spent": t.spent,
-            "spent_complete": t.spent is not None,
-            "exact": t.exact,
-            "cause": t.cause,
-            "in_model": t.in_model,
-            "model_path": None if t.path is None else [s.value for s in t.path],
-            "unseen": [],
-            "inode": None,
-            "pid": sock.pid,
-            "process": sock.process,
-        },
-        separators=(",", ":"),
+_string = json.JSONEncoder(separators=(",", ":")).encode
+#: State -> name without the enum's attribute machinery (once per line adds up)
+_NAMES_OF: Final = {s: s.value for s in State}
+
+
+def _opt(value: object) -> str:
+    """A JSON scalar: numbers as json.dumps writes them, strings escaped, None as null."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return _string(value)
+    return repr(value)
+
+
+@functools.cache
+def _path_json(path: tuple[State, ...] | None) -> str:
+    return "null" if path is None else _string([s.value for s in path])
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _ends(local: Addr, remote: Addr) -> str:
+    """``"local":{…},"remote":{…}`` of a connection, encoded once per connection."""
+    return (
+        f'"local":{{"ip":{_string(local.ip)},"port":{_opt(local.port)}}},'
+        f'"remote":{{"ip":{_string(remote.ip)},"port":{_opt(remote.port)}}}'
     )
 
 
+def exact_json(t: Transition) -> str:
+    """One ``"type": "change"`` line in exact mode (see the module docstring).
+
+    Written out key by key rather than through a dict and json.dumps: this
+    runs once per kernel transition and was half the tracer's time.  A test
+    holds every line equal to what json.dumps of the documented dict gives.
+    """
+    sock = t.sock
+    at = t.at
+    since = at if t.exact else at - TIME_WAIT_POLL
+    return (
+        f'{{"version":{TRACE_JSON_VERSION},"type":"change","mode":"exact","time":{at!r},'
+        f'"time_iso":"{datetime.fromtimestamp(at, UTC).isoformat()}","since":{since!r},'
+        f'"mono_ns":{_opt(t.mono_ns)},"conn":{t.conn},"event":"changed","proto":"tcp",'
+        f'"family":{sock.family},{_ends(sock.local, sock.remote)},'
+        f'"old":"{_NAMES_OF[t.old]}","new":"{_NAMES_OF[t.new]}","spent":{_opt(t.spent)},'
+        f'"spent_complete":{_opt(t.spent is not None)},"exact":{_opt(t.exact)},'
+        f'"cause":{_opt(t.cause)},"in_model":{_opt(t.in_model)},'
+        f'"model_path":{_path_json(t.path)},"unseen":[],"inode":null,'
+        f'"pid":{_opt(t.pid)},"process":{_opt(t.process)}}}'
+    )
+
+
+#: pid -> (process name, when read): a busy client makes thousands of connections a
+#: second, and reading /proc/PID/comm for each was a third of the tracer's time
+_NAMES: dict[int, tuple[str | None, float]] = {}
+
+
 def _comm(pid: int) -> str | None:
+    now = time.monotonic()
+    known = _NAMES.get(pid)
+    if known is not None and now - known[1] < 1.0:
+        return known[0]
     try:
         with open(f"/proc/{pid}/comm", "rb") as fh:
-            return fh.read().decode("utf-8", "replace").rstrip("\n")
+            name: str | None = fh.read().decode("utf-8", "replace").rstrip("\n")
     except OSError:
-        return None
+        name = None
+    if len(_NAMES) > 4096:
+        _NAMES.clear()
+    _NAMES[pid] = (name, now)
+    return name
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
@@ -153,7 +209,55 @@ def _sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-def _kernel_ports(selection: SocketFilter) -> tuple[int, ...]:
+def why_sampled(mode: str, kwargs: dict[str, Any]) -> str | None:
+    """None when exact mode runs; else the one line saying why the trace is sampled."""
+    if mode == "sampled":
+        return "--mode sampled asked for"
+    if kwargs.get("source") not in (None, "auto", "netlink") or kwargs.get("proc_root") not in (
+        None,
+        "/proc",
+    ):
+        if mode == "exact":
+            raise click.UsageError("--mode exact reads the kernel, not --source/--proc-root")
+        return "a --source or --proc-root was given: snapshots of it"
+    reason = unavailable_reason()
+    if reason is not None and mode == "exact":
+        raise TraceUnavailable(f"exact mode unavailable: {reason}")
+    return reason
+
+
+class Polls:
+    """When the TIME_WAIT table was last asked for (see :func:`read_batch`)."""
+
+    def __init__(self, ports: tuple[int, ...]) -> None:
+        self.ports = ports
+        self.next_poll = 0.0
+        self.next_confirm = 0.0
+        self.dumps = 0
+
+
+def read_batch(
+    session: TraceSession, tracer: ExactTracer, polls: Polls, *, final: bool = False
+) -> list[Transition]:
+    """The transitions of what the kernel committed since the last call, oldest first.
+
+    Closes that may be handovers to TIME_WAIT are told apart with one
+    TIME_WAIT dump per :data:`CONFIRM_EVERY` seconds (every batch when
+    ``final``), and minisockets followed are looked for every
+    :data:`TIME_WAIT_POLL` seconds.
+    """
+    now = time.monotonic()
+    found = tracer.feed(session.read(flush=final))
+    confirm = tracer.pending and (final or now >= polls.next_confirm)
+    if confirm or (tracer.in_time_wait and (final or now >= polls.next_poll)):
+        found += tracer.settle(time_wait_table(polls.ports), time.time())
+        found.sort(key=lambda t: t.at)
+        polls.next_confirm, polls.next_poll = now + CONFIRM_EVERY, now + TIME_WAIT_POLL
+        polls.dumps += 1
+    return found
+
+
+def kernel_ports(selection: SocketFilter) -> tuple[int, ...]:
     """Ports the kernel can filter on (either end): all of them when no other port filter."""
     if (selection.sports or selection.dports) and not selection.ports:
         return tuple(sorted(selection.sports | selection.dports))
@@ -175,7 +279,7 @@ def run_exact(
     """Trace until Ctrl+C, SIGTERM, ``duration`` seconds or ``count`` reads; print the summary."""
     states = selection.states
     narrow = replace(selection, states=frozenset())
-    ports = _kernel_ports(selection)
+    ports = kernel_ports(selection)
     out = sys.stdout
     tracer = ExactTracer(name_of=_comm if processes else lambda pid: None)
     shown = off_model = 0
@@ -200,17 +304,20 @@ def run_exact(
             out.flush()
         start = time.monotonic()
         reads = 0
-        next_poll = 0.0
+        polls = Polls(ports)
         stop: KeyboardInterrupt | None = None
 
+        next_owners = 0.0
+
         def step(final: bool) -> None:
-            nonlocal shown, off_model, lost_seen, next_poll
+            nonlocal shown, off_model, lost_seen, next_owners
+            found = read_batch(session, tracer, polls, final=final)
             now = time.monotonic()
-            found = tracer.feed(session.read(flush=final))
-            if tracer.pending or (tracer.in_time_wait and now >= next_poll):
-                found += tracer.settle(time_wait_table(ports), time.time())
-                found.sort(key=lambda t: t.at)
-                next_poll = now + TIME_WAIT_POLL
+            if processes and now >= next_owners:
+                unowned = tracer.unowned()
+                if unowned:  # a /proc scan: at most every OWNER_EVERY seconds
+                    tracer.own(owners_by_tuple(unowned, ports))
+                    next_owners = now + OWNER_EVERY
             lines = []
             for t in found:
                 if narrow.matches(t.sock) and (not states or t.old in states or t.new in states):
@@ -311,24 +418,43 @@ def _exact_summary(
         )
         out.flush()
         return
-    lines = summary_lines(_Shim(tracer, times), changes=changes, off_model=off_model)  # type: ignore[arg-type]
-    lines[0] = (
+
+    def secs(value: float | None) -> str:
+        return "-" if value is None else span(value)
+
+    head = (
         f"Time in state, measured by the kernel (mode: exact, {plural(tracer.events, 'event')}, "
         f"{plural(changes, 'change')}, {off_model} outside the state model, "
         f"{plural(lost, 'event')} lost)"
     )
+    if not times:
+        out.write(f"\n{head}\n  no TCP connections seen\n")
+        out.flush()
+        return
+    table = [("State", "Stays", "Mean", "Longest", "Total", "Partial", "Now", "Longest now")]
+    for name, t in times.items():
+        table.append(
+            (
+                name.value,
+                str(t.stays),
+                secs(t.mean),
+                secs(t.longest if t.stays else None),
+                secs(t.total if t.stays else None),
+                str(t.partial),
+                str(t.ongoing),
+                secs(t.ongoing_longest if t.ongoing else None),
+            )
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = [head]
+    for r in table:
+        cells = [r[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
+        ]
+        lines.append("  " + "  ".join(cells))
+    lines.append(
+        "  (Stays: entered and left while tracing, timed by the kernel; Partial: began before "
+        "tracing, so not timed; Now: still in the state; Longest now: since entering it.)"
+    )
     out.write("\n" + "\n".join(lines) + "\n")
     out.flush()
-
-
-class _Shim:
-    """What :func:`summary_lines` reads from a tracer, from the exact tracer's times."""
-
-    def __init__(self, tracer: ExactTracer, times: dict[State, Any]) -> None:
-        self.snapshots = 0
-        self.started = tracer.started
-        self.last = tracer.last
-        self._times = times
-
-    def state_times(self) -> dict[State, Any]:
-        return self._times

@@ -30,6 +30,7 @@ against.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import contextlib
 import hmac
 import ipaddress
@@ -43,6 +44,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from queue import SimpleQueue
 from socketserver import ThreadingMixIn
 from typing import Any, Final, Protocol
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
@@ -70,6 +72,8 @@ __all__ = [
     "MetricsServer",
     "SnapshotFn",
     "TcplensCollector",
+    "TransitionCollector",
+    "TransitionCounts",
     "WebConfig",
     "is_loopback",
     "load_web_config",
@@ -78,6 +82,7 @@ __all__ = [
     "make_server",
     "parse_listen",
     "summarize",
+    "trace_transitions",
 ]
 
 log = logging.getLogger(__name__)
@@ -203,6 +208,26 @@ METRICS: Final[dict[str, tuple[str, str]]] = {
     "tcplens_doctor_errors_total": (
         "counter",
         "Doctor runs that failed since the exporter started (findings are then absent).",
+    ),
+    # from the kernel's tracepoints (TransitionCollector), while exact tracing runs
+    "tcplens_transitions_total": (
+        "counter",
+        "TCP state transitions the kernel reported since the exporter started "
+        "(TIME_WAIT confirmed through sock_diag).",
+    ),
+    "tcplens_state_duration_seconds": (
+        "histogram",
+        "How long connections stayed in each TCP state before leaving it, measured by the "
+        "kernel's event timestamps (TIME_WAIT's end by polling, to about 1 s).",
+    ),
+    "tcplens_transitions_lost_events_total": (
+        "counter",
+        "Tracepoint events the kernel dropped because the exporter's ring buffer was full.",
+    ),
+    "tcplens_transitions_exact": (
+        "gauge",
+        "1 while transitions are traced from the kernel's tracepoints; 0 when they cannot be "
+        "(not root, no tracefs), and the transition metrics then stay at 0.",
     ),
 }
 
@@ -630,11 +655,16 @@ def _version() -> str:
 
 
 def make_registry(
-    collector: TcplensCollector, *, process_metrics: bool = True
+    collector: TcplensCollector,
+    *,
+    process_metrics: bool = True,
+    transitions: TransitionCollector | None = None,
 ) -> CollectorRegistry:
     """A registry of our own (not the global one) with the collector and process_* metrics."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
+    if transitions is not None:
+        registry.register(transitions)
     if process_metrics:
         from prometheus_client import ProcessCollector
 
@@ -794,6 +824,52 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
 #: milliseconds; a flood of bad passwords otherwise starves the scrapes (and
 #: the rest of the host) of CPU.  Verified credentials skip the queue (cache).
 BCRYPT_WORKERS: Final = max(1, min(2, (os.cpu_count() or 2) // 2))
+#: how much nicer than the scrapes the bcrypt workers run (Linux: per thread)
+BCRYPT_NICE: Final = 10
+
+
+class _Workers:
+    """A fixed pool of daemon threads running bcrypt checks, one queue, at a lower priority.
+
+    Not a ThreadPoolExecutor: its threads are joined at interpreter exit after
+    the whole queue has run, so an exporter stopped during a flood would
+    first finish every queued check (seconds); these threads just stop.
+    """
+
+    def __init__(self, count: int) -> None:
+        self._jobs: SimpleQueue[
+            tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...]]
+        ] = SimpleQueue()
+        for n in range(count):
+            threading.Thread(target=self._run, name=f"tcplens-bcrypt-{n}", daemon=True).start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._jobs.put((future, fn, args))
+        return future
+
+    def _run(self) -> None:
+        _lower_priority()
+        while True:
+            future, fn, args = self._jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # handed to the waiting request
+                future.set_exception(exc)
+
+
+def _lower_priority() -> None:
+    """Make this bcrypt worker thread yield the CPU to scrapes when they compete.
+
+    On Linux the nice value belongs to each thread (setpriority(2), NOTES), so
+    only the workers are demoted; elsewhere this changes nothing.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        tid = threading.get_native_id()
+        now = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, now + BCRYPT_NICE))
 
 
 def bcrypt_cost(hashed: bytes) -> int:
@@ -814,9 +890,11 @@ class BasicAuth:
       the configured ones, so it costs what a known user's wrong password
       costs.  With users of different costs the dummy has the highest; the
       cheaper users are then told apart by timing (a warning says so).
-    * **Bounded bcrypt work.**  At most :data:`BCRYPT_WORKERS` checks run at
-      once; other requests wait their turn without spending CPU, so a flood of
-      bad passwords costs the host at most that many cores.
+    * **Bounded bcrypt work.**  Checks run in a pool of :data:`BCRYPT_WORKERS`
+      threads at a lower CPU priority (nice +:data:`BCRYPT_NICE`); other
+      requests wait their turn without spending CPU, so a flood of bad
+      passwords costs the host at most that many cores, and only the CPU
+      nothing else wants.
     * **Scrapes skip bcrypt.**  Prometheus sends the same credentials every
       scrape; a verified pair is remembered under an HMAC with a key drawn at
       start-up (the cache never holds anything that could be attacked offline
@@ -839,7 +917,7 @@ class BasicAuth:
         self._good: dict[bytes, None] = {}
         self._bad: dict[bytes, None] = {}
         self._lock = threading.Lock()
-        self._workers = threading.BoundedSemaphore(BCRYPT_WORKERS)
+        self._pool = _Workers(BCRYPT_WORKERS)
         model = max(users.values(), key=bcrypt_cost, default=b"$2b$10$")
         costs = {bcrypt_cost(h) for h in users.values()}
         if len(costs) > 1:
@@ -885,11 +963,11 @@ class BasicAuth:
                 return True
             if key in self._bad:
                 return False
-        with self._workers:
-            try:
-                ok = bcrypt.checkpw(password.encode(), reference) and hashed is not None
-            except ValueError:
-                ok = False
+        try:
+            ok = self._pool.submit(bcrypt.checkpw, password.encode(), reference).result()
+        except ValueError:
+            ok = False
+        ok = ok and hashed is not None
         self._remember(self._good if ok else self._bad, key)
         return ok
 
@@ -1040,3 +1118,138 @@ def make_server(
     if web is not None and web.tls:
         server.ssl_context = web.ssl_context()
     return server
+
+
+# --- transitions from the kernel's tracepoints (exact mode) ---------------------------------------
+#
+# Theory of operation: a thread runs the same tracefs session ``tcplens trace`` uses in exact mode
+# (views/exact.py: a private instance, TIME_WAIT confirmed through sock_diag) and adds every
+# transition to plain counters under a lock; a scrape only reads them.  Label sets are closed:
+# ``from``/``to`` are states, every row of the model's transition table is exported from the
+# start (0 until seen) and a kernel transition outside the model gets its own pair when seen.
+
+#: upper bounds of tcplens_state_duration_seconds: microsecond handshakes on loopback, the
+#: 60 s of TIME_WAIT, and CLOSE_WAIT or FIN_WAIT2 stays that mean a leak or a dead peer
+DURATION_BUCKETS: Final = (1e-5, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0, 30.0, 60.0, 120.0, 600.0, 3600.0)
+
+
+#: the exporter's ring buffer per CPU: kernel memory on every CPU of every host scraped,
+#: so smaller than ``tcplens trace``'s; read every 0.5 s, loss is counted if it fills
+EXPORTER_BUFFER_KB: Final = 2048
+
+
+class TransitionCounts:
+    """Transitions and stays counted so far; shared by the tracing thread and scrapes."""
+
+    def __init__(self) -> None:
+        from tcplens.model.machine import TRANSITIONS
+
+        self._lock = threading.Lock()
+        self.transitions: Counter[tuple[State, State]] = Counter(
+            {
+                (old, row.next): 0
+                for old, rows in TRANSITIONS.items()
+                for row in rows.values()
+                if row.next is not old
+            }
+        )
+        #: state -> (bucket counts, sum, count)
+        self.durations: dict[State, tuple[list[int], float, int]] = {
+            s: ([0] * len(DURATION_BUCKETS), 0.0, 0) for s in State if s is not State.UNKNOWN
+        }
+        self.lost = 0
+        self.exact = False
+        self.why: str | None = None
+
+    def add(self, found: Iterable[Any]) -> None:
+        """Count :class:`~tcplens.analysis.transitions.Transition` objects."""
+        with self._lock:
+            for t in found:
+                self.transitions[(t.old, t.new)] += 1
+                if t.spent is None or t.old not in self.durations:
+                    continue
+                buckets, total, count = self.durations[t.old]
+                for i, bound in enumerate(DURATION_BUCKETS):
+                    if t.spent <= bound:
+                        buckets[i] += 1
+                        break
+                self.durations[t.old] = (buckets, total + t.spent, count + 1)
+
+    def view(
+        self,
+    ) -> tuple[dict[tuple[State, State], int], dict[State, tuple[list[int], float, int]]]:
+        with self._lock:
+            return dict(self.transitions), {
+                s: (list(b), total, n) for s, (b, total, n) in self.durations.items()
+            }
+
+
+class TransitionCollector:
+    """The transition metrics of :class:`TransitionCounts`, for a registry."""
+
+    def __init__(self, counts: TransitionCounts) -> None:
+        self.counts = counts
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import HistogramMetricFamily
+
+        transitions, durations = self.counts.view()
+        fam = _counter("tcplens_transitions_total", labels=("from", "to"))
+        for (old, new), n in sorted(transitions.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+            fam.add_metric([old.value, new.value], n)
+        yield fam
+        _kind, doc = METRICS["tcplens_state_duration_seconds"]
+        hist = HistogramMetricFamily("tcplens_state_duration_seconds", doc, labels=["state"])
+        for state, (buckets, total, count) in durations.items():
+            cumulative, running = [], 0
+            for bound, n in zip(DURATION_BUCKETS, buckets, strict=True):
+                running += n
+                cumulative.append((f"{bound:g}", float(running)))
+            cumulative.append(("+Inf", float(count)))
+            hist.add_metric([state.value], cumulative, total)
+        yield hist
+        yield _counter("tcplens_transitions_lost_events_total", self.counts.lost)
+        exact = _gauge("tcplens_transitions_exact")
+        exact.add_metric([], 1 if self.counts.exact else 0)
+        yield exact
+
+
+def trace_transitions(
+    counts: TransitionCounts, stop: threading.Event, *, interval: float = 0.5
+) -> threading.Thread | None:
+    """Start the tracing thread; None (and ``counts.why`` says why) when exact mode cannot run."""
+    from tcplens.analysis.transitions import ExactTracer
+    from tcplens.sources.tracepoints import TraceSession, TraceUnavailable, unavailable_reason
+    from tcplens.views.exact import Polls, read_batch
+
+    counts.why = unavailable_reason()
+    if counts.why is not None:
+        return None
+    session = TraceSession(buffer_kb=EXPORTER_BUFFER_KB)
+    try:
+        session.open()
+    except (TraceUnavailable, SourceError) as exc:
+        counts.why = str(exc)
+        return None
+
+    def run() -> None:
+        tracer = ExactTracer()
+        polls = Polls(())
+        counts.exact = True
+        try:
+            while not stop.wait(interval):
+                counts.add(read_batch(session, tracer, polls))
+                counts.lost = session.lost().total
+        except Exception as exc:  # the metrics say tracing stopped; the exporter keeps serving
+            counts.why = str(exc)
+            log.warning("transition tracing stopped: %s", exc)
+        finally:
+            counts.exact = False
+            session.close()
+
+    thread = threading.Thread(target=run, name="tcplens-transitions", daemon=True)
+    thread.start()
+    return thread

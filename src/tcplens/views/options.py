@@ -20,7 +20,7 @@ import functools
 import ipaddress
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import click
 
@@ -28,6 +28,9 @@ from tcplens.analysis.filters import SocketFilter
 from tcplens.errors import UnknownStateError
 from tcplens.model.states import STATE_GROUPS, State, parse_state_filter
 from tcplens.sources.records import Snapshot
+
+if TYPE_CHECKING:
+    from tcplens.sources.select import ColumnListing
 
 __all__ = [
     "FiniteFloat",
@@ -208,7 +211,27 @@ def snapshot_from(
     (the kernel filters state, protocol and family for netlink); the caller
     still applies the filter.
     """
-    from tcplens.sources.select import take_snapshot
+    snap = listing_from(kwargs, processes=processes, info=info, cmdline=cmdline, narrow=narrow)
+    return cast(Snapshot, snap)  # records were asked for
+
+
+def listing_from(
+    kwargs: dict[str, Any],
+    *,
+    kind: Literal["records", "columns"] = "records",
+    processes: bool | Literal["sample"] = True,
+    info: bool = False,
+    cmdline: bool = False,
+    narrow: SocketFilter | None = None,
+    fallback: bool = True,
+) -> Snapshot | ColumnListing:
+    """Pop the source options from ``kwargs`` and open the listing they describe.
+
+    As :func:`snapshot_from`, in the ``kind`` asked for when the source can
+    give it (:func:`tcplens.sources.select.open_listing`): columns, or the
+    records instead.
+    """
+    from tcplens.sources.select import open_listing
 
     hints: dict[str, Any] = {}
     if narrow is not None:
@@ -224,7 +247,8 @@ def snapshot_from(
             "ports": narrow.ports or None,
         }
 
-    return take_snapshot(
+    return open_listing(
+        kind,
         kwargs.pop("source", None),
         from_file=kwargs.pop("from_file", None),
         fmt=kwargs.pop("fmt", None),
@@ -233,6 +257,7 @@ def snapshot_from(
         info=info,
         cmdline=cmdline,
         proc_root=kwargs.pop("proc_root", "/proc"),
+        fallback=fallback,
         **hints,
     )
 

@@ -26,8 +26,8 @@ life of the trace), ``event`` (``opened``/``changed``/``closed``), ``proto``,
 Every key is always present.
 
 Process names cost a scan of ``/proc/*/fd`` (over a second on a busy host),
-so :class:`Owners` keeps what it learnt per inode and scans again only when
-sockets it has not seen appear.
+so :class:`~tcplens.sources.processes.OwnerCache` keeps what it learnt per
+inode and scans again only when sockets it has not seen appear.
 """
 
 from __future__ import annotations
@@ -35,11 +35,9 @@ from __future__ import annotations
 import gc
 import ipaddress
 import json
-import os
-import pwd
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -64,7 +62,6 @@ if TYPE_CHECKING:
 __all__ = [
     "CHANGE_STYLES",
     "TRACE_JSON_VERSION",
-    "Owners",
     "Row",
     "TraceTotals",
     "WatchView",
@@ -146,16 +143,17 @@ def snapshot_taker(
 
     The state filter is left out here: a connection that changes state must
     stay tracked to be seen changing (callers filter events with
-    :func:`wanted`).  Process names come from :class:`Owners`, which looks up
+    :func:`wanted`).  Process names come from :class:`OwnerCache`, which looks up
     each inode once: for the selected sockets only, or for all of them when
     the filter needs owners (``--pid``, ``--process``).  psutil (macOS,
     Windows) reports owners itself, so it is asked for them instead.
     """
+    from tcplens.sources.processes import OwnerCache
     from tcplens.views.options import snapshot_from
 
     tracking = replace(selection, states=frozenset())
     by_owner = selection.needs_processes
-    owners = Owners(str(kwargs.get("proc_root") or "/proc"))
+    owners = OwnerCache(str(kwargs.get("proc_root") or "/proc"))
     psutil_owners = False
 
     def take() -> Snapshot:
@@ -185,124 +183,6 @@ def wanted(change: StateChange, states: frozenset[State]) -> bool:
     return not states or change.old in states or change.new in states
 
 
-# --- process names ---------------------------------------------------------------------------
-
-
-_O_DIR: Final = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
-#: how many recent owner pids are searched first
-_HOT: Final = 64
-
-_Owner = tuple[int | None, int | None, str | None]  # pid, fd, process name
-
-
-class Owners:
-    """Process attribution for a stream of snapshots: each inode is looked up once.
-
-    ``tcplens.sources.processes.scan`` reads every descriptor of every
-    process, which is right for one listing but costs over a second per
-    refresh on a host with busy processes.  Here only inodes not seen before
-    are looked up, processes that owned sockets lately are searched first
-    (new connections usually come from the same few), and the search stops
-    once every new inode is found.  An inode nobody owns (or whose owner we
-    may not read) is remembered as unowned, so it is not searched for again.
-    """
-
-    def __init__(self, proc_root: str = "/proc") -> None:
-        self.proc_root = proc_root
-        #: how many searches of /proc were made (tests check this stays low)
-        self.scans = 0
-        self.missing: list[str] = []
-        self._known: dict[int, _Owner] = {}
-        self._hot: list[int] = []
-        self._users: dict[int, str | None] = {}
-
-    def _user(self, uid: int | None) -> str | None:
-        if uid is None:
-            return None
-        if uid not in self._users:
-            try:
-                self._users[uid] = pwd.getpwuid(uid).pw_name
-            except KeyError:
-                self._users[uid] = str(uid)
-        return self._users[uid]
-
-    def _name(self, pid: int) -> str | None:
-        try:
-            with open(f"{self.proc_root}/{pid}/comm", "rb") as fh:
-                return fh.read().decode("utf-8", "replace").rstrip("\n")
-        except OSError:
-            return None
-
-    def _search(self, wanted: set[int]) -> tuple[dict[int, tuple[int, int]], bool]:
-        """inode -> (pid, fd) for ``wanted``, recent owners first; and whether any was denied."""
-        found: dict[int, tuple[int, int]] = {}
-        denied = False
-        try:
-            pids = [int(n) for n in os.listdir(self.proc_root) if n.isdigit()]
-        except OSError:
-            return found, denied
-        present = set(pids)
-        hot = [p for p in self._hot if p in present]
-        order = hot + [p for p in pids if p not in set(hot)]
-        for pid in order:
-            try:
-                dirfd = os.open(f"{self.proc_root}/{pid}/fd", _O_DIR)
-            except PermissionError:
-                denied = True
-                continue
-            except OSError:  # exited meanwhile
-                continue
-            try:
-                try:
-                    fds = os.listdir(dirfd)
-                except PermissionError:
-                    denied = True
-                    continue
-                except OSError:
-                    continue
-                for fd in fds:
-                    try:
-                        target = os.readlink(fd, dir_fd=dirfd)
-                    except OSError:
-                        continue
-                    if target.startswith("socket:["):
-                        inode = int(target[8:-1])
-                        if inode in wanted and inode not in found:
-                            found[inode] = (pid, int(fd))
-                            if len(found) == len(wanted):
-                                return found, denied
-            finally:
-                os.close(dirfd)
-        return found, denied
-
-    def fill(self, sockets: Sequence[Socket]) -> None:
-        """Set pid, fd, process and user on ``sockets`` in place."""
-        from tcplens.sources.processes import NOT_ALL_IDENTIFIED
-
-        fresh = {s.inode for s in sockets if s.inode and s.inode not in self._known}
-        if fresh:
-            self.scans += 1
-            found, denied = self._search(fresh)
-            if denied and len(found) < len(fresh) and NOT_ALL_IDENTIFIED not in self.missing:
-                self.missing.append(NOT_ALL_IDENTIFIED)
-            names = {pid: self._name(pid) for pid, _ in found.values()}
-            for inode in fresh:
-                pid, fd = found.get(inode, (None, None))
-                self._known[inode] = (pid, fd, None if pid is None else names[pid])
-            owners = [pid for pid, _ in found.values()]
-            self._hot = list(dict.fromkeys(owners + self._hot))[:_HOT]
-        alive: set[int] = set()
-        for s in sockets:
-            if s.user is None:
-                s.user = self._user(s.uid)
-            if not s.inode:
-                continue
-            alive.add(s.inode)
-            s.pid, s.fd, s.process = self._known[s.inode]
-        if len(self._known) > 2 * len(alive) + 1024:
-            self._known = {k: v for k, v in self._known.items() if k in alive}
-
-
 # --- the live table ----------------------------------------------------------------------------
 
 
@@ -311,6 +191,8 @@ class _Mark:
     kind: ChangeKind
     refresh: int
     old: State | None
+    #: exact mode: every state the kernel reported in between, ends included
+    path: tuple[State, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +208,8 @@ class Row:
     #: seconds in the current state, and whether its start was observed
     in_state: float
     in_state_complete: bool
+    #: exact mode: the kernel's own path for a highlighted change, ends included
+    path: tuple[State, ...] | None = None
 
 
 class WatchView:
@@ -352,6 +236,24 @@ class WatchView:
         self.last_step: TraceStep | None = None
         self._marks: dict[int, _Mark] = {}
         self._closed: dict[int, tuple[Socket, float, bool]] = {}
+        #: exact mode (kernel tracepoints) when not None: the paths since the last refresh
+        self.exact: dict[tuple[str, int | None, str, int | None], list[State]] | None = None
+
+    def kernel_moves(
+        self, moves: Iterable[tuple[tuple[str, int | None, str, int | None], State, State]]
+    ) -> None:
+        """Exact mode: the kernel's transitions (4-tuple, old, new) since the last refresh.
+
+        A highlighted change then shows every state the kernel went through,
+        also those shorter than the refresh interval.
+        """
+        paths = self.exact if self.exact is not None else {}
+        for key, old, new in moves:
+            path = paths.setdefault(key, [old])
+            if path[-1] is not old:
+                path.append(old)
+            path.append(new)
+        self.exact = paths
 
     def update(self, snap: Snapshot) -> TraceStep:
         """Take the next snapshot; return what changed since the previous one."""
@@ -359,9 +261,14 @@ class WatchView:
         self.snapshot = snap
         step = self.tracer.update(snap)
         self.last_step = step
+        paths = self.exact or {}
         for change in step.changes:
             kind = change.change.kind
-            self._marks[change.conn] = _Mark(kind, self.refresh, change.old)
+            sock = change.change.sock
+            path = paths.get((sock.local.ip, sock.local.port, sock.remote.ip, sock.remote.port))
+            self._marks[change.conn] = _Mark(
+                kind, self.refresh, change.old, tuple(path) if path else None
+            )
             if kind == "closed" and change.change.before is not None:
                 spent = change.spent or 0.0
                 self._closed[change.conn] = (change.change.before, spent, change.spent_complete)
@@ -370,6 +277,8 @@ class WatchView:
         ]:
             del self._marks[conn]
             self._closed.pop(conn, None)
+        if self.exact is not None:
+            self.exact = {}
         return step
 
     def rows(self) -> list[Row]:
@@ -388,10 +297,13 @@ class WatchView:
                     old=mark.old if mark else None,
                     in_state=track.time_in_state(now),
                     in_state_complete=track.entered_seen,
+                    path=mark.path if mark else None,
                 )
             )
         for conn, (sock, spent, complete) in self._closed.items():
-            out.append(Row(conn, sock, "closed", sock.state, spent, complete))
+            mark = self._marks.get(conn)
+            path = mark.path if mark is not None else None
+            out.append(Row(conn, sock, "closed", sock.state, spent, complete, path))
         ip_keys: dict[str, tuple[int, int]] = {}
 
         def ip_key(ip: str) -> tuple[int, int]:
@@ -526,6 +438,8 @@ def render_watch(
         title.append(f"  {where} · {_clock(snap.taken_at)} · refresh {view.refresh}")
         if view.interval is not None:
             title.append(f" every {view.interval:g}s")
+        if view.exact is not None:
+            title.append(" · mode: exact (kernel tracepoints)")
     counts = Text()
     for state, n in sorted(view.counts().items(), key=lambda kv: list(State).index(kv[0])):
         if counts:
@@ -547,7 +461,9 @@ def render_watch(
     cells: list[dict[str, Text]] = []
     for row in rows:
         sock = row.sock
-        if row.mark == "changed" and row.old is not None:
+        if row.path is not None and row.mark is not None:
+            cell = Text(" → ".join(s.value for s in row.path))
+        elif row.mark == "changed" and row.old is not None:
             cell = Text(f"{row.old.value} → {sock.state.value}")
         elif row.mark == "closed":
             cell = Text(f"{sock.state.value} → gone")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -192,3 +193,51 @@ def test_chinese_windows_console_code_page() -> None:
 def test_western_8bit_text_still_falls_back_to_latin1() -> None:
     data = "  TCP    0.0.0.0:135    0.0.0.0:0    ABH\xd6REN    1044\r\n".encode("cp1252")
     assert decode(data) == data.decode("latin-1")
+
+
+def test_each_format_module_declares_name_aliases_detection_and_parser() -> None:
+    import importlib
+    import pkgutil
+
+    import tcplens.sources.text as text
+
+    detect = importlib.import_module("tcplens.sources.text.detect")  # the package's detect()
+
+    declared = [
+        module.TEXT_FORMAT
+        for info in pkgutil.iter_modules(text.__path__)
+        if hasattr(
+            module := importlib.import_module(f"tcplens.sources.text.{info.name}"), "TEXT_FORMAT"
+        )
+    ]
+    assert sorted(FORMATS) == sorted(f.name for f in declared)
+    assert {alias: f.name for f in declared for alias in f.aliases} == ALIASES
+    assert tuple(f.name for f in sorted(declared, key=lambda f: f.precedence)) == detect.ORDER
+
+
+def test_a_new_format_is_one_module(tmp_path: Path) -> None:
+    """Dropped into the package, a module declaring TEXT_FORMAT is detected, named and parsed."""
+    (tmp_path / "toy.py").write_text(
+        "from tcplens.model.states import State\n"
+        "from tcplens.sources.records import Addr, Socket\n"
+        "from tcplens.sources.text._common import TextFormat\n"
+        "def parse(lines, out, path):\n"
+        "    for line in lines:\n"
+        "        if line.text.startswith('TOY '):\n"
+        "            out.sockets.append(Socket('tcp', 4, Addr('10.0.0.1', 1),"
+        " Addr('10.0.0.2', 2), State.ESTABLISHED))\n"
+        "TEXT_FORMAT = TextFormat('toy', parse,"
+        " lambda text, words: 9 if text.startswith('TOY ') else 0, aliases=('toys',))\n"
+    )
+    code = (
+        "import sys, tcplens.sources.text as t\n"
+        f"t.__path__.append({str(tmp_path)!r})\n"
+        "import importlib\n"
+        "r = importlib.import_module('tcplens.sources.text._registry')\n"
+        "d = importlib.import_module('tcplens.sources.text.detect')\n"
+        "importlib.reload(r); importlib.reload(d); importlib.reload(t)\n"
+        "snap = t.parse_text('TOY 1\\n')\n"
+        "print(snap.source, len(snap.sockets), t.ALIASES['toys'], 'toy' in t.FORMATS)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["text:toy", "1", "toy", "True"]

@@ -9,6 +9,7 @@ every line a user would read must stay one readable line.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "fuzz"
 FILES = sorted(CORPUS.glob("*.txt"))
 #: the fuzzer's limit for a warning or error line
 MAX_MESSAGE = 400
+#: seconds one parse of a corpus file may take (all take milliseconds; generous for CI)
+SLOW = 2.0
 
 
 def test_the_corpus_covers_every_format_that_failed() -> None:
@@ -34,6 +37,7 @@ def test_corpus_input_parses_or_fails_in_one_line(path: Path) -> None:
     fmt = path.name.rsplit("-", 1)[0]
     for named in (fmt, None):
         for strict in (False, True):
+            started = time.perf_counter()
             try:
                 snap = parse_text(text, named, path=path.name, strict=strict)
             except InputError as exc:
@@ -41,6 +45,8 @@ def test_corpus_input_parses_or_fails_in_one_line(path: Path) -> None:
                 assert message.startswith(path.name) and "\n" not in message
                 assert len(message) <= MAX_MESSAGE, message[:200]
                 continue
+            # linear time: the fuzzer's hangs were regexes backtracking (seconds here)
+            assert time.perf_counter() - started < SLOW, f"{time.perf_counter() - started:.1f} s"
             check_snapshot(snap, text_source=True)
             for warning in snap.warnings:
                 assert warning.line >= 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -180,6 +181,24 @@ def test_every_digit_run_lengthened_past_the_int_limit(fmt: str) -> None:
                 parse_ok(text, fmt, strict=True)
                 tried += 1
     assert tried > 5
+
+
+@pytest.mark.parametrize(
+    ("fmt", "head"),
+    [
+        ("linux-netstat", "Proto Recv-Q Send-Q Local Address Foreign Address State\ntcp6 0 0 "),
+        ("windows-netstat", "Active Connections\n\n  Proto  Local Address  Foreign\n  TCP  "),
+    ],
+)
+def test_a_long_address_token_parses_in_linear_time(fmt: str, head: str) -> None:
+    # found by benchmarks/fuzz_text.py as a hang: ``\S+:\S+`` backtracked through
+    # every colon of a token with no peer after it (5 s here at 41,000 characters,
+    # growing with the square of the length)
+    token = "2001:db8:aaaa:bbbb:cccc:dddd:eeee:1:49806" * 1000
+    started = time.perf_counter()
+    snap = parse_text(head + token + "\n", fmt)
+    assert time.perf_counter() - started < 1.0
+    assert [w.line for w in snap.warnings] == [len(head.split("\n"))]
 
 
 def test_int_field_checks_the_range_before_converting() -> None:

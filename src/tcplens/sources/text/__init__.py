@@ -6,6 +6,8 @@ package turns it into :class:`~tcplens.sources.records.Snapshot` records so
 
 * :func:`parse_text` is pure: text in, snapshot out.  The format is detected
   from the lines (:mod:`.detect`) unless ``fmt`` names one of :data:`FORMATS`.
+  Each format is one module declaring a :class:`TextFormat` (name, aliases,
+  detection score, parser); :data:`REGISTRY` finds them all.
 * :func:`read_text` only reads a file (``-`` for stdin) and decodes it:
   UTF-8, UTF-16 with a BOM or without one (``netstat > file`` in PowerShell),
   GBK (a Chinese Windows console), latin-1 as the last resort; any newline
@@ -25,56 +27,24 @@ import re
 import stat
 import sys
 import time
-from collections.abc import Callable
 from typing import Final
 
 from tcplens.errors import InputError
 from tcplens.sources.records import Snapshot
-from tcplens.sources.text import bsd, linux_netstat, powershell, proc, solaris, ss, windows
-from tcplens.sources.text._common import Builder, Line, is_command_echo, normalise
+from tcplens.sources.text._common import Builder, Line, TextFormat, is_command_echo, normalise
+from tcplens.sources.text._registry import ALIASES, FORMATS, REGISTRY
 from tcplens.sources.text.detect import detect
 
-__all__ = ["ALIASES", "FORMATS", "decode", "parse_text", "read_text", "sniff"]
-
-Parser = Callable[[list[Line], Builder], None]
-
-_PARSERS: Final[dict[str, Parser]] = {
-    linux_netstat.FORMAT: linux_netstat.parse,
-    ss.FORMAT: ss.parse,
-    windows.FORMAT: windows.parse,
-    bsd.FORMAT: bsd.parse,
-    solaris.FORMAT: solaris.parse,
-    powershell.FORMAT: powershell.parse,
-}
-
-#: names accepted by ``--format`` (``auto`` detects)
-FORMATS: Final = (
-    linux_netstat.FORMAT,
-    ss.FORMAT,
-    windows.FORMAT,
-    bsd.FORMAT,
-    solaris.FORMAT,
-    proc.FORMAT,
-    powershell.FORMAT,
-)
-
-#: friendlier names users type for the same formats
-ALIASES: Final = {
-    "linux": linux_netstat.FORMAT,
-    "netstat": linux_netstat.FORMAT,
-    "windows": windows.FORMAT,
-    "win": windows.FORMAT,
-    "macos": bsd.FORMAT,
-    "darwin": bsd.FORMAT,
-    "freebsd": bsd.FORMAT,
-    "bsd": bsd.FORMAT,
-    "solaris": solaris.FORMAT,
-    "illumos": solaris.FORMAT,
-    "procfs": proc.FORMAT,
-    "proc-net": proc.FORMAT,
-    "get-nettcpconnection": powershell.FORMAT,
-    "pwsh": powershell.FORMAT,
-}
+__all__ = [
+    "ALIASES",
+    "FORMATS",
+    "REGISTRY",
+    "TextFormat",
+    "decode",
+    "parse_text",
+    "read_text",
+    "sniff",
+]
 
 _PROMPT_HOST: Final = re.compile(r"^\s*[\w.-]+@(?P<host>[\w.-]+)[:\s]")
 
@@ -126,10 +96,7 @@ def parse_text(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        if name == proc.FORMAT:
-            proc.parse(lines, out, path=path)
-        else:
-            _PARSERS[name](lines, out)
+        REGISTRY[name].parse(lines, out, path)
     finally:
         if collecting:
             gc.enable()

@@ -26,6 +26,7 @@ import functools
 import ipaddress
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -40,6 +41,7 @@ __all__ = [
     "Endpoint",
     "Line",
     "ParseProblem",
+    "TextFormat",
     "float_field",
     "int_field",
     "is_command_echo",
@@ -387,3 +389,30 @@ _PROMPT: Final = re.compile(
 def is_command_echo(text: str) -> bool:
     """True for a shell prompt with the command that produced the dump."""
     return bool(_PROMPT.match(text))
+
+
+@dataclass(frozen=True, slots=True)
+class TextFormat:
+    """Everything tcplens knows about one saved-text format, declared in its own module.
+
+    A module of :mod:`tcplens.sources.text` that sets ``TEXT_FORMAT`` to one
+    of these is a format: ``--format`` accepts its name and aliases, the
+    detector (:mod:`tcplens.sources.text.detect`) adds up its ``score``, and
+    :func:`tcplens.sources.text.parse_text` calls its ``parse``.  Adding a
+    format is adding a module; nothing else lists them.
+    """
+
+    #: the ``--format`` name, and ``Snapshot.source`` as ``text:<name>``
+    name: str
+    #: ``(lines, out, path)``: every socket into ``out``, every line not understood a warning
+    parse: Callable[[list[Line], Builder, str | None], None]
+    #: points for one non-blank line (stripped text, its words): a few for a banner or
+    #: header only this tool prints, one per data row of its shape, 0 otherwise
+    score: Callable[[str, list[str]], int]
+    #: other names users type for it (``--format macos``)
+    aliases: tuple[str, ...] = ()
+    #: where ``--format`` lists it (help and error messages), smallest first
+    listed: int = 100
+    #: detection tie-break: the highest score wins, then the smallest ``precedence``
+    #: (the most specific signatures first)
+    precedence: int = 100

@@ -36,6 +36,7 @@ from tcplens.sources.text._common import (
     Builder,
     Line,
     ParseProblem,
+    TextFormat,
     int_field,
     is_command_echo,
     is_state,
@@ -45,7 +46,7 @@ from tcplens.sources.text._common import (
     state_of,
 )
 
-__all__ = ["FORMAT", "PROTO", "parse"]
+__all__ = ["FORMAT", "PROTO", "TEXT_FORMAT", "parse", "score"]
 
 FORMAT: Final = "bsd-netstat"
 
@@ -192,3 +193,39 @@ def _row(line: Line, words: list[str], header: _Header | None, out: Builder) -> 
     if out.add(line, sock) is None or header is None or header.width is None:
         return 0
     return sum(1 for f in fields[2:4] if len(f) >= header.width and f != "*.*")
+
+
+_BANNER: Final = re.compile(
+    r"^Active (?:Internet connections(?: \(including servers\))?$|LOCAL \(UNIX\) domain sockets"
+    r"|kernel (?:event|control) sockets|Multipath Internet connections)"
+    r"|^Current listen queue sizes"
+)
+_LISTEN_ROW: Final = re.compile(r"^tcp(?:4|6|46)?\s+\d+/\d+/\d+\s+\S+\.(?:\*|\d+)$")
+_HEADER: Final = re.compile(
+    r"\bProto\s+Recv-Q\s+Send-Q\s+Local Address\s+Foreign Address\s+\(state\)"
+)
+_ADDR: Final = re.compile(r"^(?:\*|[0-9A-Fa-f:.%\w]+)\.(?:\*|\d+|[a-z][\w-]*)$")
+
+
+def _looks_like_row(words: list[str]) -> bool:
+    for i, word in enumerate(words[:3]):
+        if PROTO.match(word) and len(words) >= i + 5:
+            return bool(_ADDR.match(words[i + 3]) and _ADDR.match(words[i + 4]))
+    return False
+
+
+def score(text: str, words: list[str]) -> int:
+    """Detection points for one line (:class:`TextFormat`)."""
+    if _HEADER.search(text) or _BANNER.match(text):
+        return 3
+    return 1 if _looks_like_row(words) or _LISTEN_ROW.match(text) else 0
+
+
+TEXT_FORMAT: Final = TextFormat(
+    FORMAT,
+    lambda lines, out, _path: parse(lines, out),
+    score,
+    aliases=("macos", "darwin", "freebsd", "bsd"),
+    listed=3,
+    precedence=5,
+)

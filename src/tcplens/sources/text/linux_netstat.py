@@ -39,6 +39,7 @@ from tcplens.sources.text._common import (
     Builder,
     Line,
     ParseProblem,
+    TextFormat,
     float_field,
     int_field,
     is_command_echo,
@@ -50,7 +51,7 @@ from tcplens.sources.text._common import (
     state_of,
 )
 
-__all__ = ["FORMAT", "ROW", "parse"]
+__all__ = ["FORMAT", "ROW", "TEXT_FORMAT", "parse", "score"]
 
 FORMAT: Final = "linux-netstat"
 
@@ -202,3 +203,27 @@ def _row(line: Line, out: Builder) -> int:
     if out.add(line, sock) is None:
         return 0
     return sum(len(match[end]) == ADDRESS_WIDTH for end in ("local", "remote"))
+
+
+_BANNER: Final = re.compile(
+    r"^Active (?:Internet connections \((?:servers and established|only servers|w/o servers)\)"
+    r"|UNIX domain sockets \((?:servers and established|only servers|w/o servers)\))"
+)
+_HEADER: Final = re.compile(r"^Proto\s+Recv-Q\s+Send-Q\s+Local Address\s+Foreign Address\s+State\b")
+
+
+def score(text: str, words: list[str]) -> int:
+    """Detection points for one line (:class:`TextFormat`)."""
+    if _BANNER.match(text) or _HEADER.match(text):
+        return 3
+    return 1 if ROW.match(text) else 0
+
+
+TEXT_FORMAT: Final = TextFormat(
+    FORMAT,
+    lambda lines, out, _path: parse(lines, out),
+    score,
+    aliases=("linux", "netstat"),
+    listed=0,
+    precedence=6,
+)

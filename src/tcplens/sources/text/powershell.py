@@ -26,6 +26,7 @@ from tcplens.sources.text._common import (
     Builder,
     Line,
     ParseProblem,
+    TextFormat,
     int_field,
     is_command_echo,
     make_endpoint,
@@ -33,7 +34,7 @@ from tcplens.sources.text._common import (
     state_of,
 )
 
-__all__ = ["FORMAT", "HEADER", "parse"]
+__all__ = ["FORMAT", "HEADER", "TEXT_FORMAT", "parse", "score"]
 
 FORMAT: Final = "powershell"
 
@@ -81,3 +82,18 @@ def _row(words: list[str], names: list[str]) -> Socket:
         # 0 is the System Idle Process: Windows' "no owner" (TIME_WAIT), not a pid
         sock.pid = int_field(row["owningprocess"], "OwningProcess", U32_MAX) or None
     return sock
+
+
+def score(text: str, words: list[str]) -> int:
+    """Detection points for one line (:class:`TextFormat`)."""
+    return 5 if HEADER.match(text) else 0
+
+
+TEXT_FORMAT: Final = TextFormat(
+    FORMAT,
+    lambda lines, out, _path: parse(lines, out),
+    score,
+    aliases=("get-nettcpconnection", "pwsh"),
+    listed=6,
+    precedence=2,
+)

@@ -22,9 +22,14 @@ from typing import Final
 
 from tcplens.errors import InputError
 from tcplens.sources.records import Proto
-from tcplens.sources.text._common import Builder, Line, is_command_echo
+from tcplens.sources.text._common import (
+    Builder,
+    Line,
+    TextFormat,
+    is_command_echo,
+)
 
-__all__ = ["FORMAT", "HEADER", "ROW", "parse"]
+__all__ = ["FORMAT", "HEADER", "ROW", "TEXT_FORMAT", "parse", "score"]
 
 FORMAT: Final = "proc"
 
@@ -77,3 +82,20 @@ def parse(lines: list[Line], out: Builder, *, path: str | None = None) -> None:
             out.warn(line, reason)
             continue
         out.add(line, sock)
+
+
+def score(text: str, words: list[str]) -> int:
+    """Detection points for one line (:class:`TextFormat`)."""
+    if HEADER.match(text):
+        return 5
+    return 2 if ROW.match(text) else 0
+
+
+TEXT_FORMAT: Final = TextFormat(
+    FORMAT,
+    lambda lines, out, path: parse(lines, out, path=path),
+    score,
+    aliases=("procfs", "proc-net"),
+    listed=5,
+    precedence=0,
+)

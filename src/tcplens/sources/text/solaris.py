@@ -33,6 +33,7 @@ from tcplens.sources.text._common import (
     Builder,
     Line,
     ParseProblem,
+    TextFormat,
     int_field,
     is_command_echo,
     make_endpoint,
@@ -41,7 +42,7 @@ from tcplens.sources.text._common import (
     state_of,
 )
 
-__all__ = ["FORMAT", "SECTION", "parse"]
+__all__ = ["FORMAT", "SECTION", "TEXT_FORMAT", "parse", "score"]
 
 FORMAT: Final = "solaris-netstat"
 
@@ -114,3 +115,23 @@ def _row(line: Line, proto: Proto, family: int | None, out: Builder) -> None:
         out.warn(line, str(exc))
         return
     out.add(line, sock)
+
+
+_HEADER: Final = re.compile(r"^\s*Local Address\s+Remote Address\s+(?:Swind|State)")
+
+
+def score(text: str, words: list[str]) -> int:
+    """Detection points for one line (:class:`TextFormat`)."""
+    if SECTION.match(text) and ":" in text:
+        return 5
+    return 3 if _HEADER.match(text) else 0
+
+
+TEXT_FORMAT: Final = TextFormat(
+    FORMAT,
+    lambda lines, out, _path: parse(lines, out),
+    score,
+    aliases=("solaris", "illumos"),
+    listed=4,
+    precedence=1,
+)

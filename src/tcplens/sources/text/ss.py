@@ -35,6 +35,7 @@ from tcplens.sources.text._common import (
     Builder,
     Line,
     ParseProblem,
+    TextFormat,
     float_field,
     int_field,
     is_command_echo,
@@ -45,7 +46,7 @@ from tcplens.sources.text._common import (
     state_of,
 )
 
-__all__ = ["FORMAT", "NETIDS", "STATE_WORDS", "parse"]
+__all__ = ["FORMAT", "NETIDS", "STATE_WORDS", "TEXT_FORMAT", "parse", "score"]
 
 FORMAT: Final = "ss"
 
@@ -307,3 +308,38 @@ def _row(
         out.warn(line, str(exc))
         return None
     return out.add(line, sock)
+
+
+_HEADER: Final = re.compile(r"^(?:Netid\s+)?(?:State\s+)?Recv-Q\s+Send-Q\s+Local Address:Port")
+
+
+def _looks_like_row(words: list[str]) -> bool:
+    if words and is_number(words[0]):
+        # ss state NAME: no State column (with a Netid column this would look
+        # like a Linux netstat row, so only the rows without one count)
+        words = ["UNKNOWN", *words]
+    elif words and words[0] in NETIDS:
+        words = words[1:]
+    return (
+        len(words) >= 5
+        and words[0] in STATE_WORDS
+        and is_number(words[1])
+        and is_number(words[2])
+        and ":" in words[3]
+    )
+
+
+def score(text: str, words: list[str]) -> int:
+    """Detection points for one line (:class:`TextFormat`)."""
+    if _HEADER.match(text):
+        return 5
+    return 1 if _looks_like_row(words) else 0
+
+
+TEXT_FORMAT: Final = TextFormat(
+    FORMAT,
+    lambda lines, out, _path: parse(lines, out),
+    score,
+    listed=1,
+    precedence=3,
+)

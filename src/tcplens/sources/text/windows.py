@@ -40,6 +40,7 @@ from tcplens.sources.text._common import (
     Builder,
     Line,
     ParseProblem,
+    TextFormat,
     int_field,
     is_command_echo,
     is_number,
@@ -49,7 +50,7 @@ from tcplens.sources.text._common import (
     state_of,
 )
 
-__all__ = ["FORMAT", "ROW", "parse"]
+__all__ = ["FORMAT", "ROW", "TEXT_FORMAT", "parse", "score"]
 
 FORMAT: Final = "windows-netstat"
 
@@ -206,3 +207,23 @@ def _flattened(line: Line, out: Builder) -> bool:
         )
     out.warn(line, message)
     return True
+
+
+def score(text: str, words: list[str]) -> int:
+    """Detection points for one line (:class:`TextFormat`)."""
+    lowered = text.lower()
+    if lowered in TITLES:
+        return 3
+    if ROW.match(text):
+        return 1
+    return 2 if "active connections" in lowered and " TCP " in text else 0  # rows run together
+
+
+TEXT_FORMAT: Final = TextFormat(
+    FORMAT,
+    lambda lines, out, _path: parse(lines, out),
+    score,
+    aliases=("windows", "win"),
+    listed=2,
+    precedence=4,
+)

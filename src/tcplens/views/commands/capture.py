@@ -19,6 +19,7 @@ import click
 from tcplens.errors import InputError
 from tcplens.model.words import plural
 from tcplens.packets.capture import link_type, live_frames, open_interface
+from tcplens.packets.engine import reconstruct_frames
 from tcplens.packets.pcap import Frame, PcapWriter
 from tcplens.packets.tracker import (
     CaptureSummary,
@@ -26,7 +27,6 @@ from tcplens.packets.tracker import (
     Connection,
     Timeouts,
     Tracker,
-    reconstruct,
 )
 from tcplens.views.commands.pcap import _table
 from tcplens.views.options import FiniteFloat, tracker_options
@@ -122,7 +122,7 @@ def command(
 
             for line in conn_log_header():
                 stdout.write(line + "\n")
-        for conn in reconstruct(frames, tracker, summary, path=interface):
+        for conn in reconstruct_frames(frames, tracker, summary, interface):
             if zeek:
                 stdout.write("\t".join(conn.zeek.values()) + "\n")
             else:

@@ -14,6 +14,7 @@ import importlib
 import logging
 import signal
 import sys
+import threading
 from types import FrameType
 
 import click
@@ -24,12 +25,15 @@ from tcplens.sources.select import choose_source, take_snapshot
 from tcplens.views.exporter import (
     DiagnoseFn,
     TcplensCollector,
+    TransitionCollector,
+    TransitionCounts,
     WebConfig,
     is_loopback,
     load_web_config,
     make_registry,
     make_server,
     parse_listen,
+    trace_transitions,
 )
 from tcplens.views.options import FiniteFloat, source_options
 
@@ -107,6 +111,13 @@ def _doctor() -> DiagnoseFn | None:
     show_default=True,
     help="Run the doctor on each snapshot and export its findings.",
 )
+@click.option(
+    "--transitions/--no-transitions",
+    default=True,
+    show_default=True,
+    help="Count state transitions from the kernel's tracepoints (root, tracefs; else 0 and "
+    "tcplens_transitions_exact 0).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log snapshot failures with tracebacks.")
 def command(
     listen: str,
@@ -116,6 +127,7 @@ def command(
     web_config: str | None,
     processes: bool,
     doctor: bool,
+    transitions: bool,
     verbose: bool,
     source: str | None,
     from_file: str | None,
@@ -170,7 +182,15 @@ def command(
         top_ports=top_ports,
         top_processes=top_processes,
     )
-    server = make_server(make_registry(collector), host, port, web)
+    counts = TransitionCounts()
+    stop_tracing = threading.Event()
+    tracing = None
+    if transitions and live_linux:
+        tracing = trace_transitions(counts, stop_tracing)
+        if tracing is None:
+            click.echo(f"tcplens exporter: transitions not traced: {counts.why}", err=True)
+    registry = make_registry(collector, transitions=TransitionCollector(counts))
+    server = make_server(registry, host, port, web)
     bound_host, bound_port = str(server.server_address[0]), server.server_address[1]
     scheme = "https" if web.tls else "http"
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
@@ -193,4 +213,7 @@ def command(
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.server_close()
+        stop_tracing.set()
+        if tracing is not None:
+            tracing.join(timeout=10)  # removes the tracefs instance
     return 0

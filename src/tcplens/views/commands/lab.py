@@ -178,6 +178,13 @@ def format_run(result: LabRun, *, width: int = 100, header: bool = True) -> str:
             "it is the kernel's, and removing it early needs root"
         )
     out.append("")
+    kp = result.kernel_path
+    if kp is not None and kp.available:
+        for side in ("client", "server"):
+            path = " → ".join(str(state) for state in kp.side(side))
+            out.append(f"kernel path of the {side} (tracepoints): {path}")
+    elif kp is not None:
+        out.append(f"({kp.note})")
     out.append(summary_line(result))
     if result.error:
         out.append(f"error: {result.error}")
@@ -201,6 +208,9 @@ def summary_line(result: LabRun) -> str:
             text += f" ({len(result.unconfirmed_blind())} declared blind spots agreed)"
     if timer_bad:
         text += f"; TIME_WAIT timer: {plural(timer_bad, 'disagreement')}"
+    agrees = result.kernel_path_agrees()
+    if agrees is not None:
+        text += "; kernel path (tracepoints) = model: " + ("yes" if agrees else "NO")
     return ("OK  " if result.ok else "FAIL  ") + text
 
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tcplens.analysis.filters import SORT_KEYS, SocketFilter, sort_sockets
+from tcplens.sources.records import Snapshot
 from tcplens.views.options import (
     filter_from,
     filter_options,
+    listing_from,
     output_format,
     output_options,
-    snapshot_from,
     source_options,
 )
 from tcplens.views.sockets import (
@@ -27,6 +28,9 @@ from tcplens.views.sockets import (
     write_json,
     write_plain,
 )
+
+if TYPE_CHECKING:
+    from tcplens.sources.select import ColumnListing
 
 __all__ = ["TABLE_ROWS", "command", "print_notes"]
 
@@ -99,9 +103,17 @@ def command(
     plain = fmt == "table" and not sys.stdout.isatty() and not (timers or extended)
     needs_records = info or cmdline or resolve or sort_key is not None
     columnar = (plain or fmt == "json") and not needs_records and _kernel_filters_only(selection)
-    if columnar and _list_columns(kwargs, selection, fmt, processes=processes):
+    snap = listing_from(
+        kwargs,
+        kind="columns" if columnar else "records",
+        processes=processes,
+        info=info,
+        cmdline=cmdline,
+        narrow=selection,
+    )
+    if not isinstance(snap, Snapshot):
+        _write_columns(snap, fmt)
         return 0
-    snap = snapshot_from(kwargs, processes=processes, info=info, cmdline=cmdline, narrow=selection)
     sockets = selection.apply(snap.sockets)
     if sort_key is not None:
         sockets = sort_sockets(sockets, sort_key)
@@ -140,66 +152,22 @@ def _kernel_filters_only(selection: SocketFilter) -> bool:
     )
 
 
-def _list_columns(
-    kwargs: dict[str, Any], selection: SocketFilter, fmt: str, *, processes: bool
-) -> bool:
-    """The listing from the columnar dump; False when the source is not netlink.
+def _write_columns(listing: ColumnListing, fmt: str) -> None:
+    """The listing from the columnar dump: no record per socket at 100k.
 
-    A 100k-socket ``ls | ...`` needs no record per socket: the text comes
-    from the dump's fields (:func:`tcplens.views.sockets.write_plain_columns`,
-    :func:`~tcplens.views.sockets.write_json_columns`), and the owners from
-    the ``/proc/*/fd`` scan, run in a child meanwhile.
+    The text comes from the dump's fields
+    (:func:`tcplens.views.sockets.write_plain_columns`,
+    :func:`~tcplens.views.sockets.write_json_columns`); the address texts
+    are made while the ``/proc/*/fd`` scan started beside the dump finishes.
     """
-    import socket
-    import time
-
-    from tcplens.errors import SourceError
-    from tcplens.sources import processes as proc
-    from tcplens.sources.records import Snapshot
-    from tcplens.sources.select import choose_source, start_columns
     from tcplens.views.sockets import column_text, write_json_columns, write_plain_columns
 
-    if kwargs.get("from_file") is not None:
-        return False
-    source = kwargs.get("source")
-    proc_root = kwargs.get("proc_root", "/proc")
-    if choose_source(source) not in ("auto", "netlink") or proc_root != "/proc":
-        return False
-    # fork before the receiving thread starts: a child of a threaded process is unsafe
-    scanning = proc.start_scan(proc_root) if processes else None
-    pending = start_columns(
-        source,
-        proc_root=proc_root,
-        protos=selection.protos or None,
-        families=selection.families or None,
-        states=selection.states or None,
-    )
-    if pending is None:
-        if scanning is not None:
-            scanning.cancel()
-        return False
-    taken_at = time.time()
-    missing: list[str] = []
-    try:
-        columns = pending.result(missing)
-    except BaseException as exc:
-        if scanning is not None:
-            scanning.cancel()
-        if isinstance(exc, SourceError) and choose_source(source) != "netlink":
-            return False  # auto: the record path reads /proc/net instead
-        raise
+    columns = listing.columns
     text = column_text(columns) if fmt != "json" else None  # while the scan finishes
-    owners = None
-    if processes:
-        found = scanning.result() if scanning is not None else proc.scan(None, proc_root)
-        owners = proc.owners_of(columns.inode, columns.uids(), found, proc_root)
-        missing += owners.notes
-    print_notes(missing)
+    owners = listing.owners()
+    print_notes(listing.missing)
     if fmt == "json":
-        meta = Snapshot([], source="netlink", host=socket.gethostname(), taken_at=taken_at)
-        meta.missing = missing
-        write_json_columns(sys.stdout, columns, meta, owners)
+        write_json_columns(sys.stdout, columns, listing.header(), owners)
     else:
         write_plain_columns(sys.stdout, columns, owners=owners, text=text)
     sys.stdout.flush()
-    return True

@@ -21,16 +21,16 @@ import json
 import os
 import sys
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import click
 
 from tcplens.errors import InputError, TcplensError
 from tcplens.model.states import State
 from tcplens.model.words import plural
-from tcplens.packets.engine import reconstruct_capture
+from tcplens.packets.engine import Rendering, reconstruct_capture, render_capture
 from tcplens.packets.tracker import CaptureSummary, Connection, Timeouts, Tracker
 from tcplens.packets.zeek import conn_log_header
 from tcplens.sources.records import Addr
@@ -58,6 +58,9 @@ class _Counting:
         return data
 
 
+T = TypeVar("T")
+
+
 def _open(path: str) -> BinaryIO:
     if path == "-":
         return sys.stdin.buffer
@@ -70,6 +73,19 @@ def _open(path: str) -> BinaryIO:
 def _connections(
     path: str, tracker: Tracker, summary: CaptureSummary, progress: bool
 ) -> Iterator[Connection]:
+    return _from_capture(path, progress, lambda fh: reconstruct_capture(fh, tracker, summary, path))
+
+
+def _rows(
+    path: str, tracker: Tracker, summary: CaptureSummary, rendering: Rendering
+) -> Iterator[str]:
+    """Each connection already written as its --json object or conn.log row."""
+    return _from_capture(
+        path, False, lambda fh: render_capture(fh, tracker, summary, path, rendering)
+    )
+
+
+def _from_capture(path: str, progress: bool, produce: Callable[[Any], Iterator[T]]) -> Iterator[T]:
     fh = _open(path)
     # The tracker's objects form no reference cycles, so reference counting frees them;
     # the cyclic collector would only rescan every live connection, again and again
@@ -97,9 +113,9 @@ def _connections(
             ) as bar:
                 task = bar.add_task(Path(path).name, total=size)
                 counted = _Counting(fh, lambda n: bar.advance(task, n))
-                yield from reconstruct_capture(counted, tracker, summary, path)  # type: ignore[arg-type]
+                yield from produce(counted)
         else:
-            yield from reconstruct_capture(fh, tracker, summary, path)
+            yield from produce(fh)
     finally:
         if collecting:
             gc.enable()
@@ -423,6 +439,20 @@ def _ladder(conn: Connection, out: IO[str]) -> None:
             out.write(f"{name}: cannot tell: {conn.cannot_tell[name]}\n")
 
 
+def _ladder_svg(conn: Connection, out: IO[str]) -> None:
+    from tcplens.views.ladder_svg import ladder_svg
+
+    out.write(
+        ladder_svg(
+            _ladder_rows(conn),
+            left_title=f"{conn.orig} (orig)",
+            right_title=f"{conn.resp} (resp)",
+            title=f"#{conn.index} {conn.orig} -> {conn.resp}  {conn.conn_state} {conn.history}",
+            time_format="{:.6f}",
+        )
+    )
+
+
 @click.command(name="pcap")
 @click.argument("file", type=str)
 @click.option("--json", "as_json", is_flag=True, help="JSON (versioned), streamed.")
@@ -442,6 +472,14 @@ def _ladder(conn: Connection, out: IO[str]) -> None:
     "endpoint (e.g. 10.0.0.1:5000, [::1]:80 or 443).",
 )
 @click.option("--states", is_flag=True, help="State timeline of each side, time in each state.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "svg"]),
+    default="text",
+    show_default=True,
+    help="With --flow: svg draws the ladder as an SVG image.",
+)
 @tracker_options(idle=True)
 def command(
     file: str,
@@ -450,6 +488,7 @@ def command(
     sort: str,
     flow: str | None,
     states: bool,
+    fmt: str,
     msl: float,
     idle_timeout: float,
     close_timeout: float,
@@ -464,7 +503,13 @@ def command(
     the bad record are still shown), 2 for a file that is not a capture.
 
     Example: tcplens pcap capture.pcapng --sort duration
+    Example: tcplens pcap capture.pcapng --flow 3 --format svg > flow3.svg
     """
+    if fmt == "svg" and (flow is None or as_json or zeek or states):
+        raise click.UsageError(
+            "--format svg draws one connection's ladder: give --flow N, without --json, "
+            "--zeek or --states"
+        )
     timeouts = Timeouts(
         attempt=close_timeout, closed=close_timeout, reset=close_timeout, inactivity=idle_timeout
     )
@@ -478,8 +523,8 @@ def command(
         for line in conn_log_header():
             out.write(line + "\n")
         try:
-            for conn in conns:
-                out.write("\t".join(conn.zeek.values()) + "\n")
+            for row in _rows(file, tracker, summary, "zeek"):
+                out.write(row + "\n")
         except TcplensError as exc:
             failure = exc
         out.write("#close\t-\n")
@@ -487,8 +532,8 @@ def command(
         out.write(f'{{"version": {JSON_VERSION}, "file": {json.dumps(file)}, "connections": [')
         first = True
         try:
-            for conn in conns:
-                out.write(("\n" if first else ",\n") + json.dumps(conn.as_dict()))
+            for row in _rows(file, tracker, summary, "json"):
+                out.write(("\n" if first else ",\n") + row)
                 first = False
         except TcplensError as exc:
             failure = exc
@@ -524,10 +569,15 @@ def command(
                 raise click.UsageError(
                     f"no connection {flow}; this capture has {len(collected)} (1..{len(collected)})"
                 )
-            _ladder(chosen[0], out)
+            if fmt == "svg":
+                _ladder_svg(chosen[0], out)
+            else:
+                _ladder(chosen[0], out)
             if len(chosen) > 1:
                 others = ", ".join(str(c.index) for c in chosen[1:6])
-                out.write(f"({len(chosen) - 1} more match {flow}: {others}; pick one by number)\n")
+                more = f"({len(chosen) - 1} more match {flow}: {others}; pick one by number)"
+                # beside an SVG document on stdout, the hint goes to stderr
+                click.echo(more, err=fmt == "svg", file=None if fmt == "svg" else out)
         elif states:
             _timelines(_sort(collected, sort), tracker.now, out)
         else:

@@ -12,7 +12,7 @@ import click
 from tcplens.errors import InputError, ScenarioError
 from tcplens.model.scenarios import SCENARIOS, Pair, run_scenario, run_script
 from tcplens.model.states import State
-from tcplens.views.ladder import render_ladder, render_ladder_svg, rows_from_steps
+from tcplens.views.ladder import render_ladder, rows_from_steps
 
 
 def _play(name: str | None, script: str | None) -> Pair:
@@ -97,7 +97,12 @@ def command(name: str | None, list_: bool, script: str | None, fmt: str, as_json
         }
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     elif fmt == "svg":
-        click.echo(render_ladder_svg(rows), nl=False)
+        from tcplens.views.ladder_svg import ladder_svg
+
+        title = script or ""
+        if name is not None and name in SCENARIOS and script is None:
+            title = SCENARIOS[name].title
+        click.echo(ladder_svg(rows, title=title), nl=False)
     else:
         if name is not None and name in SCENARIOS and script is None:
             click.echo(SCENARIOS[name].title + "\n")

@@ -17,7 +17,8 @@ import click
 
 from tcplens.model.states import State
 from tcplens.model.words import plural
-from tcplens.views.options import snapshot_from, source_options
+from tcplens.sources.records import Snapshot
+from tcplens.views.options import listing_from, source_options
 from tcplens.views.styles import STATE_STYLES, Line, emit
 
 if TYPE_CHECKING:
@@ -172,82 +173,46 @@ def command(full: bool | None, lang: str | None, **kwargs: Any) -> int:
     Example: tcplens status --source procfs
     """
     gc.disable()  # short-lived and acyclic: see tcplens.sources.netlink._no_gc
+    from tcplens.analysis.summary import summarize
+    from tcplens.sources.procfs import read_fin_timeout
+    from tcplens.sources.select import columns_unavailable
+
     proc_root = kwargs.get("proc_root", "/proc")
     live = kwargs.get("from_file") is None
     if full is False and not live:
         raise click.UsageError("--fast counts this machine's kernel dump; it cannot read --from")
-    lines: list[Line | Text] | None = None
-    if live and full is not True:
-        lines = _fast(kwargs.get("source"), proc_root, force=full is False)
-    if lines is None:
-        from tcplens.analysis.summary import summarize
-        from tcplens.sources.procfs import read_fin_timeout
+    if full is False and (reason := columns_unavailable(kwargs.get("source"), proc_root)):
+        raise click.UsageError(
+            f"--fast counts from the netlink dump, which {reason} cannot give (drop --fast)"
+        )
+    fast = full is False or (live and full is None and _many_sockets())
+    listing = listing_from(
+        kwargs,
+        kind="columns" if fast else "records",
+        processes="sample" if fast else True,
+        fallback=full is not False,
+    )
+    # a saved dump's kernel is unknown: assume the default tcp_fin_timeout there
+    fin_timeout = read_fin_timeout(proc_root) if live else 60.0
+    if isinstance(listing, Snapshot):
         from tcplens.views.commands.doctor import top_finding
 
-        snap = snapshot_from(kwargs, processes=True)
-        # a saved dump's kernel is unknown: assume the default tcp_fin_timeout there
-        summary = summarize(snap, fin_timeout=read_fin_timeout(proc_root) if live else 60.0)
-        top = top_finding(snap, live=live, proc_root=proc_root, lang=lang and lang.lower())
+        summary = summarize(listing, fin_timeout=fin_timeout)
+        top = top_finding(listing, live=live, proc_root=proc_root, lang=lang and lang.lower())
         lines = render_status(summary, top)
+    else:
+        tally = listing.tally
+        summary = summarize(listing, fin_timeout=fin_timeout)
+        note = _estimate_note(summary, tally.read, tally.held) if tally is not None else []
+        lines = render_status(summary, note)
     emit(lines)
     return 0
 
 
-def _fast(source: str | None, proc_root: str, *, force: bool) -> list[Line | Text] | None:
-    """The status from columns, or None when the full path should run instead.
-
-    The kernel's counters decide first (``sockstat``: microseconds); the dump
-    then runs in its own thread while this one imports the rest and samples
-    the descriptors.
-    """
-    import socket
-    import time
-
-    from tcplens.errors import SourceError
+def _many_sockets() -> bool:
+    """More than :data:`FULL_LIMIT` sockets, by the kernel's counters (``sockstat``: µs)."""
     from tcplens.sources.netlink import sockstat
-    from tcplens.sources.select import choose_source, start_columns
 
-    if not force:
-        counts = sockstat()
-        total = sum(counts.get(k, 0) for k in ("TCP.inuse", "TCP.tw", "UDP.inuse", "UDP6.inuse"))
-        if total + counts.get("TCP6.inuse", 0) <= FULL_LIMIT:
-            return None
-    taken_at = time.time()
-    pending = start_columns(source, proc_root=proc_root)
-    if pending is None:
-        if force:
-            name = choose_source(source)
-            instead = (
-                f"the {name} source"
-                if name != "auto"
-                else ("recorded files (--proc-root)" if proc_root != "/proc" else "this platform")
-            )
-            raise click.UsageError(
-                f"--fast counts from the netlink dump, which {instead} cannot give (drop --fast)"
-            )
-        return None
-    from tcplens.analysis.summary import summarize_columns
-    from tcplens.sources.processes import NOT_ALL_IDENTIFIED, tally
-    from tcplens.sources.procfs import read_fin_timeout
-
-    fin_timeout = read_fin_timeout(proc_root)
-    owners = tally(proc_root)
-    missing: list[str] = []
-    try:
-        columns = pending.result(missing)
-    except SourceError:
-        if force or choose_source(source) == "netlink":
-            raise
-        return None  # auto: the full path falls back to /proc/net
-    if owners.denied:
-        missing.append(NOT_ALL_IDENTIFIED)
-    summary = summarize_columns(
-        columns,
-        source="netlink",
-        host=socket.gethostname(),
-        taken_at=taken_at,
-        missing=missing,
-        owners=owners,
-        fin_timeout=fin_timeout,
-    )
-    return render_status(summary, _estimate_note(summary, owners.read, owners.held))
+    counts = sockstat()
+    total = sum(counts.get(k, 0) for k in ("TCP.inuse", "TCP.tw", "UDP.inuse", "UDP6.inuse"))
+    return total + counts.get("TCP6.inuse", 0) > FULL_LIMIT

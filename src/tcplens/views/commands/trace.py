@@ -14,6 +14,7 @@ from tcplens.model.states import State
 from tcplens.model.words import plural
 from tcplens.sources.tracepoints import DEFAULT_BUFFER_KB
 from tcplens.views.commands.watch import live_options
+from tcplens.views.exact import why_sampled
 from tcplens.views.options import FiniteFloat, filter_from, filter_options, live_source_options
 from tcplens.views.watch import (
     TRACE_JSON_VERSION,
@@ -101,7 +102,7 @@ def command(
     if duration is not None and count is not None:
         raise click.UsageError("choose one of --duration / --count")
     selection = filter_from(kwargs)
-    why = _why_sampled(mode, kwargs)
+    why = why_sampled(mode, kwargs)
     if why is None:
         from tcplens.views.exact import run_exact
 
@@ -147,25 +148,6 @@ def command(
         raise
     _summary(tracer, changes, off_model, selection.states, as_json)
     return 0
-
-
-def _why_sampled(mode: str, kwargs: dict[str, Any]) -> str | None:
-    """None when exact mode runs; else the one line saying why the trace is sampled."""
-    from tcplens.sources.tracepoints import unavailable_reason
-
-    if mode == "sampled":
-        return "--mode sampled asked for"
-    if kwargs.get("source") not in (None, "auto", "netlink") or kwargs.get("proc_root") not in (
-        None,
-        "/proc",
-    ):
-        if mode == "exact":
-            raise click.UsageError("--mode exact reads the kernel, not --source/--proc-root")
-        return "a --source or --proc-root was given: snapshots of it"
-    reason = unavailable_reason()
-    if reason is not None and mode == "exact":
-        raise TcplensError(f"exact mode unavailable: {reason}")
-    return reason
 
 
 def _say_mode(why: str, as_json: bool) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
 
+from tcplens.analysis.filters import SocketFilter
 from tcplens.model.states import State
 from tcplens.model.words import plural
 from tcplens.sources.records import Snapshot
+from tcplens.views.exact import why_sampled
 from tcplens.views.options import FiniteFloat, filter_from, filter_options, live_source_options
 from tcplens.views.watch import (
     WatchView,
@@ -65,8 +68,20 @@ def live_options(fn: F) -> F:
     metavar="N",
     help="Refreshes a new, closed or changed row stays coloured (closed rows then go).",
 )
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "exact", "sampled"]),
+    default="auto",
+    show_default=True,
+    help="exact: a change shows every state the kernel's tracepoints reported (root, tracefs).",
+)
 def command(
-    interval: float, no_processes: bool, count: int | None, highlight: int, **kwargs: Any
+    interval: float,
+    no_processes: bool,
+    count: int | None,
+    highlight: int,
+    mode: str,
+    **kwargs: Any,
 ) -> int:
     """Watch sockets live: new rows green, closed red, changed state yellow.
 
@@ -80,17 +95,49 @@ def command(
     Example: tcplens watch --port 443 --interval 0.5
     """
     selection = filter_from(kwargs)
+    why = why_sampled(mode, kwargs)
     take = snapshot_taker(kwargs, selection, processes=not no_processes)
     view = WatchView(highlight=highlight, interval=interval, states=selection.states)
-    snaps = sample(take, interval=interval, count=count)
-    try:
-        if sys.stdout.isatty():
-            _live(view, snaps)
-        else:
-            _lines(view, snaps, selection.states)
-    except KeyboardInterrupt:
-        pass
+    with contextlib.ExitStack() as stack:
+        if why is None:
+            take = stack.enter_context(_exact(view, take, selection))
+        snaps = sample(take, interval=interval, count=count)
+        try:
+            if sys.stdout.isatty():
+                _live(view, snaps)
+            else:
+                _lines(view, snaps, selection.states)
+        except KeyboardInterrupt:
+            pass
     return 0
+
+
+@contextlib.contextmanager
+def _exact(
+    view: WatchView, take: Callable[[], Snapshot], selection: SocketFilter
+) -> Iterator[Callable[[], Snapshot]]:
+    """A snapshot taker that first hands the view the kernel's transitions since the last."""
+    from tcplens.analysis.transitions import ExactTracer
+    from tcplens.sources.tracepoints import TraceSession
+    from tcplens.views.exact import Polls, kernel_ports, read_batch
+
+    ports = kernel_ports(selection)
+    with TraceSession(ports=ports) as session:
+        click.echo(f"mode: exact (kernel tracepoints in {session.instance})", err=True)
+        tracer = ExactTracer()
+        polls = Polls(ports)
+        view.exact = {}
+
+        def exact_take() -> Snapshot:
+            found = read_batch(session, tracer, polls)
+            view.kernel_moves(
+                ((t.sock.local.ip, t.sock.local.port, t.sock.remote.ip, t.sock.remote.port),
+                 t.old, t.new)
+                for t in found
+            )  # fmt: skip
+            return take()
+
+        yield exact_take
 
 
 def _live(view: WatchView, snaps: Iterator[Snapshot]) -> None:

@@ -1,0 +1,145 @@
+"""The exact tracer on synthetic kernel events: identity, timing, TIME_WAIT, causes, owners."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tcplens.analysis.diff import model_path
+from tcplens.analysis.transitions import ExactTracer, Transition
+from tcplens.model.states import State as S
+from tcplens.sources.records import Addr, Socket
+from tcplens.sources.tracepoints import KernelEvent
+from tcplens.views.exact import TIME_WAIT_POLL, exact_json
+
+CLIENT = (Addr("127.0.0.1", 40000), Addr("127.0.0.1", 80))
+SERVER = (Addr("127.0.0.1", 80), Addr("127.0.0.1", 40000))
+TW_KEY = ("127.0.0.1", 40000, "127.0.0.1", 80)
+
+
+def ev(
+    ns: int, sk: int, old: S, new: S, ends: tuple[Addr, Addr] = CLIENT, *, irq: bool = True,
+    pid: int = 7, kind: str = "state",
+) -> KernelEvent:  # fmt: skip
+    return KernelEvent(
+        kind, ns, 1000.0 + ns / 1e9, 0, pid, irq, sk, 4, ends[0], ends[1],  # type: ignore[arg-type]
+        old if kind == "state" else None, new if kind == "state" else None,
+    )  # fmt: skip
+
+
+def client_close(start: int = 0) -> list[KernelEvent]:
+    unbound = (Addr("127.0.0.1", 0), CLIENT[1])
+    return [
+        ev(start + 0, 1, S.CLOSED, S.SYN_SENT, unbound, irq=False, pid=42),
+        ev(start + 40_000, 1, S.SYN_SENT, S.ESTABLISHED),
+        ev(start + 70_000, 1, S.ESTABLISHED, S.FIN_WAIT1, irq=False, pid=42),
+        ev(start + 90_000, 1, S.FIN_WAIT1, S.FIN_WAIT2),
+        ev(start + 93_000, 1, S.FIN_WAIT2, S.CLOSED),
+    ]
+
+
+def test_a_connection_is_its_socket_and_times_come_from_the_kernel_stamps() -> None:
+    tracer = ExactTracer(name_of=lambda pid: f"proc{pid}")
+    out = tracer.feed(client_close())
+    assert [(t.old, t.new) for t in out] == [
+        (S.CLOSED, S.SYN_SENT), (S.SYN_SENT, S.ESTABLISHED), (S.ESTABLISHED, S.FIN_WAIT1),
+        (S.FIN_WAIT1, S.FIN_WAIT2),
+    ]  # fmt: skip
+    assert {t.conn for t in out} == {1}
+    assert out[0].sock.local.port == 40000  # the port connect() chose later
+    assert [t.spent for t in out] == [None, 40e-6, 30e-6, 20e-6]
+    assert all(t.in_model for t in out)
+    assert (out[0].pid, out[0].process) == (42, "proc42")
+    assert tracer.pending == 1  # FIN_WAIT2 -> CLOSE waits for the TIME_WAIT table
+
+
+def test_a_close_held_by_a_minisocket_is_time_wait_and_its_end_is_polled() -> None:
+    tracer = ExactTracer()
+    tracer.feed(client_close())
+    (tw,) = tracer.settle({TW_KEY: S.TIME_WAIT}, 1001.0)
+    assert (tw.old, tw.new, tw.spent, tw.exact) == (S.FIN_WAIT2, S.TIME_WAIT, 3e-6, True)
+    assert tw.at == 1000.0 + 93_000 / 1e9  # the kernel's time of the handover
+    assert tracer.settle({TW_KEY: S.TIME_WAIT}, 1030.0) == []
+    (gone,) = tracer.settle({}, 1061.0)
+    assert (gone.old, gone.new, gone.exact) == (S.TIME_WAIT, S.CLOSED, False)
+    assert gone.spent is not None and abs(gone.spent - (1061.0 - tw.at)) < 1e-9
+    assert tracer.in_time_wait == 0
+
+
+def test_a_close_without_a_minisocket_is_closed_with_its_cause() -> None:
+    tracer = ExactTracer()
+    events = client_close()
+    events.insert(4, ev(92_000, 1, S.FIN_WAIT2, S.FIN_WAIT2, kind="receive_reset"))
+    tracer.feed(events)
+    (closed,) = tracer.settle({}, 1001.0)
+    assert (closed.old, closed.new, closed.cause) == (S.FIN_WAIT2, S.CLOSED, "RST received")
+
+
+def test_softirq_events_never_name_a_process() -> None:
+    tracer = ExactTracer(name_of=lambda pid: "x")
+    out = tracer.feed(
+        [
+            ev(0, 9, S.LISTEN, S.SYN_RECV, SERVER, pid=1234),
+            ev(5, 9, S.SYN_RECV, S.ESTABLISHED, SERVER, pid=1234),
+            ev(9, 9, S.ESTABLISHED, S.CLOSE_WAIT, SERVER, pid=1234),
+            ev(20, 9, S.CLOSE_WAIT, S.LAST_ACK, SERVER, irq=False, pid=55),
+        ]
+    )
+    assert [t.pid for t in out] == [None, None, None, 55]
+    assert out[0].spent is None  # a listener's child has no stay in LISTEN to time
+
+
+def test_an_off_model_kernel_transition_is_reported_with_the_models_path() -> None:
+    tracer = ExactTracer()
+    (t,) = tracer.feed([ev(0, 3, S.ESTABLISHED, S.TIME_WAIT)])
+    assert not t.in_model and t.path == model_path(S.ESTABLISHED, S.TIME_WAIT)
+    assert t.path is not None and len(t.path) > 2
+
+
+def test_a_reused_socket_address_is_a_new_connection() -> None:
+    tracer = ExactTracer()
+    first = tracer.feed(client_close())
+    tracer.settle({}, 1001.0)
+    second = tracer.feed(client_close(start=10**9))
+    assert {t.conn for t in second} == {first[0].conn + 1}
+    assert second[0].spent is None
+
+
+@given(
+    process=st.one_of(st.none(), st.text(max_size=20)),
+    cause=st.one_of(st.none(), st.text(max_size=20)),
+    spent=st.one_of(st.none(), st.floats(min_value=0, max_value=1e6)),
+    exact=st.booleans(),
+    pid=st.one_of(st.none(), st.integers(1, 2**22)),
+    port=st.one_of(st.none(), st.integers(0, 65535)),
+)
+def test_json_lines_equal_json_dumps_of_the_documented_object(
+    process: str | None,
+    cause: str | None,
+    spent: float | None,
+    exact: bool,
+    pid: int | None,
+    port: int | None,
+) -> None:
+    sock = Socket("tcp", 6, Addr("::1", port), Addr("::ffff:10.0.0.1", 80), S.TIME_WAIT)
+    path = model_path(S.FIN_WAIT2, S.TIME_WAIT)
+    t = Transition(3, 1700000000.25, None if not exact else 12345, sock, S.FIN_WAIT2,
+                   S.TIME_WAIT, spent, exact, cause, path, pid, process)  # fmt: skip
+    want = {
+        "version": 1, "type": "change", "mode": "exact", "time": t.at,
+        "time_iso": datetime.fromtimestamp(t.at, UTC).isoformat(),
+        "since": t.at if exact else t.at - TIME_WAIT_POLL, "mono_ns": t.mono_ns, "conn": 3,
+        "event": "changed", "proto": "tcp", "family": 6,
+        "local": {"ip": "::1", "port": port}, "remote": {"ip": "::ffff:10.0.0.1", "port": 80},
+        "old": "FIN_WAIT2", "new": "TIME_WAIT", "spent": spent,
+        "spent_complete": spent is not None, "exact": exact, "cause": cause, "in_model": True,
+        "model_path": ["FIN_WAIT2", "TIME_WAIT"], "unseen": [], "inode": None, "pid": pid,
+        "process": process,
+    }  # fmt: skip
+    line = exact_json(t)
+    assert "\n" not in line
+    assert json.loads(line) == want
+    assert list(json.loads(line)) == list(want)  # key order too
