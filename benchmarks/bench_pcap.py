@@ -173,6 +173,50 @@ def generate_flood(path: Path, syns: int, seed: int = 3) -> int:
     return syns
 
 
+def generate_concurrent(path: Path, connections: int, data_packets: int = 6) -> int:
+    """``connections`` connections open at once: every handshake, then data, then every close."""
+    count = 0
+    with path.open("wb", buffering=1 << 22) as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+
+        def put(ts_us: int, cid: int, from_client: bool, flags: int, seq: int, ack: int) -> None:
+            nonlocal count
+            client = (0x0A000000 | (cid >> 8), 1024 + (cid & 0xFF) * 200)
+            server = (0xC0A80001, 443)
+            src, dst = (client, server) if from_client else (server, client)
+            frame = _ETH_IP_TCP.pack(
+                _MAC_A, _MAC_B, 0x0800, 0x45, 0, 40, 0, 0x4000, 64, 6, 0,
+                src[0], dst[0], src[1], dst[1], seq, ack, 0x50, flags, 64240, 0, 0,
+            )  # fmt: skip
+            out.write(_REC.pack(1_600_000_000 + ts_us // 1_000_000, ts_us % 1_000_000, 54, 54))
+            out.write(frame)
+            count += 1
+
+        t = 0
+        for cid in range(connections):  # handshakes: 3 packets each
+            put(t, cid, True, SYN, 1000, 0)
+            put(t + 1, cid, False, SYN | ACK, 5000, 1001)
+            put(t + 2, cid, True, ACK, 1001, 5001)
+            t += 3
+        for i in range(data_packets):  # empty ACKs both ways keep every connection busy
+            for cid in range(connections):
+                put(
+                    t,
+                    cid,
+                    i % 2 == 0,
+                    ACK,
+                    1001 if i % 2 == 0 else 5001,
+                    5001 if i % 2 == 0 else 1001,
+                )
+                t += 1
+        for cid in range(connections):  # client-first closes
+            put(t, cid, True, FIN | ACK, 1001, 5001)
+            put(t + 1, cid, False, FIN | ACK, 5001, 1002)
+            put(t + 2, cid, True, ACK, 1002, 5002)
+            t += 3
+    return count
+
+
 def _peak_rss(cmd: list[str]) -> tuple[float, float, float, bytes]:
     """Wall seconds, CPU seconds (user+sys), peak RSS (MiB) of one process, and its output.
 
@@ -284,6 +328,12 @@ def main() -> None:
     ap.add_argument(
         "--flood", type=int, default=0, help="Also time a half-open SYN flood of this many SYNs."
     )
+    ap.add_argument(
+        "--concurrent",
+        type=int,
+        default=0,
+        help="Also time this many connections open at once (12 packets each).",
+    )
     ap.add_argument("--generate-only", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -368,6 +418,16 @@ def main() -> None:
             if "tshark" not in args.skip and shutil.which("tshark"):
                 cmd = ["tshark", "-r", str(flood), "-q", "-z", "conv,tcp"]
                 record("flood: tshark -q -z conv,tcp", cmd, args.flood)
+        if args.concurrent:
+            many = workdir / "concurrent.pcap"
+            k = generate_concurrent(many, args.concurrent)
+            subprocess.run(["cat", str(many)], stdout=subprocess.DEVNULL, check=True)
+            for mode in ("--json", "--zeek", "(table)"):
+                cmd = [py, "-m", "tcplens", "pcap", *([] if mode == "(table)" else [mode])]
+                record(f"concurrent: tcplens pcap {mode}", [*cmd, str(many)], k)
+            if "tshark" not in args.skip and shutil.which("tshark"):
+                cmd = ["tshark", "-r", str(many), "-q", "-z", "conv,tcp"]
+                record("concurrent: tshark -q -z conv,tcp", cmd, k)
         results["rows"] = rows
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))

@@ -10,16 +10,20 @@ whole lines repeated, dropped or cut.  Every input is parsed with its format
 named and with auto-detection, leniently and ``strict``.
 
 A *finding* is anything but a Snapshot or an :class:`InputError` (a
-traceback in the CLI), or a warning or error message longer than 400
-characters (one readable line is the contract).  Findings are grouped by
-exception type and the line that raised it; with ``--save`` the first input
-of each group is written to ``tests/fixtures/fuzz/`` (replayed by
-``tests/sources/text/test_fuzz_corpus.py``).
+traceback in the CLI), a warning or error message longer than 400
+characters (one readable line is the contract), one parse taking over 1 s,
+or a hang: the inputs are parsed in a child process, killed when it shows no
+progress for ``--hang`` seconds (a regex backtracking in C cannot be
+interrupted otherwise).  Findings are grouped by exception type and the line
+that raised it (or the kind of message); the first input of each group is
+minimised, and with ``--save`` written to ``tests/fixtures/fuzz/`` (replayed
+by ``tests/sources/text/test_fuzz_corpus.py``).
 
     python3 benchmarks/fuzz_text.py [--seconds 30] [--formats ss,proc] [--seed 1] \\
-        [--save] [--markdown]
+        [--hang 10] [--save] [--markdown]
 
 Bounded: ``--seconds`` per format (at most 3600), inputs at most 1 MiB.
+Exit status 1 when there are findings.
 """
 
 from __future__ import annotations

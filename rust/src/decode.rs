@@ -28,11 +28,14 @@
 
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeMap;
+
+use crate::encap::{self, Layer, Stop, Unsupported};
 use crate::segment::{Addr, Segment};
 
 /// What the decoder saw besides TCP, so nothing is silently dropped
 /// (`tcplens.packets.decode.DecodeStats`, field for field).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DecodeStats {
     pub frames: u64,
     pub tcp: u64,
@@ -40,12 +43,18 @@ pub struct DecodeStats {
     pub non_ip: u64,
     pub non_tcp: u64,
     pub malformed: u64,
+    /// The `non_ip` frames by what they carried (`DecodeStats.unsupported`).
+    pub unsupported: BTreeMap<Unsupported, u64>,
+    /// A setting, not a count: validate IPv4 header and TCP checksums as Zeek
+    /// does by default (`pcap --check-checksums`); see [`checksum_ok`].
+    pub check_checksums: bool,
+    /// IPv4 headers with a wrong checksum (the frame is dropped, as Zeek's IP
+    /// analyzer drops it) plus TCP segments with one (kept, flagged).
+    pub bad_checksums: u64,
 }
 
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86DD;
-const ETH_LEN: usize = 14;
-const VLAN_LEN: usize = 4;
 const SLL_LEN: usize = 16;
 const SLL2_LEN: usize = 20;
 const IPV4_LEN: usize = 20;
@@ -74,6 +83,20 @@ pub enum Link {
     Sll,
     /// 276: Linux cooked capture v2.
     Sll2,
+    /// 9: PPP (address/control bytes optional).
+    Ppp,
+    /// 50: PPP in HDLC-like framing, or Cisco HDLC.
+    PppHdlc,
+    /// 51: PPPoE without its Ethernet header.
+    PppEther,
+    /// 10: FDDI, then 802.2 LLC.
+    Fddi,
+    /// 104: Cisco HDLC.
+    CHdlc,
+    /// 105: IEEE 802.11.
+    Wifi,
+    /// 127: IEEE 802.11 behind a radiotap header.
+    Radiotap,
 }
 
 impl Link {
@@ -85,6 +108,13 @@ impl Link {
             108 => Link::Loop,
             113 => Link::Sll,
             276 => Link::Sll2,
+            9 => Link::Ppp,
+            50 => Link::PppHdlc,
+            51 => Link::PppEther,
+            10 => Link::Fddi,
+            104 => Link::CHdlc,
+            105 => Link::Wifi,
+            127 => Link::Radiotap,
             _ => return None,
         })
     }
@@ -101,6 +131,13 @@ pub fn linktype_name(linktype: u16) -> &'static str {
         228 => "IPV4",
         229 => "IPV6",
         276 => "LINUX_SLL2",
+        9 => "PPP",
+        10 => "FDDI",
+        50 => "PPP_HDLC",
+        51 => "PPP_ETHER",
+        104 => "C_HDLC",
+        105 => "IEEE802_11",
+        127 => "IEEE802_11_RADIOTAP",
         _ => "unknown",
     }
 }
@@ -132,92 +169,125 @@ pub fn tcp_data_offset(byte12: u8) -> usize {
     usize::from((byte12 >> 4) & 0x0F) * 4
 }
 
-/// BSD address families: AF_INET is 2 everywhere; AF_INET6 differs per OS
-/// (10 Linux, 24 NetBSD/OpenBSD, 28 FreeBSD, 30 macOS).
-fn family_protocol(family: u32) -> u16 {
-    match family {
-        2 => ETH_P_IP,
-        10 | 24 | 28 | 30 => ETH_P_IPV6,
-        _ => 0,
-    }
-}
-
-/// Offset of the network header and its ethertype-style protocol number;
-/// `None` when the frame is too short for its link header.
-fn link(link: Link, data: &[u8]) -> Option<(usize, u16)> {
+/// Offset of the network header and its ethertype, after every layer of
+/// encapsulation (pushed on `layers`) down to the first IP header.
+fn link(link: Link, data: &[u8], layers: &mut Vec<Layer>) -> encap::Next {
+    let short = Err(Stop::Malformed);
     match link {
-        Link::Ethernet => {
-            let mut etype = be16(data, 12)?;
-            let mut offset = ETH_LEN;
-            while matches!(etype, 0x8100 | 0x88A8 | 0x9100 | 0x9200) {
-                etype = be16(data, offset + 2)?;
-                offset += VLAN_LEN;
-            }
-            Some((offset, etype))
-        }
+        Link::Ethernet => encap::ethernet(data, 0, layers),
         Link::Sll2 => {
-            data.get(..SLL2_LEN)?;
-            Some((SLL2_LEN, be16(data, 0)?))
+            let Some(proto) = data.get(..SLL2_LEN).and_then(|_| be16(data, 0)) else {
+                return short;
+            };
+            encap::ethertype(data, SLL2_LEN, proto, layers)
         }
-        Link::Sll => Some((SLL_LEN, be16(data, 14)?)),
-        Link::Loop => Some((4, family_protocol(be32(data, 0)?))),
+        Link::Sll => match be16(data, 14) {
+            Some(proto) => encap::ethertype(data, SLL_LEN, proto, layers),
+            None => short,
+        },
+        Link::Loop => match be32(data, 0) {
+            Some(family) => encap::family(family),
+            None => short,
+        },
         Link::Null => {
             // The capturing host's byte order is not recorded: the family is a
             // small number, so whichever reading is small is the right one.
-            let mut family = le32(data, 0)?;
+            let (Some(mut family), Some(be)) = (le32(data, 0), be32(data, 0)) else {
+                return short;
+            };
             if family > 0xFFFF {
-                family = be32(data, 0)?;
+                family = be;
             }
-            Some((4, family_protocol(family)))
+            encap::family(family)
         }
-        Link::Raw => Some(match (data.first()? >> 4) & 0x0F {
-            4 => (0, ETH_P_IP),
-            6 => (0, ETH_P_IPV6),
-            _ => (0, 0),
-        }),
+        Link::Raw => encap::raw(data, 0),
+        Link::Ppp => encap::ppp(data, 0, layers),
+        Link::PppHdlc => encap::ppp_or_chdlc(data, layers),
+        Link::PppEther => encap::pppoe(data, 0, layers),
+        Link::Fddi => encap::fddi(data, layers),
+        Link::CHdlc => encap::chdlc(data, 0, layers),
+        Link::Wifi => encap::wifi(data, 0, layers),
+        Link::Radiotap => encap::radiotap(data, layers),
     }
 }
 
-/// Decode one frame of a supported link type to its TCP segment; `None` (and a
-/// count in `stats`) for anything else.
+/// What an IP header led to.
+enum Ip {
+    Tcp(Segment),
+    /// Not TCP: the payload's protocol, where it starts, and the endpoints (a tunnel, maybe).
+    Other(u8, usize, Addr, Addr),
+    /// Counted already (fragment, malformed).
+    Counted,
+}
+
+/// Decode one frame of a supported link type to its innermost TCP segment;
+/// `None` (and a count in `stats`) for anything else.
 pub fn decode(lt: Link, data: &[u8], stats: &mut DecodeStats) -> Option<Segment> {
     stats.frames += 1;
-    let Some((offset, proto)) = link(lt, data) else {
-        stats.malformed += 1;
-        return None;
-    };
-    let seg = match proto {
-        ETH_P_IP => ipv4(data, offset, stats),
-        ETH_P_IPV6 => ipv6(data, offset, stats),
-        _ => {
-            stats.non_ip += 1;
-            return None;
+    // no allocation for a frame without encapsulation
+    let mut layers = Vec::new();
+    let mut next = link(lt, data, &mut layers);
+    loop {
+        let (offset, proto) = match next {
+            Ok(n) => n,
+            Err(Stop::Malformed) => {
+                stats.malformed += 1;
+                return None;
+            }
+            Err(Stop::Unsupported(what)) => {
+                stats.non_ip += 1;
+                *stats.unsupported.entry(what).or_insert(0) += 1;
+                return None;
+            }
+        };
+        let ip = if proto == ETH_P_IP {
+            ipv4(data, offset, stats)
+        } else {
+            ipv6(data, offset, stats)
+        };
+        match ip {
+            Ip::Tcp(mut seg) => {
+                stats.tcp += 1;
+                seg.tunnel = encap::intern(&layers);
+                return Some(seg);
+            }
+            Ip::Other(p, at, src, dst) => {
+                match encap::ip_payload(data, at, p, src, dst, &mut layers) {
+                    Some(n) => next = n,
+                    None => {
+                        stats.non_tcp += 1;
+                        return None;
+                    }
+                }
+            }
+            Ip::Counted => return None,
         }
-    };
-    if seg.is_some() {
-        stats.tcp += 1;
     }
-    seg
 }
 
-fn ipv4(data: &[u8], offset: usize, st: &mut DecodeStats) -> Option<Segment> {
+fn ipv4(data: &[u8], offset: usize, st: &mut DecodeStats) -> Ip {
     let Some(h) = data.get(offset..offset + IPV4_LEN) else {
         st.malformed += 1;
-        return None;
+        return Ip::Counted;
     };
     let ver_ihl = h[0];
     let ihl = ihl_bytes(ver_ihl);
     if (ver_ihl >> 4) != 4 || ihl < IPV4_LEN {
         st.malformed += 1;
-        return None;
+        return Ip::Counted;
+    }
+    if st.check_checksums && ipv4_header_bad(data, offset, ihl) {
+        st.bad_checksums += 1;
+        return Ip::Counted;
     }
     if ipv4_fragment(u16::from_be_bytes([h[6], h[7]])) {
         st.fragments += 1;
-        return None;
+        return Ip::Counted;
     }
+    let src = Addr::V4([h[12], h[13], h[14], h[15]]);
+    let dst = Addr::V4([h[16], h[17], h[18], h[19]]);
     if h[9] != IPPROTO_TCP {
-        st.non_tcp += 1;
-        return None;
+        return Ip::Other(h[9], offset + ihl, src, dst);
     }
     let mut total = usize::from(u16::from_be_bytes([h[2], h[3]]));
     if total == 0 {
@@ -226,10 +296,8 @@ fn ipv4(data: &[u8], offset: usize, st: &mut DecodeStats) -> Option<Segment> {
     }
     if total < ihl {
         st.malformed += 1;
-        return None;
+        return Ip::Counted;
     }
-    let src = Addr::V4([h[12], h[13], h[14], h[15]]);
-    let dst = Addr::V4([h[16], h[17], h[18], h[19]]);
     tcp(
         data,
         offset + ihl,
@@ -239,16 +307,17 @@ fn ipv4(data: &[u8], offset: usize, st: &mut DecodeStats) -> Option<Segment> {
         total,
         st,
     )
+    .map_or(Ip::Counted, Ip::Tcp)
 }
 
-fn ipv6(data: &[u8], offset: usize, st: &mut DecodeStats) -> Option<Segment> {
+fn ipv6(data: &[u8], offset: usize, st: &mut DecodeStats) -> Ip {
     let Some(h) = data.get(offset..offset + IPV6_LEN) else {
         st.malformed += 1;
-        return None;
+        return Ip::Counted;
     };
     if (h[0] >> 4) != 6 {
         st.malformed += 1;
-        return None;
+        return Ip::Counted;
     }
     let mut plen = usize::from(u16::from_be_bytes([h[4], h[5]]));
     if plen == 0 {
@@ -266,16 +335,19 @@ fn ipv6(data: &[u8], offset: usize, st: &mut DecodeStats) -> Option<Segment> {
     let mut remaining = plen as i64;
     for _ in 0..V6_MAX_CHAIN {
         match nxt {
-            IPPROTO_TCP => return tcp(data, pos, src, dst, remaining, plen + IPV6_LEN, st),
+            IPPROTO_TCP => {
+                return tcp(data, pos, src, dst, remaining, plen + IPV6_LEN, st)
+                    .map_or(Ip::Counted, Ip::Tcp)
+            }
             V6_FRAGMENT => {
                 let Some(f) = data.get(pos..pos + IPV6_FRAG_LEN) else {
                     st.malformed += 1;
-                    return None;
+                    return Ip::Counted;
                 };
                 // offset (high 13 bits) or the M flag (bit 0)
                 if u16::from_be_bytes([f[2], f[3]]) & 0xFFF9 != 0 {
                     st.fragments += 1;
-                    return None;
+                    return Ip::Counted;
                 }
                 nxt = f[0];
                 pos += IPV6_FRAG_LEN;
@@ -285,7 +357,7 @@ fn ipv6(data: &[u8], offset: usize, st: &mut DecodeStats) -> Option<Segment> {
             0 | 43 | 60 | 135 | 139 | 140 | V6_AH => {
                 let Some(e) = data.get(pos..pos + 2) else {
                     st.malformed += 1;
-                    return None;
+                    return Ip::Counted;
                 };
                 let hlen = usize::from(e[1]);
                 let size = if nxt == V6_AH {
@@ -297,14 +369,11 @@ fn ipv6(data: &[u8], offset: usize, st: &mut DecodeStats) -> Option<Segment> {
                 pos += size;
                 remaining -= size as i64;
             }
-            _ => {
-                st.non_tcp += 1;
-                return None;
-            }
+            _ => return Ip::Other(nxt, pos, src, dst),
         }
     }
     st.malformed += 1;
-    None
+    Ip::Counted
 }
 
 fn tcp(
@@ -337,7 +406,97 @@ fn tcp(
         // length fits: at most 65535 (IPv4) or the captured length (IPv6 fallback)
         payload: (length - hdr) as u32,
         ip_len: ip_len as u32,
+        tunnel: 0,
+        bad_checksum: st.check_checksums && tcp_checksum_bad(data, pos, src, dst, length, st),
     })
+}
+
+#[cfg(test)]
+mod checksum_tests {
+    use super::*;
+
+    #[test]
+    fn internet_checksum_of_a_known_ipv4_header() {
+        // RFC 1071-style example header: checksum 0xb861 is the right one
+        let mut h = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert!(checksum_ok(ones_sum(&h, 0)));
+        assert!(!ipv4_header_bad(&h, 0, 20));
+        h[11] ^= 1;
+        assert!(ipv4_header_bad(&h, 0, 20));
+        assert!(!ipv4_header_bad(&h[..10], 0, 20)); // not captured whole: not checked
+    }
+
+    #[test]
+    fn odd_length_pads_with_zero() {
+        assert_eq!(ones_sum(&[0x12, 0x34, 0x56], 0), 0x1234 + 0x5600);
+    }
+}
+
+/// One's-complement sum of `bytes` as big-endian 16-bit words (RFC 1071),
+/// added to `sum` and not yet folded; an odd last byte is padded with zero.
+fn ones_sum(bytes: &[u8], mut sum: u64) -> u64 {
+    let mut words = bytes.chunks_exact(2);
+    for w in &mut words {
+        sum += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = words.remainder() {
+        sum += u64::from(*last) << 8;
+    }
+    sum
+}
+
+/// Fold a sum to 16 bits and say whether it checks: a correct header or
+/// segment, checksum included, sums to 0xFFFF (Zeek: `in_cksum(...) == 0xffff`).
+pub fn checksum_ok(mut sum: u64) -> bool {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    }
+    sum == 0xFFFF
+}
+
+/// Zeek's IP analyzer drops an IPv4 datagram whose header checksum is wrong
+/// (weird `bad_IP_checksum`) unless `ignore_checksums`; a header not captured
+/// whole cannot be checked and is let through.
+fn ipv4_header_bad(data: &[u8], offset: usize, ihl: usize) -> bool {
+    match data.get(offset..offset + ihl) {
+        Some(h) => !checksum_ok(ones_sum(h, 0)),
+        None => false,
+    }
+}
+
+/// Zeek's `TCPAnalyzer::ValidateChecksum`: the pseudo-header (RFC 9293 3.1,
+/// RFC 8200 8.1) and the whole segment, checked only when the segment was
+/// captured whole (`caplen >= len`). A bad one is counted here and flagged.
+fn tcp_checksum_bad(
+    data: &[u8],
+    pos: usize,
+    src: Addr,
+    dst: Addr,
+    length: i64,
+    st: &mut DecodeStats,
+) -> bool {
+    let Ok(len) = usize::try_from(length) else {
+        return false;
+    };
+    let Some(segment) = data.get(pos..pos + len) else {
+        return false; // cut by the snapshot length: Zeek does not check it either
+    };
+    // (a length past 16 bits, IPv6's 32-bit field, folds into the same sum)
+    let mut sum = u64::from(IPPROTO_TCP) + len as u64;
+    for a in [src, dst] {
+        sum = match a {
+            Addr::V4(b) => ones_sum(&b, sum),
+            Addr::V6(b) => ones_sum(&b, sum),
+        };
+    }
+    let bad = !checksum_ok(ones_sum(segment, sum));
+    if bad {
+        st.bad_checksums += 1;
+    }
+    bad
 }
 
 #[cfg(test)]
@@ -457,6 +616,8 @@ mod tests {
                 non_ip: 1,
                 non_tcp: 1,
                 malformed: 2,
+                unsupported: [(Unsupported::Ethertype(0x0806), 1)].into(),
+                ..Default::default()
             }
         );
     }

@@ -49,7 +49,8 @@ impl Decoder {
                     return Err(ReadError::input(
                         format!(
                             "link type {} ({}) is not supported; tcplens reads Ethernet, \
-                             Linux SLL/SLL2, BSD NULL/LOOP and raw IP",
+                             Linux SLL/SLL2, BSD NULL/LOOP, raw IP, PPP, Cisco HDLC, FDDI \
+                             and IEEE 802.11",
                             frame.linktype,
                             linktype_name(frame.linktype)
                         ),
@@ -69,6 +70,9 @@ impl Decoder {
 pub struct Packets<R> {
     reader: Reader<R>,
     pub decoder: Decoder,
+    /// Record number and byte offset of the frame handed out last (where a
+    /// fault while decoding or tracking it is located).
+    pub last: (u64, u64),
 }
 
 impl<R: Read> Packets<R> {
@@ -77,6 +81,7 @@ impl<R: Read> Packets<R> {
         Packets {
             reader: Reader::new(src),
             decoder: Decoder::default(),
+            last: (0, 0),
         }
     }
 
@@ -95,6 +100,7 @@ impl<R: Read> Packets<R> {
         let Some(frame) = self.reader.next_frame()? else {
             return Ok(None);
         };
+        self.last = (frame.record, frame.offset);
         let info = FrameInfo {
             record: frame.record,
             offset: frame.offset,
@@ -148,8 +154,10 @@ pub struct Capture<R> {
 
 impl<R: Read> Capture<R> {
     pub fn new(src: R, cfg: TrackerConfig) -> Self {
+        let mut packets = Packets::new(src);
+        packets.decoder.stats.check_checksums = cfg.check_checksums;
         Capture {
-            packets: Packets::new(src),
+            packets,
             tracker: Tracker::new(cfg),
             connections: 0,
             ended: false,
@@ -257,13 +265,13 @@ mod tests {
 
     #[test]
     fn unsupported_link_type_is_one_located_error() {
-        let bytes = capture(105, &[b"wifi"]);
+        let bytes = capture(147, &[b"user"]);
         let mut p = Packets::new(&bytes[..]);
         let err = p.next_packet().unwrap_err();
         assert_eq!(
             err.message,
-            "link type 105 (unknown) is not supported; tcplens reads Ethernet, \
-             Linux SLL/SLL2, BSD NULL/LOOP and raw IP"
+            "link type 147 (unknown) is not supported; tcplens reads Ethernet, \
+             Linux SLL/SLL2, BSD NULL/LOOP, raw IP, PPP, Cisco HDLC, FDDI and IEEE 802.11"
         );
         assert_eq!((err.record, err.offset), (Some(1), Some(24)));
         assert_eq!(p.decoder.frames, 1);

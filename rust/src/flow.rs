@@ -4,8 +4,9 @@
 //!
 //! The key is the 4-tuple in a canonical order (the smaller `(addr, port)`
 //! first, as `Tracker.feed` orders it), so both directions find one flow.
-//! Tunnels are not part of the key: the Python reference keys by the inner
-//! 4-tuple only, and the engine must give its answers.
+//! The encapsulation chain (VLANs, tunnels: `encap::intern`'s id) is part of
+//! the key, as in Zeek and the Python reference: the same 4-tuple in two
+//! tunnels is two connections.
 
 #![forbid(unsafe_code)]
 
@@ -21,6 +22,8 @@ pub struct FlowKey {
     pub a_port: u16,
     pub b: Addr,
     pub b_port: u16,
+    /// The interned encapsulation chain (0: none).
+    pub tunnel: u32,
 }
 
 /// Python compares raw address bytes lexicographically (a 4-byte IPv4 address
@@ -38,7 +41,7 @@ fn addr_bytes(a: &Addr) -> &[u8] {
 /// impl makes eight.
 impl std::hash::Hash for FlowKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        let mut buf = [0u8; 38];
+        let mut buf = [0u8; 42];
         let mut put = |at: usize, addr: &Addr, port: u16| {
             let raw = addr_bytes(addr);
             buf[at] = raw.len() as u8;
@@ -47,6 +50,7 @@ impl std::hash::Hash for FlowKey {
         };
         put(0, &self.a, self.a_port);
         put(19, &self.b, self.b_port);
+        buf[38..42].copy_from_slice(&self.tunnel.to_be_bytes());
         state.write(&buf);
     }
 }
@@ -59,6 +63,7 @@ impl FlowKey {
                 a_port: sport,
                 b: dst,
                 b_port: dport,
+                tunnel: 0,
             }
         } else {
             FlowKey {
@@ -66,8 +71,14 @@ impl FlowKey {
                 a_port: dport,
                 b: src,
                 b_port: sport,
+                tunnel: 0,
             }
         }
+    }
+
+    /// The same 4-tuple inside an encapsulation chain (`encap::intern`).
+    pub fn within(self, tunnel: u32) -> FlowKey {
+        FlowKey { tunnel, ..self }
     }
 }
 
@@ -160,11 +171,6 @@ impl Flow {
         }
     }
 
-    /// Both sides done (or one reset): a new SYN may start a new connection.
-    pub fn closed(&self) -> bool {
-        self.zeek.both_closed() || self.stats[0].rst > 0 || self.stats[1].rst > 0
-    }
-
     pub fn flip(&mut self) {
         std::mem::swap(&mut self.orig_ip, &mut self.resp_ip);
         std::mem::swap(&mut self.orig_port, &mut self.resp_port);
@@ -251,6 +257,8 @@ pub struct Connection {
     pub notes: Vec<String>,
     pub segments: Vec<WireSeg>,
     pub first_record: u64,
+    /// The encapsulation chain (`encap::chain_texts` gives `Connection.tunnel`).
+    pub tunnel: u32,
 }
 
 /// A side entering a state, as it happens (`tracker.Change`, for live views).

@@ -26,6 +26,7 @@
 //! - `reader`: pcap / pcapng records, zero-copy, errors as values with record and offset.
 //! - `decode`: link -> IP -> TCP, every encapsulation `packets/decode.py` knows.
 //! - `engine`: the loop: read, check the link type, decode, feed the tracker.
+//! - `render`: `--json` objects and `--zeek` rows written as Python writes them.
 //! - `endpoint`, `flow`, `tracker`, `zeek`: both endpoints' states from the model's
 //!   table, the flow table, Zeek conn_state and history (ports of `packets/*.py`).
 //! - `py`, `py_capture`, `py_conn` (feature `python`): the PyO3 surface, the only
@@ -38,6 +39,7 @@
 //! the `#[pymodule]` with one `register(m)` call.
 
 pub mod decode;
+pub mod encap;
 pub mod endpoint;
 pub mod engine;
 pub mod flow;

@@ -71,8 +71,8 @@ impl Source {
     /// A `str` or `os.PathLike` is opened here; anything else must have `read`.
     pub fn from_python(obj: &Bound<'_, PyAny>, path: Option<&str>) -> PyResult<Source> {
         let py = obj.py();
-        let fspath = py.import("os")?.getattr("fspath")?;
         if obj.is_instance_of::<pyo3::types::PyString>() || obj.hasattr("__fspath__")? {
+            let fspath = py.import("os")?.getattr("fspath")?;
             let name: String = fspath.call1((obj,))?.extract()?;
             return File::open(&name).map(Source::File).map_err(|err| {
                 let reason = match err.raw_os_error() {
@@ -199,6 +199,8 @@ fn segment_tuple<'py>(py: Python<'py>, s: &Segment) -> PyResult<Bound<'py, PyTup
         s.window,
         s.payload,
         s.ip_len,
+        PyTuple::new(py, crate::encap::chain_texts(s.tunnel).iter())?,
+        s.bad_checksum,
     )
         .into_pyobject(py)
 }
@@ -211,6 +213,13 @@ pub fn stats_dict<'py>(py: Python<'py>, s: &DecodeStats) -> PyResult<Bound<'py, 
     d.set_item("non_ip", s.non_ip)?;
     d.set_item("non_tcp", s.non_tcp)?;
     d.set_item("malformed", s.malformed)?;
+    d.set_item("check_checksums", s.check_checksums)?;
+    d.set_item("bad_checksums", s.bad_checksums)?;
+    let unsupported = PyDict::new(py);
+    for (what, n) in &s.unsupported {
+        unsupported.set_item(what.to_string(), n)?;
+    }
+    d.set_item("unsupported", unsupported)?;
     Ok(d)
 }
 
@@ -218,13 +227,15 @@ pub fn stats_dict<'py>(py: Python<'py>, s: &DecodeStats) -> PyResult<Bound<'py, 
 /// differential tests: `(frames, frame_count, stats, error)` where each frame is
 /// `(record, offset, ts_ns, linktype, wire_len, interface, captured, segment)`,
 /// `segment` is `None` or the fields of `Segment4` in order, and `error` is the
-/// exception that ended the input (not raised) or `None`.
+/// exception that ended the input (not raised) or `None`. `check_checksums`
+/// is `DecodeStats.check_checksums`.
 #[pyfunction]
-#[pyo3(signature = (source, path = None))]
+#[pyo3(signature = (source, path = None, check_checksums = false))]
 pub fn read_and_decode<'py>(
     py: Python<'py>,
     source: &Bound<'py, PyAny>,
     path: Option<&str>,
+    check_checksums: bool,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let mut src = match Source::from_python(source, path) {
         Ok(src) => src,
@@ -247,6 +258,7 @@ pub fn read_and_decode<'py>(
         || (0, 0),
         || {
             let mut packets = Packets::new(&mut src);
+            packets.decoder.stats.check_checksums = check_checksums;
             let result = loop {
                 match packets.next_decoded() {
                     Ok(Some((f, seg))) => {

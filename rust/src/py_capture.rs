@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use crate::engine::{Capture as Run, Decoder, Step};
 use crate::flow::Connection;
-use crate::py::{guard, read_error, stats_dict, Source};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::py::{guard, input_error, read_error, stats_dict, Source};
 use crate::py_conn::{config_from_tracker, store_counters, table_from_model, Converter};
 use crate::reader::{Frame, ReadError};
 use crate::render::Renderer;
@@ -100,8 +102,20 @@ impl Capture {
             let path = self.path.clone();
             let run = &mut self.run;
             let pending = &mut self.pending;
-            let at = (run.packets.decoder.frames, run.packets.position());
-            let step = guard(py, path.as_deref(), || at, || Ok(run.run(BATCH, pending)))?;
+            let step = match catch_unwind(AssertUnwindSafe(|| run.run(BATCH, pending))) {
+                Ok(step) => step,
+                Err(_) => {
+                    // never across into Python: a located error at the frame being worked on
+                    let (record, offset) = run.packets.last;
+                    return Err(input_error(
+                        py,
+                        "internal error in the capture engine while reading this record",
+                        path.as_deref(),
+                        Some(record),
+                        Some(offset),
+                    ));
+                }
+            };
             if let Step::Failed(err) = step {
                 self.failure = Some(err);
             }
@@ -202,8 +216,10 @@ impl FrameTracker {
     fn new(py: Python<'_>, tracker: &Bound<'_, PyAny>, path: Option<String>) -> PyResult<Self> {
         let table = Arc::new(table_from_model(py)?);
         let cfg = config_from_tracker(tracker, Arc::clone(&table))?;
+        let mut decoder = Decoder::default();
+        decoder.stats.check_checksums = cfg.check_checksums;
         Ok(FrameTracker {
-            decoder: Decoder::default(),
+            decoder,
             tracker: Tracker::new(cfg),
             conv: Converter::new(py, table)?,
             py_tracker: tracker.clone().unbind(),

@@ -100,6 +100,7 @@ pub fn config_from_tracker(
         max_connections: tracker.getattr("max_connections")?.extract()?,
         keep_segments: tracker.getattr("keep_segments")?.extract()?,
         record_changes: !tracker.getattr("on_change")?.is_none(),
+        check_checksums: tracker.getattr("check_checksums")?.extract()?,
     })
 }
 
@@ -114,7 +115,7 @@ pub fn store_counters(tracker: &Bound<'_, PyAny>, engine: &Tracker) -> PyResult<
 }
 
 /// The fields `Converter` sets, in each dataclass's order (checked at construction).
-const CONNECTION_FIELDS: [&str; 18] = [
+const CONNECTION_FIELDS: [&str; 19] = [
     "index",
     "orig",
     "resp",
@@ -133,6 +134,7 @@ const CONNECTION_FIELDS: [&str; 18] = [
     "segments",
     "first_record",
     "history_frames",
+    "tunnel",
 ];
 const STATS_FIELDS: [&str; 11] = [
     "packets",
@@ -436,6 +438,7 @@ impl Converter {
             segments.into_any(),
             any(py, c.first_record)?,
             PyTuple::new(py, &frames)?.into_any(),
+            PyTuple::new(py, crate::encap::chain_texts(c.tunnel).iter())?.into_any(),
         ];
         Ok(self.connection.make(self, py, &values)?.unbind())
     }
@@ -585,7 +588,20 @@ type Row<'py> = (
     u64,
     i128,
     u32,
-    (Vec<u8>, Vec<u8>, u16, u16, u32, u32, u8, u16, u32, u32),
+    (
+        Vec<u8>,
+        Vec<u8>,
+        u16,
+        u16,
+        u32,
+        u32,
+        u8,
+        u16,
+        u32,
+        u32,
+        Vec<String>,
+        bool,
+    ),
 );
 
 /// The engine's tracker over already-decoded segments, for the differential
@@ -635,6 +651,8 @@ pub fn track_segments<'py>(
                 window: s.7,
                 payload: s.8,
                 ip_len: s.9,
+                tunnel: crate::encap::intern_texts(s.10),
+                bad_checksum: s.11,
             },
         };
         catch_unwind(AssertUnwindSafe(|| engine.feed(&pkt, &mut done)))

@@ -29,6 +29,14 @@ pub struct Segment {
     pub payload: u32,
     /// IP bytes (header + payload), Zeek's `*_ip_bytes`.
     pub ip_len: u32,
+    /// The encapsulation chain it came through, interned (`encap::intern`,
+    /// 0: none). Added for issue 15: part of the flow key, so the same
+    /// 4-tuple in two tunnels or VLANs is two connections, as in Zeek.
+    pub tunnel: u32,
+    /// The TCP checksum was checked and is wrong (only with
+    /// `DecodeStats::check_checksums`, `pcap --check-checksums`). Added for
+    /// issue 15: Zeek records such a segment as history `C`/`c` and nothing else.
+    pub bad_checksum: bool,
 }
 
 /// A segment with where and when it was captured.

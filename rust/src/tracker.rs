@@ -76,6 +76,9 @@ pub struct TrackerConfig {
     pub keep_segments: bool,
     /// Record every state change in `Tracker::changes` (live views' `on_change`).
     pub record_changes: bool,
+    /// Validate checksums as Zeek does (`Tracker.check_checksums`, `pcap
+    /// --check-checksums`): read by whoever decodes (`DecodeStats::check_checksums`).
+    pub check_checksums: bool,
 }
 
 impl TrackerConfig {
@@ -87,6 +90,7 @@ impl TrackerConfig {
             max_connections: 1_000_000,
             keep_segments: false,
             record_changes: false,
+            check_checksums: false,
         }
     }
 }
@@ -306,16 +310,14 @@ impl Tracker {
             self.now = t;
         }
         let seg = &pkt.seg;
-        let key = FlowKey::new(seg.src, seg.sport, seg.dst, seg.dport);
+        let key = FlowKey::new(seg.src, seg.sport, seg.dst, seg.dport).within(seg.tunnel);
         match self.flows.entry(key) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
                 let flow = self.core.full(&key, e.get_mut());
                 let side = usize::from(!(seg.src == flow.orig_ip && seg.sport == flow.orig_port));
-                if seg.flags & (SYN | ACK) == SYN
-                    && flow.closed()
-                    && flow.isn[side] != Some(seg.seq)
-                {
-                    // Port reuse: a fresh SYN on a closed 4-tuple is a new connection. (The
+                if seg.flags & SYN != 0 && flow.zeek.is_reuse(seg.flags, seg.seq) {
+                    // Port reuse, by Zeek's rule (`ZeekConn::is_reuse`): a SYN after either
+                    // side closed, or with a new initial sequence number, is a new connection. (The
                     // new one's first packet is tracked before the old one is finished: the
                     // two share nothing, and finishing hands out no state changes.)
                     self.count += 1;
@@ -485,6 +487,8 @@ impl SynOnly {
             window: self.window,
             payload: self.payload,
             ip_len: self.ip_len,
+            tunnel: key.tunnel,
+            bad_checksum: false, // (a SYN with a bad checksum is never kept alone: see open)
         }
     }
 }
@@ -508,7 +512,11 @@ impl Core {
     fn open(&mut self, index: u64, key: &FlowKey, t: f64, pkt: &Packet) -> Slot {
         let seg = &pkt.seg;
         let cfg = &self.cfg;
-        if seg.flags & (SYN | ACK | FIN | RST) == SYN && !cfg.keep_segments && !cfg.record_changes {
+        if seg.flags & (SYN | ACK | FIN | RST) == SYN
+            && !seg.bad_checksum
+            && !cfg.keep_segments
+            && !cfg.record_changes
+        {
             // A bare SYN: kept as the packet alone until a second one arrives, so a
             // flood of half-open attempts costs ~190 bytes each (see the module doc).
             return Slot::Syn(SynOnly::new(index, key, t, pkt));
@@ -643,6 +651,13 @@ impl Core {
         frame_len: u32,
         seg: &Segment,
     ) {
+        if seg.bad_checksum {
+            // Zeek's TCPAnalyzer::DeliverPacket: a segment failing ValidateChecksum
+            // is history C/c (ChecksumError) and returns before anything else, so it
+            // moves no state, counts no packet or byte (ConnSize sees it later).
+            flow.zeek.checksum_error(from_orig);
+            return;
+        }
         let (mut s, mut r) = if from_orig { (0, 1) } else { (1, 0) };
         let (flags, seq, ack, length) = (seg.flags, seg.seq, seg.ack, seg.payload);
         let st = &mut flow.stats[s];
@@ -990,7 +1005,9 @@ impl Core {
     // -- output -----------------------------------------------------------------------
     fn finish(&mut self, now: f64, key: FlowKey, mut slot: Slot) -> Connection {
         let flow = self.full(&key, &mut slot);
-        self.finish_flow(now, flow)
+        let mut conn = self.finish_flow(now, flow);
+        conn.tunnel = key.tunnel; // (issue 15: the chain is the key's)
+        conn
     }
 
     fn finish_flow(&self, now: f64, flow: &mut Flow) -> Connection {
@@ -1093,6 +1110,7 @@ impl Core {
             notes: std::mem::take(&mut flow.notes),
             segments: flow.segments.take().unwrap_or_default(),
             first_record: flow.first_record,
+            tunnel: 0,
         }
     }
 }
@@ -1169,6 +1187,8 @@ mod tests {
                 window: 500,
                 payload: len,
                 ip_len: 40 + len,
+                tunnel: 0,
+                bad_checksum: false,
             },
         }
     }

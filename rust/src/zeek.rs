@@ -68,6 +68,7 @@ enum Scale {
     Win0,
     Rxmt,
     Gap,
+    Chk,
 }
 
 #[derive(Clone, Debug)]
@@ -82,8 +83,8 @@ pub struct ZEndpoint {
     last_syn: i64,
     last_fin: i64,
     last_rst: i64,
-    counts: [u64; 3],
-    thresholds: [u64; 3],
+    counts: [u64; 4],
+    thresholds: [u64; 4],
     gap_upto: Option<u32>,
     pub did_close: bool,
 }
@@ -101,8 +102,8 @@ impl ZEndpoint {
             last_syn: 0,
             last_fin: 0,
             last_rst: 0,
-            counts: [0; 3],
-            thresholds: [1; 3],
+            counts: [0; 4],
+            thresholds: [1; 4],
             gap_upto: None,
             did_close: false,
         }
@@ -227,9 +228,45 @@ impl ZeekConn {
         self.hist.push('^');
     }
 
+    /// A segment whose checksum failed: Zeek's `TCP_Endpoint::ChecksumError`, a
+    /// scaled history `C`/`c` and nothing else (`zeek.ZeekConn.checksum_error`).
+    pub fn checksum_error(&mut self, is_orig: bool) {
+        let ep = if is_orig { self.orig } else { 1 - self.orig };
+        self.scaled(ep, 'C', Scale::Chk);
+    }
+
     /// Both sides closed (or reset): Zeek's `did_close` on each.
     pub fn both_closed(&self) -> bool {
         self.eps[0].did_close && self.eps[1].did_close
+    }
+
+    /// Zeek's `TCPSessionAdapter::IsReuse` (`zeek.ZeekConn.is_reuse`): does this
+    /// packet start a new connection on the 4-tuple? Only a SYN can (a SYN+ACK only
+    /// while the originator is INACTIVE, compared with the responder's number);
+    /// after either side closed (`IsClosed()`) every such SYN does, before that
+    /// only one with another initial sequence number, unless it answers a SYN+ACK
+    /// that came first (the reversal `packet` flips).
+    pub fn is_reuse(&self, flags: u8, seq: u32) -> bool {
+        if flags & SYN == 0 {
+            return false;
+        }
+        let mut conn_orig = self.orig();
+        if flags & ACK != 0 {
+            if self.orig().state != ZState::Inactive {
+                return false; // not a half connection
+            }
+            conn_orig = self.resp();
+        }
+        if self.eps[0].did_close || self.eps[1].did_close {
+            return true;
+        }
+        if seq == conn_orig.start_seq {
+            return false;
+        }
+        !(flags & ACK == 0
+            && conn_orig.state == ZState::SynAckSent
+            && self.resp().state == ZState::Inactive
+            && seq == self.resp().start_seq)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -592,6 +629,33 @@ mod tests {
         z.packet(false, SYN, 100, 0, 0, 500, 0.1);
         assert_eq!(z.flips, 1);
         assert!(z.history().contains('^'));
+    }
+
+    #[test]
+    fn reuse_follows_zeeks_is_reuse() {
+        let mut z = ZeekConn::new();
+        z.packet(true, SYN, 100, 0, 0, 500, 0.0);
+        assert!(!z.is_reuse(SYN, 100)); // a retransmission
+        assert!(z.is_reuse(SYN, 9000)); // a new ISN, even while open
+        assert!(!z.is_reuse(ACK, 9000)); // only a SYN
+        z.packet(false, RST | ACK, 0, 101, 0, 0, 0.1);
+        assert!(z.is_reuse(SYN, 100)); // after a close, even the same ISN
+        let mut half = ZeekConn::new();
+        half.packet(true, SYN | ACK, 500, 101, 0, 500, 0.0);
+        assert!(!half.is_reuse(SYN, 100)); // the SYN the SYN+ACK answered
+        assert!(!half.is_reuse(SYN | ACK, 500));
+    }
+
+    #[test]
+    fn checksum_errors_scale_and_move_nothing() {
+        let mut z = ZeekConn::new();
+        for _ in 0..10 {
+            z.checksum_error(true);
+        }
+        z.checksum_error(false);
+        assert_eq!(z.history(), "CCc");
+        assert_eq!(z.conn_state(), "OTH");
+        assert_eq!(z.orig().state, ZState::Inactive);
     }
 
     #[test]

@@ -65,3 +65,16 @@ def test_without_tracefs_the_run_says_why_and_is_judged_without_it(
     assert result.kernel_path_agrees() is None
     assert result.as_dict()["kernel_path"]["note"] == "no kernel path: not root: test"
     assert "| - |" in report.row(result)
+
+
+@root_only
+def test_concurrent_runs_in_other_namespaces_do_not_leak_into_each_others_path() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(3) as pool:  # same addresses and port, each in its namespaces
+        results = list(pool.map(lambda _: run(get("syn-sent"), capture=False), range(3)))
+    for result in results:
+        assert result.ok, (result.error, result.kernel_path)
+        assert result.kernel_path is not None
+        assert result.kernel_path.server == [S.CLOSED, S.LISTEN]
+        assert result.kernel_path.client == [S.CLOSED, S.SYN_SENT, S.CLOSED]

@@ -92,6 +92,16 @@ def test_every_fixture_gives_the_same_connections_by_either_route(
     assert same(Path(path).read_bytes(), monkeypatch, keep_segments=True)["connections"]
 
 
+CORPUS = Path(__file__).parents[2] / "rust" / "fuzz" / "corpus" / "reader_decode"
+
+
+@pytest.mark.parametrize("path", sorted(CORPUS.iterdir()), ids=lambda p: p.name[:16])
+def test_every_fuzz_corpus_input_gives_the_same_connections_and_error(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    same(path.read_bytes(), monkeypatch)
+
+
 @pytest.mark.parametrize("cut", [1, 7, 40, 200])
 def test_a_truncated_capture_gives_the_connections_before_the_fault_then_the_error(
     cut: int, monkeypatch: pytest.MonkeyPatch

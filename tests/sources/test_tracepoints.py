@@ -296,3 +296,26 @@ def test_private_mounts_of_dead_runs_are_detached_and_removed() -> None:
         if os.path.exists(base):
             tp._umount(base)
             os.rmdir(base)
+
+
+@root_only
+def test_two_sessions_of_one_process_have_buffers_of_their_own() -> None:
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen()
+    port = lsock.getsockname()[1]
+    with tp.TraceSession(ports=[port]) as one, tp.TraceSession(ports=[port]) as two:
+        assert one.instance != two.instance
+        assert os.path.basename(two.instance) == f"{os.path.basename(one.instance)}-2"
+        client = socket.create_connection(("127.0.0.1", port))
+        client.close()
+        time.sleep(0.05)
+        first, second = one.read(flush=True), two.read(flush=True)
+    lsock.close()
+    assert [(e.old, e.new) for e in first if e.kind == "state"][:2] == [
+        (State.CLOSED, State.SYN_SENT), (State.SYN_SENT, State.ESTABLISHED)
+    ]  # fmt: skip
+    # each instance stamps its own copy of every event, a microsecond or so apart
+    assert [(e.kind, e.old, e.new, e.sk) for e in first] == [
+        (e.kind, e.old, e.new, e.sk) for e in second
+    ]

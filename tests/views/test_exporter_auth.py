@@ -110,18 +110,6 @@ def test_bcrypt_runs_in_a_bounded_pool_and_cached_good_pairs_skip_it(
     assert calls == [b"y", b"guess"]
 
 
-def test_bcrypt_workers_run_at_a_lower_priority_than_scrapes() -> None:
-    auth = BasicAuth({"p": bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4))})
-
-    def nice() -> int:
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-    scrapes = nice()
-    worker = auth._pool.submit(nice).result(timeout=10)
-    assert worker == min(19, scrapes + exporter_module.BCRYPT_NICE)
-    assert nice() == scrapes  # the request threads keep theirs
-
-
 def test_cache_keys_are_keyed_per_process_not_bare_digests() -> None:
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4))
     first, second = BasicAuth({"p": hashed}), BasicAuth({"p": hashed})

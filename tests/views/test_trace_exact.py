@@ -200,3 +200,39 @@ def test_a_long_lived_connection_gets_its_owner_from_sock_diag_and_proc() -> Non
 def _comm() -> str:
     with open(f"/proc/{os.getpid()}/comm") as fh:
         return fh.read().strip()
+
+
+@pytest.mark.parametrize("host", ["::1", "::ffff:127.0.0.1"])
+def test_ipv6_and_v4_mapped_connections_reach_time_wait_too(host: str) -> None:
+    lsock = socket.socket(socket.AF_INET6)
+    lsock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    lsock.bind(("::", 0))
+    lsock.listen()
+    port = lsock.getsockname()[1]
+    run = Follow("trace", "--port", str(port), "--json", "--interval", "0.05", "--mode", "exact")
+    try:
+        run.wait_for(lambda line: '"type":"mode"' in line)
+        client = socket.create_connection((host, port))
+        server, _ = lsock.accept()
+        client.close()
+        server.recv(1)
+        server.close()
+        (line,) = run.wait_for(lambda line: '"new":"TIME_WAIT"' in line)
+        assert run.finish(interrupt=True) == 0
+    finally:
+        run.kill()
+        lsock.close()
+    row = json.loads(line)
+    assert (row["family"], row["old"], row["remote"]["ip"]) == (6, "FIN_WAIT2", host)
+
+
+def test_exact_mode_asked_for_but_impossible_is_one_line_and_exit_2() -> None:
+    done = cli_as_nobody(
+        "trace", "--mode", "exact", "--count", "1",
+        preload=["tcplens.views.commands.trace", "tcplens.sources.netlink"],
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "tcplens: error: exact mode unavailable: not root: tracefs and its instances need root "
+        "(CAP_SYS_ADMIN)"
+    ]

@@ -24,8 +24,9 @@ turns them into each side's exact path:
 Tracepoints see every network namespace, and concurrent runs use the same
 addresses in theirs: a socket is this run's when its 4-tuple matches and the
 ``connect()``/``listen()`` that made it ran in this run's thread or in a
-process it spawned (the event's pid); the accepted child by its 4-tuple.  Without root or tracefs there is no witness
-and the run says why (:attr:`KernelPath.note`).
+process it spawned (the event's pid); the accepted child by its 4-tuple.
+Without root or tracefs there is no witness and the run says why
+(:attr:`KernelPath.note`).
 """
 
 from __future__ import annotations

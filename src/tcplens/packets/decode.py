@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from tcplens.errors import InputError
+from tcplens.packets import encap
 
 __all__ = [
     "DecodeStats",
@@ -87,6 +89,7 @@ _RAW_TYPES = frozenset({12, 14, LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6})
 _SUPPORTED = frozenset(
     {LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_LOOP, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2}
     | _RAW_TYPES
+    | {9, 10, 50, 51, 104, 105, 127}
 )
 
 
@@ -127,6 +130,12 @@ class Segment4:
     window: int
     payload: int  # TCP payload bytes, from the IP length fields
     ip_len: int  # IP bytes (header + payload), Zeek's *_ip_bytes
+    #: the encapsulation layers it came through, outermost first (``packets.encap``);
+    #: part of the flow key, so one 4-tuple in two tunnels is two connections
+    tunnel: tuple[str, ...] = ()
+    #: the TCP checksum was checked (``DecodeStats.check_checksums``) and is wrong:
+    #: Zeek records such a segment as history ``C``/``c`` and nothing else
+    bad_checksum: bool = False
 
 
 @dataclass(slots=True)
@@ -139,6 +148,15 @@ class DecodeStats:
     non_ip: int = 0
     non_tcp: int = 0
     malformed: int = 0
+    #: the ``non_ip`` frames by what they carried ("ethertype 0x88cc", "GRE protocol 0x880b", ...)
+    unsupported: dict[str, int] = field(default_factory=dict)
+    #: a setting, not a count: validate IPv4 header and TCP checksums as Zeek does
+    #: by default (``pcap --check-checksums``).  Off, like Wireshark: a capture taken
+    #: on the sending host carries offloaded checksums the NIC had not filled in yet.
+    check_checksums: bool = False
+    #: IPv4 headers with a wrong checksum (dropped, as Zeek's IP analyzer drops
+    #: them) plus TCP segments with one (kept, flagged ``bad_checksum``)
+    bad_checksums: int = 0
 
 
 def format_ip(raw: bytes) -> str:
@@ -146,43 +164,46 @@ def format_ip(raw: bytes) -> str:
 
 
 def decode(linktype: int, data: bytes, stats: DecodeStats | None = None) -> Segment4 | None:
-    """Decode one frame to its TCP segment; None (and a count) for anything else.
+    """Decode one frame to its innermost TCP segment; None (and a count) for anything else.
 
     An unknown link type is an input error, not a count: nothing in such a
     file could be decoded, so saying so once is more useful than zero rows.
     """
     st = stats if stats is not None else DecodeStats()
     st.frames += 1
+    layers: list[str] = []
     try:
-        offset, proto = _link(linktype, data)
-    except (struct.error, IndexError):
+        offset, proto = _link(linktype, data, layers)
+        while True:
+            ip = (_ipv4 if proto == ETH_P_IP else _ipv6)(data, offset, st)
+            if isinstance(ip, Segment4):
+                st.tcp += 1
+                if layers:
+                    ip.tunnel = tuple(layers)
+                return ip
+            if ip is None:  # counted already
+                return None
+            nxt = encap.ip_payload(data, ip[1], ip[0], ip[2], ip[3], layers)
+            if nxt is None:
+                st.non_tcp += 1
+                return None
+            offset, proto = nxt
+    except (encap.Malformed, struct.error, IndexError):
         st.malformed += 1
-        return None
-    if proto == ETH_P_IP:
-        seg = _ipv4(data, offset, st)
-    elif proto == ETH_P_IPV6:
-        seg = _ipv6(data, offset, st)
-    else:
+    except encap.Unsupported as what:
         st.non_ip += 1
-        return None
-    if seg is not None:
-        st.tcp += 1
-    return seg
+        st.unsupported[str(what)] = st.unsupported.get(str(what), 0) + 1
+    return None
 
 
-def _link(linktype: int, data: bytes) -> tuple[int, int]:
-    """Offset of the network header and its ethertype-style protocol number."""
+def _link(linktype: int, data: bytes, layers: list[str]) -> tuple[int, int]:
+    """Offset of the first IP header and its ethertype, after every encapsulation."""
     if linktype == LINKTYPE_ETHERNET:
-        _dst, _src, etype = _ETH.unpack_from(data, 0)
-        offset = _ETH.size
-        while etype in _VLAN_TPIDS:
-            _tci, etype = _VLAN.unpack_from(data, offset)
-            offset += _VLAN.size
-        return offset, etype
+        return encap.ethernet(data, 0, layers)
     if linktype == LINKTYPE_LINUX_SLL2:
-        return _SLL2.size, _SLL2.unpack_from(data, 0)[0]
+        return encap.ethertype(data, _SLL2.size, _SLL2.unpack_from(data, 0)[0], layers)
     if linktype == LINKTYPE_LINUX_SLL:
-        return _SLL.size, _SLL.unpack_from(data, 0)[4]
+        return encap.ethertype(data, _SLL.size, _SLL.unpack_from(data, 0)[4], layers)
     if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
         if linktype == LINKTYPE_LOOP:
             family = _NULL_BE.unpack_from(data, 0)[0]
@@ -192,23 +213,35 @@ def _link(linktype: int, data: bytes) -> tuple[int, int]:
             family = _NULL_LE.unpack_from(data, 0)[0]
             if family > 0xFFFF:
                 family = _NULL_BE.unpack_from(data, 0)[0]
-        if family == _AF_INET:
-            return 4, ETH_P_IP
-        if family in _AF_INET6:
-            return 4, ETH_P_IPV6
-        return 4, 0
+        return encap.family(family)
     if linktype in _RAW_TYPES:
-        version = (data[0] >> 4) & 0x0F
-        if version == 4:
-            return 0, ETH_P_IP
-        if version == 6:
-            return 0, ETH_P_IPV6
-        return 0, 0
+        return encap.raw(data, 0)
+    if linktype in _LINKS:
+        return _LINKS[linktype](data, layers)
     name = f"link type {linktype}"
-    raise InputError(f"unsupported {name}; tcplens reads Ethernet, SLL, SLL2, NULL/LOOP and raw IP")
+    raise InputError(f"unsupported {name}; tcplens reads {LINKTYPES_READ}")
 
 
-def _ipv4(data: bytes, offset: int, st: DecodeStats) -> Segment4 | None:
+#: link types beyond Ethernet, cooked, loopback and raw IP (tcpdump.org/linktypes.html)
+_LINKS: dict[int, Callable[[bytes, list[str]], tuple[int, int]]] = {
+    9: lambda data, layers: encap.ppp(data, 0, layers),  # PPP
+    50: encap.ppp_or_chdlc,  # PPP_HDLC
+    51: lambda data, layers: encap.pppoe(data, 0, layers),  # PPP_ETHER
+    10: encap.fddi,  # FDDI
+    104: lambda data, layers: encap.chdlc(data, 0, layers),  # C_HDLC
+    105: lambda data, layers: encap.wifi(data, 0, layers),  # IEEE802_11
+    127: encap.radiotap,  # IEEE802_11_RADIOTAP
+}
+#: what the "not supported" message lists (the engine's message says the same)
+LINKTYPES_READ = (
+    "Ethernet, Linux SLL/SLL2, BSD NULL/LOOP, raw IP, PPP, Cisco HDLC, FDDI and IEEE 802.11"
+)
+
+#: an IP payload that is not TCP: (protocol, offset, src, dst), maybe a tunnel
+_Other = tuple[int, int, bytes, bytes]
+
+
+def _ipv4(data: bytes, offset: int, st: DecodeStats) -> Segment4 | _Other | None:
     if len(data) < offset + _IPV4.size:
         st.malformed += 1
         return None
@@ -219,12 +252,14 @@ def _ipv4(data: bytes, offset: int, st: DecodeStats) -> Segment4 | None:
     if (ver_ihl >> 4) != 4 or ihl < 20:
         st.malformed += 1
         return None
+    if st.check_checksums and not checksum_ok(data[offset : offset + ihl]):
+        st.bad_checksums += 1  # Zeek: weird bad_IP_checksum, the datagram is dropped
+        return None
     if ipv4_fragment(flags_frag):
         st.fragments += 1
         return None
     if proto != IPPROTO_TCP:
-        st.non_tcp += 1
-        return None
+        return proto, offset + ihl, src, dst
     if total == 0:  # TSO/GRO: the NIC fills the length in later; use what was captured
         total = len(data) - offset
     if total < ihl:
@@ -233,7 +268,7 @@ def _ipv4(data: bytes, offset: int, st: DecodeStats) -> Segment4 | None:
     return _tcp(data, offset + ihl, src, dst, total - ihl, total, st)
 
 
-def _ipv6(data: bytes, offset: int, st: DecodeStats) -> Segment4 | None:
+def _ipv6(data: bytes, offset: int, st: DecodeStats) -> Segment4 | _Other | None:
     if len(data) < offset + _IPV6.size:
         st.malformed += 1
         return None
@@ -269,8 +304,7 @@ def _ipv6(data: bytes, offset: int, st: DecodeStats) -> Segment4 | None:
             pos += size
             remaining -= size
             continue
-        st.non_tcp += 1
-        return None
+        return nxt, pos, src, dst
     st.malformed += 1
     return None
 
@@ -292,4 +326,38 @@ def _tcp(
     if hdr < 20 or hdr > length:
         st.malformed += 1
         return None
-    return Segment4(src, dst, sport, dport, seq, ack, flags, window, length - hdr, ip_len)
+    bad = st.check_checksums and _tcp_checksum_bad(data, pos, src, dst, length, st)
+    return Segment4(
+        src, dst, sport, dport, seq, ack, flags, window, length - hdr, ip_len, bad_checksum=bad
+    )
+
+
+def checksum_ok(*parts: bytes) -> bool:
+    """The Internet checksum (RFC 1071) over ``parts``, checksum field included.
+
+    A correct header or segment sums to 0xFFFF (Zeek: ``in_cksum(...) == 0xffff``).
+    The one's-complement sum does not depend on byte order, so native 16-bit
+    words are summed; an odd length is padded with a zero byte.
+    """
+    data = b"".join(parts)
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(memoryview(data).cast("H"))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total == 0xFFFF
+
+
+def _tcp_checksum_bad(
+    data: bytes, pos: int, src: bytes, dst: bytes, length: int, st: DecodeStats
+) -> bool:
+    """Zeek's ``TCPAnalyzer::ValidateChecksum``: pseudo-header (RFC 9293 3.1, RFC 8200
+    8.1) plus the whole segment, checked only when it was captured whole
+    (``caplen >= len``); a bad one is counted."""
+    if length < 0 or len(data) < pos + length:
+        return False
+    pseudo = src + dst + struct.pack("!IxxxB", length, IPPROTO_TCP)
+    bad = not checksum_ok(pseudo, data[pos : pos + length])
+    if bad:
+        st.bad_checksums += 1
+    return bad

@@ -11,8 +11,9 @@ Two implementations do the per-packet work, with one answer:
 
 :func:`reconstruct_capture` picks the engine whenever it is built and can do
 the job, the reference otherwise; ``TCPLENS_PACKETS=python`` (or ``engine``)
-forces one, for tests, benchmarks and bug reports.  A file, stdin and a pipe
-all go through the same route, so they give the same answer.
+forces one, for tests, benchmarks and bug reports.  A file, stdin, a pipe and
+a live interface (:func:`reconstruct_frames`) all go through the same route, so
+they give the same answer.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tcplens.packets.tracker import CaptureSummary, Connection, Tracker, reconst
 
 __all__ = [
     "ROUTE_ENV",
+    "Rendering",
     "Route",
     "engine_available",
     "reconstruct_capture",
@@ -60,7 +62,7 @@ def route(tracker: Tracker, *, reports_changes: bool = False) -> Route:
     ``tracker.on_change``; without it a watched tracker takes the reference.
     """
     forced = os.environ.get(ROUTE_ENV, "").strip().lower()
-    if forced == "python":
+    if forced == "python" or (tracker.on_change is not None and not reports_changes):
         return "python"
     if forced == "engine":
         if not engine_available():
@@ -71,9 +73,7 @@ def route(tracker: Tracker, *, reports_changes: bool = False) -> Route:
         return "engine"
     if forced:
         raise InputError(f"{ROUTE_ENV} must be 'engine' or 'python', not {forced!r}")
-    if not engine_available() or (tracker.on_change is not None and not reports_changes):
-        return "python"
-    return "engine"
+    return "engine" if engine_available() else "python"
 
 
 def reconstruct_capture(

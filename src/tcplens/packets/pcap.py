@@ -56,6 +56,13 @@ LINKTYPE_NAMES: dict[int, str] = {
     228: "IPV4",
     229: "IPV6",
     276: "LINUX_SLL2",
+    9: "PPP",
+    10: "FDDI",
+    50: "PPP_HDLC",
+    51: "PPP_ETHER",
+    104: "C_HDLC",
+    105: "IEEE802_11",
+    127: "IEEE802_11_RADIOTAP",
 }
 
 _CHUNK = 1 << 20

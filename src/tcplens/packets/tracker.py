@@ -57,13 +57,14 @@ How each state is inferred, and where the observer's view can differ:
 * **TIME_WAIT** ends after 2*MSL (Linux: 60 s) of capture time; a capture
   that ends earlier leaves the closer in TIME_WAIT, as ``ss`` would show.
 
-Connections are keyed by their 4-tuple.  A SYN with a new initial sequence
-number on a 4-tuple whose connection has closed starts a new connection
-(port reuse).  Memory is bounded: connections idle longer than Zeek-like
-timeouts (5 s for an unanswered attempt or a closed/reset connection, 5 min
-otherwise; all configurable) are finished and handed to the caller, and a
-hard cap on live connections evicts the longest-idle ones first, so a SYN
-flood of a million half-open connections runs in bounded memory.
+Connections are keyed by their 4-tuple.  A SYN after either side closed, or
+with a new initial sequence number, starts a new connection on it (port
+reuse, by Zeek's rule: see ``ZeekConn.is_reuse``).  Memory is bounded:
+connections idle longer than Zeek-like timeouts (5 s for an unanswered
+attempt or a closed/reset connection, 5 min otherwise; all configurable) are
+finished and handed to the caller, and a hard cap on live connections
+evicts the longest-idle ones first, so a SYN flood of a million half-open
+connections runs in bounded memory.
 """
 
 from __future__ import annotations
@@ -77,7 +78,13 @@ from typing import Any, BinaryIO, Literal
 from tcplens.errors import IllegalTransition, InputError, TruncatedInput
 from tcplens.model.machine import Endpoint, Event, Flags, Segment
 from tcplens.model.states import State
-from tcplens.packets.decode import DecodeStats, Segment4, decode, supported_linktype
+from tcplens.packets.decode import (
+    LINKTYPES_READ,
+    DecodeStats,
+    Segment4,
+    decode,
+    supported_linktype,
+)
 from tcplens.packets.pcap import LINKTYPE_NAMES, Frame, read_frames
 from tcplens.packets.zeek import ZeekConn, ZeekRow, should_flip
 from tcplens.sources.records import Addr
@@ -211,6 +218,9 @@ class Connection:
     first_record: int = 0
     #: frame number behind each history entry (0: inferred or a timer), per side
     history_frames: tuple[list[int], list[int]] = field(default_factory=lambda: ([], []))
+    #: the encapsulation chain, outermost first ("vlan 100", "gre 10.0.0.1-10.0.0.2"):
+    #: the same 4-tuple in another tunnel or VLAN is another connection (issue 15)
+    tunnel: tuple[str, ...] = ()
 
     @property
     def duration(self) -> float:
@@ -281,6 +291,7 @@ class Connection:
             "cannot_tell": dict(self.cannot_tell),
             "notes": list(self.notes),
             "first_record": self.first_record,
+            "tunnel": list(self.tunnel),
         }
 
 
@@ -428,6 +439,7 @@ class _Flow:
         "sides",
         "start",
         "stats",
+        "tunnel",
         "watcher",
         "zeek",
     )
@@ -440,6 +452,7 @@ class _Flow:
         self.start = t
         self.last = t
         self.first_record = record
+        self.tunnel: tuple[str, ...] = ()
         self.stats = (DirectionStats(), DirectionStats())
         self.sides: list[_Side | None] = [None, None]
         self.isn: list[int | None] = [None, None]
@@ -458,13 +471,6 @@ class _Flow:
     def note(self, text: str) -> None:
         if len(self.notes) < 50:
             self.notes.append(text)
-
-    def closed(self) -> bool:
-        """Both sides done (or one reset): a new SYN may start a new connection."""
-        z = self.zeek
-        return (z.orig.did_close and z.resp.did_close) or bool(
-            self.stats[0].rst or self.stats[1].rst
-        )
 
     def flip(self) -> None:
         self.orig_ip, self.resp_ip = self.resp_ip, self.orig_ip
@@ -488,14 +494,17 @@ class Tracker:
         max_connections: int = 1_000_000,
         keep_segments: bool = False,
         on_change: Callable[[Change], None] | None = None,
+        check_checksums: bool = False,
     ) -> None:
         self.msl = msl
+        #: validate checksums as Zeek does (the decoder reads it: DecodeStats.check_checksums)
+        self.check_checksums = check_checksums
         self.timeouts = timeouts or Timeouts()
         self.max_connections = max_connections
         self.keep_segments = keep_segments
         #: called with a :class:`Change` whenever a side enters a new state (live views)
         self.on_change = on_change
-        self.flows: dict[tuple[bytes, int, bytes, int], _Flow] = {}
+        self.flows: dict[tuple[bytes, int, bytes, int, tuple[str, ...]], _Flow] = {}
         self.now = 0.0
         self.count = 0
         self.peak = 0
@@ -516,22 +525,24 @@ class Tracker:
         if t > self.now:
             self.now = t
         src, dst, sport, dport = seg.src, seg.dst, seg.sport, seg.dport
-        key = (src, sport, dst, dport) if (src, sport) <= (dst, dport) else (dst, dport, src, sport)
+        tunnel = seg.tunnel
+        key = (
+            (src, sport, dst, dport, tunnel)
+            if (src, sport) <= (dst, dport)
+            else (dst, dport, src, sport, tunnel)
+        )
         flow = self.flows.get(key)
         flags = seg.flags
-        if (
-            flow is not None
-            and flags & (SYN | ACK) == SYN
-            and flow.closed()
-            and flow.isn[0 if (src == flow.orig_ip and sport == flow.orig_port) else 1] != seg.seq
-        ):
-            # Port reuse: a fresh SYN on a closed 4-tuple is a new connection.
+        if flow is not None and flags & SYN and flow.zeek.is_reuse(flags, seg.seq):
+            # Port reuse, by Zeek's rule (ZeekConn.is_reuse): a SYN after either side
+            # closed, or with a new initial sequence number, is a new connection.
             done.append(self._finish(flow))
             del self.flows[key]
             flow = None
         if flow is None:
             self.count += 1
             flow = _Flow(self.count, src, sport, dst, dport, t, record)
+            flow.tunnel = tunnel
             if self.keep_segments:
                 flow.segments = []
             if self.on_change is not None:
@@ -617,6 +628,11 @@ class Tracker:
     def _packet(
         self, flow: _Flow, from_orig: bool, t: float, seg: Segment4, frame_len: int, record: int
     ) -> None:
+        if seg.bad_checksum:
+            # Zeek's TCPAnalyzer::DeliverPacket returns when ValidateChecksum fails,
+            # having recorded only history C/c: no state, time or count moves.
+            flow.zeek.checksum_error(from_orig)
+            return
         s = 0 if from_orig else 1
         r = 1 - s
         flags, seq, ack, length = seg.flags, seg.seq, seg.ack, seg.payload
@@ -980,6 +996,7 @@ class Tracker:
             notes=flow.notes,
             segments=flow.segments or [],
             first_record=flow.first_record,
+            tunnel=flow.tunnel,
             history_frames=(frames[0], frames[1]),
         )
 
@@ -1041,6 +1058,7 @@ def reconstruct(
     tr = tracker or Tracker()
     sm = summary or CaptureSummary()
     stats = sm.decode
+    stats.check_checksums = tr.check_checksums
     feed = tr.feed
     checked: set[int] = set()
     try:
@@ -1052,7 +1070,7 @@ def reconstruct(
                     name = LINKTYPE_NAMES.get(linktype, "unknown")
                     raise InputError(
                         f"link type {linktype} ({name}) is not supported; tcplens reads "
-                        "Ethernet, Linux SLL/SLL2, BSD NULL/LOOP and raw IP",
+                        + LINKTYPES_READ,
                         path=path,
                         record=frame.record,
                         offset=frame.offset,

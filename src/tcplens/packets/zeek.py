@@ -23,10 +23,11 @@ History rules, as main.zeek states them:
 * ``^``: Zeek flipped the direction (the first packet looked like it came
   from the server).
 
-What tcplens does not do: checksums are not verified (captures taken on the
-sending host carry offloaded, unfilled checksums), so ``c`` never appears;
-``g`` is reported when an ACK covers sequence space the capture never showed,
-which is what Zeek's reassembler reports as a content gap.  Sequence numbers
+Checksums are verified only when asked (``pcap --check-checksums``, as Zeek
+does by default): captures taken on the sending host carry offloaded, unfilled
+checksums, so by default, as in Wireshark, ``c`` never appears.  ``g`` is
+reported when an ACK covers sequence space the capture never showed, which is
+what Zeek's reassembler reports as a content gap.  Sequence numbers
 are compared in 32-bit space (no wrap tracking past 4 GiB per direction).
 """
 
@@ -103,6 +104,8 @@ _H_SYN, _H_FIN, _H_RST, _H_FINRST, _H_DATA, _H_ACK, _H_MULTI = 1, 2, 4, 8, 16, 3
 class _ZEndpoint:
     __slots__ = (
         "ack_seq",
+        "chk_cnt",
+        "chk_thresh",
         "did_close",
         "fin_cnt",
         "gap_cnt",
@@ -140,6 +143,8 @@ class _ZEndpoint:
         self.gap_cnt = 0
         self.gap_thresh = 1
         self.gap_upto: int | None = None
+        self.chk_cnt = 0
+        self.chk_thresh = 1
         self.did_close = False
 
     def set_state(self, state: ZeekState) -> None:
@@ -259,6 +264,43 @@ class ZeekConn:
         ):
             peer.gap_upto = ack
             self._scaled(peer, "G", "gap_cnt", "gap_thresh")
+
+    def is_reuse(self, flags: int, seq: int) -> bool:
+        """Zeek's ``TCPSessionAdapter::IsReuse``: does this packet start a new connection?
+
+        Only a SYN can (a SYN+ACK only while the originator is still INACTIVE, and
+        then its number is compared with the responder's).  Once either side has
+        closed (``IsClosed()``: FIN or RST from one side) every such SYN starts a
+        new connection, a retransmitted one too; before that, only a SYN with
+        another initial sequence number does, unless it is the SYN answering a
+        SYN+ACK that came first (the reversal :meth:`packet` flips).
+        """
+        if not flags & SYN:
+            return False
+        conn_orig = self.orig
+        if flags & ACK:
+            if self.orig.state != ZeekState.INACTIVE:
+                return False  # not a half connection
+            conn_orig = self.resp
+        if self.orig.did_close or self.resp.did_close:
+            return True
+        if seq == conn_orig.start_seq:
+            return False
+        return not (
+            not flags & ACK
+            and conn_orig.state == ZeekState.SYN_ACK_SENT
+            and self.resp.state == ZeekState.INACTIVE
+            and seq == self.resp.start_seq
+        )
+
+    def checksum_error(self, is_orig: bool) -> None:
+        """A segment whose checksum failed (``pcap --check-checksums``).
+
+        Zeek's ``TCPAnalyzer::DeliverPacket`` returns right after
+        ``ValidateChecksum`` fails, having only called ``TCP_Endpoint::ChecksumError``:
+        a scaled history ``C``/``c``; no state, sequence number, time or count moves.
+        """
+        self._scaled(self.orig if is_orig else self.resp, "C", "chk_cnt", "chk_thresh")
 
     def letter(self, is_orig: bool, code: str) -> None:
         """Record an ``A`` (pure ACK) or ``D`` (data) seen in bulk: once per direction."""

@@ -57,18 +57,15 @@ can show TIME_WAIT instead of CLOSED.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import os
 import re
 import socket
 import struct
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from tcplens.errors import InputError, SourceError
 from tcplens.model.states import STATE_BY_CODE, State
@@ -627,11 +624,18 @@ def _mounted_tracefs(mounts: str = "/proc/self/mounts") -> str | None:
     return None
 
 
-def _libc() -> ctypes.CDLL:
+def _libc() -> Any:
+    # imported here: an unprivileged caller (which never mounts) may not be able to
+    # import ctypes at all once it dropped privileges (the exporter's test user)
+    import ctypes
+    import ctypes.util
+
     return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
 def _mount_tracefs(target: str) -> None:
+    import ctypes
+
     libc = _libc()
     if libc.mount(b"nodev", target.encode(), b"tracefs", 0, None) != 0:
         err = ctypes.get_errno()
@@ -659,6 +663,8 @@ def find_tracefs() -> tuple[str, bool]:
         if os.path.isfile(os.path.join(path, "trace_clock")):
             return path, False
     sweep_mounts()
+    import tempfile
+
     target = tempfile.mkdtemp(prefix=f"{_PRIVATE_PREFIX}{os.getpid()}-")
     try:
         _mount_tracefs(target)
@@ -724,7 +730,7 @@ def sweep_mounts(mounts: str = "/proc/self/mounts") -> list[str]:
 
 
 def sweep_instances(tracefs: str) -> list[str]:
-    """Remove ``instances/tcplens-PID`` left by runs whose PID is dead; return their names."""
+    """Remove ``instances/tcplens-PID[-N]`` left by runs whose PID is dead; return their names."""
     base = os.path.join(tracefs, "instances")
     removed: list[str] = []
     try:
@@ -734,7 +740,7 @@ def sweep_instances(tracefs: str) -> list[str]:
     for name in names:
         if not name.startswith(INSTANCE_PREFIX):
             continue
-        pid = name[len(INSTANCE_PREFIX) :]
+        pid = name[len(INSTANCE_PREFIX) :].split("-", 1)[0]  # tcplens-PID or tcplens-PID-N
         if not pid.isdigit() or _alive(int(pid)):
             continue
         with contextlib.suppress(OSError):
@@ -862,13 +868,20 @@ class TraceSession:
             if name == "tcp_send_reset":
                 reasons = _reset_reasons(text)
         self._decoder = Decoder(formats, reasons)
-        inst = os.path.join(self.root, "instances", f"{INSTANCE_PREFIX}{os.getpid()}")
-        try:
-            os.mkdir(inst)
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            raise TraceUnavailable(f"cannot create {inst}: {exc.strerror}") from exc
+        # tcplens-PID; a second session of the same process (lab runs in threads, the
+        # exporter and a trace) gets tcplens-PID-2 and so on: never a shared buffer
+        base = os.path.join(self.root, "instances", f"{INSTANCE_PREFIX}{os.getpid()}")
+        inst = base
+        for n in range(2, 1000):
+            try:
+                os.mkdir(inst)
+                break
+            except FileExistsError:
+                inst = f"{base}-{n}"
+            except OSError as exc:
+                raise TraceUnavailable(f"cannot create {inst}: {exc.strerror}") from exc
+        else:
+            raise TraceUnavailable(f"cannot create {base}: too many instances")
         self.instance = inst
         _write(f"{inst}/tracing_on", "0")
         _write(f"{inst}/trace_clock", "mono")

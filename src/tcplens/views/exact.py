@@ -60,6 +60,8 @@ __all__ = [
 
 #: seconds between looks at the TIME_WAIT table while minisockets are followed
 TIME_WAIT_POLL: Final = 1.0
+#: longest time between two reads of the ring buffers, whatever --interval is
+READ_EVERY: Final = 0.1
 #: seconds between looks for the owners of connections no event named (a /proc scan)
 OWNER_EVERY: Final = 2.0
 #: seconds between looks at it while closes wait to be told TIME_WAIT from CLOSED: one
@@ -332,17 +334,21 @@ def run_exact(
                 _say_lost(lost, lost - lost_seen, as_json)
                 lost_seen = lost
 
+        # The buffers are read at least every READ_EVERY seconds whatever --interval says:
+        # a second's worth of a busy host's events would overflow them; --count counts
+        # intervals, as it counts snapshots in sampled mode.
+        tick = min(interval, READ_EVERY)
+        if count is not None:
+            duration = count * interval if duration is None else min(duration, count * interval)
         try:
             while True:
                 reads += 1
                 now = time.monotonic()
-                done = (count is not None and reads >= count) or (
-                    duration is not None and now - start >= duration
-                )
+                done = duration is not None and now - start >= duration
                 step(done)
                 if done:
                     break
-                due = start + reads * interval
+                due = start + reads * tick
                 if duration is not None:
                     due = min(due, start + duration)
                 pause = due - time.monotonic()

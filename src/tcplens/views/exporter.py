@@ -824,16 +824,16 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
 #: milliseconds; a flood of bad passwords otherwise starves the scrapes (and
 #: the rest of the host) of CPU.  Verified credentials skip the queue (cache).
 BCRYPT_WORKERS: Final = max(1, min(2, (os.cpu_count() or 2) // 2))
-#: how much nicer than the scrapes the bcrypt workers run (Linux: per thread)
-BCRYPT_NICE: Final = 10
 
 
 class _Workers:
-    """A fixed pool of daemon threads running bcrypt checks, one queue, at a lower priority.
+    """A fixed pool of daemon threads running bcrypt checks from one queue.
 
     Not a ThreadPoolExecutor: its threads are joined at interpreter exit after
     the whole queue has run, so an exporter stopped during a flood would
     first finish every queued check (seconds); these threads just stop.
+    (Nor are they niced: the systemd unit's ``SystemCallFilter=~@resources``
+    kills a process that calls setpriority(2).)
     """
 
     def __init__(self, count: int) -> None:
@@ -849,7 +849,6 @@ class _Workers:
         return future
 
     def _run(self) -> None:
-        _lower_priority()
         while True:
             future, fn, args = self._jobs.get()
             if not future.set_running_or_notify_cancel():
@@ -858,18 +857,6 @@ class _Workers:
                 future.set_result(fn(*args))
             except BaseException as exc:  # handed to the waiting request
                 future.set_exception(exc)
-
-
-def _lower_priority() -> None:
-    """Make this bcrypt worker thread yield the CPU to scrapes when they compete.
-
-    On Linux the nice value belongs to each thread (setpriority(2), NOTES), so
-    only the workers are demoted; elsewhere this changes nothing.
-    """
-    with contextlib.suppress(AttributeError, OSError):
-        tid = threading.get_native_id()
-        now = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, now + BCRYPT_NICE))
 
 
 def bcrypt_cost(hashed: bytes) -> int:
@@ -891,10 +878,8 @@ class BasicAuth:
       costs.  With users of different costs the dummy has the highest; the
       cheaper users are then told apart by timing (a warning says so).
     * **Bounded bcrypt work.**  Checks run in a pool of :data:`BCRYPT_WORKERS`
-      threads at a lower CPU priority (nice +:data:`BCRYPT_NICE`); other
-      requests wait their turn without spending CPU, so a flood of bad
-      passwords costs the host at most that many cores, and only the CPU
-      nothing else wants.
+      threads; other requests wait their turn without spending CPU, so a
+      flood of bad passwords costs the host at most that many cores.
     * **Scrapes skip bcrypt.**  Prometheus sends the same credentials every
       scrape; a verified pair is remembered under an HMAC with a key drawn at
       start-up (the cache never holds anything that could be attacked offline
@@ -1221,13 +1206,14 @@ def trace_transitions(
     counts: TransitionCounts, stop: threading.Event, *, interval: float = 0.5
 ) -> threading.Thread | None:
     """Start the tracing thread; None (and ``counts.why`` says why) when exact mode cannot run."""
-    from tcplens.analysis.transitions import ExactTracer
     from tcplens.sources.tracepoints import TraceSession, TraceUnavailable, unavailable_reason
-    from tcplens.views.exact import Polls, read_batch
 
     counts.why = unavailable_reason()
     if counts.why is not None:
         return None
+    from tcplens.analysis.transitions import ExactTracer
+    from tcplens.views.exact import Polls, read_batch
+
     session = TraceSession(buffer_kb=EXPORTER_BUFFER_KB)
     try:
         session.open()

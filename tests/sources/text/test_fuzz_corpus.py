@@ -9,6 +9,8 @@ every line a user would read must stay one readable line.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -51,3 +53,20 @@ def test_corpus_input_parses_or_fails_in_one_line(path: Path) -> None:
             for warning in snap.warnings:
                 assert warning.line >= 1
                 assert len(str(warning)) <= MAX_MESSAGE, str(warning)[:200]
+
+
+def test_the_standing_fuzzer_runs_clean_on_every_format() -> None:
+    """The harness itself stays runnable: half a second per format, no findings."""
+    script = CORPUS.parents[2] / "benchmarks" / "fuzz_text.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--seconds", "0.5", "--markdown"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [
+        line for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line
+    ]
+    assert {row.split("|")[1].strip() for row in rows[1:]} == set(FORMATS)

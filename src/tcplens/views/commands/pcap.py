@@ -267,6 +267,8 @@ def _footer(count: int, summary: CaptureSummary, out: IO[str]) -> None:
         skipped.append(f"{d.non_ip} non-IP")
     if d.malformed:
         skipped.append(f"{d.malformed} malformed")
+    if d.bad_checksums:
+        skipped.append(f"{d.bad_checksums} with a bad checksum (IPv4 dropped, TCP as Zeek's C)")
     out.write(
         f"{plural(count, 'connection')} from {plural(summary.frames, 'frame')} "
         f"({plural(d.tcp, 'TCP segment')}"
@@ -480,6 +482,14 @@ def _ladder_svg(conn: Connection, out: IO[str]) -> None:
     show_default=True,
     help="With --flow: svg draws the ladder as an SVG image.",
 )
+@click.option(
+    "--check-checksums",
+    is_flag=True,
+    help="Validate IPv4 header and TCP checksums as Zeek does by default: a bad IPv4 "
+    "header drops the packet, a bad TCP checksum is Zeek history C/c and changes no "
+    "state. Off by default, as in Wireshark: captures taken on the sending host carry "
+    "checksums the NIC fills in later (offload).",
+)
 @tracker_options(idle=True)
 def command(
     file: str,
@@ -489,6 +499,7 @@ def command(
     flow: str | None,
     states: bool,
     fmt: str,
+    check_checksums: bool,
     msl: float,
     idle_timeout: float,
     close_timeout: float,
@@ -513,7 +524,12 @@ def command(
     timeouts = Timeouts(
         attempt=close_timeout, closed=close_timeout, reset=close_timeout, inactivity=idle_timeout
     )
-    tracker = Tracker(msl=msl, timeouts=timeouts, keep_segments=flow is not None)
+    tracker = Tracker(
+        msl=msl,
+        timeouts=timeouts,
+        keep_segments=flow is not None,
+        check_checksums=check_checksums,
+    )
     summary = CaptureSummary()
     out = sys.stdout  # click 8.5 deprecates get_text_stream; the CLI already set stdout up
     progress = not (as_json or zeek)
@@ -548,6 +564,8 @@ def command(
             "connections": summary.connections,
             "truncated": str(failure) if failure is not None else None,
         }
+        if check_checksums:
+            tail["bad_checksums"] = d.bad_checksums
         out.write(f'\n], "summary": {json.dumps(tail)}}}\n')
     elif flow is None and not states and sort == "start" and not out.isatty():
         # a pipe: plain rows as connections finish, in capture order

@@ -1,0 +1,222 @@
+"""Zeek's rules, one hand-built capture each, through the engine and the reference.
+
+Each expected ``conn_state``/``history`` is derived from Zeek's own source
+(``src/packet_analysis/protocol/tcp/TCPSessionAdapter.cc`` and ``TCP.cc``,
+``scripts/base/protocols/conn/main.zeek``); the rule is cited at each test.
+Both routes (the compiled engine and the Python reference) must give it.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from tcplens.packets.engine import ROUTE_ENV, engine_available, reconstruct_capture
+from tcplens.packets.tracker import CaptureSummary, Connection, Tracker
+
+from . import build
+from .build import ACK, FIN, RST, SYN
+
+# Neither port is one of Zeek's likely server ports, so no guess flips a connection.
+A = ("10.0.0.1", 40000)
+B = ("10.0.0.2", 9999)
+
+ROUTES = [
+    "python",
+    pytest.param(
+        "engine", marks=pytest.mark.skipif(not engine_available(), reason="engine not built")
+    ),
+]
+
+
+def pkt(
+    t: float, frm: tuple[str, int], flags: int, seq: int, ack: int = 0, length: int = 0
+) -> tuple[int, bytes]:
+    to = B if frm == A else A
+    seg = build.tcp(frm[1], to[1], seq, ack, flags, payload=b"x" * length)
+    return int(t * 1e9), build.ether(build.ipv4(frm[0], to[0], seg))
+
+
+def run(
+    route: str, packets: list[tuple[int, bytes]], monkeypatch: pytest.MonkeyPatch
+) -> list[Connection]:
+    monkeypatch.setenv(ROUTE_ENV, route)
+    data = build.pcap(packets, nanos=True)
+    tracker = Tracker()
+    return list(reconstruct_capture(io.BytesIO(data), tracker, CaptureSummary(), "rules.pcap"))
+
+
+def verdicts(conns: list[Connection]) -> list[tuple[str, str]]:
+    return [(c.conn_state, c.history) for c in sorted(conns, key=lambda c: c.index)]
+
+
+def handshake(t: float = 0.0, a_isn: int = 100, b_isn: int = 500) -> list[tuple[int, bytes]]:
+    return [
+        pkt(t, A, SYN, a_isn),
+        pkt(t + 0.01, B, SYN | ACK, b_isn, a_isn + 1),
+        pkt(t + 0.02, A, ACK, a_isn + 1, b_isn + 1),
+    ]
+
+
+# -- connection reuse: TCPSessionAdapter::IsReuse --------------------------------------
+@pytest.mark.parametrize("route", ROUTES)
+def test_syn_after_a_reject_is_a_new_connection_even_with_the_same_isn(
+    route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # IsClosed() (either side did_close) -> every SYN is reuse, whatever its number.
+    packets = [pkt(0, A, SYN, 100), pkt(0.01, B, RST | ACK, 0, 101), pkt(1, A, SYN, 100)]
+    assert verdicts(run(route, packets, monkeypatch)) == [("REJ", "Sr"), ("S0", "S")]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_syn_after_one_sided_fin_is_a_new_connection(
+    route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the originator closed: IsClosed() is orig->did_close || resp->did_close.
+    packets = [*handshake(), pkt(1, A, FIN | ACK, 101, 501), pkt(2, A, SYN, 7000)]
+    assert verdicts(run(route, packets, monkeypatch)) == [("S2", "ShAF"), ("S0", "S")]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_syn_with_a_new_isn_on_an_open_attempt_is_a_new_connection(
+    route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not closed, but base_seq != orig->StartSeq(): "SYN_seq_jump", and reuse.
+    packets = [pkt(0, A, SYN, 100), pkt(1, A, SYN, 100), pkt(3, A, SYN, 9000)]
+    assert verdicts(run(route, packets, monkeypatch)) == [("S0", "S"), ("S0", "S")]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_syn_after_syn_ack_with_matching_number_is_the_reversal_not_reuse(
+    route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SYN+ACK came first (two interfaces): IsReuse declines, and the
+    # inactive-state SYN flips roles ('^' after the responder's 's').
+    packets = [pkt(0, A, SYN | ACK, 500, 101), pkt(0.001, B, SYN, 100), pkt(0.02, B, ACK, 101, 501)]
+    assert verdicts(run(route, packets, monkeypatch)) == [("S1", "Hs^A")]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_syn_ack_is_reuse_only_while_the_originator_is_inactive(
+    route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A half connection: only B's side seen (SYN+ACK, RST), so orig is INACTIVE
+    # after the flip... here B's SYN+ACK came from a non-server port, so B stays
+    # the originator (SYN_ACK_SENT) and a later SYN+ACK is not reuse.
+    packets = [pkt(0, B, SYN | ACK, 500, 101), pkt(0.1, B, SYN | ACK, 800, 101)]
+    assert len(run(route, packets, monkeypatch)) == 1
+    # After a handshake, the responder's repeated SYN+ACK is never reuse.
+    packets = [*handshake(), pkt(1, B, SYN | ACK, 900, 101)]
+    assert len(run(route, packets, monkeypatch)) == 1
+
+
+# -- checksums: TCPAnalyzer::ValidateChecksum, IP analyzer's bad_IP_checksum ----------
+def sframe(
+    t: float,
+    frm: tuple[str, int],
+    flags: str,
+    seq: int,
+    ack: int = 0,
+    payload: bytes = b"",
+    *,
+    tcp_sum: int | None = None,
+    ip_sum: int | None = None,
+) -> tuple[int, bytes]:
+    """A frame with real checksums, built by scapy (not by the code under test)."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    to = B if frm == A else A
+    ip = IP(src=frm[0], dst=to[0], chksum=ip_sum)
+    tcp = TCP(sport=frm[1], dport=to[1], flags=flags, seq=seq, ack=ack, chksum=tcp_sum)
+    return int(t * 1e9), bytes(Ether() / ip / tcp / payload)
+
+
+def good_handshake() -> list[tuple[int, bytes]]:
+    return [
+        sframe(0, A, "S", 100),
+        sframe(0.01, B, "SA", 500, 101),
+        sframe(0.02, A, "A", 101, 501),
+    ]
+
+
+def run_checked(
+    route: str, packets: list[tuple[int, bytes]], monkeypatch: pytest.MonkeyPatch, check: bool
+) -> tuple[list[Connection], CaptureSummary]:
+    monkeypatch.setenv(ROUTE_ENV, route)
+    summary = CaptureSummary()
+    data = build.pcap(packets, nanos=True)
+    tracker = Tracker(check_checksums=check)
+    conns = list(reconstruct_capture(io.BytesIO(data), tracker, summary, "sums.pcap"))
+    return sorted(conns, key=lambda c: c.index), summary
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_bad_tcp_checksum_is_history_c_and_moves_nothing(
+    route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    packets = [*good_handshake(), sframe(1, A, "PA", 101, 501, b"hello", tcp_sum=0xDEAD)]
+    (conn,), summary = run_checked(route, packets, monkeypatch, check=True)
+    assert (conn.conn_state, conn.history) == ("S1", "ShAC")
+    assert (conn.zeek.orig_pkts, conn.zeek.orig_bytes) == (2, 0)
+    assert summary.decode.bad_checksums == 1
+    # Off (the default, as Wireshark): the same segment is data.
+    (conn,), summary = run_checked(route, packets, monkeypatch, check=False)
+    assert (conn.conn_state, conn.history) == ("S1", "ShAD")
+    assert conn.zeek.orig_pkts == 3
+    assert summary.decode.bad_checksums == 0
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_checksum_errors_scale_like_retransmissions(
+    route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ScaledHistoryEntry: the 1st, 10th, 100th ... error adds a letter.
+    bad = [sframe(1 + i / 100, B, "A", 501, 101, tcp_sum=0xBEEF) for i in range(10)]
+    (conn,), _ = run_checked(route, [*good_handshake(), *bad], monkeypatch, check=True)
+    assert conn.history == "ShAcc"
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_bad_ipv4_header_checksum_drops_the_packet(
+    route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    packets = [sframe(0, A, "S", 100), sframe(0.01, B, "SA", 500, 101, ip_sum=0x1234)]
+    (conn,), summary = run_checked(route, packets, monkeypatch, check=True)
+    assert (conn.conn_state, conn.history, conn.zeek.resp_pkts) == ("S0", "S", 0)
+    assert (summary.decode.bad_checksums, summary.decode.tcp) == (1, 1)
+    (conn,), _ = run_checked(route, packets, monkeypatch, check=False)
+    assert (conn.conn_state, conn.history) == ("S1", "Sh")
+
+
+def test_cli_check_checksums_flag(tmp_path: pytest.TempPathFactory) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "sums.pcap"
+    packets = [*good_handshake(), sframe(1, A, "PA", 101, 501, b"hello", tcp_sum=0xDEAD)]
+    path.write_bytes(build.pcap(packets, nanos=True))
+
+    def zeek_history(*extra: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "tcplens", "pcap", str(path), "--zeek", *extra],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        rows = [line.split("\t") for line in out.splitlines() if not line.startswith("#")]
+        fields = next(line for line in out.splitlines() if line.startswith("#fields"))
+        return rows[0][fields.split("\t")[1:].index("history")]
+
+    assert zeek_history() == "ShAD"
+    assert zeek_history("--check-checksums") == "ShAC"
+    out = subprocess.run(
+        [sys.executable, "-m", "tcplens", "pcap", str(path), "--json", "--check-checksums"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(out)["summary"]["bad_checksums"] == 1
