@@ -29,7 +29,7 @@ The binary and configuration inputs of tcplens, each for a bounded time
     values replaced by other YAML kinds (lists, mappings, huge or malformed
     numbers and dates, aliases, deep nesting, tags), keys repeated or
     misspelt, bcrypt hashes damaged, stray bytes.  Each is loaded with
-    :func:`tcplens.views.exporter.load_web_config`; a config that loads must
+    :func:`tcplens.exporter.load_web_config`; a config that loads must
     be one the exporter can serve (well-formed bcrypt hashes of a cost bcrypt
     accepts).
 
@@ -47,7 +47,8 @@ input of each kind of finding is written with ``--save`` to
         [--seed 1] [--hang 10] [--save] [--markdown]
     python3 benchmarks/fuzz_inputs.py --record-netlink   # as root, refreshes the seeds
 
-Bounded: ``--seconds`` per target (at most 3600).  Exit status 1 on findings.
+Bounded: ``--seconds`` per target (at most 3600), or ``--inputs`` per target.
+Exit status 1 on findings.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def _set(rng: random.Random, blob: bytearray, at: int, width: int, order: str) -
 
 def _pack_into(fmt: str, blob: bytearray, at: int, *values: Any) -> None:
     """``struct.pack_into`` that leaves a blob too short for the field alone."""
-    if 0 <= at and at + struct.calcsize(fmt) <= len(blob):
+    if at >= 0 and at + struct.calcsize(fmt) <= len(blob):
         struct.pack_into(fmt, blob, at, *values)
 
 
@@ -174,7 +175,12 @@ def mutate_pcap(rng: random.Random, seeds: list[bytes]) -> bytes:
             at, width = rng.choice([(0, 4), (4, 2), (6, 2), (8, 4), (12, 4), (16, 4), (20, 4)])
             if at == 0:
                 header[0:4] = rng.choice(
-                    [b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"]
+                    [
+                        b"\xd4\xc3\xb2\xa1",
+                        b"\xa1\xb2\xc3\xd4",
+                        b"\x4d\x3c\xb2\xa1",
+                        b"\xa1\xb2\x3c\x4d",
+                    ]
                 )
             else:
                 _set(rng, header, at, width, order)
@@ -223,7 +229,7 @@ def mutate_pcapng(rng: random.Random, seeds: list[bytes]) -> bytes:
         if kind == 0:  # a block type
             _pack_into(order + "I", blk, 0, rng.choice(BLOCK_TYPES))
         elif kind == 1:  # the length at the start, the end, or both
-            total = rng.choice(U32 + [len(blk) + 4, len(blk) - 4, len(blk) + 1])
+            total = rng.choice([*U32, len(blk) + 4, len(blk) - 4, len(blk) + 1])
             where = rng.choice([(4,), (len(blk) - 4,), (4, len(blk) - 4)])
             for at in where:
                 if 0 <= at <= len(blk) - 4:
@@ -293,6 +299,9 @@ def _located(exc: TcplensError, name: str) -> str | None:
         return f"error over {MAX_MESSAGE} characters or lines"
     if isinstance(exc, InputError) and exc.path != name:
         return "error that names no file"
+    where = (exc.offset, exc.record, exc.line) if isinstance(exc, InputError) else (None,)
+    if all(w is None for w in where) and not text.endswith("empty file, not a capture"):
+        return "error that says not where in the file"
     return None
 
 
@@ -430,7 +439,9 @@ def mutate_netlink(rng: random.Random, seeds: list[bytes]) -> bytes:
         msg = msgs[i]
         kind = rng.randrange(12)
         if kind == 0:  # nlmsg_len
-            value = rng.choice([0, 4, 15, 16, 19, 20, 71, 72, 87, 88, 89, len(msg) - 1, len(msg) + 1])
+            value = rng.choice(
+                [0, 4, 15, 16, 19, 20, 71, 72, 87, 88, 89, len(msg) - 1, len(msg) + 1]
+            )
             _pack_into("=I", msg, 0, rng.choice([value, rng.choice(U32)]) & 0xFFFFFFFF)
         elif kind == 1:  # nlmsg_type
             _pack_into("=H", msg, 4, rng.choice([2, 3, 20, 21, 0, 0xFFFF, 1, 16]))
@@ -475,8 +486,8 @@ def check_netlink(data: bytes) -> str | None:
         for proto in ("tcp", "udp"):
             out: list[Any] = []
             try:
-                netlink.parse(data, proto, out, info=info)  # type: ignore[arg-type]
-                netlink.parse(memoryview(data), proto, [], info=info)  # type: ignore[arg-type]
+                netlink.parse(data, proto, out, info=info)
+                netlink.parse(memoryview(data), proto, [], info=info)
             except InputError as exc:
                 if exc.offset is None:
                     return "parse: error without a byte offset"
@@ -543,9 +554,16 @@ YAML_KEYS = [
     "client_ca_file", "client_auth_type", "min_version", "max_version", "headers", "http2",
     "cipher_suites", "? [a, b]", "? {a: 1}", "<<", "1" * 4301, "2001-13-45", "null", "~",
 ]  # fmt: skip
+#: a billion laughs inside one value: nine levels of nine aliases (9**9 items when expanded)
+BOMB_VALUE = (
+    "[&a [x, x, x, x, x, x, x, x, x]"
+    + "".join(
+        f", &{c} [{', '.join(['*' + p] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    + "]"
+)
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n"
-    for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
 )
 
 
@@ -557,7 +575,7 @@ def mutate_webconfig(rng: random.Random, seeds: list[str]) -> bytes:
         kind = rng.randrange(9)
         key, sep, value = line.partition(":")
         if kind in (0, 1, 2) and sep:  # a value replaced
-            lines[i] = f"{key}: {rng.choice(YAML_VALUES)}"
+            lines[i] = f"{key}: {rng.choice([*YAML_VALUES, BOMB_VALUE])}"
         elif kind == 3 and sep:  # a key replaced
             indent = key[: len(key) - len(key.lstrip())]
             lines[i] = f"{indent}{rng.choice(YAML_KEYS)}:{value}"
@@ -590,7 +608,7 @@ _WEBDIR = tempfile.mkdtemp(prefix="tcplens-fuzz-webconfig-")
 
 
 def check_webconfig(data: bytes) -> str | None:
-    from tcplens.views.exporter import load_web_config
+    from tcplens.exporter import load_web_config
 
     path = os.path.join(_WEBDIR, "web.yml")
     with open(path, "wb") as fh:
@@ -666,12 +684,13 @@ class Tally:
 _index: Any = None
 
 
-def worker(name: str, seed: str, start: int, deadline: float, out: Any) -> None:
+def worker(name: str, seed: str, start: int, stop: int, deadline: float, out: Any) -> None:
+    """Check inputs ``start``, ``start + 1``, ... until ``stop`` or ``deadline``."""
     target = TARGETS[name]
     seeds = target.seeds()
     tally = Tally()
     index = start
-    while time.monotonic() < deadline:
+    while index < stop and time.monotonic() < deadline:
         _index.value = index
         data = make_input(target, seeds, seed, index)
         key = target.check(data)
@@ -682,7 +701,7 @@ def worker(name: str, seed: str, start: int, deadline: float, out: Any) -> None:
     out.put(tally)
 
 
-def fuzz(name: str, seconds: float, seed: str, hang: float) -> Tally:
+def fuzz(name: str, seconds: float, seed: str, hang: float, inputs: int = 1 << 62) -> Tally:
     """Check inputs of one target for ``seconds`` in a child a watchdog kills if one hangs."""
     global _index
     context = multiprocessing.get_context("fork")
@@ -690,10 +709,10 @@ def fuzz(name: str, seconds: float, seed: str, hang: float) -> Tally:
     started = time.monotonic()
     deadline = started + seconds
     start = 0
-    while time.monotonic() < deadline:
+    while start < inputs and time.monotonic() < deadline:
         _index = context.Value("q", start)
         out = context.Queue()
-        child = context.Process(target=worker, args=(name, seed, start, deadline, out))
+        child = context.Process(target=worker, args=(name, seed, start, inputs, deadline, out))
         child.start()
         last, moved = -1, time.monotonic()
         while True:
@@ -744,6 +763,7 @@ def main() -> None:
     parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--hang", type=float, default=10.0)
+    parser.add_argument("--inputs", type=int, default=1 << 62, help="stop after this many")
     parser.add_argument("--save", action="store_true", help="write findings to the corpus")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--record-netlink", action="store_true", help="record the netlink seeds")
@@ -760,13 +780,15 @@ def main() -> None:
             raise SystemExit(f"unknown target {name!r}; known: {', '.join(TARGETS)}")
         if not TARGETS[name].seeds():
             raise SystemExit(f"no seed for {name}")
-        tally = fuzz(name, opts.seconds, str(opts.seed), opts.hang)
+        tally = fuzz(name, opts.seconds, str(opts.seed), opts.hang, opts.inputs)
         rows.append((name, tally))
         print(f"{name}: {tally.tried} inputs, {tally.failed} failing", file=sys.stderr)
         for finding in tally.findings.values():
             where = save(TARGETS[name], finding) if opts.save else None
             saved = f" -> {where.relative_to(ROOT)}" if where else ""
-            print(f"  {finding.count} x {finding.key} (input {finding.index}){saved}", file=sys.stderr)
+            print(
+                f"  {finding.count} x {finding.key} (input {finding.index}){saved}", file=sys.stderr
+            )
     if opts.markdown:
         print(
             f"Structure-aware fuzzing, {opts.seconds:g} s per target, seed {opts.seed}, "

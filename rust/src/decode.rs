@@ -720,11 +720,14 @@ mod tests {
 
     #[test]
     fn link_types_by_number() {
-        for lt in [0u16, 1, 12, 14, 101, 108, 113, 228, 229, 276] {
+        for lt in [
+            0u16, 1, 9, 10, 12, 14, 50, 51, 101, 104, 105, 108, 113, 127, 228, 229, 276,
+        ] {
             assert!(Link::from_linktype(lt).is_some(), "{lt}");
         }
-        assert_eq!(Link::from_linktype(105), None);
+        // 147: LINKTYPE_USER0, private use: nothing to decode
+        assert_eq!(Link::from_linktype(147), None);
         assert_eq!(linktype_name(113), "LINUX_SLL");
-        assert_eq!(linktype_name(105), "unknown");
+        assert_eq!(linktype_name(147), "unknown");
     }
 }

@@ -94,17 +94,11 @@ pub enum Layer {
     },
 }
 
+/// As Python's `ipaddress` writes it (`render::ip_text`).
 fn addr_text(a: &Addr) -> String {
-    match a {
-        Addr::V4(b) => std::net::Ipv4Addr::from(*b).to_string(),
-        // as Python's ipaddress writes it (no dotted tail for a v4-mapped address)
-        Addr::V6(b) if b[..10] == [0; 10] && b[10..12] == [0xFF, 0xFF] => format!(
-            "::ffff:{:x}:{:x}",
-            u16::from_be_bytes([b[12], b[13]]),
-            u16::from_be_bytes([b[14], b[15]])
-        ),
-        Addr::V6(b) => std::net::Ipv6Addr::from(*b).to_string(),
-    }
+    let mut s = String::new();
+    crate::render::ip_text(a, &mut s);
+    s
 }
 
 /// The text `tunnel` shows, e.g. `vlan 100`, `gre 10.0.0.1-10.0.0.2`,
@@ -127,6 +121,21 @@ impl fmt::Display for Layer {
             }
         }
     }
+}
+
+/// Zeek's `tunnel_parents`: a uid for each tunnel with IP endpoints in a
+/// chain (VLAN, MPLS, PPPoE... are not tunnels to Zeek), "C" and 17 base-62
+/// digits of BLAKE2b-96 over the layer's text, as `encap.tunnel_parents`.
+pub fn tunnel_parents(texts: &[String]) -> Vec<String> {
+    texts
+        .iter()
+        .filter(|t| {
+            t.split(' ').next().is_some_and(|kind| {
+                ["ip", "gre", "vxlan", "geneve", "teredo", "ayiya", "gtpv1"].contains(&kind)
+            })
+        })
+        .map(|t| crate::render::uid_of(t))
+        .collect()
 }
 
 /// Why decoding stopped before an IP header.
@@ -1000,7 +1009,7 @@ mod tests {
     #[test]
     fn chains_are_interned_and_deep_nesting_is_bounded() {
         let a = [Layer::Vlan(1), Layer::Mpls];
-        assert_eq!(intern(&a), intern(&a.to_vec()));
+        assert_eq!(intern(&a), intern(&[Layer::Vlan(1), Layer::Mpls]));
         assert_ne!(intern(&a), intern(&a[..1]));
         assert_eq!(intern(&[]), 0);
         assert_eq!(

@@ -236,6 +236,8 @@ pub struct ZeekFields {
     pub resp_bytes: i64,
     pub conn_state: &'static str,
     pub history: String,
+    /// Acknowledged bytes the capture never showed (`ZeekConn::missed_bytes`).
+    pub missed_bytes: u64,
 }
 
 /// Everything reconstructed about one TCP connection (`tracker.Connection`).

@@ -158,7 +158,7 @@ const WIRE_FIELDS: [&str; 7] = [
     "length",
     "record",
 ];
-const ZEEK_ROW_FIELDS: [&str; 15] = [
+const ZEEK_ROW_FIELDS: [&str; 16] = [
     "ts",
     "orig_h",
     "orig_p",
@@ -174,6 +174,7 @@ const ZEEK_ROW_FIELDS: [&str; 15] = [
     "orig_ip_bytes",
     "resp_pkts",
     "resp_ip_bytes",
+    "tunnel_parents",
 ];
 
 /// A dataclass built without running its generated `__init__`.
@@ -391,12 +392,17 @@ impl Converter {
                 any(py, z.orig_bytes)?,
                 any(py, z.resp_bytes)?,
                 any(py, &conn_state)?,
-                any(py, 0i64)?,
+                any(py, z.missed_bytes)?,
                 any(py, &history)?,
                 any(py, c.stats[0].packets)?,
                 any(py, c.stats[0].ip_bytes)?,
                 any(py, c.stats[1].packets)?,
                 any(py, c.stats[1].ip_bytes)?,
+                PyTuple::new(
+                    py,
+                    crate::encap::tunnel_parents(&crate::encap::chain_texts(c.tunnel)),
+                )?
+                .into_any(),
             ],
         )?;
         let cannot = PyDict::new(py);

@@ -224,6 +224,22 @@ impl Renderer<'_> {
         json_str(c.zeek.conn_state, out);
         out.push_str(", \"history\": ");
         json_str(&c.zeek.history, out);
+        out.push_str(", \"zeek\": {\"duration\": ");
+        py_float_repr(py_round9(c.zeek.duration), out);
+        let _ = write!(
+            out,
+            ", \"orig_bytes\": {}, \"resp_bytes\": {}, \"missed_bytes\": {}, \
+             \"tunnel_parents\": [",
+            c.zeek.orig_bytes, c.zeek.resp_bytes, c.zeek.missed_bytes
+        );
+        let parents = crate::encap::tunnel_parents(&crate::encap::chain_texts(c.tunnel));
+        for (i, uid) in parents.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            json_str(uid, out);
+        }
+        out.push_str("]}");
         let _ = write!(
             out,
             ", \"completeness\": {}, \"cannot_tell\": {{",
@@ -248,7 +264,18 @@ impl Renderer<'_> {
             }
             json_str(note, out);
         }
-        let _ = write!(out, "], \"first_record\": {}}}", c.first_record);
+        let _ = write!(
+            out,
+            "], \"first_record\": {}, \"tunnel\": [",
+            c.first_record
+        );
+        for (i, layer) in crate::encap::chain_texts(c.tunnel).iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            json_str(layer, out);
+        }
+        out.push_str("]}");
     }
 
     /// `"\t".join(conn.zeek.values())`.
@@ -277,19 +304,30 @@ impl Renderer<'_> {
         };
         let _ = write!(
             out,
-            "\t{}\t-\t-\t0\t{history}\t{}\t{}\t{}\t{}\t-",
+            "\t{}\t-\t-\t{}\t{history}\t{}\t{}\t{}\t{}\t",
             z.conn_state,
+            z.missed_bytes,
             c.stats[0].packets,
             c.stats[0].ip_bytes,
             c.stats[1].packets,
             c.stats[1].ip_bytes,
         );
+        let parents = crate::encap::tunnel_parents(&crate::encap::chain_texts(c.tunnel));
+        if parents.is_empty() {
+            out.push('-');
+        } else {
+            out.push_str(&parents.join(","));
+        }
     }
 }
 
 /// `ZeekRow.uid`: "C" and 17 base-62 digits of BLAKE2b-96 over ts and 4-tuple.
 pub fn uid(ts: &str, orig_h: &str, orig_p: u16, resp_h: &str, resp_p: u16) -> String {
-    let key = format!("{ts}|{orig_h}|{orig_p}|{resp_h}|{resp_p}");
+    uid_of(&format!("{ts}|{orig_h}|{orig_p}|{resp_h}|{resp_p}"))
+}
+
+/// "C" and 17 base-62 digits of BLAKE2b-96 over `key` (also the tunnel uids).
+pub fn uid_of(key: &str) -> String {
     let mut digest = [0u8; 12];
     if let Ok(mut hasher) = Blake2bVar::new(12) {
         hasher.update(key.as_bytes());

@@ -1105,6 +1105,7 @@ impl Core {
                 resp_bytes: z.resp_bytes(),
                 conn_state: z.conn_state(),
                 history: z.history().to_string(),
+                missed_bytes: z.missed_bytes,
             },
             cannot_tell: cannot,
             notes: std::mem::take(&mut flow.notes),

@@ -13,11 +13,12 @@ use crate::endpoint::{ACK, FIN, RST, SYN};
 
 const TOO_LARGE_SEQ_DELTA: i64 = 1_048_576;
 
-/// Ports Zeek is likely to treat as servers (`zeek.LIKELY_SERVER_PORTS`).
+/// TCP ports Zeek treats as likely servers (`zeek.LIKELY_SERVER_PORTS`, which
+/// says where they come from: `base/protocols`' `likely_server_ports` redefs).
 const LIKELY_SERVER_PORTS: [u16; 47] = [
-    21, 22, 23, 25, 53, 80, 88, 110, 111, 135, 137, 139, 143, 161, 389, 443, 445, 465, 502, 514,
-    587, 636, 993, 995, 1080, 1194, 1433, 1521, 1723, 1812, 2049, 3128, 3306, 3389, 5060, 5222,
-    5432, 5672, 5900, 6379, 6667, 8000, 8080, 8443, 8888, 9200, 11211,
+    21, 22, 25, 53, 79, 80, 81, 88, 135, 139, 143, 389, 443, 445, 502, 563, 585, 587, 614, 631,
+    636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128, 3268, 3306, 3389, 5222, 5223, 5269,
+    5432, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000,
 ];
 
 fn likely_server(port: u16) -> bool {
@@ -85,7 +86,12 @@ pub struct ZEndpoint {
     last_rst: i64,
     counts: [u64; 4],
     thresholds: [u64; 4],
-    gap_upto: Option<u32>,
+    /// The reassembler (`TCP_Reassembler`) in relative numbers: delivered up to
+    /// `reassem`, acknowledged up to `trim`, `blocks` seen above a hole.
+    reassem: i64,
+    trim: i64,
+    blocks: Vec<(i64, i64)>,
+    fin_seq: i64,
     pub did_close: bool,
 }
 
@@ -104,7 +110,10 @@ impl ZEndpoint {
             last_rst: 0,
             counts: [0; 4],
             thresholds: [1; 4],
-            gap_upto: None,
+            reassem: 1,
+            trim: 1,
+            blocks: Vec::new(),
+            fin_seq: 0,
             did_close: false,
         }
     }
@@ -153,6 +162,11 @@ pub struct ZeekConn {
     seen: u32,
     pub flips: u32,
     pub last_time: f64,
+    /// Bytes acknowledged but never captured (conn.log `missed_bytes`).
+    pub missed_bytes: u64,
+    /// `TCPSessionAdapter`'s `is_partial` and `first_packet_seen` (ORIG 1, RESP 2).
+    is_partial: bool,
+    first_seen: u8,
 }
 
 impl Default for ZeekConn {
@@ -170,6 +184,9 @@ impl ZeekConn {
             seen: 0,
             flips: 0,
             last_time: 0.0,
+            missed_bytes: 0,
+            is_partial: false,
+            first_seen: 0,
         }
     }
 
@@ -288,6 +305,7 @@ impl ZeekConn {
             seg_len = seg_len.wrapping_sub(length);
         }
         let end = seq.wrapping_add(seg_len);
+        self.partial_status(is_orig, flags);
         self.init_endpoint(ep, flags, seq, end);
         let rel_seq = delta(seq, self.eps[ep].start_seq);
         self.update_history(ep, flags, rel_seq, length);
@@ -303,28 +321,120 @@ impl ZeekConn {
         }
         if fin {
             self.eps[ep].fin_cnt += 1;
+            self.eps[ep].fin_seq = rel_seq + i64::from(seg_len);
         }
+        let mut rel_ack = 0;
         if flags & ACK != 0 {
             let p = &mut self.eps[peer];
             if p.state == ZState::Inactive {
+                rel_ack = 1;
                 p.init_seq(ack.wrapping_sub(1));
                 p.last_seq = ack.wrapping_sub(1);
-            } else if !rst && delta(ack, p.ack_seq) > 0 {
-                p.ack_seq = ack;
+            } else {
+                rel_ack = delta(ack, p.start_seq);
+                if rel_ack < 0 {
+                    rel_ack = 0; // TCP_ack_underflow_or_misorder: the ack is not used
+                } else if !rst && ack_advances(ack, p.ack_seq) {
+                    p.ack_seq = ack;
+                }
             }
         }
         self.update_last_seq(ep, end, flags, length);
         self.state_machine(ep, peer, is_orig, flags, seq, length);
-        let p = &self.eps[peer];
-        if flags & ACK != 0
-            && !rst
-            && !fin
-            && p.state != ZState::Inactive
-            && delta(ack, p.last_seq) > 0
-            && p.gap_upto.is_none_or_gt(ack)
+        if flags & ACK != 0 {
+            self.ack_received(peer, rel_ack);
+        }
+        if length > 0 && !rst && rel_seq >= 0 {
+            self.data_sent(ep, rel_seq + i64::from(syn), length);
+        }
+        self.first_seen |= if is_orig { 1 } else { 2 };
+    }
+
+    /// `TCPSessionAdapter::SetPartialStatus`, on each direction's first packet.
+    fn partial_status(&mut self, is_orig: bool, flags: u8) {
+        if is_orig {
+            if self.first_seen & 1 == 0 {
+                self.is_partial = flags & SYN == 0 || flags & ACK != 0;
+            }
+        } else if self.first_seen & 2 == 0 && !self.is_partial {
+            self.is_partial = flags & SYN == 0;
+        }
+    }
+
+    /// `TCP_Reassembler::DataSent` then `Reassembler::NewBlock` (`zeek.py` `_data_sent`).
+    fn data_sent(&mut self, ep: usize, seq: i64, length: u32) {
+        let e = &mut self.eps[ep];
+        let upper = seq + i64::from(length);
+        let acked = delta(e.ack_seq, e.start_seq);
+        let seq = seq.max(acked).max(e.trim);
+        if upper <= seq {
+            return;
+        }
+        if seq <= e.reassem {
+            if upper > e.reassem {
+                e.reassem = upper;
+                while let Some(&(start, end)) = e.blocks.first() {
+                    if start > e.reassem {
+                        break;
+                    }
+                    e.reassem = e.reassem.max(end);
+                    e.blocks.remove(0);
+                }
+            }
+            return;
+        }
+        let (mut lo, mut hi) = (seq, upper);
+        let i = e.blocks.iter().take_while(|b| b.1 < lo).count();
+        let mut j = i;
+        while j < e.blocks.len() && e.blocks[j].0 <= hi {
+            lo = lo.min(e.blocks[j].0);
+            hi = hi.max(e.blocks[j].1);
+            j += 1;
+        }
+        e.blocks.splice(i..j, [(lo, hi)]);
+    }
+
+    /// `TCP_Reassembler::AckReceived` (`zeek.py` `_ack_received`): acknowledged bytes
+    /// the capture never showed are a content gap, history `G`/`g` and `missed_bytes`
+    /// while both sides are established or cleanly closing.
+    fn ack_received(&mut self, ep: usize, mut seq: i64) {
         {
-            self.eps[peer].gap_upto = Some(ack);
-            self.scaled(peer, 'G', Scale::Gap);
+            let e = &self.eps[ep];
+            if e.fin_cnt > 0 && seq >= e.fin_seq {
+                seq = e.fin_seq - 1; // the FIN's own octet is not data
+            }
+            if seq <= e.trim {
+                return;
+            }
+        }
+        if seq > self.eps[ep].reassem && !(seq <= 2 && self.is_partial) {
+            while let Some(&(start, end)) = self.eps[ep].blocks.first() {
+                if start >= seq {
+                    break;
+                }
+                self.eps[ep].blocks.remove(0);
+                let reassem = self.eps[ep].reassem;
+                if start > reassem {
+                    self.gap(ep, start - reassem);
+                }
+                self.eps[ep].reassem = reassem.max(end);
+            }
+            let reassem = self.eps[ep].reassem;
+            if seq > reassem {
+                self.gap(ep, seq - reassem);
+                self.eps[ep].reassem = seq;
+            }
+        }
+        let e = &mut self.eps[ep];
+        let done = e.blocks.iter().take_while(|b| b.1 <= seq).count();
+        e.blocks.drain(..done);
+        e.trim = seq;
+    }
+
+    fn gap(&mut self, ep: usize, length: i64) {
+        if clean(&self.eps[ep]) && clean(&self.eps[1 - ep]) {
+            self.scaled(ep, 'G', Scale::Gap);
+            self.missed_bytes += length.unsigned_abs(); // main.zeek's content_gap handler
         }
     }
 
@@ -446,6 +556,7 @@ impl ZeekConn {
                             && seq == self.eps[ep].start_seq
                         {
                             // SYN/SYN-ACK reversal: the "originator" answered our SYN.
+                            self.is_partial = false;
                             self.flip();
                             self.eps[peer].set_state(ZState::Established);
                         }
@@ -468,6 +579,7 @@ impl ZeekConn {
                         // an ACK of the SYN before the SYN-ACK does not make a partial
                     } else if has_ack && self.eps[peer].state == ZState::Established {
                         self.eps[ep].set_state(ZState::Established);
+                        self.is_partial = false;
                     } else {
                         self.eps[ep].set_state(ZState::Partial);
                     }
@@ -577,18 +689,17 @@ fn rstos0(history: &str) -> bool {
     false
 }
 
-/// `gap_upto is None or _delta(ack, gap_upto) > 0`.
-trait GapExt {
-    fn is_none_or_gt(&self, ack: u32) -> bool;
+/// `update_ack_seq`: a later ack moves `ack_seq`, but an ack of 0 that would
+/// jump far ahead is more likely broken than a wrap onto 0.
+fn ack_advances(ack: u32, ack_seq: u32) -> bool {
+    let d = delta(ack, ack_seq);
+    d > 0 && !(ack == 0 && d > TOO_LARGE_SEQ_DELTA)
 }
 
-impl GapExt for Option<u32> {
-    fn is_none_or_gt(&self, ack: u32) -> bool {
-        match self {
-            None => true,
-            Some(g) => delta(ack, *g) > 0,
-        }
-    }
+/// `TCP_Reassembler`'s `is_clean`: established, or closed straight from it.
+fn clean(e: &ZEndpoint) -> bool {
+    e.state == ZState::Established
+        || (e.state == ZState::Closed && e.prev_state == ZState::Established)
 }
 
 #[cfg(test)]
@@ -644,6 +755,26 @@ mod tests {
         half.packet(true, SYN | ACK, 500, 101, 0, 500, 0.0);
         assert!(!half.is_reuse(SYN, 100)); // the SYN the SYN+ACK answered
         assert!(!half.is_reuse(SYN | ACK, 500));
+    }
+
+    #[test]
+    fn a_hole_acknowledged_is_a_content_gap_of_its_size() {
+        let mut z = ZeekConn::new();
+        z.packet(true, SYN, 100, 0, 0, 500, 0.0);
+        z.packet(false, SYN | ACK, 900, 101, 0, 500, 0.1);
+        z.packet(true, ACK, 101, 901, 0, 500, 0.2);
+        z.packet(true, PSH | ACK, 101, 901, 10, 500, 0.3);
+        z.packet(true, PSH | ACK, 121, 901, 10, 500, 0.4); // 111..121 never captured
+        z.packet(false, ACK, 901, 131, 0, 500, 0.5);
+        assert_eq!((z.history(), z.missed_bytes), ("ShADaG", 10));
+        // the hole filled late is no gap
+        let mut z = ZeekConn::new();
+        z.packet(true, SYN, 100, 0, 0, 500, 0.0);
+        z.packet(false, SYN | ACK, 900, 101, 0, 500, 0.1);
+        z.packet(true, PSH | ACK, 111, 901, 10, 500, 0.3);
+        z.packet(true, PSH | ACK, 101, 901, 10, 500, 0.4);
+        z.packet(false, ACK, 901, 121, 0, 500, 0.5);
+        assert_eq!((z.history(), z.missed_bytes), ("ShDTa", 0));
     }
 
     #[test]

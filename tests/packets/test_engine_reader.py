@@ -41,6 +41,7 @@ class Recorder:
     def __init__(self) -> None:
         self.fed: list[tuple[Any, ...]] = []
         self.peak = 0
+        self.check_checksums = False  # reconstruct() reads it (--check-checksums)
 
     def feed(self, t: float, seg: Any, frame_len: int = 0, record: int = 0) -> list[Any]:
         self.fed.append((t, astuple(seg), frame_len, record))

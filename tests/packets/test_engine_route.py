@@ -234,7 +234,7 @@ def test_frames_fed_one_by_one_report_the_same_changes_in_the_same_order(
 def test_an_unsupported_link_type_in_live_frames_is_the_same_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    data = build.pcap([(0, b"radiotap")], linktype=127)
+    data = build.pcap([(0, b"user0")], linktype=147)
     ref = run_frames("python", data, monkeypatch)
     assert ref["error"][0] == "InputError"
     assert run_frames("engine", data, monkeypatch) == ref

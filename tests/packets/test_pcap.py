@@ -37,6 +37,16 @@ EXPECTED = {
     "lab_midstream.pcap": (8, 1),
     "lab_syn_blackhole.pcap": (6, 1),
     "lab_synack_rexmit.pcap": (4, 276),
+    # issue 15's encapsulations (capinfos: Ethernet, PPP, Cisco HDLC, FDDI, 802.11, radiotap)
+    "encap_ethernet.pcap": (176, 1),
+    "encap_kernel_vxlan.pcap": (10, 1),
+    "encap_kernel_vxlan6.pcap": (10, 1),
+    "encap_ppp.pcap": (8, 9),
+    "encap_ppp_hdlc.pcap": (8, 50),
+    "encap_cisco_hdlc.pcap": (8, 104),
+    "encap_fddi.pcap": (8, 10),
+    "encap_wifi.pcap": (8, 105),
+    "encap_radiotap.pcap": (8, 127),
 }
 
 

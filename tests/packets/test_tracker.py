@@ -414,8 +414,18 @@ def test_mutated_captures_reconstruct_or_fail_cleanly(
 
 
 def test_multi_flag_inconsistent_and_gap_letters() -> None:
-    (conn,) = run([pkt(0, C, SYN | FIN, 100), pkt(0.1, C, SYN | FIN, 100)])
-    assert conn.history == "Q"  # once per direction
+    syn_fin_ack = SYN | FIN | ACK
+    (conn,) = run(
+        [
+            pkt(0, C, SYN, 100),
+            pkt(0.1, SRV, syn_fin_ack, 5, 101),
+            pkt(0.2, SRV, syn_fin_ack, 5, 101),
+        ]
+    )
+    assert conn.history == "Sq"  # once per direction
+    # A SYN after a close (the SYN+FIN closed it) is a new connection (Zeek's IsReuse).
+    conns = run([pkt(0, C, SYN | FIN, 100), pkt(0.1, C, SYN | FIN, 100)])
+    assert [c.history for c in conns] == ["Q", "Q"]
     (conn,) = run([*handshake(), pkt(1, C, FIN | RST | ACK, 101, 501)])
     assert conn.history == "ShAI"
     # The server acknowledges 1000 bytes of the client's the capture never showed: a

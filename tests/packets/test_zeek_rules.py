@@ -11,12 +11,16 @@ from __future__ import annotations
 import io
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from tcplens.packets.decode import DecodeStats, decode
 from tcplens.packets.engine import ROUTE_ENV, engine_available, reconstruct_capture
-from tcplens.packets.tracker import CaptureSummary, Connection, Tracker
+from tcplens.packets.tracker import CaptureSummary, Connection, Timeouts, Tracker
 
 from . import build
-from .build import ACK, FIN, RST, SYN
+from . import test_engine_diff as diff
+from .build import ACK, FIN, PSH, RST, SYN
 
 # Neither port is one of Zeek's likely server ports, so no guess flips a connection.
 A = ("10.0.0.1", 40000)
@@ -220,3 +224,123 @@ def test_cli_check_checksums_flag(tmp_path: pytest.TempPathFactory) -> None:
         check=True,
     ).stdout
     assert json.loads(out)["summary"]["bad_checksums"] == 1
+
+
+# -- content gaps: TCP_Reassembler::AckReceived / Undelivered / Gap -------------------
+@pytest.mark.parametrize("route", ROUTES)
+def test_acknowledged_hole_is_a_gap_of_its_size(
+    route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 111..120 never captured; B's ACK of 131 reveals it (data above it was seen).
+    packets = [
+        *handshake(),
+        pkt(1, A, PSH | ACK, 101, 501, 10),
+        pkt(1.1, A, PSH | ACK, 121, 501, 10),
+        pkt(1.2, B, ACK, 501, 131),
+    ]
+    (conn,) = run(route, packets, monkeypatch)
+    assert (conn.history, conn.zeek.missed_bytes) == ("ShADaG", 10)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_hole_filled_before_the_ack_is_no_gap(route: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    packets = [
+        *handshake(),
+        pkt(1, A, PSH | ACK, 111, 501, 10),
+        pkt(1.1, A, PSH | ACK, 101, 501, 10),  # out of order: Zeek's T (seq below last)
+        pkt(1.2, B, ACK, 501, 121),
+    ]
+    (conn,) = run(route, packets, monkeypatch)
+    assert (conn.history, conn.zeek.missed_bytes) == ("ShADTa", 0)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_gaps_scale_and_sum_into_missed_bytes(route: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ten acknowledged 100-byte holes: G at the 1st and 10th, 1000 bytes missed.
+    packets = [*handshake()]
+    for i in range(10):
+        packets.append(pkt(1 + i, B, ACK, 501, 101 + 100 * (i + 1)))
+    (conn,) = run(route, packets, monkeypatch)
+    assert (conn.history, conn.zeek.missed_bytes) == ("ShAaGG", 1000)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_no_gap_once_a_side_reset(route: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The RST+ACK acknowledges unseen data, but B is RESET then: not "clean".
+    packets = [*handshake(), pkt(1, B, RST | ACK, 501, 1101)]
+    (conn,) = run(route, packets, monkeypatch)
+    assert (conn.conn_state, conn.history, conn.zeek.missed_bytes) == ("RSTR", "ShAr", 0)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_partial_connection_first_ack_is_not_a_gap(
+    route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Mid-stream: A's start is faked one below its first byte; B acking that one
+    # byte (a keep-alive's) is "up_to_seq <= 2 && IsPartial()": ignored.
+    packets = [pkt(0, A, ACK, 1000, 2000), pkt(0.1, B, ACK, 2000, 1001)]
+    (conn,) = run(route, packets, monkeypatch)
+    assert (conn.history, conn.zeek.missed_bytes) == ("Aa", 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(payload=st.binary(max_size=40), bit=st.integers(min_value=0, max_value=10_000))
+def test_any_flipped_bit_fails_the_tcp_checksum_in_both_decoders(payload: bytes, bit: int) -> None:
+    """One's-complement sums catch every single-bit error; scapy fills the right sum."""
+    _, frame = sframe(0, A, "PA", 1, 1, payload)
+    start = 14 + 20  # the TCP header
+    i = start * 8 + bit % ((len(frame) - start) * 8)
+    bad = bytearray(frame)
+    bad[i // 8] ^= 1 << (i % 8)
+    for data, want in ((frame, False), (bytes(bad), True)):
+        stats = DecodeStats(check_checksums=True)
+        seg = decode(1, data, stats)
+        assert seg is None or seg.bad_checksum is want  # (a data-offset flip: malformed)
+        assert decode(1, data, DecodeStats()) is None or not decode(1, data).bad_checksum
+        if engine_available():
+            from tcplens import _engine
+
+            pcap = build.pcap([(0, data)])
+            frames, _n, engine_stats, _err = _engine.read_and_decode(io.BytesIO(pcap), None, True)
+            got = frames[0][-1]
+            assert (got is None) == (seg is None)
+            if got is not None and seg is not None:
+                assert got[-1] is seg.bad_checksum
+            assert engine_stats["bad_checksums"] == stats.bad_checksums
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(diff.segment, st.booleans()), min_size=1, max_size=40))
+def test_soups_with_bad_checksums_agree_in_engine_and_reference(
+    rows: list[tuple[tuple[object, ...], bool]],
+) -> None:
+    """Segments flagged bad_checksum anywhere (first of a flow, a reuse SYN, ...)."""
+    if not engine_available():
+        pytest.skip("engine not built")
+    base = diff.soup([r for r, _ in rows])
+    marked = [
+        (rec, ts, size, (*fields[:11], bad))
+        for (rec, ts, size, fields), (_, bad) in zip(base, rows, strict=True)
+    ]
+    diff.assert_same(marked, timeouts=Timeouts(attempt=2.0, closed=2.0, reset=1.0, inactivity=6.0))
+
+
+# -- orientation: TCPAnalyzer::WantConnection / IsLikelyServerPort ---------------------
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize(
+    "server_port,history",
+    [
+        (993, "^d"),  # imaps (ssl_ports): data from it, so it is the responder
+        (2811, "^d"),  # gridftp (ftp ports)
+        (8443, "D"),  # not in any base script's likely_server_ports: no flip
+        (161, "D"),  # snmp is registered for UDP only
+    ],
+)
+def test_mid_stream_orientation_follows_zeeks_likely_server_ports(
+    route: str, server_port: int, history: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seg = build.tcp(server_port, 40000, 5000, 7000, PSH | ACK, payload=b"x" * 10)
+    frame = build.ether(build.ipv4("10.0.0.2", "10.0.0.1", seg))
+    (conn,) = run(route, [(0, frame)], monkeypatch)
+    assert conn.history == history
+    assert conn.orig.port == (40000 if history.startswith("^") else server_port)

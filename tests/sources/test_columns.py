@@ -709,3 +709,39 @@ def test_listings_with_processes_from_columns_equal_the_record_path() -> None:
         assert rows(fast.getvalue()) == rows(slow.getvalue())
 
     run_in_private_netns(body, required=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([4, 6]), st.integers(0, 7), st.integers(1, 65535)),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_closing_states_peers_from_columns_read_as_from_records(
+    peers: list[tuple[int, int, int]],
+) -> None:
+    """TIME_WAIT towards IPv4 and IPv6 peers: the same top peers, counts and texts both ways."""
+    by_family: dict[int, list[bytes]] = {4: [], 6: []}
+    for family, host, port in peers:
+        if family == 4:
+            dst, af = _ip4(f"10.0.0.{host}"), 2
+        else:
+            dst, af = socket.inet_pton(socket.AF_INET6, f"2001:db8::{host}:1"), 10
+        by_family[family].append(
+            _message(
+                idiag_family=af, idiag_state=6, idiag_sport=40000, idiag_dport=port,
+                idiag_dst=dst, idiag_timer=3, idiag_expires=30_000,
+            )
+        )  # fmt: skip
+    cols = columns.SocketColumns()
+    for family in (4, 6):
+        start = len(cols)
+        if by_family[family]:
+            assert columns._take(cols, b"".join(by_family[family]) + _done(), "tcp")
+        cols.ranges.append(("tcp", family, start, len(cols)))
+    records = Snapshot([cols.socket_at(i) for i in range(len(cols))], source="netlink")
+    fast, full = summarize(_listing(cols, None)), summarize(records)
+    assert [d.top_peers for d in fast.busy] == [d.top_peers for d in full.busy]
+    assert fast.busy[0].top_peers and fast.busy[0].state is State.TIME_WAIT

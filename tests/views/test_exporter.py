@@ -38,6 +38,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tcplens.errors import InputError
+from tcplens.exporter import BasicAuth, is_loopback, load_web_config, parse_listen
 from tcplens.model import State
 from tcplens.sources.kernel import KernelSettings
 from tcplens.sources.records import Addr, Snapshot, Socket
@@ -46,15 +47,10 @@ from tcplens.views.exporter import (
     NO_PROCESS,
     OTHER,
     UNKNOWN_PROCESS,
-    BasicAuth,
     TcplensCollector,
-    TransitionCollector,
-    TransitionCounts,
-    is_loopback,
-    load_web_config,
     make_registry,
-    parse_listen,
 )
+from tcplens.views.exporter_transitions import TransitionCollector, TransitionCounts
 from tests.netns import netns, run_in_private_netns
 
 ROOT = Path(__file__).resolve().parents[2]

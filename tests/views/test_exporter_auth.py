@@ -19,8 +19,8 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from tcplens.views import exporter as exporter_module
-from tcplens.views.exporter import BasicAuth, bcrypt_cost
+from tcplens.exporter import auth as auth_module
+from tcplens.exporter.auth import BasicAuth, bcrypt_cost
 from tests.views.test_exporter import isolated, running_exporter
 
 
@@ -66,7 +66,7 @@ def test_users_of_different_costs_are_warned_about(caplog: pytest.LogCaptureFixt
         "a": bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)),
         "b": bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=5)),
     }
-    with caplog.at_level("WARNING", logger="tcplens.views.exporter"):
+    with caplog.at_level("WARNING", logger="tcplens.exporter.auth"):
         auth = BasicAuth(users)
     assert bcrypt_cost(auth._dummy) == 5  # as slow as the slowest user
     assert "different bcrypt costs (4, 5)" in caplog.text
@@ -88,7 +88,7 @@ def test_bcrypt_runs_in_a_bounded_pool_and_cached_good_pairs_skip_it(
     monkeypatch.setattr(bcrypt, "checkpw", counting)
     # every worker busy (a flood): a cached good pair is answered at once ...
     busy = threading.Event()
-    for _ in range(exporter_module.BCRYPT_WORKERS):
+    for _ in range(auth_module.BCRYPT_WORKERS):
         auth._pool.submit(busy.wait, 10)
     try:
         started = time.monotonic()

@@ -20,7 +20,7 @@ from tcplens.analysis.transitions import Transition
 from tcplens.model.states import State
 from tcplens.sources import tracepoints as tp
 from tcplens.sources.records import Addr, Socket
-from tcplens.views.exporter import TransitionCollector, TransitionCounts
+from tcplens.views.exporter_transitions import TransitionCollector, TransitionCounts
 
 
 def _t(old: State, new: State, spent: float | None) -> Transition:

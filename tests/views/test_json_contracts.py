@@ -30,8 +30,11 @@ def test_pcap_json_contract() -> None:
     assert doc["version"] == 1 and set(doc) == {"version", "file", "connections", "summary"}
     (conn,) = doc["connections"]  # type: ignore[misc]
     assert set(conn) == {
-        "index", "start", "duration", "orig", "resp", "conn_state", "history",
-        "completeness", "cannot_tell", "notes", "first_record",
+        "index", "start", "duration", "orig", "resp", "conn_state", "history", "zeek",
+        "completeness", "cannot_tell", "notes", "first_record", "tunnel",
+    }  # fmt: skip
+    assert set(conn["zeek"]) == {  # type: ignore[call-overload]
+        "duration", "orig_bytes", "resp_bytes", "missed_bytes", "tunnel_parents",
     }  # fmt: skip
     side_keys = {
         "ip", "port", "packets", "payload_bytes", "ip_bytes", "frame_bytes", "flags",

@@ -295,25 +295,42 @@ def _zero_mask(values: array[int]) -> bytes:
     return nonzero.translate(bytes([1]) + bytes(255))
 
 
-def _peer_keys(columns: SocketColumns) -> list[tuple[int, bytes, int]]:
-    """(family, packed address, port) of each TCP socket's peer, in the TCP columns' order."""
+#: a peer key: family (1 byte), address (16, an IPv4 one in the first 4), port (2, network order)
+_KEY: Final = 19
+
+
+def _peer_keys(columns: SocketColumns) -> bytes:
+    """The peer of each TCP socket as a :data:`_KEY`-byte record, in the TCP columns' order.
+
+    Why packed bytes, not a tuple per socket: 100k ``(family, address,
+    port)`` tuples cost ~30 ms to build, though only the closing states'
+    peers are counted; the records are laid out with strided copies, and
+    only the sockets counted are cut out of them.
+    """
     dst = columns.field("dst")
-    dports = columns.numbers("dport")
-    keys: list[tuple[int, bytes, int]] = []
+    dports = columns.field("dport")
+    parts: list[bytes] = []
     for proto, family, start, stop in columns.ranges:
-        if proto != "tcp":
+        n = stop - start
+        if proto != "tcp" or not n:
             continue
-        width = 4 if family == 4 else 16
-        addresses = [dst[i * 16 : i * 16 + width] for i in range(start, stop)]
-        keys.extend(zip(repeat(family), addresses, dports[start:stop], strict=False))
-    return keys
+        packed = bytearray(_KEY * n)
+        packed[0::_KEY] = bytes((family,)) * n
+        addresses = dst[start * 16 : stop * 16]
+        for j in range(4 if family == 4 else 16):  # an IPv4 key's other 12 bytes stay 0
+            packed[1 + j :: _KEY] = addresses[j::16]
+        ports = dports[start * 2 : stop * 2]
+        packed[17::_KEY], packed[18::_KEY] = ports[0::2], ports[1::2]
+        parts.append(bytes(packed))
+    return b"".join(parts)
 
 
-def _peer_text(key: tuple[int, bytes, int]) -> str:
+def _peer_text(key: bytes) -> str:
     """The text :func:`summarize` prints for the same peer (``str(Addr)``)."""
-    family, packed, port = key
+    family = key[0]
+    packed = key[1:5] if family == 4 else key[1:17]
     ip = socket.inet_ntop(socket.AF_INET if family == 4 else socket.AF_INET6, packed)
-    return str(Addr(ip, port))
+    return str(Addr(ip, int.from_bytes(key[17:19], "big")))
 
 
 def _tcp_index(parts: list[tuple[int, int]], index: int) -> int:
@@ -417,7 +434,7 @@ def _from_columns(
                     held[(k, pid)] = held.get((k, pid), 0.0) + weight
 
     on_listener = b""
-    peer_keys: list[tuple[int, bytes, int]] = []
+    peer_keys = b""
     if any(state in ACTIVE_CLOSE for _n, state in chosen):
         listening = set(compress(ports, _mask(tcp_codes, codes_of(State.LISTEN))))
         on_listener = bytes(map(listening.__contains__, ports))
@@ -430,7 +447,9 @@ def _from_columns(
         if state in ACTIVE_CLOSE:
             port_counts = Counter(compress(ports, _both(mask, on_listener)))
             elsewhere = _both(mask, on_listener.translate(_FLIP))
-            top_peers = _top_peers(Counter(compress(peer_keys, elsewhere)), _peer_text, top)
+            at = compress(range(0, _KEY * len(elsewhere), _KEY), elsewhere)
+            peers = Counter([peer_keys[i : i + _KEY] for i in at])
+            top_peers = _top_peers(peers, _peer_text, top)
         else:
             port_counts = Counter(compress(ports, mask))
         ownerless = _both(mask, no_inode)

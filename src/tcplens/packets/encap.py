@@ -16,6 +16,7 @@ direction.  Wire layouts are listed in ``encap.rs``.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import struct
 
@@ -397,3 +398,28 @@ def _gtpu(data: bytes, at: int) -> Next:
     if nibble == 6:
         return pos, ETH_P_IPV6
     raise Unsupported("GTP-U non-IP payload")
+
+
+#: the layers Zeek calls tunnels (its ``Tunnel::Type``); VLAN, MPLS, PPPoE... are not
+_TUNNEL_KINDS = frozenset({"ip", "gre", "vxlan", "geneve", "teredo", "ayiya", "gtpv1"})
+
+
+def tunnel_uid(layer: str) -> str:
+    """A stable uid for a tunnel: "C" + 17 base-62 digits of BLAKE2b-96 over its text.
+
+    tcplens writes no tunnel.log, so a parent's uid cannot point at a row as
+    Zeek's does; a hash of the tunnel's endpoints gives every connection in
+    one tunnel the same parent, which is what the field is used for.
+    """
+    number = int.from_bytes(hashlib.blake2b(layer.encode(), digest_size=12).digest(), "big")
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    out = []
+    for _ in range(17):
+        number, digit = divmod(number, 62)
+        out.append(alphabet[digit])
+    return "C" + "".join(out)
+
+
+def tunnel_parents(chain: tuple[str, ...]) -> tuple[str, ...]:
+    """Zeek's ``tunnel_parents``: the uids of the chain's tunnels, outermost first."""
+    return tuple(tunnel_uid(layer) for layer in chain if layer.split(" ", 1)[0] in _TUNNEL_KINDS)

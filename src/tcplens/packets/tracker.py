@@ -85,6 +85,7 @@ from tcplens.packets.decode import (
     decode,
     supported_linktype,
 )
+from tcplens.packets.encap import tunnel_parents
 from tcplens.packets.pcap import LINKTYPE_NAMES, Frame, read_frames
 from tcplens.packets.zeek import ZeekConn, ZeekRow, should_flip
 from tcplens.sources.records import Addr
@@ -287,6 +288,16 @@ class Connection:
             "resp": side(self.resp, self.resp_stats, self.resp_history),
             "conn_state": self.conn_state,
             "history": self.history,
+            "zeek": {
+                # conn.log's own counts where they differ from the sides' (Zeek's
+                # duration ends at the last packet before both closed; bytes come
+                # from sequence numbers; missed bytes from content gaps)
+                "duration": round(self.zeek.duration, 9),
+                "orig_bytes": self.zeek.orig_bytes,
+                "resp_bytes": self.zeek.resp_bytes,
+                "missed_bytes": self.zeek.missed_bytes,
+                "tunnel_parents": list(self.zeek.tunnel_parents),
+            },
             "completeness": self.completeness,
             "cannot_tell": dict(self.cannot_tell),
             "notes": list(self.notes),
@@ -971,12 +982,13 @@ class Tracker:
             orig_bytes=z.orig_bytes(),
             resp_bytes=z.resp_bytes(),
             conn_state=z.conn_state,
-            missed_bytes=0,
+            missed_bytes=z.missed_bytes,
             history=z.history,
             orig_pkts=ost.packets,
             orig_ip_bytes=ost.ip_bytes,
             resp_pkts=rst.packets,
             resp_ip_bytes=rst.ip_bytes,
+            tunnel_parents=tunnel_parents(flow.tunnel),
         )
         return Connection(
             index=flow.index,

@@ -56,13 +56,16 @@ _MOD = 1 << 32
 _HALF = 1 << 31
 _TOO_LARGE_SEQ_DELTA = 1_048_576
 
-#: Ports Zeek is likely to treat as servers when it guesses direction.  Zeek
-#: builds ``likely_server_ports`` from the ports its protocol analysers
-#: register; this is that list for a default install, rounded to the common ones.
+#: TCP ports Zeek treats as likely servers when it guesses direction
+#: (``TCPAnalyzer::IsLikelyServerPort``): the union of the ``/tcp`` ports the
+#: scripts under ``base/protocols`` add with ``redef likely_server_ports +=``
+#: (ftp, ssh, smtp, dns, finger, http, krb, dce-rpc, smb, imap, ldap, ssl,
+#: modbus, socks, mysql, mqtt, rdp, xmpp, postgresql, redis, irc, dnp3).  A port
+#: only registered for UDP (snmp 161, syslog 514, sip 5060, ...) is not one.
 LIKELY_SERVER_PORTS: frozenset[int] = frozenset(
-    {21, 22, 23, 25, 53, 80, 88, 110, 111, 135, 137, 139, 143, 161, 389, 443, 445, 465}
-    | {502, 514, 587, 636, 993, 995, 1080, 1194, 1433, 1521, 1723, 1812, 2049, 3128, 3306}
-    | {3389, 5060, 5222, 5432, 5672, 5900, 6379, 6667, 8000, 8080, 8443, 8888, 9200, 11211}
+    {21, 22, 25, 53, 79, 80, 81, 88, 135, 139, 143, 389, 443, 445, 502, 563, 585, 587, 614}
+    | {631, 636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128, 3268, 3306, 3389}
+    | {5222, 5223, 5269, 5432, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000}
 )
 
 
@@ -77,6 +80,20 @@ def should_flip(sport: int, dport: int, flags: int) -> bool:
         # Both plausible: flip only for a non-SYN packet towards the higher port.
         return not (flags & SYN) and sport < dport
     return True
+
+
+def _ack_advances(ack: int, ack_seq: int) -> bool:
+    """``update_ack_seq``: a later ack moves ``ack_seq``, but an ack of 0 that
+    would jump far ahead is more likely broken than a wrap onto 0."""
+    d = (ack - ack_seq) % _MOD
+    return 0 < d < _HALF and not (ack == 0 and d > _TOO_LARGE_SEQ_DELTA)
+
+
+def _clean(ep: _ZEndpoint) -> bool:
+    """TCP_Reassembler's ``is_clean``: established, or closed straight from it."""
+    return ep.state == ZeekState.ESTABLISHED or (
+        ep.state == ZeekState.CLOSED and ep.prev_state == ZeekState.ESTABLISHED
+    )
 
 
 def _delta(a: int, b: int) -> int:
@@ -104,23 +121,26 @@ _H_SYN, _H_FIN, _H_RST, _H_FINRST, _H_DATA, _H_ACK, _H_MULTI = 1, 2, 4, 8, 16, 3
 class _ZEndpoint:
     __slots__ = (
         "ack_seq",
+        "blocks",
         "chk_cnt",
         "chk_thresh",
         "did_close",
         "fin_cnt",
+        "fin_seq",
         "gap_cnt",
         "gap_thresh",
-        "gap_upto",
         "is_orig",
         "last_fin",
         "last_rst",
         "last_seq",
         "last_syn",
         "prev_state",
+        "reassem",
         "rxmt_cnt",
         "rxmt_thresh",
         "start_seq",
         "state",
+        "trim",
         "win0_cnt",
         "win0_thresh",
     )
@@ -142,7 +162,12 @@ class _ZEndpoint:
         self.win0_thresh = 1
         self.gap_cnt = 0
         self.gap_thresh = 1
-        self.gap_upto: int | None = None
+        #: the reassembler (TCP_Reassembler) in relative numbers: delivered up to
+        #: ``reassem``, acknowledged up to ``trim``, ``blocks`` seen above a hole
+        self.reassem = 1
+        self.trim = 1
+        self.blocks: list[list[int]] = []
+        self.fin_seq = 0
         self.chk_cnt = 0
         self.chk_thresh = 1
         self.did_close = False
@@ -177,7 +202,17 @@ class _ZEndpoint:
 class ZeekConn:
     """Zeek's view of one TCP connection, advanced one packet at a time."""
 
-    __slots__ = ("_hist", "_seen", "flips", "last_time", "orig", "resp")
+    __slots__ = (
+        "_first_seen",
+        "_hist",
+        "_seen",
+        "flips",
+        "is_partial",
+        "last_time",
+        "missed_bytes",
+        "orig",
+        "resp",
+    )
 
     def __init__(self) -> None:
         self.orig = _ZEndpoint(True)
@@ -186,6 +221,11 @@ class ZeekConn:
         self._seen = 0
         self.flips = 0
         self.last_time = 0.0
+        #: bytes acknowledged but never captured (conn.log ``missed_bytes``)
+        self.missed_bytes = 0
+        #: TCPSessionAdapter's is_partial and first_packet_seen (ORIG 1, RESP 2)
+        self.is_partial = False
+        self._first_seen = 0
 
     # -- history ----------------------------------------------------------------
     @property
@@ -231,6 +271,7 @@ class ZeekConn:
         if rst:
             seg_len -= length
         end = (seq + seg_len) % _MOD
+        self._partial_status(is_orig, flags)
         self._init_endpoint(ep, flags, seq, end)
         rel_seq = _delta(seq, ep.start_seq)
         self._update_history(ep, flags, rel_seq, length)
@@ -245,25 +286,26 @@ class ZeekConn:
             self.last_time = t
         if fin:
             ep.fin_cnt += 1
+            ep.fin_seq = rel_seq + seg_len
+        rel_ack = 0
         if flags & ACK:
             if peer.state == ZeekState.INACTIVE:
+                rel_ack = 1
                 peer.init_seq((ack - 1) % _MOD)
                 peer.last_seq = (ack - 1) % _MOD
-            elif not rst and _delta(ack, peer.ack_seq) > 0:
-                peer.ack_seq = ack
+            else:
+                rel_ack = _delta(ack, peer.start_seq)
+                if rel_ack < 0:
+                    rel_ack = 0  # TCP_ack_underflow_or_misorder: the ack is not used
+                elif not rst and _ack_advances(ack, peer.ack_seq):
+                    peer.ack_seq = ack
         delta_last = self._update_last_seq(ep, end, flags, length)
         self._state_machine(ep, peer, is_orig, flags, seq, ack, length, delta_last)
-        # An ACK beyond anything the capture showed from the peer: a content gap.
-        if (
-            flags & ACK
-            and not rst
-            and not fin
-            and peer.state != ZeekState.INACTIVE
-            and _delta(ack, peer.last_seq) > 0
-            and (peer.gap_upto is None or _delta(ack, peer.gap_upto) > 0)
-        ):
-            peer.gap_upto = ack
-            self._scaled(peer, "G", "gap_cnt", "gap_thresh")
+        if flags & ACK:
+            self._ack_received(peer, rel_ack)
+        if length > 0 and not rst and rel_seq >= 0:
+            self._data_sent(ep, rel_seq + 1 if syn else rel_seq, length)
+        self._first_seen |= 1 if is_orig else 2
 
     def is_reuse(self, flags: int, seq: int) -> bool:
         """Zeek's ``TCPSessionAdapter::IsReuse``: does this packet start a new connection?
@@ -320,6 +362,8 @@ class ZeekConn:
         if flags & (SYN | FIN | RST) or ep.state == ZeekState.INACTIVE:
             return False
         peer = self.resp if is_orig else self.orig
+        if self._first_seen != 3:
+            self._partial_status(is_orig, flags)
         if length:
             self._check(ep, _H_DATA, "D")
         elif flags & ACK:
@@ -328,27 +372,96 @@ class ZeekConn:
             self._scaled(ep, "W", "win0_cnt", "win0_thresh")
         if not (self.orig.did_close and self.resp.did_close):
             self.last_time = t
+        rel_ack = 0
         if flags & ACK:
             if peer.state == ZeekState.INACTIVE:
+                rel_ack = 1
                 peer.init_seq((ack - 1) % _MOD)
                 peer.last_seq = (ack - 1) % _MOD
-            elif (ack - peer.ack_seq) % _MOD - 1 < _HALF - 1:
-                peer.ack_seq = ack
+            else:
+                rel_ack = (ack - peer.start_seq) % _MOD
+                if rel_ack >= _HALF:
+                    rel_ack = 0  # underflow: the ack is not used
+                elif _ack_advances(ack, peer.ack_seq):
+                    peer.ack_seq = ack
         if ep.state != ZeekState.RESET:
             end = (seq + length) % _MOD
             if 0 < (end - ep.last_seq) % _MOD < _HALF:
                 ep.last_seq = end
             elif length:
                 self._scaled(ep, "T", "rxmt_cnt", "rxmt_thresh")
-        if (
-            flags & ACK
-            and peer.state != ZeekState.INACTIVE
-            and 0 < (ack - peer.last_seq) % _MOD < _HALF
-            and (peer.gap_upto is None or 0 < (ack - peer.gap_upto) % _MOD < _HALF)
-        ):
-            peer.gap_upto = ack
-            self._scaled(peer, "G", "gap_cnt", "gap_thresh")
+        if flags & ACK:
+            self._ack_received(peer, rel_ack)
+        if length:
+            rel_seq = (seq - ep.start_seq) % _MOD
+            if rel_seq < _HALF:
+                self._data_sent(ep, rel_seq, length)
+        self._first_seen |= 1 if is_orig else 2
         return True
+
+    # -- content gaps: TCP_Reassembler -------------------------------------------------
+    def _partial_status(self, is_orig: bool, flags: int) -> None:
+        """``TCPSessionAdapter::SetPartialStatus``, on each direction's first packet."""
+        if is_orig:
+            if not self._first_seen & 1:
+                self.is_partial = not flags & SYN or bool(flags & ACK)
+        elif not self._first_seen & 2 and not self.is_partial:
+            self.is_partial = not flags & SYN
+
+    def _data_sent(self, ep: _ZEndpoint, seq: int, length: int) -> None:
+        """``TCP_Reassembler::DataSent`` then ``Reassembler::NewBlock``: payload at
+        relative ``seq`` is delivered if it continues the stream, else kept above
+        the hole; what the peer already acknowledged, or was trimmed, is dropped."""
+        upper = seq + length
+        acked = _delta(ep.ack_seq, ep.start_seq)
+        seq = max(seq, acked, ep.trim)
+        if upper <= seq:
+            return
+        if seq <= ep.reassem:
+            if upper > ep.reassem:
+                ep.reassem = upper
+                blocks = ep.blocks
+                while blocks and blocks[0][0] <= ep.reassem:
+                    ep.reassem = max(ep.reassem, blocks.pop(0)[1])
+            return
+        blocks = ep.blocks
+        i = 0
+        while i < len(blocks) and blocks[i][1] < seq:
+            i += 1
+        j = i
+        while j < len(blocks) and blocks[j][0] <= upper:
+            seq, upper = min(seq, blocks[j][0]), max(upper, blocks[j][1])
+            j += 1
+        blocks[i:j] = [[seq, upper]]
+
+    def _ack_received(self, ep: _ZEndpoint, seq: int) -> None:
+        """``TCP_Reassembler::AckReceived``: an ACK of ``ep``'s data up to relative
+        ``seq``.  Acknowledged bytes the capture never showed are a content gap
+        (``Undelivered``): history ``G``/``g`` and ``missed_bytes`` while both sides
+        are established or cleanly closing (``TCP_Reassembler::Gap``)."""
+        if ep.fin_cnt > 0 and seq >= ep.fin_seq:
+            seq = ep.fin_seq - 1  # the FIN's own octet is not data
+        if seq <= ep.trim:
+            return
+        if seq > ep.reassem and not (seq <= 2 and self.is_partial):
+            blocks = ep.blocks
+            while blocks and blocks[0][0] < seq:
+                start, upper = blocks.pop(0)
+                if start > ep.reassem:
+                    self._gap(ep, start - ep.reassem)
+                ep.reassem = max(ep.reassem, upper)
+            if seq > ep.reassem:
+                self._gap(ep, seq - ep.reassem)
+                ep.reassem = seq
+        while ep.blocks and ep.blocks[0][1] <= seq:
+            ep.blocks.pop(0)
+        ep.trim = seq
+
+    def _gap(self, ep: _ZEndpoint, length: int) -> None:
+        peer = self.resp if ep is self.orig else self.orig
+        if _clean(ep) and _clean(peer):
+            self._scaled(ep, "G", "gap_cnt", "gap_thresh")
+            self.missed_bytes += length  # main.zeek's content_gap handler
 
     def _init_endpoint(self, ep: _ZEndpoint, flags: int, seq: int, end: int) -> None:
         syn = flags & SYN
@@ -441,6 +554,7 @@ class ZeekConn:
                         and seq == ep.start_seq
                     ):
                         # SYN/SYN-ACK reversal: the "originator" answered our SYN.
+                        self.is_partial = False
                         self.flip()
                         peer.set_state(ZeekState.ESTABLISHED)
                     if peer.state == ZeekState.SYN_SENT:
@@ -457,6 +571,7 @@ class ZeekConn:
                     pass  # an ACK of the SYN before the SYN-ACK does not make a partial
                 elif flags & ACK and peer.state == ZeekState.ESTABLISHED:
                     ep.set_state(ZeekState.ESTABLISHED)
+                    self.is_partial = False
                 else:
                     ep.set_state(ZeekState.PARTIAL)
         elif state in (ZeekState.SYN_SENT, ZeekState.SYN_ACK_SENT):
@@ -571,6 +686,8 @@ class ZeekRow:
     orig_ip_bytes: int
     resp_pkts: int
     resp_ip_bytes: int
+    #: uids of the tunnels it came through (``encap.tunnel_parents``), Zeek's set
+    tunnel_parents: tuple[str, ...] = ()
 
     @property
     def uid(self) -> str:
@@ -608,7 +725,7 @@ class ZeekRow:
             str(self.orig_ip_bytes),
             str(self.resp_pkts),
             str(self.resp_ip_bytes),
-            "-",
+            ",".join(self.tunnel_parents) or "-",
         ]
 
 

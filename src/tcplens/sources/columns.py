@@ -185,12 +185,18 @@ def _messages(buf: bytes, proto: Proto) -> tuple[list[int], bool]:
     while offset + 16 <= n:
         length, mtype = unpack(buf, offset)
         if mtype != _TYPE or length < HEAD or offset + length > n:
-            # DONE, ERROR or malformed: the record parser says what it is
+            # DONE, ERROR, another type or malformed: the record parser says what it
+            # is, one message at a time, and the walk goes on where it goes on
+            # (an ACK or a message of another type is skipped, as it is there)
             rest: list[Socket] = []
-            done = netlink.parse(memoryview(buf)[offset:], proto, rest, info=False)
-            if rest:
-                raise SourceError("sock_diag: socket messages after a control message")
-            return offsets, done
+            if length < 16 or offset + length > n or mtype == _TYPE:
+                # malformed (a socket message shorter than HEAD too): parse raises
+                done = netlink.parse(memoryview(buf)[offset:], proto, rest, info=False)
+                return offsets, done  # pragma: no cover - parse raised
+            if netlink.parse(memoryview(buf)[offset : offset + length], proto, rest, info=False):
+                return offsets, True
+            offset += (length + 3) & ~3
+            continue
         append(offset)
         offset += (length + 3) & ~3
     return offsets, False
@@ -224,11 +230,9 @@ def _take(columns: SocketColumns, buf: bytes, proto: Proto) -> bool:
     rest = len(buf) - count * stride
     if count and (rest < _HDR.size or _HDR.unpack_from(buf, count * stride)[1] != _TYPE):
         columns._add(buf, stride, count, proto)
-        tail = buf[count * stride :]
-        if not tail:
+        buf = buf[count * stride :]  # the control message after them, and what follows it
+        if not buf:
             return False
-        offsets, done = _messages(tail, proto)  # the control message after them
-        return done
     offsets, done = _messages(buf, proto)
     if offsets:
         heads = itemgetter(*[slice(o, o + HEAD) for o in offsets])(buf)

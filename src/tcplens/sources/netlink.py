@@ -571,13 +571,15 @@ def parse(
                     (errcode,) = _ERRNO.unpack_from(buffer, offset + 16)
                     if errcode < 0:
                         raise SourceError(
-                            f"sock_diag dump for {proto} failed: {os.strerror(-errcode)}"
+                            f"sock_diag dump for {proto} failed: {_strerror(errcode)}"
                         )
                 return True
             if mtype == NLMSG_ERROR:
+                if length < 20:
+                    raise InputError("netlink error message too short", offset=offset)
                 (errcode,) = _ERRNO.unpack_from(buffer, offset + 16)
                 if errcode != 0:  # 0 is an ACK, not an error
-                    raise SourceError(f"sock_diag dump for {proto} failed: {os.strerror(-errcode)}")
+                    raise SourceError(f"sock_diag dump for {proto} failed: {_strerror(errcode)}")
             offset += (length + 3) & ~3
             continue
         if length < _ATTR_OFFSET:
@@ -621,6 +623,17 @@ def parse(
         append(sock)
         offset += (length + 3) & ~3
     return False
+
+
+def _strerror(errcode: int) -> str:
+    """The text of the kernel's negative errno; a value no errno has is shown as a number.
+
+    ``os.strerror`` raises OverflowError past a C int (``-errcode`` of INT_MIN).
+    """
+    try:
+        return os.strerror(-errcode)
+    except (OverflowError, ValueError):
+        return f"error {errcode}"
 
 
 def _attributes(

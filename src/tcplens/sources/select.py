@@ -181,6 +181,10 @@ def open_listing(
     children beside the dump), ``"sample"`` (columns: a sampled
     :func:`~tcplens.sources.processes.tally`; records: every socket), or not.
     """
+    # read once: the columns and a fallback to records may both need them
+    protos = None if protos is None else frozenset(protos)
+    families = None if families is None else frozenset(families)
+    states = None if states is None else frozenset(states)
     records: dict[str, Any] = {
         "from_file": from_file,
         "fmt": fmt,
@@ -218,8 +222,8 @@ def open_listing(
             [
                 (family, proto)
                 for family, proto in DEFAULT_KINDS
-                if (protos is None or proto in set(protos))
-                and (families is None or (4 if family == socket.AF_INET else 6) in set(families))
+                if (protos is None or proto in protos)
+                and (families is None or (4 if family == socket.AF_INET else 6) in families)
             ],
             states=states,
         )

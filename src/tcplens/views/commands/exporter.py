@@ -1,8 +1,10 @@
 """``tcplens exporter``: serve Prometheus /metrics for this machine's sockets.
 
 The command only wires things together: the live source from
-``tcplens.sources.select``, the kernel settings, the doctor, the collector
-and the HTTP server from :mod:`tcplens.views.exporter`.  It binds loopback
+``tcplens.sources.select``, the kernel settings, the doctor, the metric view
+(:mod:`tcplens.views.exporter` and :mod:`tcplens.views.exporter_transitions`)
+and the HTTP service (:mod:`tcplens.exporter`: web config, TLS, basic auth,
+server).  It binds loopback
 unless told otherwise, because socket tables name internal services and
 peers; a wider address must be typed out, and then a warning says if it is
 served without TLS or basic auth.
@@ -19,20 +21,14 @@ from types import FrameType
 
 import click
 
+from tcplens.exporter import WebConfig, is_loopback, load_web_config, make_server, parse_listen
 from tcplens.sources.kernel import KernelSettings, read_kernel
 from tcplens.sources.records import Snapshot
 from tcplens.sources.select import choose_source, take_snapshot
-from tcplens.views.exporter import (
-    DiagnoseFn,
-    TcplensCollector,
+from tcplens.views.exporter import DiagnoseFn, TcplensCollector, make_registry
+from tcplens.views.exporter_transitions import (
     TransitionCollector,
     TransitionCounts,
-    WebConfig,
-    is_loopback,
-    load_web_config,
-    make_registry,
-    make_server,
-    parse_listen,
     trace_transitions,
 )
 from tcplens.views.options import FiniteFloat, source_options

@@ -264,7 +264,12 @@ def _footer(count: int, summary: CaptureSummary, out: IO[str]) -> None:
     if d.non_tcp:
         skipped.append(f"{d.non_tcp} non-TCP")
     if d.non_ip:
-        skipped.append(f"{d.non_ip} non-IP")
+        # per type, most frequent first: "1,204 frames in an unsupported encapsulation: ..."
+        kinds = sorted(d.unsupported.items(), key=lambda kv: (-kv[1], kv[0]))
+        skipped.append(
+            f"{d.non_ip:,} non-IP or in an unsupported encapsulation: "
+            + ", ".join(f"{what} ({n:,})" for what, n in kinds)
+        )
     if d.malformed:
         skipped.append(f"{d.malformed} malformed")
     if d.bad_checksums:
@@ -560,6 +565,7 @@ def command(
             "fragments": d.fragments,
             "non_tcp": d.non_tcp,
             "non_ip": d.non_ip,
+            "unsupported": dict(sorted(d.unsupported.items())),
             "malformed": d.malformed,
             "connections": summary.connections,
             "truncated": str(failure) if failure is not None else None,

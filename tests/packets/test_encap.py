@@ -1,0 +1,151 @@
+"""Every encapsulation tcplens decodes, through the CLI, by both routes.
+
+Captures come from ``encap_frames`` (scapy-built: one complete connection
+inside each encapsulation).  ``tcplens pcap --json`` must find it complete
+with its chain, the engine and the reference must print the same bytes, and
+what cannot be decoded must be counted per type, never dropped silently.
+Real kernel tunnels are in ``test_encap_kernel.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tcplens.packets.decode import DecodeStats, decode
+from tcplens.packets.encap import tunnel_parents, tunnel_uid
+
+from . import build, encap_frames
+from .encap_frames import CASES, Case
+from .test_engine_reader import assert_same
+
+
+def cli(path: Path, *args: str, route: str = "engine") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tcplens", "pcap", *args, str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TCPLENS_PACKETS": route},
+    )
+
+
+def both_routes(path: Path, *args: str) -> str:
+    """The output, after checking the engine and the reference print the same."""
+    eng, ref = cli(path, *args), cli(path, *args, route="python")
+    assert eng.returncode == ref.returncode == 0, eng.stderr + ref.stderr
+    assert eng.stdout == ref.stdout
+    return eng.stdout
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_each_encapsulation_gives_its_connection_and_chain(case: Case, tmp_path: Path) -> None:
+    path = tmp_path / f"{case.name}.pcap"
+    path.write_bytes(encap_frames.capture(case))
+    out = json.loads(both_routes(path, "--json"))
+    (conn,) = out["connections"]
+    assert conn["tunnel"] == list(case.chain)
+    assert (conn["conn_state"], conn["history"]) == ("SF", "ShADaFf")
+    assert conn["orig"]["ip"] == ("fd09::1" if case.v6 else "10.9.0.1")
+    assert out["summary"]["tcp_segments"] == out["summary"]["frames"] == 8
+    # Zeek's tunnel_parents: one uid per tunnel with IP endpoints, "-" for none
+    zeek = both_routes(path, "--zeek").splitlines()
+    (row,) = [line for line in zeek if not line.startswith("#")]
+    parents = row.split("\t")[-1]
+    want = tunnel_parents(case.chain)
+    assert parents == (",".join(want) if want else "-")
+
+
+def test_same_four_tuple_in_two_vlans_and_two_tunnels_is_two_connections(tmp_path: Path) -> None:
+    by_name = {c.name: c for c in CASES}
+    frames = []
+    for pair in (("vlan", "vlan_other"), ("gre", "vxlan")):
+        a, b = (encap_frames.frames(by_name[n], sport=40999) for n in pair)
+        # interleaved, as two links carrying the same flow at once would show it
+        frames += [f for ab in zip(a, b, strict=True) for f in ab]
+    path = tmp_path / "twins.pcap"
+    path.write_bytes(build.pcap(sorted(frames), nanos=True))
+    conns = json.loads(both_routes(path, "--json"))["connections"]
+    assert sorted(c["tunnel"] for c in conns) == [
+        ["gre 192.0.2.1-192.0.2.2"],
+        ["vlan 100"],
+        ["vlan 200"],
+        ["vxlan 192.0.2.1-192.0.2.2 vni 42"],
+    ]
+    assert {c["orig"]["port"] for c in conns} == {40999}
+    assert all(c["conn_state"] == "SF" for c in conns)
+
+
+def test_unsupported_encapsulations_are_counted_per_type(tmp_path: Path) -> None:
+    vlan = CASES[0]
+    good = encap_frames.frames(vlan)
+    lldp = build.ether(b"\x02\x07\x04" + b"\x00" * 40, 0x88CC)
+    pppoe_discovery = build.ether(b"\x11\x09\x00\x00\x00\x00", 0x8863)
+    gre_other = build.ether(
+        build.ipv4("192.0.2.1", "192.0.2.2", b"\x00\x00\x12\x34" + b"\x00" * 20, proto=47)
+    )
+    lcp = build.ether(b"\x11\x00\x00\x11\x00\x06\xc0\x21\x01\x01\x00\x04", 0x8864)
+    extra = [lldp] * 3 + [pppoe_discovery, gre_other, lcp]
+    t0 = good[-1][0]
+    path = tmp_path / "mixed.pcap"
+    path.write_bytes(build.pcap(good + [(t0 + i + 1, f) for i, f in enumerate(extra)], nanos=True))
+    summary = json.loads(both_routes(path, "--json"))["summary"]
+    assert summary["non_ip"] == 6
+    assert summary["unsupported"] == {
+        "GRE protocol 0x1234": 1,
+        "PPP protocol 0xc021": 1,
+        "ethertype 0x8863": 1,
+        "ethertype 0x88cc": 3,
+    }
+    footer = both_routes(path).splitlines()[-1]
+    assert (
+        "6 non-IP or in an unsupported encapsulation: ethertype 0x88cc (3), "
+        "GRE protocol 0x1234 (1), PPP protocol 0xc021 (1), ethertype 0x8863 (1)"
+    ) in footer
+
+
+def test_committed_fixtures_are_what_the_builder_writes() -> None:
+    # the differential tests read these files: they must be today's frames
+    for name, data in encap_frames.fixtures().items():
+        assert (encap_frames.FIXTURES / name).read_bytes() == data, (
+            f"{name} is stale: python3 -m tests.packets.encap_frames"
+        )
+
+
+def test_a_tunnel_uid_is_stable_and_names_only_tunnels() -> None:
+    assert tunnel_uid("gre 192.0.2.1-192.0.2.2") == tunnel_uid("gre 192.0.2.1-192.0.2.2")
+    assert len(tunnel_uid("x")) == 18 and tunnel_uid("x").startswith("C")
+    assert tunnel_parents(("vlan 5", "mpls", "pppoe 3")) == ()
+    chain = ("vlan 5", "ip 10.0.0.1-10.0.0.2", "vxlan 10.0.0.1-10.0.0.2 vni 1")
+    assert tunnel_parents(chain) == (tunnel_uid(chain[1]), tunnel_uid(chain[2]))
+
+
+#: every encapsulation's first frame cut at each length and fuzzed behind its headers
+SEEDS = [(c.linktype, c.wrap(True, encap_frames.conversation(40123, v6=c.v6)[0][1])) for c in CASES]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.sampled_from(SEEDS),
+    cut=st.integers(min_value=0, max_value=200),
+    flips=st.lists(st.tuples(st.integers(0, 199), st.integers(0, 255)), max_size=4),
+)
+def test_damaged_encapsulated_frames_decode_alike_and_never_raise(
+    seed: tuple[int, bytes], cut: int, flips: list[tuple[int, int]]
+) -> None:
+    linktype, frame = seed
+    data = bytearray(frame[: len(frame) - cut] if cut < len(frame) else b"")
+    for at, value in flips:
+        if at < len(data):
+            data[at] = value
+    stats = DecodeStats()
+    decode(linktype, bytes(data), stats)  # the reference never raises on any bytes
+    assert stats.frames == 1
+    assert sum((stats.tcp, stats.fragments, stats.non_ip, stats.non_tcp, stats.malformed)) == 1
+    assert_same(build.pcap([(0, bytes(data))], linktype=linktype))
