@@ -14,7 +14,9 @@ The binary and configuration inputs of tcplens, each for a bounded time
     in from another capture, and the file cut anywhere.  Each input goes
     through :func:`tcplens.packets.engine.reconstruct_capture` on both routes,
     the Rust engine and the Python reference, which must give the same
-    connections, counters and error.
+    connections, counters and error; one in :data:`RENDER_EVERY` also through
+    :func:`~tcplens.packets.engine.render_capture` (``pcap --json`` and
+    ``--zeek``, written in Rust), whose lines must be the reference's.
 ``netlink``
     sock_diag answers recorded on this machine with tcplens' own request
     (``tests/fixtures/netlink``, ``--record-netlink`` writes them), with
@@ -64,10 +66,12 @@ import queue
 import random
 import re
 import struct
+import subprocess
 import sys
 import tempfile
 import time
 import traceback
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +85,8 @@ from tcplens.errors import InputError, SourceError, TcplensError  # noqa: E402
 CORPUS = ROOT / "tests" / "fixtures" / "fuzz"
 NETLINK_SEEDS = ROOT / "tests" / "fixtures" / "netlink"
 CAPTURE_SEEDS = (ROOT / "tests" / "fixtures" / "pcap", ROOT / "tests" / "fixtures" / "lab")
+#: one capture input in this many is also rendered as `pcap --json` and `--zeek` by the engine
+RENDER_EVERY = 8
 #: records (pcap) or blocks (pcapng) kept of each seed capture: small inputs, many of them
 SEED_RECORDS = 12
 #: longest error or warning line that still reads as one line (as fuzz_text.py)
@@ -313,13 +319,43 @@ def run_route(route: str, data: bytes) -> tuple[Any, ...]:
     os.environ[ROUTE_ENV] = route
     tracker, summary = Tracker(), CaptureSummary()
     conns, error = [], None
+    texts: dict[str, list[str]] = {"json": [], "zeek": []}
     try:
         for conn in reconstruct_capture(io.BytesIO(data), tracker, summary, path="fuzz"):
             conns.append(json.dumps(conn.as_dict(), sort_keys=True))
+            texts["json"].append(json.dumps(conn.as_dict()))
+            texts["zeek"].append("\t".join(conn.zeek.values()))
     except TcplensError as exc:
         error = exc
     counters = (tracker.count, tracker.peak, tracker.evicted, summary.frames, summary.status)
-    return conns, error, counters, summary.decode
+    if route == "engine" and zlib.crc32(data) % RENDER_EVERY == 0:
+        # `pcap --json` and `--zeek` are written in Rust on this route; each run costs the
+        # engine's set-up (~1 ms, once per capture for a user), so one input in
+        # RENDER_EVERY (chosen by content, so a saved input is checked the same way)
+        texts = {rendering: render_route(rendering, data) for rendering in ("json", "zeek")}
+    elif route == "engine":
+        texts = {}
+    return conns, error, counters, summary.decode, texts
+
+
+def render_route(rendering: str, data: bytes) -> list[str]:
+    """The lines ``tcplens pcap --json`` or ``--zeek`` writes (up to an error)."""
+    from tcplens.packets.engine import render_capture
+    from tcplens.packets.tracker import CaptureSummary, Tracker
+
+    lines: list[str] = []
+    try:
+        for line in render_capture(
+            io.BytesIO(data),
+            Tracker(),
+            CaptureSummary(),
+            "fuzz",
+            rendering,  # type: ignore[arg-type]
+        ):
+            lines.append(line)
+    except TcplensError:
+        pass  # the same error as reconstruct_capture's, compared there
+    return lines
 
 
 def check_capture(data: bytes) -> str | None:
@@ -337,8 +373,10 @@ def check_capture(data: bytes) -> str | None:
             bad = _located(got[1], "fuzz")
             if bad:
                 return f"{name}: {bad}"
-    parts = ("connections", "error", "counters", "decode counters")
+    parts = ("connections", "error", "counters", "decode counters", "--json and --zeek lines")
     for part, a, b in zip(parts, engine, reference, strict=True):
+        if part.startswith("--json") and not a:
+            continue  # not rendered on the engine route this time
         if part == "error":
             a = None if a is None else (type(a).__name__, str(a))
             b = None if b is None else (type(b).__name__, str(b))
@@ -356,11 +394,11 @@ def _where(route: str, exc: BaseException) -> str:
 
 # ------------------------------------------------------------------------------ netlink
 def record_netlink(folder: Path = NETLINK_SEEDS, keep: int = 24) -> list[Path]:
-    """Record sock_diag answers of this machine with tcplens' own requests.
+    """Record sock_diag answers with tcplens' own requests (``main`` runs it in a private netns).
 
-    Listening, established and TIME_WAIT sockets are made on loopback first,
-    so every message kind is in the dump; each file keeps the first ``keep``
-    socket messages of one (family, protocol) dump followed by the kernel's
+    Listening, established, CLOSE_WAIT, FIN_WAIT2 and TIME_WAIT sockets are made on
+    loopback first, so every message kind is in the dump; each file keeps the first
+    ``keep`` socket messages of one (family, protocol) dump followed by the kernel's
     NLMSG_DONE, exactly as received.
     """
     import socket
@@ -376,7 +414,12 @@ def record_netlink(folder: Path = NETLINK_SEEDS, keep: int = 24) -> list[Path]:
             client = socket.create_connection(server.getsockname()[:2])
             peer, _ = server.accept()
             made += [client, peer]
-        made[-1].close()  # the accepted side closes first: TIME_WAIT there, CLOSE_WAIT here
+        made[-1].close()  # the accepted side closes: FIN_WAIT2 there, CLOSE_WAIT here
+        client = socket.create_connection(server.getsockname()[:2])
+        peer, _ = server.accept()
+        peer.close()
+        time.sleep(0.05)
+        client.close()  # and one closed by both, the accepted side first: TIME_WAIT there
         udp = socket.socket(family, socket.SOCK_DGRAM)
         udp.bind((host, 0))
         made += [server, udp]
@@ -769,6 +812,14 @@ def main() -> None:
     parser.add_argument("--record-netlink", action="store_true", help="record the netlink seeds")
     opts = parser.parse_args()
     if opts.record_netlink:
+        if os.environ.get("TCPLENS_FUZZ_NETNS") != "1":
+            # in a network namespace of its own, so the dumps hold only the sockets made
+            # for them, not this machine's (needs root, as `unshare -n` does)
+            script = f"ip link set lo up && exec {sys.executable} {Path(__file__)} --record-netlink"
+            env = {**os.environ, "TCPLENS_FUZZ_NETNS": "1"}
+            raise SystemExit(
+                subprocess.run(["unshare", "-n", "sh", "-c", script], env=env).returncode
+            )
         for path in record_netlink():
             print(path.relative_to(ROOT))
         return

@@ -408,6 +408,7 @@ fn tcp(
         ip_len: ip_len as u32,
         tunnel: 0,
         bad_checksum: st.check_checksums && tcp_checksum_bad(data, pos, src, dst, length, st),
+        payload_cut: usize::try_from(length).map_or(true, |len| data.len() < pos + len),
     })
 }
 

@@ -654,13 +654,31 @@ pub fn intern(layers: &[Layer]) -> u32 {
     if layers.is_empty() {
         return 0;
     }
-    let mut c = chains().lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(&id) = c.ids.get(layers) {
-        return id;
-    }
-    let id = c.text_id(layers.iter().map(ToString::to_string).collect());
-    c.ids.insert(layers.to_vec(), id);
-    id
+    // Consecutive frames nearly always share a chain: the last one per thread
+    // answers without the lock and the map (a VXLAN capture: 0.8 -> 0.4 s per 1.8M frames).
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 == layers {
+            return last.1;
+        }
+        let mut c = chains().lock().unwrap_or_else(|p| p.into_inner());
+        let id = match c.ids.get(layers) {
+            Some(&id) => id,
+            None => {
+                let id = c.text_id(layers.iter().map(ToString::to_string).collect());
+                c.ids.insert(layers.to_vec(), id);
+                id
+            }
+        };
+        last.0.clear();
+        last.0.extend_from_slice(layers);
+        last.1 = id;
+        id
+    })
+}
+
+thread_local! {
+    static LAST: std::cell::RefCell<(Vec<Layer>, u32)> = const { std::cell::RefCell::new((Vec::new(), 0)) };
 }
 
 /// The id of a chain given as its layers' texts (as `Segment4.tunnel` has it).

@@ -36,22 +36,27 @@ fn addr_bytes(a: &Addr) -> &[u8] {
     }
 }
 
-/// One `write` of the packed key: SipHash (std's HashMap, kept for its resistance
-/// to crafted collisions in untrusted captures) costs per call, and the derived
-/// impl makes eight.
+/// The key as three words: hashers with a per-call cost (SipHash) or a faster
+/// path for integers than for byte strings (foldhash, `tracker::FlowTable`)
+/// both gain over the derived impl's eight writes. (Edit by R3: words instead
+/// of one 42-byte string, which foldhash hashed through its long-input path.)
 impl std::hash::Hash for FlowKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        let mut buf = [0u8; 42];
-        let mut put = |at: usize, addr: &Addr, port: u16| {
-            let raw = addr_bytes(addr);
-            buf[at] = raw.len() as u8;
-            buf[at + 1..at + 1 + raw.len()].copy_from_slice(raw);
-            buf[at + 17..at + 19].copy_from_slice(&port.to_be_bytes());
+        let word = |addr: &Addr| match addr {
+            Addr::V4(b) => u128::from(u32::from_be_bytes(*b)),
+            Addr::V6(b) => u128::from_be_bytes(*b),
         };
-        put(0, &self.a, self.a_port);
-        put(19, &self.b, self.b_port);
-        buf[38..42].copy_from_slice(&self.tunnel.to_be_bytes());
-        state.write(&buf);
+        // an IPv4 address and the IPv6 one with the same low bits differ here
+        let v6 = |addr: &Addr| u64::from(matches!(addr, Addr::V6(_)));
+        state.write_u128(word(&self.a));
+        state.write_u128(word(&self.b));
+        state.write_u64(
+            u64::from(self.a_port) << 48
+                | u64::from(self.b_port) << 32
+                | u64::from(self.tunnel) << 2
+                | v6(&self.a) << 1
+                | v6(&self.b),
+        );
     }
 }
 

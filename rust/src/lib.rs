@@ -29,6 +29,10 @@
 //! - `render`: `--json` objects and `--zeek` rows written as Python writes them.
 //! - `endpoint`, `flow`, `tracker`, `zeek`: both endpoints' states from the model's
 //!   table, the flow table, Zeek conn_state and history (ports of `packets/*.py`).
+//! - `diag`: the sock_diag dump's socket messages cut to their heads (`tcplens status`),
+//!   with `py_diag` its PyO3 function.
+//! - `ftrace`: tracefs ring-buffer pages -> TCP tracepoint records (`trace` exact mode),
+//!   with `py_ftrace` its PyO3 class.
 //! - `py`, `py_capture`, `py_conn` (feature `python`): the PyO3 surface, the only
 //!   modules that touch Python: input and errors, the `Capture` class, connections.
 //!
@@ -39,10 +43,12 @@
 //! the `#[pymodule]` with one `register(m)` call.
 
 pub mod decode;
+pub mod diag;
 pub mod encap;
 pub mod endpoint;
 pub mod engine;
 pub mod flow;
+pub mod ftrace;
 pub mod reader;
 pub mod render;
 pub mod segment;
@@ -55,12 +61,18 @@ pub mod py;
 pub mod py_capture;
 #[cfg(feature = "python")]
 pub mod py_conn;
+#[cfg(feature = "python")]
+pub mod py_diag;
+#[cfg(feature = "python")]
+pub mod py_ftrace;
 
 #[cfg(feature = "python")]
 #[pyo3::pymodule]
 fn _engine(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
     py::register(m)?;
+    py_diag::register(m)?;
     py_capture::register(m)?;
     py_conn::register(m)?;
+    py_ftrace::register(m)?;
     Ok(())
 }

@@ -13,6 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::IntoPyObjectExt;
 
 use crate::decode::DecodeStats;
 use crate::engine::Packets;
@@ -188,21 +189,23 @@ pub fn addr_bytes<'py>(py: Python<'py>, addr: &Addr) -> Bound<'py, PyBytes> {
 }
 
 fn segment_tuple<'py>(py: Python<'py>, s: &Segment) -> PyResult<Bound<'py, PyTuple>> {
-    (
-        addr_bytes(py, &s.src),
-        addr_bytes(py, &s.dst),
-        s.sport,
-        s.dport,
-        s.seq,
-        s.ack,
-        s.flags,
-        s.window,
-        s.payload,
-        s.ip_len,
-        PyTuple::new(py, crate::encap::chain_texts(s.tunnel).iter())?,
-        s.bad_checksum,
-    )
-        .into_pyobject(py)
+    // (more fields than pyo3 converts as one tuple type: built item by item)
+    let items: [Bound<'py, PyAny>; 13] = [
+        addr_bytes(py, &s.src).into_any(),
+        addr_bytes(py, &s.dst).into_any(),
+        s.sport.into_bound_py_any(py)?,
+        s.dport.into_bound_py_any(py)?,
+        s.seq.into_bound_py_any(py)?,
+        s.ack.into_bound_py_any(py)?,
+        s.flags.into_bound_py_any(py)?,
+        s.window.into_bound_py_any(py)?,
+        s.payload.into_bound_py_any(py)?,
+        s.ip_len.into_bound_py_any(py)?,
+        PyTuple::new(py, crate::encap::chain_texts(s.tunnel).iter())?.into_any(),
+        s.bad_checksum.into_bound_py_any(py)?,
+        s.payload_cut.into_bound_py_any(py)?,
+    ];
+    PyTuple::new(py, items)
 }
 
 pub fn stats_dict<'py>(py: Python<'py>, s: &DecodeStats) -> PyResult<Bound<'py, PyDict>> {

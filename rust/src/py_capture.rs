@@ -21,7 +21,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::py::{guard, input_error, read_error, stats_dict, Source};
 use crate::py_conn::{config_from_tracker, store_counters, table_from_model, Converter};
 use crate::reader::{Frame, ReadError};
-use crate::render::Renderer;
+use crate::render::{Renderer, TableWriter};
 use crate::segment::Packet;
 use crate::tracker::Tracker;
 
@@ -41,61 +41,25 @@ pub struct Capture {
     handed: usize,
     /// The error that ended the input, raised once `pending` is empty.
     failure: Option<ReadError>,
-    /// Hand out rendered rows instead of `Connection` objects (`--json`, `--zeek`).
+    /// Hand out rendered rows instead of `Connection` objects (`--json`, `--zeek`, table).
     render: Option<Render>,
+    /// The table's rows in capture order (`render="table"`).
+    table: Option<TableWriter>,
+    /// The input has ended (cleanly): rows still waiting for a lower number can go.
+    over: bool,
 }
 
 #[derive(Clone, Copy)]
 enum Render {
     Json,
     Zeek,
+    Table,
 }
 
-#[pymethods]
 impl Capture {
-    /// `Capture(source, tracker, path=None, render=None)`: `source` is a path or
-    /// a binary file object; `tracker` a `tcplens.packets.tracker.Tracker` giving
-    /// the settings; `path` names the input in error messages; `render` "json" or
-    /// "zeek" makes `next_batch` return each connection's `--json` object or
-    /// conn.log row as a string instead of a `Connection`.
-    #[new]
-    #[pyo3(signature = (source, tracker, path = None, render = None))]
-    fn new(
-        py: Python<'_>,
-        source: &Bound<'_, PyAny>,
-        tracker: &Bound<'_, PyAny>,
-        path: Option<String>,
-        render: Option<&str>,
-    ) -> PyResult<Self> {
-        let render = match render {
-            None => None,
-            Some("json") => Some(Render::Json),
-            Some("zeek") => Some(Render::Zeek),
-            Some(other) => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "render must be 'json' or 'zeek', not {other:?}"
-                )))
-            }
-        };
-        let table = Arc::new(table_from_model(py)?);
-        let cfg = config_from_tracker(tracker, Arc::clone(&table))?;
-        let src = Source::from_python(source, path.as_deref())?;
-        Ok(Capture {
-            run: Run::new(src, cfg),
-            conv: Converter::new(py, table)?,
-            tracker: tracker.clone().unbind(),
-            path,
-            pending: Vec::new(),
-            handed: 0,
-            failure: None,
-            render,
-        })
-    }
-
-    /// The next batch of finished connections (`tracker.Connection` objects);
-    /// an empty list once the input has ended. Raises the located error after
-    /// the connections a damaged capture still gives.
-    fn next_batch<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+    /// One step of `next_batch`: run the engine when every finished connection
+    /// has been handed out, then hand out (at most) one batch.
+    fn batch<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         if self.handed == self.pending.len() && self.failure.is_none() {
             self.pending.clear();
             self.handed = 0;
@@ -116,8 +80,10 @@ impl Capture {
                     ));
                 }
             };
-            if let Step::Failed(err) = step {
-                self.failure = Some(err);
+            match step {
+                Step::Failed(err) => self.failure = Some(err),
+                Step::End => self.over = true,
+                Step::More => {}
             }
         }
         store_counters(self.tracker.bind(py), &self.run.tracker)?;
@@ -130,14 +96,26 @@ impl Capture {
             let renderer = Renderer {
                 table: &self.run.tracker.config().table,
             };
-            let mut row = String::new();
+            let (mut row, mut lines) = (String::new(), Vec::new());
             for conn in batch {
                 row.clear();
-                match render {
-                    Render::Json => renderer.json(conn, &mut row),
-                    Render::Zeek => renderer.zeek(conn, &mut row),
+                match (render, &mut self.table) {
+                    (Render::Table, Some(table)) => {
+                        table.push(&renderer, conn, &mut lines);
+                        continue;
+                    }
+                    (Render::Json, _) => renderer.json(conn, &mut row),
+                    _ => renderer.zeek(conn, &mut row),
                 }
                 out.append(row.as_str())?;
+            }
+            if let Some(table) = &mut self.table {
+                if end == self.pending.len() && (self.over || self.failure.is_some()) {
+                    table.flush(&mut lines);
+                }
+                for line in lines.drain(..) {
+                    out.append(line)?;
+                }
             }
         } else {
             for conn in batch {
@@ -155,6 +133,83 @@ impl Capture {
             }
         }
         Ok(out)
+    }
+}
+
+#[pymethods]
+impl Capture {
+    /// `Capture(source, tracker, path=None, render=None)`: `source` is a path or
+    /// a binary file object; `tracker` a `tcplens.packets.tracker.Tracker` giving
+    /// the settings; `path` names the input in error messages; `render` "json" or
+    /// "zeek" makes `next_batch` return each connection's `--json` object or
+    /// conn.log row as a string instead of a `Connection`; "table" the rows of
+    /// the streamed `tcplens pcap` table, laid out by `columns` (right-aligned,
+    /// starting width of each column, from the view), in capture order.
+    #[new]
+    #[pyo3(signature = (source, tracker, path = None, render = None, columns = None))]
+    fn new(
+        py: Python<'_>,
+        source: &Bound<'_, PyAny>,
+        tracker: &Bound<'_, PyAny>,
+        path: Option<String>,
+        render: Option<&str>,
+        columns: Option<Vec<(bool, usize)>>,
+    ) -> PyResult<Self> {
+        let bad = |text: String| Err(pyo3::exceptions::PyValueError::new_err(text));
+        let render = match render {
+            None => None,
+            Some("json") => Some(Render::Json),
+            Some("zeek") => Some(Render::Zeek),
+            Some("table") => Some(Render::Table),
+            Some(other) => {
+                return bad(format!(
+                    "render must be 'json', 'zeek' or 'table', not {other:?}"
+                ))
+            }
+        };
+        let writer = match (render, columns) {
+            (Some(Render::Table), Some(columns)) => match TableWriter::new(&columns) {
+                Some(table) => Some(table),
+                None => {
+                    return bad(format!(
+                        "the table has {} columns, not {}",
+                        crate::render::TABLE_CELLS,
+                        columns.len()
+                    ))
+                }
+            },
+            (Some(Render::Table), None) => return bad("render='table' needs columns".into()),
+            _ => None,
+        };
+        let table = Arc::new(table_from_model(py)?);
+        let cfg = config_from_tracker(tracker, Arc::clone(&table))?;
+        let src = Source::from_python(source, path.as_deref())?;
+        Ok(Capture {
+            run: Run::new(src, cfg),
+            conv: Converter::new(py, table)?,
+            tracker: tracker.clone().unbind(),
+            path,
+            pending: Vec::new(),
+            handed: 0,
+            failure: None,
+            render,
+            table: writer,
+            over: false,
+        })
+    }
+
+    /// The next batch of finished connections (`tracker.Connection` objects);
+    /// an empty list once the input has ended. Raises the located error after
+    /// the connections a damaged capture still gives.
+    fn next_batch<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        loop {
+            let out = self.batch(py)?;
+            // table rows may all wait for a lower number: an empty list only at the end
+            let ended = self.over && self.handed == self.pending.len();
+            if !out.is_empty() || self.table.is_none() || ended {
+                return Ok(out);
+            }
+        }
     }
 
     /// Counters for `CaptureSummary`, as a dict: frames, decode (a dict of

@@ -590,25 +590,40 @@ fn addr(raw: &[u8]) -> PyResult<Addr> {
         .map_err(|_| PyValueError::new_err("an address is 4 or 16 bytes"))
 }
 
-type Row<'py> = (
-    u64,
-    i128,
-    u32,
-    (
-        Vec<u8>,
-        Vec<u8>,
-        u16,
-        u16,
-        u32,
-        u32,
-        u8,
-        u16,
-        u32,
-        u32,
-        Vec<String>,
-        bool,
-    ),
-);
+type Row<'py> = (u64, i128, u32, Bound<'py, PyTuple>);
+
+/// A `Segment` from the fields of `Segment4` in order (a tuple, read field by
+/// field: `Segment4` has more fields than pyo3 extracts as one tuple type). The
+/// fields after `ip_len` have defaults there and may be left off.
+fn segment_from_fields(s: &Bound<'_, PyTuple>) -> PyResult<Segment> {
+    let opt = |i: usize| -> PyResult<Option<Bound<'_, PyAny>>> {
+        if i < s.len() {
+            Ok(Some(s.get_item(i)?))
+        } else {
+            Ok(None)
+        }
+    };
+    let tunnel: Vec<String> = match opt(10)? {
+        Some(v) => v.extract()?,
+        None => Vec::new(),
+    };
+    let flag = |i: usize| -> PyResult<bool> { opt(i)?.map_or(Ok(false), |v| v.extract()) };
+    Ok(Segment {
+        src: addr(&s.get_item(0)?.extract::<Vec<u8>>()?)?,
+        dst: addr(&s.get_item(1)?.extract::<Vec<u8>>()?)?,
+        sport: s.get_item(2)?.extract()?,
+        dport: s.get_item(3)?.extract()?,
+        seq: s.get_item(4)?.extract()?,
+        ack: s.get_item(5)?.extract()?,
+        flags: s.get_item(6)?.extract()?,
+        window: s.get_item(7)?.extract()?,
+        payload: s.get_item(8)?.extract()?,
+        ip_len: s.get_item(9)?.extract()?,
+        tunnel: crate::encap::intern_texts(tunnel),
+        bad_checksum: flag(11)?,
+        payload_cut: flag(12)?,
+    })
+}
 
 /// The engine's tracker over already-decoded segments, for the differential
 /// tests (the reader and decoder are tested on their own):
@@ -646,20 +661,7 @@ pub fn track_segments<'py>(
             record,
             ts_ns,
             frame_len,
-            seg: Segment {
-                src: addr(&s.0)?,
-                dst: addr(&s.1)?,
-                sport: s.2,
-                dport: s.3,
-                seq: s.4,
-                ack: s.5,
-                flags: s.6,
-                window: s.7,
-                payload: s.8,
-                ip_len: s.9,
-                tunnel: crate::encap::intern_texts(s.10),
-                bad_checksum: s.11,
-            },
+            seg: segment_from_fields(&s)?,
         };
         catch_unwind(AssertUnwindSafe(|| engine.feed(&pkt, &mut done)))
             .map_err(|_| PyValueError::new_err(format!("engine panicked at record {record}")))?;

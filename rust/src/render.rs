@@ -34,15 +34,22 @@ pub fn py_float_repr(x: f64, out: &mut String) {
         out.push_str(if x > 0.0 { "Infinity" } else { "-Infinity" });
         return;
     }
-    // Shortest round-trip digits and a decimal exponent, e.g. "-7.8125e-3".
-    let sci = format!("{x:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    // Shortest round-trip digits and a decimal exponent, e.g. "-7.8125e-3" (on the
+    // stack: this runs for every time in every history)
+    let mut sci = StackText::default();
+    let _ = write!(sci, "{x:e}");
+    let sci = sci.as_str();
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let (negative, mantissa) = match mantissa.strip_prefix('-') {
         Some(m) => (true, m),
         None => (false, mantissa),
     };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let mut digits = StackText::default();
+    for part in mantissa.split('.') {
+        let _ = digits.write_str(part);
+    }
+    let digits = digits.as_str();
     if negative {
         out.push('-');
     }
@@ -60,9 +67,9 @@ pub fn py_float_repr(x: f64, out: &mut String) {
     if point <= 0 {
         out.push_str("0.");
         out.extend(std::iter::repeat_n('0', (-point) as usize));
-        out.push_str(&digits);
+        out.push_str(digits);
     } else if point >= n {
-        out.push_str(&digits);
+        out.push_str(digits);
         out.extend(std::iter::repeat_n('0', (point - n) as usize));
         out.push_str(".0");
     } else {
@@ -72,17 +79,81 @@ pub fn py_float_repr(x: f64, out: &mut String) {
     }
 }
 
-/// `round(x, 9)` for a Python float.
+/// Up to 32 bytes of text on the stack (a float's digits); more is refused.
+#[derive(Default)]
+struct StackText {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl StackText {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let room = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// `round(x, 9)` for a Python float: the double nearest to the decimal with nine
+/// places nearest to `x` (ties to even), as CPython's `round` does through its
+/// correctly rounded dtoa/strtod.
+///
+/// Without formatting (19 significant digits of a capture timestamp sent Rust's
+/// exact formatter to its slow bignum path): from 2^23 up a double's spacing is
+/// above 1e-9, so `x` is already the nearest double to its rounding; below it,
+/// `x` = m * 2^-k exactly, `x * 10^9` = m * 10^9 / 2^k is rounded in integers
+/// (m * 10^9 < 2^83), and the rounded integer q < 2^53 divided by 10^9 is one
+/// correctly rounded operation on two exact doubles.
 pub fn py_round9(x: f64) -> f64 {
-    if !x.is_finite() {
+    if !x.is_finite() || x.abs() >= 8_388_608.0 {
         return x;
     }
-    format!("{x:.9}").parse().unwrap_or(x)
+    let bits = x.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i32;
+    let fraction = bits & ((1 << 52) - 1);
+    // x = m * 2^(exp - 1075), with the hidden bit for normal numbers
+    let (m, e) = if exp == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | (1 << 52), exp - 1075)
+    };
+    if e >= 0 {
+        return x; // an integer
+    }
+    let k = (-e) as u32;
+    let n = u128::from(m) * 1_000_000_000;
+    let q = if k >= 127 {
+        0 // n < 2^83: below half of 2^k
+    } else {
+        let q = n >> k;
+        let rest = n - (q << k);
+        let half = 1u128 << (k - 1);
+        if rest > half || (rest == half && q & 1 == 1) {
+            q + 1
+        } else {
+            q
+        }
+    };
+    ((q as f64) / 1e9).copysign(x)
 }
 
 /// A JSON string as `json.dumps` writes it (`ensure_ascii=True`).
 pub fn json_str(s: &str, out: &mut String) {
     out.push('"');
+    json_chars(s, out);
+    out.push('"');
+}
+
+/// The inside of [`json_str`]'s string.
+fn json_chars(s: &str, out: &mut String) {
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -101,7 +172,6 @@ pub fn json_str(s: &str, out: &mut String) {
             }
         }
     }
-    out.push('"');
 }
 
 /// An address as `tracker._ip` spells it: dotted IPv4, IPv6 as `ipaddress` does.
@@ -156,11 +226,12 @@ impl Renderer<'_> {
             HistCause::Endpoint(cause) => cause_text(self.table, cause),
             HistCause::Text(t) => t,
         };
+        out.push('"');
+        json_chars(text, out);
         if h.frame != 0 {
-            json_str(&format!("{text} (frame {})", h.frame), out);
-        } else {
-            json_str(text, out);
+            let _ = write!(out, " (frame {})", h.frame);
         }
+        out.push('"');
     }
 
     fn state(&self, id: u8) -> &str {
@@ -171,10 +242,9 @@ impl Renderer<'_> {
     }
 
     fn side(&self, addr: &Addr, port: u16, s: &DirStats, hist: &[HistEntry], out: &mut String) {
-        out.push_str("{\"ip\": ");
-        let mut ip = String::new();
-        ip_text(addr, &mut ip);
-        json_str(&ip, out);
+        out.push_str("{\"ip\": \"");
+        ip_text(addr, out); // digits, letters, dots and colons: nothing to escape
+        out.push('"');
         let _ = write!(
             out,
             ", \"port\": {port}, \"packets\": {}, \"payload_bytes\": {}, \"ip_bytes\": {}, \
@@ -321,6 +391,154 @@ impl Renderer<'_> {
     }
 }
 
+/// Cells in a row of the `tcplens pcap` table (`views.commands.pcap._cells`).
+pub const TABLE_CELLS: usize = 13;
+
+/// One table row waiting for its turn: every cell but the start, which is
+/// relative to connection 1's (known only once connection 1 goes out).
+struct TableRow {
+    start: f64,
+    /// the cells one after another; `ends[i]` is where cell `i` ends (cell 1 empty)
+    text: String,
+    ends: [usize; TABLE_CELLS],
+}
+
+/// The streamed (piped) `tcplens pcap` table, row by row as
+/// `views.commands.pcap._table_rows` writes it: in capture order (connection
+/// numbers, as soon as every lower number has gone out), each column as wide
+/// as the widest cell so far. The layout, each column's alignment and starting
+/// width, is the view's, handed over from Python; the cells are
+/// `_cells`'s, held equal by the differential tests.
+pub struct TableWriter {
+    right: Vec<bool>,
+    widths: Vec<usize>,
+    base: Option<f64>,
+    following: u64,
+    waiting: std::collections::BTreeMap<u64, TableRow>,
+    start: String,
+}
+
+impl TableWriter {
+    /// `columns`: (right-aligned, starting width) of each of the [`TABLE_CELLS`] columns.
+    pub fn new(columns: &[(bool, usize)]) -> Option<Self> {
+        (columns.len() == TABLE_CELLS).then(|| TableWriter {
+            right: columns.iter().map(|c| c.0).collect(),
+            widths: columns.iter().map(|c| c.1).collect(),
+            base: None,
+            following: 1,
+            waiting: std::collections::BTreeMap::new(),
+            start: String::new(),
+        })
+    }
+
+    /// A finished connection; the rows now due are appended to `out`, one line each.
+    pub fn push(&mut self, r: &Renderer<'_>, c: &Connection, out: &mut Vec<String>) {
+        let row = Self::cells(r, c);
+        if c.index != self.following {
+            self.waiting.insert(c.index, row);
+            return;
+        }
+        out.push(self.line(&row));
+        self.following += 1;
+        while let Some(row) = self.waiting.remove(&self.following) {
+            out.push(self.line(&row));
+            self.following += 1;
+        }
+    }
+
+    /// The end of the input (or an error): every row still waiting, in order.
+    pub fn flush(&mut self, out: &mut Vec<String>) {
+        while let Some((_, row)) = self.waiting.pop_first() {
+            out.push(self.line(&row));
+        }
+    }
+
+    fn cells(r: &Renderer<'_>, c: &Connection) -> TableRow {
+        let mut text = String::with_capacity(96);
+        let mut ends = [0; TABLE_CELLS];
+        let (o, p) = (&c.stats[0], &c.stats[1]);
+        let _ = write!(text, "{}", c.index);
+        ends[0] = text.len();
+        ends[1] = text.len(); // the start: written by `line`
+        let _ = write!(text, "{:.3}", c.end - c.start);
+        ends[2] = text.len();
+        for (i, (addr, port)) in [(&c.orig_ip, c.orig_port), (&c.resp_ip, c.resp_port)]
+            .into_iter()
+            .enumerate()
+        {
+            // `str(Addr)`: IPv6 in brackets
+            let v6 = matches!(addr, Addr::V6(_));
+            text.push_str(if v6 { "[" } else { "" });
+            ip_text(addr, &mut text);
+            let _ = write!(text, "{}:{port}", if v6 { "]" } else { "" });
+            ends[3 + i] = text.len();
+        }
+        let _ = write!(text, "{}/{}", o.packets, p.packets);
+        ends[5] = text.len();
+        let _ = write!(text, "{}/{}", o.payload_bytes, p.payload_bytes);
+        ends[6] = text.len();
+        for side in 0..2 {
+            let state = c.histories[side]
+                .last()
+                .map_or("UNKNOWN", |h| r.state(h.state));
+            text.push_str(state);
+            if c.cannot_tell[side].is_some() {
+                text.push('?');
+            }
+            ends[7 + side] = text.len();
+        }
+        text.push_str(c.zeek.conn_state);
+        ends[9] = text.len();
+        text.push_str(if c.zeek.history.is_empty() {
+            "-"
+        } else {
+            &c.zeek.history
+        });
+        ends[10] = text.len();
+        let _ = write!(text, "{}", o.retransmissions + p.retransmissions);
+        ends[11] = text.len();
+        let _ = write!(text, "{}", o.zero_windows + p.zero_windows);
+        ends[12] = text.len();
+        TableRow {
+            start: c.start,
+            text,
+            ends,
+        }
+    }
+
+    /// `_line(cells, widths)`, then the columns widened to this row's cells.
+    fn line(&mut self, row: &TableRow) -> String {
+        let base = *self.base.get_or_insert(row.start);
+        self.start.clear();
+        let _ = write!(self.start, "{:.3}", row.start - base);
+        let mut line = String::with_capacity(row.text.len() + 64);
+        let mut from = 0;
+        for i in 0..TABLE_CELLS {
+            let cell = if i == 1 {
+                self.start.as_str()
+            } else {
+                &row.text[from..row.ends[i]]
+            };
+            from = row.ends[i];
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let len = cell.chars().count();
+            let pad = self.widths[i].saturating_sub(len);
+            if self.right[i] {
+                line.extend(std::iter::repeat_n(' ', pad));
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+            self.widths[i] = self.widths[i].max(len);
+        }
+        line.truncate(line.trim_end().len());
+        line
+    }
+}
+
 /// `ZeekRow.uid`: "C" and 17 base-62 digits of BLAKE2b-96 over ts and 4-tuple.
 pub fn uid(ts: &str, orig_h: &str, orig_p: u16, resp_h: &str, resp_p: u16) -> String {
     uid_of(&format!("{ts}|{orig_h}|{orig_p}|{resp_h}|{resp_p}"))
@@ -378,6 +596,46 @@ mod tests {
         ];
         for (x, want) in cases {
             assert_eq!(repr(x), want, "{x:e}");
+        }
+    }
+
+    #[test]
+    fn round9_without_formatting_is_the_correctly_rounded_formatting() {
+        // the exact decimal (`{:.9}`, ties to even) read back: Python's round(x, 9)
+        let slow = |x: f64| -> f64 { format!("{x:.9}").parse().unwrap() };
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200_000 {
+            let r = next();
+            let x = match r % 4 {
+                // any double of moderate size, either sign
+                0 => {
+                    f64::from_bits(r >> 2 & 0x41ff_ffff_ffff_ffff)
+                        * if r & 1 == 1 { -1.0 } else { 1.0 }
+                }
+                // ticks of 1/2^n seconds: exact ties at the ninth place
+                1 => (r >> 20) as f64 / f64::from(1u32 << (r % 31)),
+                // capture timestamps and durations with microsecond and nanosecond parts
+                2 => 1.6e9 + (r >> 34) as f64 * 1e-6,
+                _ => (r >> 30) as f64 * 1e-9,
+            };
+            assert_eq!(py_round9(x).to_bits(), slow(x).to_bits(), "{x:e}");
+        }
+        for x in [
+            0.0,
+            -0.0,
+            5e-324,
+            -1e-10,
+            8_388_607.999_999_999,
+            8_388_608.0,
+            1e300,
+        ] {
+            assert_eq!(py_round9(x).to_bits(), slow(x).to_bits(), "{x:e}");
         }
     }
 

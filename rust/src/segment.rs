@@ -37,6 +37,9 @@ pub struct Segment {
     /// `DecodeStats::check_checksums`, `pcap --check-checksums`). Added for
     /// issue 15: Zeek records such a segment as history `C`/`c` and nothing else.
     pub bad_checksum: bool,
+    /// The payload was not captured whole (snapshot length): Zeek's reassembler
+    /// skips it (`truncated_tcp_payload`), so its ACK reveals a content gap.
+    pub payload_cut: bool,
 }
 
 /// A segment with where and when it was captured.

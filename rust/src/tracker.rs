@@ -26,6 +26,19 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
+
+/// The flow table's hasher (edit by R3, for issue 14's speed goals): foldhash,
+/// which hashes a flow key in a few multiplications where SipHash spent 5 % of a
+/// run. Flows are keyed by untrusted input (addresses and ports anyone can put
+/// in a capture or on the wire), so hash flooding is a concern: with an unkeyed
+/// hash such as FxHash one capture of colliding keys would make every lookup
+/// walk them all, on every machine. foldhash mixes secret random seeds into
+/// every step, drawn at run time and different for each table, so no list of
+/// keys collides for every instance. Its authors claim no resistance against an
+/// attacker who observes hash outputs, timings or iteration order and adapts;
+/// the engine shows none of them (finished connections leave sorted by number,
+/// whatever the table's order), and a capture is written before the seed exists.
+type FlowTable = HashMap<FlowKey, Slot, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use crate::endpoint::{
@@ -256,7 +269,7 @@ struct Core {
 /// Feed it decoded segments in capture order; it hands back finished connections.
 pub struct Tracker {
     core: Core,
-    flows: HashMap<FlowKey, Slot>,
+    flows: FlowTable,
     /// Flows being finished at the end of the capture (`finish_some`), last index first.
     ending: Vec<(FlowKey, Slot)>,
     /// Latest capture time seen (seconds).
@@ -278,7 +291,7 @@ impl Tracker {
                 cfg,
                 changes: Vec::new(),
             },
-            flows: HashMap::new(),
+            flows: FlowTable::default(),
             ending: Vec::new(),
             now: 0.0,
             count: 0,
@@ -488,7 +501,9 @@ impl SynOnly {
             payload: self.payload,
             ip_len: self.ip_len,
             tunnel: key.tunnel,
-            bad_checksum: false, // (a SYN with a bad checksum is never kept alone: see open)
+            // (a SYN with a bad checksum or a cut payload is never kept alone: see open)
+            bad_checksum: false,
+            payload_cut: false,
         }
     }
 }
@@ -514,6 +529,7 @@ impl Core {
         let cfg = &self.cfg;
         if seg.flags & (SYN | ACK | FIN | RST) == SYN
             && !seg.bad_checksum
+            && !seg.payload_cut
             && !cfg.keep_segments
             && !cfg.record_changes
         {
@@ -714,8 +730,16 @@ impl Core {
         }
 
         let flips = flow.zeek.flips;
-        flow.zeek
-            .packet(from_orig, flags, seq, ack, length, seg.window, t);
+        flow.zeek.packet_of(
+            from_orig,
+            flags,
+            seq,
+            ack,
+            length,
+            seg.window,
+            t,
+            !seg.payload_cut,
+        );
         if flow.zeek.flips != flips {
             // Zeek saw a SYN/SYN+ACK reversal and swapped roles: follow it.
             flow.flip();
@@ -1190,6 +1214,7 @@ mod tests {
                 ip_len: 40 + len,
                 tunnel: 0,
                 bad_checksum: false,
+                payload_cut: false,
             },
         }
     }

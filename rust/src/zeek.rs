@@ -286,6 +286,7 @@ impl ZeekConn {
             && seq == self.resp().start_seq)
     }
 
+    /// One segment whose payload was captured whole.
     #[allow(clippy::too_many_arguments)]
     pub fn packet(
         &mut self,
@@ -296,6 +297,23 @@ impl ZeekConn {
         length: u32,
         window: u16,
         t: f64,
+    ) {
+        self.packet_of(is_orig, flags, seq, ack, length, window, t, true);
+    }
+
+    /// One segment; `whole`: its payload was captured whole (else Zeek's
+    /// `TCP_Endpoint::DataSent` skips it: `truncated_tcp_payload`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn packet_of(
+        &mut self,
+        is_orig: bool,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        length: u32,
+        window: u16,
+        t: f64,
+        whole: bool,
     ) {
         let ep = if is_orig { self.orig } else { 1 - self.orig };
         let peer = 1 - ep;
@@ -344,7 +362,7 @@ impl ZeekConn {
         if flags & ACK != 0 {
             self.ack_received(peer, rel_ack);
         }
-        if length > 0 && !rst && rel_seq >= 0 {
+        if length > 0 && !rst && rel_seq >= 0 && whole {
             self.data_sent(ep, rel_seq + i64::from(syn), length);
         }
         self.first_seen |= if is_orig { 1 } else { 2 };
@@ -775,6 +793,17 @@ mod tests {
         z.packet(true, PSH | ACK, 101, 901, 10, 500, 0.4);
         z.packet(false, ACK, 901, 121, 0, 500, 0.5);
         assert_eq!((z.history(), z.missed_bytes), ("ShDTa", 0));
+    }
+
+    #[test]
+    fn a_payload_cut_by_the_snapshot_length_is_a_gap_once_acknowledged() {
+        let mut z = ZeekConn::new();
+        z.packet(true, SYN, 100, 0, 0, 500, 0.0);
+        z.packet(false, SYN | ACK, 900, 101, 0, 500, 0.1);
+        z.packet(true, ACK, 101, 901, 0, 500, 0.2);
+        z.packet_of(true, PSH | ACK, 101, 901, 1000, 500, 0.3, false);
+        z.packet(false, ACK, 901, 1101, 0, 500, 0.4);
+        assert_eq!((z.history(), z.missed_bytes), ("ShADaG", 1000));
     }
 
     #[test]

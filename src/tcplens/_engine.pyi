@@ -5,7 +5,7 @@ from typing import Any, BinaryIO
 from tcplens.packets.tracker import Change, Connection, Tracker
 
 def read_and_decode(
-    source: str | BinaryIO, path: str | None = None
+    source: str | BinaryIO, path: str | None = None, check_checksums: bool = False
 ) -> tuple[
     list[tuple[int, int, int, int, int, int, int, tuple[Any, ...] | None]],
     int,
@@ -20,6 +20,7 @@ class Capture:
         tracker: Tracker,
         path: str | None = None,
         render: str | None = None,
+        columns: tuple[tuple[bool, int], ...] | None = None,
     ) -> None: ...
     def next_batch(self) -> list[Any]: ...
     def counters(self) -> dict[str, Any]: ...
@@ -44,3 +45,19 @@ class FrameTracker:
     ) -> tuple[list[Change], list[Connection]]: ...
     def finish(self) -> tuple[list[Change], list[Connection]]: ...
     def counters(self) -> dict[str, Any]: ...
+
+# rust/src/py_ftrace.rs: tracefs ring-buffer pages (trace exact mode, issue 16)
+class TraceDecoder:
+    def __init__(
+        self,
+        page: tuple[int, int, int, int],
+        type_offset: int,
+        events: list[tuple[int, int, list[tuple[int, int, bool, bool]]]],
+    ) -> None: ...
+    def decode(self, pages: list[tuple[int, bytes]]) -> tuple[list[tuple[Any, ...]], int]: ...
+    def events(
+        self, pages: list[tuple[int, bytes]], wall_offset: float, objects: tuple[Any, ...]
+    ) -> tuple[list[Any], int]: ...
+
+# rust/src/diag.rs (sources/columns.py): the heads of a run of sock_diag socket messages
+def socket_heads(buf: bytes, start: int, head: int, msg_type: int) -> tuple[bytes, int, int]: ...

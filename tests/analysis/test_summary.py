@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from tcplens.analysis.summary import ORPHAN, TIME_WAIT_LEN, summarize
+from tcplens.analysis.summary import (
+    NO_PROCESS,
+    ORPHAN,
+    OTHER,
+    TIME_WAIT_LEN,
+    UNKNOWN_PROCESS,
+    Fold,
+    summarize,
+)
 from tcplens.model import State
 from tcplens.sources.records import Addr, Snapshot, Socket, Timer
 
@@ -94,3 +102,42 @@ def test_closing_states_count_peers_and_listening_ports_not_ephemeral_ports() ->
     # other states keep their local ports
     assert busy[State.ESTABLISHED].top_local_ports == [(40001, 1), (40002, 1)]
     assert busy[State.ESTABLISHED].top_peers == []
+
+
+def test_fold_names_the_top_ports_and_processes_and_sums_the_rest_as_other() -> None:
+    """The exporter's label sets come from the one summary; ties go to the smaller text."""
+    rows = [tcp(State.LISTEN, port, pid=1) for port in (9, 10, 80)]
+    rows += [tcp(State.ESTABLISHED, 80, pid=2) for _ in range(3)]
+    rows += [tcp(State.ESTABLISHED, 9, pid=3), tcp(State.ESTABLISHED, 10, pid=4)]
+    rows.append(tcp(State.ESTABLISHED, 40000))  # outgoing: no listener on its port
+    rows.append(tcp(State.TIME_WAIT, 40001))
+    folded = summarize(Snapshot(rows, source="netlink"), fold=Fold(ports=2, processes=1)).folded
+    assert folded is not None
+    # 80 has 4 sockets; 9 and 10 have 2 each and "10" < "9" as text
+    assert folded.port_sockets == {
+        ("80", State.LISTEN): 1,
+        ("80", State.ESTABLISHED): 3,
+        ("10", State.LISTEN): 1,
+        ("10", State.ESTABLISHED): 1,
+        (OTHER, State.LISTEN): 1,
+        (OTHER, State.ESTABLISHED): 1,
+    }
+    assert folded.process_sockets == {
+        ("p1", "tcp", State.LISTEN): 3,  # p1 and p2 hold 3 each: "p1" < "p2"
+        (OTHER, "tcp", State.ESTABLISHED): 5,
+        (NO_PROCESS, "tcp", State.ESTABLISHED): 1,  # netlink: no inode, nobody holds it
+        (NO_PROCESS, "tcp", State.TIME_WAIT): 1,
+    }
+    assert folded.sockets[("tcp", "ipv4", State.ESTABLISHED)] == 6
+    assert summarize(Snapshot(rows, source="netlink")).folded is None
+
+
+def test_fold_counts_unknown_owners_where_the_source_has_no_inodes() -> None:
+    rows = [tcp(State.ESTABLISHED, 40000), tcp(State.TIME_WAIT, 40001)]
+    folded = summarize(Snapshot(rows, source="psutil"), fold=Fold()).folded
+    assert folded is not None
+    assert folded.process_sockets == {
+        (UNKNOWN_PROCESS, "tcp", State.ESTABLISHED): 1,
+        (NO_PROCESS, "tcp", State.TIME_WAIT): 1,
+    }
+    assert folded.unattributed == {"tcp": 1}

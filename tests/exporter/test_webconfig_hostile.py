@@ -75,14 +75,18 @@ def test_nesting_past_the_recursion_limit_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("key", ["client_auth_type", "min_version", "max_version"])
-@pytest.mark.parametrize("value", ["[a, b]", "{a: 1}", "'" + "x" * 5000 + "'"])
+@pytest.mark.parametrize(
+    "value", ["[a, b]", "{a: 1}", "'" + "x" * 5000 + "'", BOMB], ids=["list", "map", "long", "bomb"]
+)
 def test_a_name_of_the_wrong_kind_is_refused_quoted_short(
     tmp_path: Path, key: str, value: str
 ) -> None:
+    started = time.monotonic()
     exc = refused(
         tmp_path, f"tls_server_config:\n  cert_file: c\n  key_file: k\n  {key}: {value}\n"
     )
     assert exc.reason.startswith(key) and "is not one of" in exc.reason
+    assert time.monotonic() - started < 5  # repr() of the bomb, quoted, never finished
 
 
 @pytest.mark.parametrize(

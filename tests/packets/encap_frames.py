@@ -275,6 +275,13 @@ CASES: list[Case] = [
         v6=True,
     ),
     Case("ppp", 9, lambda d, p: bytes(PPP(proto=0x0021) / p), ()),
+    # LINKTYPE_PPP_ETHER: the PPPoE header without its Ethernet header
+    Case(
+        "ppp_ether",
+        51,
+        lambda d, p: bytes(PPPoE(sessionid=0x11) / PPP(proto=0x0021) / p),
+        ("pppoe 17",),
+    ),
     Case("ppp_hdlc", 50, lambda d, p: bytes(HDLC() / PPP(proto=0x0021) / p), ()),
     Case("cisco_hdlc", 104, lambda d, p: b"\x0f\x00\x08\x00" + bytes(p), ()),
     # FDDI: frame control (LLC, async), two addresses, LLC/SNAP
@@ -320,6 +327,7 @@ def fixtures() -> dict[str, bytes]:
             frames(case, 41000 + i, 1_700_000_000_000_000_000 + i * 10**9)
         )
     names = {
+        51: "ppp_ether",
         1: "ethernet",
         9: "ppp",
         10: "fddi",

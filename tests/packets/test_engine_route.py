@@ -36,6 +36,7 @@ from tcplens.packets.engine import (
 )
 from tcplens.packets.pcap import read_frames
 from tcplens.packets.tracker import CaptureSummary, Timeouts, Tracker
+from tcplens.views.commands import pcap as pcap_view
 
 from . import build
 from .build import ACK, FIN, SYN
@@ -283,6 +284,54 @@ def test_rows_written_by_the_engine_are_pythons_text_of_the_same_connections(
         ):
             got = render_capture(io.BytesIO(data), Tracker(), CaptureSummary(), None, rendering)
             assert list(got) == [python(c) for c in conns]
+        # the piped table: the view's rows of the same connections (capture order, widths
+        # growing with IPv6 addresses, relative start times at rounding ties)
+        table = pcap_view._TABLE
+        got = render_capture(io.BytesIO(data), Tracker(), CaptureSummary(), None, "table", table)
+        assert list(got) == list(table.rows(conns))
+
+
+def table_rows(route: str, data: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, ...]:
+    monkeypatch.setenv(ROUTE_ENV, route)
+    rows: list[str] = []
+    summary = CaptureSummary()
+    try:
+        rows.extend(
+            render_capture(io.BytesIO(data), Tracker(), summary, "c", "table", pcap_view._TABLE)
+        )
+    except TcplensError as exc:
+        return rows, str(exc), summary.frames
+    return rows, None, summary.frames
+
+
+def test_table_rows_waiting_for_an_open_connection_go_out_before_the_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # connection 1 stays open while 2..6 close: their rows wait for it; the capture then
+    # stops in the middle of a record
+    frames, t = [], 0
+    for i in range(1, 7):
+        c, s = ("10.0.0.1", 40000 + i), ("10.0.0.2", 80)
+        steps = [(c, s, SYN, 1, 0), (s, c, SYN | ACK, 9, 2), (c, s, ACK, 2, 10)]
+        if i > 1:
+            steps += [(c, s, FIN | ACK, 2, 10), (s, c, FIN | ACK, 10, 3), (c, s, ACK, 3, 11)]
+        for a, b, flags, seq, ack in steps:
+            seg = build.tcp(a[1], b[1], seq, ack, flags)
+            frames.append((t, build.ether(build.ipv4(a[0], b[0], seg))))
+            t += 1_000_000
+    data = build.pcap(frames)[:-5]
+    ref = table_rows("python", data, monkeypatch)
+    assert [row.split()[0] for row in ref[0]] == ["1", "2", "3", "4", "5", "6"]
+    assert ref[1] is not None and "truncated" in ref[1]
+    assert table_rows("engine", data, monkeypatch) == ref
+
+
+def test_the_engine_refuses_a_table_layout_of_another_width() -> None:
+    from tcplens import _engine
+
+    data = (FIXTURES / NAMES[0]).read_bytes()
+    with pytest.raises(ValueError, match="13 columns, not 2"):
+        _engine.Capture(io.BytesIO(data), Tracker(), None, "table", ((True, 5), (False, 8)))
 
 
 def test_route_is_the_engine_unless_forced_or_watched(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,7 +24,12 @@ from typing import Any
 import pytest
 
 from tcplens.errors import InputError, TcplensError
-from tcplens.packets.engine import ROUTE_ENV, engine_available, reconstruct_capture
+from tcplens.packets.engine import (
+    ROUTE_ENV,
+    engine_available,
+    reconstruct_capture,
+    render_capture,
+)
 from tcplens.packets.tracker import CaptureSummary, Tracker
 
 ROOT = Path(__file__).parents[2]
@@ -39,14 +44,17 @@ def by_route(route: str, data: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[
     monkeypatch.setenv(ROUTE_ENV, route)
     tracker, summary = Tracker(), CaptureSummary()
     conns, error = [], None
+    texts: dict[str, list[str]] = {"json": [], "zeek": []}
     try:
         for conn in reconstruct_capture(io.BytesIO(data), tracker, summary, path="fuzz"):
             conns.append(json.dumps(conn.as_dict(), sort_keys=True))
+            texts["json"].append(json.dumps(conn.as_dict()))
+            texts["zeek"].append("\t".join(conn.zeek.values()))
     except TcplensError as exc:
         error = exc
     seen = None if error is None else (type(error).__name__, str(error))
     counters = (tracker.count, tracker.peak, tracker.evicted, summary.frames, summary.status)
-    return conns, seen, counters, summary.decode, error
+    return conns, seen, counters, summary.decode, error, texts
 
 
 def test_the_corpus_covers_both_formats_and_many_endings() -> None:
@@ -63,6 +71,17 @@ def test_every_corpus_capture_gives_one_answer_by_either_route(
     engine = by_route("engine", data, monkeypatch)
     reference = by_route("python", data, monkeypatch)
     assert engine[:4] == reference[:4]
+    # `pcap --json` and `--zeek` lines, written in Rust on the engine route
+    for rendering in ("json", "zeek"):
+        lines: list[str] = []
+        try:
+            for line in render_capture(
+                io.BytesIO(data), Tracker(), CaptureSummary(), "fuzz", rendering
+            ):
+                lines.append(line)
+        except TcplensError:
+            pass  # the error is reconstruct_capture's, compared above
+        assert lines == reference[5][rendering], rendering
     error = engine[4]
     if error is not None:
         text = str(error)

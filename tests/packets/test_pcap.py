@@ -42,6 +42,7 @@ EXPECTED = {
     "encap_kernel_vxlan.pcap": (10, 1),
     "encap_kernel_vxlan6.pcap": (10, 1),
     "encap_ppp.pcap": (8, 9),
+    "encap_ppp_ether.pcap": (8, 51),
     "encap_ppp_hdlc.pcap": (8, 50),
     "encap_cisco_hdlc.pcap": (8, 104),
     "encap_fddi.pcap": (8, 10),

@@ -92,7 +92,7 @@ def test_rows_are_written_before_the_capture_has_been_read_to_the_end() -> None:
         written_before_end.append(out.getvalue())
         yield conns[1]
 
-    pcap_command._streamed_table(slowly(), CaptureSummary(), out)
+    pcap_command._streamed_table(pcap_command._table_rows(slowly()), CaptureSummary(), out)
     first_rows = [line for line in written_before_end[0].splitlines() if " SF " in line]
     assert [row.split()[0] for row in first_rows] == ["1"]
     assert len([line for line in out.getvalue().splitlines() if " SF " in line]) == 2

@@ -8,6 +8,7 @@ Both routes (the compiled engine and the Python reference) must give it.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pytest
@@ -305,7 +306,7 @@ def test_any_flipped_bit_fails_the_tcp_checksum_in_both_decoders(payload: bytes,
             got = frames[0][-1]
             assert (got is None) == (seg is None)
             if got is not None and seg is not None:
-                assert got[-1] is seg.bad_checksum
+                assert got == dataclasses.astuple(seg)  # bad_checksum included
             assert engine_stats["bad_checksums"] == stats.bad_checksums
 
 
@@ -344,3 +345,39 @@ def test_mid_stream_orientation_follows_zeeks_likely_server_ports(
     (conn,) = run(route, [(0, frame)], monkeypatch)
     assert conn.history == history
     assert conn.orig.port == (40000 if history.startswith("^") else server_port)
+
+
+def snapped_pcap(frames: list[tuple[int, bytes]], snaplen: int) -> bytes:
+    """A pcap whose records keep at most ``snaplen`` bytes of each frame."""
+    import struct
+
+    out = struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, snaplen, 1)
+    for ts_ns, data in frames:
+        sec, frac = divmod(ts_ns, 1_000_000_000)
+        kept = data[:snaplen]
+        out += struct.pack("<IIII", sec, frac, len(kept), len(data)) + kept
+    return out
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_payload_cut_by_the_snapshot_length_is_a_content_gap(
+    route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # TCP_Endpoint::DataSent: caplen < len is "truncated_tcp_payload", the
+    # reassembler never gets the bytes, and the peer's ACK of them is a gap.
+    packets = [
+        *handshake(),
+        pkt(1, A, PSH | ACK, 101, 501, 1000),
+        pkt(1.1, B, ACK, 501, 1101),
+        pkt(2, A, FIN | ACK, 1101, 501),
+        pkt(2.1, B, FIN | ACK, 501, 1102),
+        pkt(2.2, A, ACK, 1102, 502),
+    ]
+    monkeypatch.setenv(ROUTE_ENV, route)
+    data = snapped_pcap(packets, snaplen=96)
+    conns = list(reconstruct_capture(io.BytesIO(data), Tracker(), CaptureSummary(), "cut.pcap"))
+    (conn,) = conns
+    assert (conn.conn_state, conn.history, conn.zeek.missed_bytes) == ("SF", "ShADaGFf", 1000)
+    assert conn.zeek.orig_bytes == 1000  # sizes still come from sequence numbers
+    (whole,) = run(route, packets, monkeypatch)
+    assert (whole.history, whole.zeek.missed_bytes) == ("ShADaFf", 0)

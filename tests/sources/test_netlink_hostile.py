@@ -43,11 +43,15 @@ def control(mtype: int, errcode: int, length: int = 20) -> bytes:
 
 
 def read_both(data: bytes, proto: str = "tcp") -> tuple[object, object]:
-    """(records or the error, columns or the error) of one buffer."""
+    """(records or the error, columns or the error) of one buffer.
+
+    The records are read without attributes, as the column reader reads them (it
+    never needs INET_DIAG_INFO; a damaged attribute is the record parser's alone).
+    """
     records: object
     out: list[Socket] = []
     try:
-        netlink.parse(data, proto, out, info=True)  # type: ignore[arg-type]
+        netlink.parse(data, proto, out, info=False)  # type: ignore[arg-type]
         records = [(s.state, s.local.port) for s in out]
     except (InputError, SourceError) as exc:
         records = type(exc)

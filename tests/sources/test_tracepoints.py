@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -319,3 +320,23 @@ def test_two_sessions_of_one_process_have_buffers_of_their_own() -> None:
     assert [(e.kind, e.old, e.new, e.sk) for e in first] == [
         (e.kind, e.old, e.new, e.sk) for e in second
     ]
+
+
+def test_a_dual_stack_socket_is_shown_in_v6_after_an_ipv4_one_with_the_same_bytes() -> None:
+    text = Path(__file__).parent.parent / "fixtures/tracefs/sock_inet_sock_set_state.format"
+    fmt = tp.parse_format(text.read_text(), system="sock")
+    f = fmt.fields
+    decoder = tp.Decoder([fmt])
+    v4 = socket.inet_aton("192.0.2.7")
+    mapped = socket.inet_pton(socket.AF_INET6, "::ffff:192.0.2.7")
+    shown = []
+    for family in (socket.AF_INET, socket.AF_INET6):
+        data = bytearray(f["daddr_v6"].offset + 16)
+        struct.pack_into("=H", data, f["common_type"].offset, fmt.id)
+        struct.pack_into("=HHHH", data, f["sport"].offset, 80, 5000, family, 6)
+        data[f["saddr"].offset : f["saddr"].offset + 4] = v4
+        data[f["saddr_v6"].offset : f["saddr_v6"].offset + 16] = mapped
+        event = decoder.decode(1, memoryview(bytes(data)), 0, 0.0)
+        assert event is not None
+        shown.append(event.local.ip)
+    assert shown == ["192.0.2.7", "::ffff:192.0.2.7"]

@@ -25,10 +25,11 @@ from typing import Any
 import pytest
 
 from tcplens.analysis.doctor import diagnose
+from tcplens.analysis.summary import Fold, Folded, summarize
 from tcplens.model.states import State
 from tcplens.sources import netlink, procfs
 from tcplens.sources.kernel import KernelSettings
-from tcplens.views.exporter import summarize
+from tcplens.sources.records import Snapshot
 from tests.netns import run_in_private_netns
 
 pytestmark = pytest.mark.root
@@ -63,6 +64,13 @@ def _pending_listener() -> Iterator[int]:
             assert time.monotonic() < deadline, "the connection never reached the accept queue"
             time.sleep(0.01)
         yield port
+
+
+def _folded(snapshot: Snapshot) -> Folded:
+    """The label sets the exporter renders (``summarize`` with its fold)."""
+    folded = summarize(snapshot, busy_states=0, fold=Fold()).folded
+    assert folded is not None
+    return folded
 
 
 def _listener(document: dict[str, Any], port: int) -> dict[str, Any]:
@@ -140,10 +148,10 @@ def test_exporter_omits_an_unknown_backlog_instead_of_exporting_0() -> None:
 
     run_in_private_netns(body, required=True)
     port = found["port"]
-    from_proc = summarize(found["procfs"])
+    from_proc = _folded(found["procfs"])
     assert from_proc.port_accept_queue[port] == 1
     assert port not in from_proc.port_backlog  # no sample, so no alert divides by 0
-    assert summarize(found["netlink"]).port_backlog[port] == BACKLOG
+    assert _folded(found["netlink"]).port_backlog[port] == BACKLOG
     # and the doctor the exporter runs finds nothing critical in the same snapshot
     settings = KernelSettings()
     assert not [f for f in diagnose(found["procfs"], settings) if f.rule == "accept-queue"]

@@ -84,7 +84,13 @@ _BCRYPT_HASH: Final = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z
 
 
 def _shown(value: Any) -> str:
-    """A value quoted in an error, cut so the error stays one readable line."""
+    """A value quoted in an error, cut so the error stays one readable line.
+
+    A list or mapping is named, not shown: its ``repr`` can be a billion laughs
+    (YAML aliases nine deep are 9**9 items) that never finishes.
+    """
+    if isinstance(value, list | dict | set):
+        return f"(a {'mapping' if isinstance(value, dict) else 'list'})"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

@@ -136,6 +136,9 @@ class Segment4:
     #: the TCP checksum was checked (``DecodeStats.check_checksums``) and is wrong:
     #: Zeek records such a segment as history ``C``/``c`` and nothing else
     bad_checksum: bool = False
+    #: the payload was not captured whole (snapshot length): Zeek's reassembler
+    #: does not take it (``truncated_tcp_payload``), so its ACK shows a content gap
+    payload_cut: bool = False
 
 
 @dataclass(slots=True)
@@ -328,7 +331,18 @@ def _tcp(
         return None
     bad = st.check_checksums and _tcp_checksum_bad(data, pos, src, dst, length, st)
     return Segment4(
-        src, dst, sport, dport, seq, ack, flags, window, length - hdr, ip_len, bad_checksum=bad
+        src,
+        dst,
+        sport,
+        dport,
+        seq,
+        ack,
+        flags,
+        window,
+        length - hdr,
+        ip_len,
+        bad_checksum=bad,
+        payload_cut=len(data) < pos + length,
     )
 
 

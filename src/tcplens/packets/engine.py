@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
 from tcplens.errors import InputError, TruncatedInput
@@ -32,6 +33,7 @@ __all__ = [
     "ROUTE_ENV",
     "Rendering",
     "Route",
+    "TableLayout",
     "engine_available",
     "reconstruct_capture",
     "reconstruct_frames",
@@ -40,8 +42,9 @@ __all__ = [
 ]
 
 Route = Literal["engine", "python"]
-#: the streamed outputs: ``json.dumps(Connection.as_dict())`` or one conn.log row
-Rendering = Literal["json", "zeek"]
+#: the streamed outputs: ``json.dumps(Connection.as_dict())``, one conn.log row, or
+#: one row of the piped table (laid out by a :class:`TableLayout`)
+Rendering = Literal["json", "zeek", "table"]
 #: environment variable that forces a route ("engine" or "python")
 ROUTE_ENV = "TCPLENS_PACKETS"
 
@@ -98,22 +101,45 @@ def reconstruct_capture(
     return reconstruct(read_frames(source, path), tracker, summary, path)
 
 
+@dataclass(frozen=True)
+class TableLayout:
+    """The piped ``tcplens pcap`` table, declared by the view that owns it.
+
+    The engine writes the same rows in Rust (no Python object per connection),
+    laid out by ``columns``; ``rows`` is the view's own writer, which the
+    reference route uses and the differential tests hold the engine's rows to.
+    """
+
+    #: (right-aligned, starting width) of each column, as the view lays them out
+    columns: tuple[tuple[bool, int], ...]
+    #: the rows of these connections, in capture order, as the view writes them
+    rows: Callable[[Iterable[Connection]], Iterator[str]]
+
+
 def render_capture(
     source: str | BinaryIO,
     tracker: Tracker,
     summary: CaptureSummary,
     path: str | None,
     rendering: Rendering,
+    table: TableLayout | None = None,
 ) -> Iterator[str]:
     """Each connection of a capture as the text ``tcplens pcap --json`` or ``--zeek`` writes.
 
     ``"json"`` gives ``json.dumps(conn.as_dict())``, ``"zeek"`` the conn.log row
-    (``"\\t".join(conn.zeek.values())``).  On the engine route the text is written
-    in Rust with no Python object per connection; otherwise as :func:`reconstruct_capture`.
+    (``"\\t".join(conn.zeek.values())``), ``"table"`` the rows of ``table`` (in
+    capture order, so not one per connection as it finishes).  On the engine route
+    the text is written in Rust with no Python object per connection; otherwise
+    as :func:`reconstruct_capture`.
     """
+    if rendering == "table" and table is None:
+        raise ValueError("rendering='table' needs the table's layout")
     if route(tracker) == "engine":
-        return _engine_connections(source, tracker, summary, path, rendering)
+        columns = table.columns if table is not None else None
+        return _engine_connections(source, tracker, summary, path, rendering, columns)
     conns = reconstruct_capture(source, tracker, summary, path)
+    if table is not None and rendering == "table":
+        return table.rows(conns)
     if rendering == "json":
         return (json.dumps(c.as_dict()) for c in conns)
     return ("\t".join(c.zeek.values()) for c in conns)
@@ -188,11 +214,12 @@ def _engine_connections(
     summary: CaptureSummary,
     path: str | None,
     rendering: Rendering | None = None,
+    columns: tuple[tuple[bool, int], ...] | None = None,
 ) -> Iterator[Any]:
     from tcplens import _engine
 
     # the engine keeps the tracker's own counters (now, count, peak, evicted) current
-    capture = _engine.Capture(source, tracker, path, rendering)
+    capture = _engine.Capture(source, tracker, path, rendering, columns)
     try:
         while True:
             batch = capture.next_batch()

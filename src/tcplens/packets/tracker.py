@@ -653,7 +653,9 @@ class Tracker:
             and not flags & 7
             and flow.segments is None
             and flow.sides[s] is not None
-            and flow.zeek.plain(from_orig, flags, seq, ack, length, seg.window, t)
+            and flow.zeek.plain(
+                from_orig, flags, seq, ack, length, seg.window, t, not seg.payload_cut
+            )
         ):
             self._plain(flow, s, r, t, seg, frame_len, record)
             return
@@ -699,7 +701,7 @@ class Tracker:
 
         zeek = flow.zeek
         flips = zeek.flips
-        zeek.packet(from_orig, flags, seq, ack, length, seg.window, t)
+        zeek.packet(from_orig, flags, seq, ack, length, seg.window, t, not seg.payload_cut)
         if zeek.flips != flips:
             # Zeek saw a SYN/SYN+ACK reversal and swapped roles: follow it.
             flow.flip()

@@ -23,12 +23,25 @@ History rules, as main.zeek states them:
 * ``^``: Zeek flipped the direction (the first packet looked like it came
   from the server).
 
-Checksums are verified only when asked (``pcap --check-checksums``, as Zeek
-does by default): captures taken on the sending host carry offloaded, unfilled
-checksums, so by default, as in Wireshark, ``c`` never appears.  ``g`` is
-reported when an ACK covers sequence space the capture never showed, which is
-what Zeek's reassembler reports as a content gap.  Sequence numbers
-are compared in 32-bit space (no wrap tracking past 4 GiB per direction).
+Where each rule lives in Zeek (``src/packet_analysis/protocol/tcp/``
+``TCP.cc`` and ``TCPSessionAdapter.cc``, ``src/analyzer/protocol/tcp/``
+``TCP_Reassembler.cc``), as the methods below cite them:
+
+* checksums (``TCPAnalyzer::ValidateChecksum``) are verified only when asked
+  (``pcap --check-checksums``, Zeek's default): captures taken on the sending
+  host carry offloaded, unfilled checksums, so by default, as in Wireshark,
+  ``c`` never appears.  A bad one is ``c`` and nothing else;
+* ``g`` and ``missed_bytes`` come from a model of Zeek's reassembler: an ACK
+  of bytes the capture never showed (below data seen above the hole, or past
+  all of it) is a content gap, counted while both sides are established or
+  closing cleanly (:meth:`ZeekConn._ack_received`);
+* a new connection on a 4-tuple (``IsReuse``, :meth:`ZeekConn.is_reuse`) and
+  the direction guess for a first packet that is not a SYN
+  (``WantConnection``, :func:`should_flip`).
+
+Sequence numbers are compared in 32-bit space (no wrap tracking past 4 GiB per
+direction), and a payload cut by the snapshot length is taken as captured
+(Zeek reports it as a gap: ``truncated_tcp_payload``).
 """
 
 from __future__ import annotations
@@ -262,8 +275,18 @@ class ZeekConn:
 
     # -- one packet ---------------------------------------------------------------
     def packet(
-        self, is_orig: bool, flags: int, seq: int, ack: int, length: int, window: int, t: float
+        self,
+        is_orig: bool,
+        flags: int,
+        seq: int,
+        ack: int,
+        length: int,
+        window: int,
+        t: float,
+        whole: bool = True,
     ) -> None:
+        """One segment; ``whole``: its payload was captured whole (else Zeek's
+        ``TCP_Endpoint::DataSent`` skips it: ``truncated_tcp_payload``)."""
         ep = self.orig if is_orig else self.resp
         peer = self.resp if is_orig else self.orig
         syn, fin, rst = flags & SYN, flags & FIN, flags & RST
@@ -303,7 +326,7 @@ class ZeekConn:
         self._state_machine(ep, peer, is_orig, flags, seq, ack, length, delta_last)
         if flags & ACK:
             self._ack_received(peer, rel_ack)
-        if length > 0 and not rst and rel_seq >= 0:
+        if length > 0 and not rst and rel_seq >= 0 and whole:
             self._data_sent(ep, rel_seq + 1 if syn else rel_seq, length)
         self._first_seen |= 1 if is_orig else 2
 
@@ -350,7 +373,15 @@ class ZeekConn:
         self._check(ep, _H_DATA if code == "D" else _H_ACK, code)
 
     def plain(
-        self, is_orig: bool, flags: int, seq: int, ack: int, length: int, window: int, t: float
+        self,
+        is_orig: bool,
+        flags: int,
+        seq: int,
+        ack: int,
+        length: int,
+        window: int,
+        t: float,
+        whole: bool = True,
     ) -> bool:
         """:meth:`packet` for the common case, or False if it is not that case.
 
@@ -392,7 +423,7 @@ class ZeekConn:
                 self._scaled(ep, "T", "rxmt_cnt", "rxmt_thresh")
         if flags & ACK:
             self._ack_received(peer, rel_ack)
-        if length:
+        if length and whole:
             rel_seq = (seq - ep.start_seq) % _MOD
             if rel_seq < _HALF:
                 self._data_sent(ep, rel_seq, length)

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import re
 import socket
@@ -82,6 +83,7 @@ __all__ = [
     "TraceSession",
     "TraceUnavailable",
     "decode_events",
+    "decode_events_engine",
     "find_tracefs",
     "owners_by_tuple",
     "parse_format",
@@ -451,6 +453,8 @@ def _reset_reasons(format_text: str) -> dict[int, str]:
 
 
 _Key = tuple[int, int]  # (family, protocol)
+#: kinds in the order the engine numbers them (rust/src/ftrace.rs ``Kind``)
+_KIND_NAMES: Final[tuple[EventKind, ...]] = tuple(_KINDS.values())
 _ntop = socket.inet_ntop
 _AF_INET: Final = socket.AF_INET
 _AF_INET6: Final = socket.AF_INET6
@@ -497,6 +501,8 @@ class Decoder:
 
     def __init__(self, formats: Iterable[EventFormat], reasons: Mapping[int, str] = {}) -> None:
         self.by_id: dict[int, tuple[EventKind, struct.Struct]] = {}
+        #: (id, kind index, wanted fields as (offset, size, signed, array)): the engine's
+        self._layouts: list[tuple[int, int, list[tuple[int, int, bool, bool]]]] = []
         self.reasons = dict(reasons)
         self.type_field: FieldSpec | None = None
         for fmt in formats:
@@ -510,10 +516,87 @@ class Decoder:
                 )
             self.by_id[fmt.id] = (_KINDS[fmt.name], _decoder(fmt, wanted))
             self.type_field = fmt.fields.get("common_type", self.type_field)
+            specs = [fmt.fields[n] for n in wanted]
+            self._layouts.append(
+                (fmt.id, _KIND_NAMES.index(_KINDS[fmt.name]),
+                 [(f.offset, f.size, f.signed, f.count is not None) for f in specs])
+            )  # fmt: skip
         if self.type_field is None:
             raise TraceUnavailable("no common_type field in the event formats")
         self._ips: dict[bytes, str] = {}
-        self._addrs: dict[tuple[bytes, bytes, int], Addr] = {}
+        self._addrs: dict[tuple[bytes, bytes, int, int], Addr] = {}
+        self._by_raw: dict[tuple[bytes, int], Addr] = {}
+
+    def engine(self, layout: PageLayout) -> Any | None:
+        """The compiled page decoder (``tcplens._engine.TraceDecoder``) for these layouts.
+
+        None when the engine is not built or refuses a layout it would not
+        read as the numbers and addresses :meth:`decode` expects: this
+        decoder then does the work, so the two never disagree on an event.
+        """
+        try:
+            from tcplens._engine import TraceDecoder
+        except ImportError:
+            return None
+        assert self.type_field is not None
+        page = (layout.timestamp.offset, layout.commit.offset, layout.commit.size,
+                layout.data.offset)  # fmt: skip
+        try:
+            return TraceDecoder(page, self.type_field.offset, self._layouts)
+        except (ValueError, OverflowError):
+            return None
+
+    @functools.cached_property
+    def objects(self) -> tuple[Any, ...]:
+        """What the engine makes state events with: the same classes, tables and caches."""
+        ips = self._ips
+        return (
+            KernelEvent,
+            Addr,
+            lambda family, raw: _ip(family, raw, raw, ips),
+            (*STATE_BY_CODE, State.UNKNOWN),  # _STATES: any code past 255 is UNKNOWN
+            lambda row, wall: self.from_rows((row,), wall)[0],
+            _KIND_NAMES,
+        )
+
+    def from_rows(self, rows: Iterable[tuple[Any, ...]], wall_offset: float) -> list[KernelEvent]:
+        """The engine's rows as :class:`KernelEvent`, exactly as :meth:`decode` makes them.
+
+        The engine did the page walk and the field reads; names (states,
+        address text, reset reasons) come from the same tables as here.
+        """
+        out: list[KernelEvent] = []
+        append = out.append
+        ips, addrs, states, names = self._ips, self._by_raw, _STATES, _KIND_NAMES
+        for k, ts, cpu, pid, irq, sk, family, lraw, lport, rraw, rport, a, b in rows:
+            at = ts / 1e9 + wall_offset
+            if k == 0:  # state: the bulk, with its addresses cached
+                local = addrs.get((lraw, lport))
+                if local is None:
+                    local = addrs[(lraw, lport)] = Addr(_ip(family, lraw, lraw, ips), lport)
+                remote = addrs.get((rraw, rport))
+                if remote is None:
+                    remote = addrs[(rraw, rport)] = Addr(_ip(family, rraw, rraw, ips), rport)
+                if len(addrs) > 65536:
+                    addrs.clear()
+                fam = 4 if family == _AF_INET else 6
+                append(KernelEvent("state", ts, at, cpu, pid, irq, sk, fam, local, remote,
+                                   states[a], states[b]))  # fmt: skip
+            elif k == 1:  # send_reset: whole sockaddrs
+                fam, local = _sockaddr(lraw, ips)
+                _, remote = _sockaddr(rraw, ips)
+                append(KernelEvent(
+                    "send_reset", ts, at, cpu, pid, irq, sk, fam, local, remote,
+                    state=_state(a) if a else None, reason=self.reasons.get(b, str(b)),
+                ))  # fmt: skip
+            else:
+                append(KernelEvent(
+                    names[k], ts, at, cpu, pid, irq, sk, 4 if family == _AF_INET else 6,
+                    Addr(_ip(family, lraw, lraw, ips), lport),
+                    Addr(_ip(family, rraw, rraw, ips), rport),
+                    state=None if a is None else _state(a),
+                ))  # fmt: skip
+        return out
 
     def decode(
         self,
@@ -548,12 +631,14 @@ class Decoder:
                 return None
             fam = 4 if family == _AF_INET else 6
             addrs = self._addrs
-            local = addrs.get((s4, s6, sport))
+            # keyed with the family: a dual-stack socket has the same saddr/saddr_v6 bytes
+            # (1.2.3.4, ::ffff:1.2.3.4) as an AF_INET one, but is shown in v6
+            local = addrs.get((s4, s6, sport, family))
             if local is None:
-                local = addrs[(s4, s6, sport)] = Addr(_ip(family, s4, s6, ips), sport)
-            remote = addrs.get((d4, d6, dport))
+                local = addrs[(s4, s6, sport, family)] = Addr(_ip(family, s4, s6, ips), sport)
+            remote = addrs.get((d4, d6, dport, family))
             if remote is None:
-                remote = addrs[(d4, d6, dport)] = Addr(_ip(family, d4, d6, ips), dport)
+                remote = addrs[(d4, d6, dport, family)] = Addr(_ip(family, d4, d6, ips), dport)
             if len(addrs) > 65536:
                 addrs.clear()
             return KernelEvent(
@@ -604,6 +689,22 @@ def decode_events(
                 append(event)
     out.sort(key=lambda e: e.mono_ns)
     return out, missed
+
+
+def decode_events_engine(
+    pages: Iterable[tuple[int, bytes]],
+    engine: Any,
+    decoder: Decoder,
+    *,
+    wall_offset: float = 0.0,
+) -> tuple[list[KernelEvent], int]:
+    """:func:`decode_events` through the compiled decoder (:meth:`Decoder.engine`).
+
+    Same events in the same order and the same missed count; the page walk
+    and field reads run in Rust, about 4x cheaper per event (benchmarks/README.md).
+    """
+    events, missed = engine.events(list(pages), wall_offset, decoder.objects)
+    return events, missed
 
 
 # --------------------------------------------------------------------------- tracefs
@@ -821,6 +922,8 @@ class TraceSession:
         self._held: list[KernelEvent] = []
         self._layout: PageLayout | None = None
         self._decoder: Decoder | None = None
+        #: the compiled page decoder, when built (else the Python one decodes)
+        self._engine: Any | None = None
         self._page = 4096
         self._wall = 0.0
         self.missed_in_pages = 0
@@ -868,6 +971,7 @@ class TraceSession:
             if name == "tcp_send_reset":
                 reasons = _reset_reasons(text)
         self._decoder = Decoder(formats, reasons)
+        self._engine = self._decoder.engine(self._layout)
         # tcplens-PID; a second session of the same process (lab runs in threads, the
         # exporter and a trace) gets tcplens-PID-2 and so on: never a shared buffer
         base = os.path.join(self.root, "instances", f"{INSTANCE_PREFIX}{os.getpid()}")
@@ -979,9 +1083,14 @@ class TraceSession:
         """
         assert self._layout is not None and self._decoder is not None
         horizon = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-        fresh, missed = decode_events(
-            self._pages(), self._layout, self._decoder, wall_offset=self._wall
-        )
+        if self._engine is not None:
+            fresh, missed = decode_events_engine(
+                self._pages(), self._engine, self._decoder, wall_offset=self._wall
+            )
+        else:
+            fresh, missed = decode_events(
+                self._pages(), self._layout, self._decoder, wall_offset=self._wall
+            )
         self.missed_in_pages += missed
         if self._held:
             fresh = sorted(self._held + fresh, key=lambda e: e.mono_ns)

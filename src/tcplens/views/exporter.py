@@ -42,15 +42,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
+from tcplens.analysis.summary import NO_PROCESS, OTHER, UNKNOWN_PROCESS, Fold, Folded, summarize
 from tcplens.model import State
 from tcplens.sources.kernel import KernelSettings
-from tcplens.sources.records import Snapshot, Socket
+from tcplens.sources.records import Snapshot
 
 if TYPE_CHECKING:
     from tcplens.views.exporter_transitions import TransitionCollector
@@ -61,25 +61,14 @@ __all__ = [
     "OTHER",
     "UNKNOWN_PROCESS",
     "DiagnoseFn",
-    "ExportSummary",
     "FindingLike",
     "KernelFn",
     "SnapshotFn",
     "TcplensCollector",
     "make_registry",
-    "summarize",
 ]
 
 log = logging.getLogger(__name__)
-
-#: label value that collects every port or process outside the top K
-OTHER: Final = "other"
-#: process label for sockets whose owner could not be identified (not root, vanished)
-UNKNOWN_PROCESS: Final = "unknown"
-#: process label for sockets no process owns: TIME_WAIT, and sockets orphaned by close()
-NO_PROCESS: Final = "none"
-#: live sources that report a socket's inode; there, no inode means no owner at all
-_INODE_SOURCES: Final = frozenset({"netlink", "procfs"})
 
 #: name -> (type, HELP text).  The one list of what the exporter exports:
 #: docs/exporter.md, the Grafana dashboard and the alert rules are checked against it.
@@ -216,8 +205,6 @@ METRICS: Final[dict[str, tuple[str, str]]] = {
     ),
 }
 
-_FAMILY_LABEL: Final = {4: "ipv4", 6: "ipv6"}
-
 
 class FindingLike(Protocol):
     """What the exporter needs from a doctor finding (``tcplens.analysis.doctor.Finding``)."""
@@ -243,121 +230,6 @@ KERNEL_SETTINGS: Final = (
     "tcp_syncookies",
     "tcp_tw_reuse",
 )
-
-
-@dataclass(slots=True)
-class ExportSummary:
-    """Everything one snapshot contributes to a scrape, already reduced to bounded keys."""
-
-    sockets: Counter[tuple[str, str, State]] = field(default_factory=Counter)
-    port_sockets: Counter[tuple[str, State]] = field(default_factory=Counter)
-    port_accept_queue: Counter[str] = field(default_factory=Counter)
-    port_backlog: Counter[str] = field(default_factory=Counter)
-    port_queue_bytes: Counter[tuple[str, str]] = field(default_factory=Counter)
-    #: (process, proto, state): UDP's CLOSED (unconnected) is not TCP's
-    process_sockets: Counter[tuple[str, str, State]] = field(default_factory=Counter)
-    queue_bytes: Counter[tuple[str, str]] = field(default_factory=Counter)
-    unattributed: Counter[str] = field(default_factory=Counter)
-    source: str = ""
-    taken_at: float = 0.0
-
-
-def _top(counts: Counter[Any], k: int) -> set[Any]:
-    """The K keys with most sockets; ties broken by key so the choice is stable."""
-    if k <= 0:
-        return set()
-    ranked = sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))
-    return {key for key, _ in ranked[:k]}
-
-
-def summarize(snapshot: Snapshot, *, top_ports: int = 10, top_processes: int = 10) -> ExportSummary:
-    """Reduce a snapshot to bounded label sets, in one pass over the sockets plus a fold.
-
-    A socket belongs to a listening port when a TCP LISTEN socket (any
-    address) has the same local port: that is the server side of accepted
-    connections, which is what users mean by "connections on port 8080".
-    Outgoing connections (ephemeral local ports) only show up in the
-    per-state and per-process totals.
-    """
-    summary = ExportSummary(source=snapshot.source, taken_at=snapshot.taken_at)
-    sockets = snapshot.sockets
-    listening: set[int] = {
-        s.local.port
-        for s in sockets
-        if s.proto == "tcp" and s.state is State.LISTEN and s.local.port is not None
-    }
-    by_port: Counter[tuple[int, State]] = Counter()
-    port_totals: Counter[int] = Counter()
-    accept_queue: Counter[int] = Counter()
-    backlog: Counter[int] = Counter()
-    #: ports with a listener whose backlog the source does not know (/proc/net)
-    unknown_backlog: set[int] = set()
-    port_qbytes: Counter[tuple[int, str]] = Counter()
-    by_process: Counter[tuple[str, str, State]] = Counter()
-    process_totals: Counter[str] = Counter()
-    inodes_known = snapshot.source in _INODE_SOURCES
-    for sock in sockets:
-        family = _FAMILY_LABEL.get(sock.family, str(sock.family))
-        summary.sockets[(sock.proto, family, sock.state)] += 1
-        listener = sock.state is State.LISTEN
-        if not listener:
-            if sock.recv_q:
-                summary.queue_bytes[(sock.proto, "receive")] += sock.recv_q
-            if sock.send_q:
-                summary.queue_bytes[(sock.proto, "send")] += sock.send_q
-        name = _process_name(sock, inodes_known)
-        if name is UNKNOWN_PROCESS:
-            summary.unattributed[sock.proto] += 1
-        by_process[(name, sock.proto, sock.state)] += 1
-        process_totals[name] += 1
-        port = sock.local.port
-        if sock.proto == "tcp" and port is not None and port in listening:
-            by_port[(port, sock.state)] += 1
-            port_totals[port] += 1
-            if listener:
-                accept_queue[port] += sock.recv_q or 0
-                if sock.send_q is None:
-                    unknown_backlog.add(port)
-                else:
-                    backlog[port] += sock.send_q
-            else:
-                port_qbytes[(port, "receive")] += sock.recv_q or 0
-                port_qbytes[(port, "send")] += sock.send_q or 0
-
-    kept_ports = _top(port_totals, top_ports)
-
-    def port_label(port: int) -> str:
-        return str(port) if port in kept_ports else OTHER
-
-    for (port, state), n in by_port.items():
-        summary.port_sockets[(port_label(port), state)] += n
-    for port, n in accept_queue.items():
-        summary.port_accept_queue[port_label(port)] += n
-    # A sum that misses a listener's backlog would be too small and the fill
-    # ratio too high: a label with any unknown backlog gets no sample at all.
-    unknown_labels = {port_label(port) for port in unknown_backlog}
-    for port, n in backlog.items():
-        if port_label(port) not in unknown_labels:
-            summary.port_backlog[port_label(port)] += n
-    for (port, queue), n in port_qbytes.items():
-        summary.port_queue_bytes[(port_label(port), queue)] += n
-
-    special = (UNKNOWN_PROCESS, NO_PROCESS)
-    known = Counter({k: v for k, v in process_totals.items() if k not in special})
-    kept_processes = _top(known, top_processes)
-    for (name, proto, state), n in by_process.items():
-        label = name if name in special or name in kept_processes else OTHER
-        summary.process_sockets[(label, proto, state)] += n
-    return summary
-
-
-def _process_name(sock: Socket, inodes_known: bool) -> str:
-    """The process label; "none" (nobody owns it) is kept apart from "unknown" (cannot see)."""
-    if sock.process:
-        return sock.process
-    if sock.state is State.TIME_WAIT or (inodes_known and sock.inode is None):
-        return NO_PROCESS
-    return UNKNOWN_PROCESS
 
 
 def _severity_label(value: Any) -> str:
@@ -411,7 +283,7 @@ def _kernel_families(kernel: KernelSettings) -> list[Metric]:
 
 
 def _socket_families(
-    summary: ExportSummary, findings: Counter[tuple[str, str]] | None, privileged: bool
+    summary: Folded, findings: Counter[tuple[str, str]] | None, privileged: bool
 ) -> list[Metric]:
     """Build the socket-describing families of one snapshot (reused until the next one)."""
     out: list[Metric] = []
@@ -541,7 +413,9 @@ class TcplensCollector:
             self._refreshed = self._clock()
         try:
             snap = self._snapshot()
-            summary = summarize(snap, top_ports=self.top_ports, top_processes=self.top_processes)
+            fold = Fold(ports=self.top_ports, processes=self.top_processes)
+            summary = summarize(snap, busy_states=0, fold=fold).folded
+            assert summary is not None  # asked for with ``fold``
         except Exception as exc:  # any failure is a failed scrape, never a dead server
             log.warning("snapshot failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
             with self._state_lock:

@@ -30,7 +30,7 @@ import click
 from tcplens.errors import InputError, TcplensError
 from tcplens.model.states import State
 from tcplens.model.words import plural
-from tcplens.packets.engine import Rendering, reconstruct_capture, render_capture
+from tcplens.packets.engine import Rendering, TableLayout, reconstruct_capture, render_capture
 from tcplens.packets.tracker import CaptureSummary, Connection, Timeouts, Tracker
 from tcplens.packets.zeek import conn_log_header
 from tcplens.sources.records import Addr
@@ -79,9 +79,11 @@ def _connections(
 def _rows(
     path: str, tracker: Tracker, summary: CaptureSummary, rendering: Rendering
 ) -> Iterator[str]:
-    """Each connection already written as its --json object or conn.log row."""
+    """Each connection already written as its --json object, conn.log row or table row."""
     return _from_capture(
-        path, False, lambda fh: render_capture(fh, tracker, summary, path, rendering)
+        path,
+        False,
+        lambda fh: render_capture(fh, tracker, summary, path, rendering, _TABLE),
     )
 
 
@@ -294,36 +296,60 @@ def _table(conns: Sequence[Connection], summary: CaptureSummary, out: IO[str]) -
     _footer(len(rows), summary, out)
 
 
-def _streamed_table(
-    conns: Iterable[Connection], summary: CaptureSummary, out: IO[str]
-) -> TcplensError | None:
-    """Rows in capture order as connections finish (for a pipe: nothing waits for the end).
+#: every column's starting width in a streamed table
+_START_WIDTHS = tuple(max(len(name), least) for name, _, least in _COLUMNS)
+
+
+def _table_rows(conns: Iterable[Connection]) -> Iterator[str]:
+    """The rows of a streamed table, in capture order as connections finish.
 
     Column widths cannot be known in advance: each starts wide enough for an
     IPv4 connection and only grows, so a wider cell (an IPv6 address) shifts
-    its own row and widens the column for the rows after it.  An input error
-    after the first frame is returned once every row before it is written (a
-    file that is not a capture at all prints nothing and raises).
+    its own row and widens the column for the rows after it.  The engine
+    writes these same rows itself (``_TABLE``), held equal by the differential
+    tests.
     """
-    widths = [max(len(name), least) for name, _, least in _COLUMNS]
+    widths = list(_START_WIDTHS)
     base: float | None = None
+    for conn in _in_capture_order(conns):
+        if base is None:
+            base = conn.start  # connection 1 starts with the capture's first TCP segment
+        cells = _cells(conn, base)
+        yield _line(cells, widths)
+        widths = [max(w, len(cell)) for w, cell in zip(widths, cells, strict=True)]
+
+
+#: the streamed table's layout, handed to the engine, which writes its rows in Rust
+_TABLE = TableLayout(
+    columns=tuple(
+        (right, width) for (_, right, _), width in zip(_COLUMNS, _START_WIDTHS, strict=True)
+    ),
+    rows=_table_rows,
+)
+
+
+def _streamed_table(
+    rows: Iterable[str], summary: CaptureSummary, out: IO[str]
+) -> TcplensError | None:
+    """Rows in capture order as connections finish (for a pipe: nothing waits for the end).
+
+    An input error after the first frame is returned once every row before it
+    is written (a file that is not a capture at all prints nothing and raises).
+    """
     count = 0
     failure: TcplensError | None = None
     try:
-        for conn in _in_capture_order(conns):
-            if base is None:
-                _header(widths, out)
-                base = conn.start  # connection 1 starts with the capture's first TCP segment
-            cells = _cells(conn, base)
-            out.write(_line(cells, widths) + "\n")
-            widths = [max(w, len(cell)) for w, cell in zip(widths, cells, strict=True)]
+        for row in rows:
+            if not count:
+                _header(list(_START_WIDTHS), out)
+            out.write(row + "\n")
             count += 1
     except TcplensError as exc:
-        if summary.frames == 0 and base is None:
+        if summary.frames == 0 and not count:
             raise
         failure = exc
-    if base is None:
-        _header(widths, out)
+    if not count:
+        _header(list(_START_WIDTHS), out)
     _footer(count, summary, out)
     return failure
 
@@ -575,7 +601,7 @@ def command(
         out.write(f'\n], "summary": {json.dumps(tail)}}}\n')
     elif flow is None and not states and sort == "start" and not out.isatty():
         # a pipe: plain rows as connections finish, in capture order
-        failure = _streamed_table(conns, summary, out)
+        failure = _streamed_table(_rows(file, tracker, summary, "table"), summary, out)
     else:
         collected: list[Connection] = []
         try:
