@@ -2,10 +2,13 @@
 //!
 //! The port of `tcplens.packets.decode`, held equal to it (same segments, same
 //! `DecodeStats`) by `tests/packets/test_engine_reader.py`. Link layers:
-//! Ethernet with any number of 802.1Q / 802.1ad / QinQ tags, Linux cooked v1
-//! and v2 (SLL, SLL2), BSD loopback (NULL in the capturing host's byte order,
-//! LOOP in network order), raw IPv4/IPv6. IPv4 with options, IPv6 with its
-//! extension header chain. Fragments are counted, not reassembled.
+//! Ethernet, Linux cooked v1 and v2 (SLL, SLL2), BSD loopback (NULL in the
+//! capturing host's byte order, LOOP in network order), raw IPv4/IPv6, PPP,
+//! PPPoE, Cisco HDLC, FDDI, 802.11 with or without radiotap; every layer
+//! between them and the innermost IP header (VLAN tags, MPLS, tunnels...) is
+//! decoded by `encap.rs`, and an IP payload that is a tunnel loops back there.
+//! IPv4 with options, IPv6 with its extension header chain. Fragments are
+//! counted, not reassembled.
 //!
 //! Every function reads a borrowed `&[u8]` through bounds-checked `get`s: a
 //! short frame is a `malformed` count, never a panic. Byte counts come from the

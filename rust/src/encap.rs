@@ -631,8 +631,26 @@ struct Chains {
     texts: Vec<Arc<[String]>>,
 }
 
+/// Distinct chains kept per process: the table outlives the flows, so a
+/// crafted capture with a new tunnel endpoint in every frame must not grow it
+/// without bound (~20 MB at most). Later new chains share one id, whose text
+/// says so (`encap.py` has the same cap).
+pub const MAX_CHAINS: usize = 65_536;
+pub const OVERFLOW: &str = "more than 65536 encapsulation chains: not told apart";
+
 impl Chains {
-    fn text_id(&mut self, texts: Vec<String>) -> u32 {
+    /// The id of a chain's texts, and whether it is the shared overflow id.
+    fn text_id(&mut self, texts: Vec<String>) -> (u32, bool) {
+        if let Some(&id) = self.by_text.get(&texts) {
+            return (id, false);
+        }
+        if self.texts.len() >= MAX_CHAINS {
+            return (self.insert(vec![OVERFLOW.to_string()]), true);
+        }
+        (self.insert(texts), false)
+    }
+
+    fn insert(&mut self, texts: Vec<String>) -> u32 {
         if let Some(&id) = self.by_text.get(&texts) {
             return id;
         }
@@ -665,8 +683,10 @@ pub fn intern(layers: &[Layer]) -> u32 {
         let id = match c.ids.get(layers) {
             Some(&id) => id,
             None => {
-                let id = c.text_id(layers.iter().map(ToString::to_string).collect());
-                c.ids.insert(layers.to_vec(), id);
+                let (id, overflow) = c.text_id(layers.iter().map(ToString::to_string).collect());
+                if !overflow {
+                    c.ids.insert(layers.to_vec(), id);
+                }
                 id
             }
         };
@@ -690,6 +710,7 @@ pub fn intern_texts(texts: Vec<String>) -> u32 {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .text_id(texts)
+        .0
 }
 
 /// The texts of an interned chain's layers, outermost first (`Connection.tunnel`).
@@ -1022,6 +1043,21 @@ mod tests {
             chain_of(Link::Raw, &outer(17, &udp(3544, &t))),
             [format!("teredo {GRE_ENDS}")]
         );
+    }
+
+    #[test]
+    fn the_chain_table_is_bounded() {
+        // a table of its own: the process-wide one is shared by the other tests
+        let mut c = Chains::default();
+        for i in 0..MAX_CHAINS {
+            assert_eq!(c.text_id(vec![format!("vlan {i}")]), (i as u32 + 1, false));
+        }
+        let (id, overflow) = c.text_id(vec!["gre 10.0.0.1-10.0.0.2".into()]);
+        assert!(overflow);
+        assert_eq!(c.texts[id as usize - 1][..], [OVERFLOW.to_string()]);
+        assert_eq!(c.text_id(vec!["mpls".into()]), (id, true));
+        assert_eq!(c.text_id(vec!["vlan 7".into()]), (8, false)); // known ones keep theirs
+        assert_eq!(c.texts.len(), MAX_CHAINS + 1);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! The key is the 4-tuple in a canonical order (the smaller `(addr, port)`
 //! first, as `Tracker.feed` orders it), so both directions find one flow.
 //! The encapsulation chain (VLANs, tunnels: `encap::intern`'s id) is part of
-//! the key, as in Zeek and the Python reference: the same 4-tuple in two
+//! the key, as in the Python reference (and in Zeek >= 8.0 with its VLAN
+//! connection key; Zeek's default key is the 5-tuple alone): the same 4-tuple in two
 //! tunnels is two connections.
 
 #![forbid(unsafe_code)]

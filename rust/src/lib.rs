@@ -26,7 +26,8 @@
 //! - `reader`: pcap / pcapng records, zero-copy, errors as values with record and offset.
 //! - `decode`: link -> IP -> TCP, every encapsulation `packets/decode.py` knows.
 //! - `engine`: the loop: read, check the link type, decode, feed the tracker.
-//! - `render`: `--json` objects and `--zeek` rows written as Python writes them.
+//! - `render`: `--json` objects, `--zeek` rows and the piped table's rows written as
+//!   Python writes them.
 //! - `endpoint`, `flow`, `tracker`, `zeek`: both endpoints' states from the model's
 //!   table, the flow table, Zeek conn_state and history (ports of `packets/*.py`).
 //! - `diag`: the sock_diag dump's socket messages cut to their heads (`tcplens status`),

@@ -1,8 +1,9 @@
-//! The two streamed outputs of `tcplens pcap`, written here so that no Python
+//! The streamed outputs of `tcplens pcap`, written here so that no Python
 //! object is built per connection: a JSON connection exactly as
-//! `json.dumps(Connection.as_dict())` writes it, and a Zeek conn.log row
-//! exactly as `"\t".join(ZeekRow.values())` does. The differential tests hold
-//! both byte-identical to the Python forms of the same connections.
+//! `json.dumps(Connection.as_dict())` writes it, a Zeek conn.log row exactly as
+//! `"\t".join(ZeekRow.values())` does, and the piped table's rows as
+//! `views.commands.pcap` lays them out (`TableWriter`). The differential tests
+//! hold each byte-identical to the Python forms of the same connections.
 //!
 //! What "exactly" takes: Python's `round(x, 9)` (correctly rounded, ties to
 //! even, which is also what Rust's `{:.9}` does) and `repr(float)` (shortest

@@ -31,7 +31,8 @@ pub struct Segment {
     pub ip_len: u32,
     /// The encapsulation chain it came through, interned (`encap::intern`,
     /// 0: none). Added for issue 15: part of the flow key, so the same
-    /// 4-tuple in two tunnels or VLANs is two connections, as in Zeek.
+    /// 4-tuple in two tunnels or VLANs is two connections (as Zeek >= 8.0 does with
+    /// `policy/frameworks/conn_key/vlan_fivetuple.zeek`; its default key is the 5-tuple).
     pub tunnel: u32,
     /// The TCP checksum was checked and is wrong (only with
     /// `DecodeStats::check_checksums`, `pcap --check-checksums`). Added for

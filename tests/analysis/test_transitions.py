@@ -143,3 +143,20 @@ def test_json_lines_equal_json_dumps_of_the_documented_object(
     assert "\n" not in line
     assert json.loads(line) == want
     assert list(json.loads(line)) == list(want)  # key order too
+
+
+def test_closes_looked_up_one_by_one_never_end_the_minisockets_already_followed() -> None:
+    tracer = ExactTracer()
+    tracer.feed(client_close())
+    tracer.settle({TW_KEY: S.TIME_WAIT}, 1001.0)  # the first connection is in TIME_WAIT
+    other = (Addr("127.0.0.1", 40001), Addr("127.0.0.1", 80))
+    second = [
+        KernelEvent("state", n, 1002.0, 0, 7, True, 2, 4, other[0], other[1], a, b)
+        for n, a, b in ((1, S.ESTABLISHED, S.FIN_WAIT1), (2, S.FIN_WAIT1, S.FIN_WAIT2),
+                        (3, S.FIN_WAIT2, S.CLOSED))
+    ]  # fmt: skip
+    tracer.feed(second)
+    assert tracer.held_keys() == [("127.0.0.1", 40001, "127.0.0.1", 80)]
+    (tw,) = tracer.settle({tracer.held_keys()[0]: S.TIME_WAIT}, 1003.0, partial=True)
+    assert (tw.conn, tw.new) == (2, S.TIME_WAIT)
+    assert tracer.in_time_wait == 2  # the first one, absent from the lookup, is still held

@@ -152,7 +152,10 @@ def test_every_fixture_segment_decodes() -> None:
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.sampled_from([0, 1, 101, 108, 113, 229, 276]), st.binary(max_size=120))
+@given(
+    st.sampled_from([0, 1, 9, 10, 50, 51, 101, 104, 105, 108, 113, 127, 229, 276]),
+    st.binary(max_size=120),
+)
 def test_garbage_frames_decode_to_none_or_a_segment_never_an_exception(
     linktype: int, data: bytes
 ) -> None:

@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scapy.packet import Raw
 
+from tcplens.packets import encap
 from tcplens.packets.decode import DecodeStats, decode
 from tcplens.packets.encap import tunnel_parents, tunnel_uid
 
@@ -118,6 +120,15 @@ def test_committed_fixtures_are_what_the_builder_writes() -> None:
         )
 
 
+def test_the_chain_table_is_bounded_as_the_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(encap, "MAX_CHAINS", 3)
+    monkeypatch.setattr(encap, "_CHAINS", set())
+    assert [encap.chain([f"vlan {i}"]) for i in range(3)] == [("vlan 0",), ("vlan 1",), ("vlan 2",)]
+    assert encap.chain(["mpls"]) == encap.OVERFLOW
+    assert encap.chain(["vlan 1"]) == ("vlan 1",)  # a known chain keeps its text
+    assert encap.OVERFLOW == ("more than 65536 encapsulation chains: not told apart",)
+
+
 def test_a_tunnel_uid_is_stable_and_names_only_tunnels() -> None:
     assert tunnel_uid("gre 192.0.2.1-192.0.2.2") == tunnel_uid("gre 192.0.2.1-192.0.2.2")
     assert len(tunnel_uid("x")) == 18 and tunnel_uid("x").startswith("C")
@@ -149,3 +160,44 @@ def test_damaged_encapsulated_frames_decode_alike_and_never_raise(
     assert stats.frames == 1
     assert sum((stats.tcp, stats.fragments, stats.non_ip, stats.non_tcp, stats.malformed)) == 1
     assert_same(build.pcap([(0, bytes(data))], linktype=linktype))
+
+
+#: one layer around an Ethernet frame, giving an Ethernet frame, and its chain text
+WRAPPERS = {
+    "vlan": (lambda f: f[:12] + b"\x81\x00\x00\x05" + f[12:], "vlan 5"),
+    "pbb": (lambda f: encap_frames.raw_eth(0x88E7, b"\x00\x00\x00\x09" + f), "pbb 9"),
+    "mpls": (
+        lambda f: encap_frames.raw_eth(0x8847, b"\x00\x01\x01\x40\x00\x00\x00\x00" + f),
+        "mpls",
+    ),
+    "gretap": (
+        lambda f: bytes(
+            encap_frames.eth() / encap_frames.outer4(True) / encap_frames.GRE(proto=0x6558) / Raw(f)
+        ),
+        f"gre {encap_frames.U4}",
+    ),
+    "vxlan": (
+        lambda f: bytes(
+            encap_frames.eth()
+            / encap_frames.outer4(True)
+            / encap_frames.UDP(sport=1, dport=4789)
+            / encap_frames.VXLAN(vni=3)
+            / Raw(f)
+        ),
+        f"vxlan {encap_frames.U4} vni 3",
+    ),
+}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(sorted(WRAPPERS)), min_size=1, max_size=5))
+def test_nested_encapsulations_give_the_whole_chain_by_both_routes(layers: list[str]) -> None:
+    _, syn = encap_frames.conversation(40123)[0]
+    frame = bytes(encap_frames.inner_eth(syn))
+    for name in layers:  # innermost first
+        frame = WRAPPERS[name][0](frame)
+    stats = DecodeStats()
+    seg = decode(1, frame, stats)
+    assert seg is not None, stats
+    assert seg.tunnel == tuple(WRAPPERS[name][1] for name in reversed(layers))
+    assert_same(build.pcap([(0, frame)]))

@@ -340,3 +340,87 @@ def test_a_dual_stack_socket_is_shown_in_v6_after_an_ipv4_one_with_the_same_byte
         assert event is not None
         shown.append(event.local.ip)
     assert shown == ["192.0.2.7", "::ffff:192.0.2.7"]
+
+
+@root_only
+def test_owners_are_looked_up_without_dumping_the_time_wait_minisockets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tcplens.sources import netlink
+
+    asked: list[frozenset[State] | None] = []
+    real = netlink.dump
+
+    def spy(*args: object, **kwargs: object) -> object:
+        states = kwargs.get("states")
+        asked.append(None if states is None else frozenset(states))  # type: ignore[arg-type]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(netlink, "dump", spy)
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen()
+    port = lsock.getsockname()[1]
+    closed = socket.create_connection(("127.0.0.1", port))
+    peer, _ = lsock.accept()
+    gone = closed.getsockname()
+    closed.close()  # the client closes first: its end goes to TIME_WAIT
+    peer.recv(1)
+    peer.close()
+    live = socket.create_connection(("127.0.0.1", port))
+    key = ("127.0.0.1", live.getsockname()[1], "127.0.0.1", port)
+    tw_key = ("127.0.0.1", gone[1], "127.0.0.1", port)
+    time.sleep(0.05)
+    assert tp.time_wait_table([port]).get(tw_key) is State.TIME_WAIT
+    owners = tp.owners_by_tuple([key, tw_key], [port])
+    assert owners[key][0] == os.getpid() and tw_key not in owners
+    dumped = asked[-1]
+    assert dumped is not None and State.TIME_WAIT not in dumped
+    live.close()
+    lsock.close()
+
+
+@root_only
+def test_closes_are_told_time_wait_by_exact_lookups_as_by_the_table() -> None:
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen()
+    port = lsock.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    server, _ = lsock.accept()
+    mine = client.getsockname()[1]
+    client.close()  # the client's end goes to TIME_WAIT, the server's to CLOSED
+    server.recv(1)
+    server.close()
+    live = socket.create_connection(("127.0.0.1", port))
+    time.sleep(0.05)
+    tw = ("127.0.0.1", mine, "127.0.0.1", port)
+    keys = [tw, ("127.0.0.1", port, "127.0.0.1", mine),  # the server end: closed (or the
+            ("127.0.0.1", live.getsockname()[1], "127.0.0.1", port),  # listener answers)
+            ("::1", 1, "::1", 2), ("not an address", 1, "::1", 2)]  # fmt: skip
+    assert tp.time_wait_of(keys) == {tw: State.TIME_WAIT}
+    assert tp.time_wait_table([port]) == {tw: State.TIME_WAIT}
+    live.close()
+    lsock.close()
+
+
+@root_only
+def test_lookups_whose_answers_overflow_the_socket_fall_back_to_the_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen()
+    port = lsock.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    server, _ = lsock.accept()
+    tw = ("127.0.0.1", client.getsockname()[1], "127.0.0.1", port)
+    client.close()
+    server.recv(1)
+    server.close()
+    time.sleep(0.05)
+    monkeypatch.setattr(tp, "_LOOKUP_BATCH", 1000)  # many answers at once...
+    monkeypatch.setattr(tp, "_LOOKUP_RCVBUF", 4096)  # ...into a tiny buffer: ENOBUFS
+    absent = [("127.0.0.1", p, "127.0.0.2", port) for p in range(20000, 24000)]
+    assert tp.time_wait_of([*absent, tw]) == {tw: State.TIME_WAIT}
+    lsock.close()

@@ -245,15 +245,20 @@ class ExactTracer:
                 conn.sock.local = ev.local
         return out
 
-    def settle(self, table: Mapping[TupleKey, State], now: float) -> list[Transition]:
+    def settle(
+        self, table: Mapping[TupleKey, State], now: float, *, partial: bool = False
+    ) -> list[Transition]:
         """Resolve held moves to CLOSE against the timewait table; report minisockets gone.
 
         ``table`` is every timewait minisocket the kernel holds (at least for
         the ports traced), from sock_diag, taken after the events were read;
-        ``now`` is when it was taken.
+        ``now`` is when it was taken.  With ``partial``, ``table`` answers
+        only for the 4-tuples of :meth:`held_keys` (looked up one by one):
+        the held moves are resolved, and no followed minisocket is taken
+        for gone because it is absent.
         """
         out: list[Transition] = []
-        for gone in [k for k in self._time_wait if k not in table]:
+        for gone in [] if partial else [k for k in self._time_wait if k not in table]:
             conn, _state = self._time_wait.pop(gone)
             out.append(
                 self._move(conn, State.CLOSED, at=now, mono_ns=None, exact=False,
@@ -280,6 +285,10 @@ class ExactTracer:
         self._held.clear()
         out.sort(key=lambda t: t.at)
         return out
+
+    def held_keys(self) -> list[TupleKey]:
+        """4-tuples of the moves to CLOSE waiting for :meth:`settle`."""
+        return [tuple_key(h.event.local, h.event.remote) for h in self._held]
 
     def unowned(self) -> list[TupleKey]:
         """4-tuples of live connections whose process no event has named yet."""

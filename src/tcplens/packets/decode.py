@@ -1,8 +1,11 @@
 """Decode captured frames down to the TCP header fields the tracker needs.
 
-Link layers: Ethernet (with any number of 802.1Q / 802.1ad / QinQ tags),
-Linux cooked capture v1 and v2 (SLL, SLL2), BSD loopback (NULL in the
-capturing host's byte order, LOOP in network order), raw IPv4/IPv6.
+Link layers: Ethernet, Linux cooked capture v1 and v2 (SLL, SLL2), BSD
+loopback (NULL in the capturing host's byte order, LOOP in network order),
+raw IPv4/IPv6, PPP, PPPoE, Cisco HDLC, FDDI, 802.11 with or without radiotap.
+Every layer between them and the innermost IP header (VLAN tags, MPLS,
+tunnels...) is decoded by :mod:`tcplens.packets.encap`; an IP payload that is
+a tunnel goes back there, so the segment returned is the innermost one.
 Network layer: IPv4 with options, IPv6 with its extension header chain.
 Fragments are *counted, not reassembled*: only an unfragmented datagram
 carries a TCP header we can trust to be whole.
@@ -182,7 +185,7 @@ def decode(linktype: int, data: bytes, stats: DecodeStats | None = None) -> Segm
             if isinstance(ip, Segment4):
                 st.tcp += 1
                 if layers:
-                    ip.tunnel = tuple(layers)
+                    ip.tunnel = encap.chain(layers)
                 return ip
             if ip is None:  # counted already
                 return None

@@ -61,6 +61,24 @@ def _u32(data: bytes, at: int) -> int:
     return int(_U32.unpack_from(data, at)[0])
 
 
+#: distinct chains kept per process, as ``encap.rs`` interns them: later new ones share
+#: one text, so a crafted capture cannot grow the table without bound
+MAX_CHAINS = 65_536
+OVERFLOW = ("more than 65536 encapsulation chains: not told apart",)
+_CHAINS: set[tuple[str, ...]] = set()
+
+
+def chain(layers: list[str]) -> tuple[str, ...]:
+    """The chain a segment carries: its layers, or :data:`OVERFLOW` once the table is full."""
+    found = tuple(layers)
+    if found not in _CHAINS:
+        if len(_CHAINS) >= MAX_CHAINS:
+            _CHAINS.add(OVERFLOW)
+            return OVERFLOW
+        _CHAINS.add(found)
+    return found
+
+
 def _push(layers: list[str], layer: str) -> None:
     if len(layers) >= MAX_LAYERS:
         raise Unsupported(f"more than {MAX_LAYERS} layers")
