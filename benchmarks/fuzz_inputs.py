@@ -647,13 +647,14 @@ def mutate_webconfig(rng: random.Random, seeds: list[str]) -> bytes:
 
 
 _BCRYPT = re.compile(rb"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
-_WEBDIR = tempfile.mkdtemp(prefix="tcplens-fuzz-webconfig-")
 
 
 def check_webconfig(data: bytes) -> str | None:
     from tcplens.exporter import load_web_config
 
-    path = os.path.join(_WEBDIR, "web.yml")
+    # the loader reads a file (relative names resolve against its folder); one per
+    # process, removed again, so a run leaves nothing behind
+    path = os.path.join(tempfile.gettempdir(), f"tcplens-fuzz-webconfig-{os.getpid()}.yml")
     with open(path, "wb") as fh:
         fh.write(data)
     try:
@@ -666,6 +667,8 @@ def check_webconfig(data: bytes) -> str | None:
         return None
     except Exception as exc:
         return _where("load_web_config", exc)
+    finally:
+        os.unlink(path)
     for hashed in web.basic_auth_users.values():
         if not _BCRYPT.fullmatch(hashed):
             return "a config that loads has a hash bcrypt refuses"

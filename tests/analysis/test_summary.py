@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tcplens.analysis.summary import (
     NO_PROCESS,
     ORPHAN,
@@ -141,3 +143,15 @@ def test_fold_counts_unknown_owners_where_the_source_has_no_inodes() -> None:
         (NO_PROCESS, "tcp", State.TIME_WAIT): 1,
     }
     assert folded.unattributed == {"tcp": 1}
+
+
+def test_fold_is_counted_from_records_not_columns() -> None:
+    from tcplens.sources.columns import SocketColumns
+    from tcplens.sources.select import ColumnListing
+
+    listing = ColumnListing(
+        SocketColumns(), source="netlink", host="h", taken_at=0.0, missing=[], tally=None
+    )
+    assert summarize(listing).folded is None
+    with pytest.raises(ValueError, match="from records"):
+        summarize(listing, fold=Fold())

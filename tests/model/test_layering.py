@@ -43,10 +43,26 @@ def test_model_does_no_io() -> None:
 
 
 #: layer -> the tcplens packages it may import (model <- sources/packets <- analysis <- views)
+#: ``tcplens._engine`` is the compiled helper of the layers that own hot paths (the capture
+#: engine for packets; the sock_diag walk and the trace-page decoder for sources): it sits
+#: beside them, below analysis and views, and each use keeps a Python fallback
+ENGINE = "tcplens._engine"
 ALLOWED = {
-    "tcplens.sources": {"tcplens.errors", "tcplens.model", "tcplens.sources"},
-    "tcplens.packets": {"tcplens.errors", "tcplens.model", "tcplens.sources", "tcplens.packets"},
-    "tcplens.analysis": {"tcplens.errors", "tcplens.model", "tcplens.sources", "tcplens.analysis"},
+    "tcplens.sources": {"tcplens.errors", "tcplens.model", "tcplens.sources", ENGINE},
+    "tcplens.packets": {
+        "tcplens.errors",
+        "tcplens.model",
+        "tcplens.sources",
+        "tcplens.packets",
+        ENGINE,
+    },
+    "tcplens.analysis": {
+        "tcplens.errors",
+        "tcplens.model",
+        "tcplens.sources",
+        "tcplens.analysis",
+        ENGINE,
+    },
     # the exporter's HTTP service (web config, TLS, basic auth, server) serves any registry
     "tcplens.exporter": {"tcplens.errors", "tcplens.exporter"},
 }

@@ -165,7 +165,8 @@ def test_midstream_capture_has_wiresharks_relative_numbers() -> None:
     assert [(s.seq, s.ack) for s in conn.segments] == MIDSTREAM_TSHARK
 
 
-def tshark_numbers(path: Path) -> list[tuple[int, int]]:
+def tshark_numbers(path: Path) -> dict[int, tuple[int, int]]:
+    """Frame number -> relative (seq, ack) of every frame tshark decodes as TCP."""
     out = subprocess.run(
         [
             "tshark",
@@ -178,6 +179,10 @@ def tshark_numbers(path: Path) -> list[tuple[int, int]]:
             "-T",
             "fields",
             "-e",
+            "frame.number",
+            "-e",
+            "frame.protocols",
+            "-e",
             "tcp.seq",
             "-e",
             "tcp.ack",
@@ -188,10 +193,14 @@ def tshark_numbers(path: Path) -> list[tuple[int, int]]:
         text=True,
         check=True,
     ).stdout
-    numbers = []
+    numbers = {}
     for line in out.splitlines():
-        seq, ack, flags = line.split("\t")
-        numbers.append((int(seq), int(ack) if int(flags, 16) & ACK else 0))
+        frame, protocols, seq, ack, flags = line.split("\t")
+        if ":cfp:" in protocols:
+            # tshark 4.0 leaves most Cisco FabricPath frames' numbers absolute (tcp.seq equals
+            # tcp.seq_raw) and one of the same stream relative: no reference to hold us to
+            continue
+        numbers[int(frame)] = (int(seq), int(ack) if int(flags, 16) & ACK else 0)
     return numbers
 
 
@@ -216,7 +225,10 @@ def test_relative_numbers_agree_with_tshark(name: str, tmp_path: Path) -> None:
         path.write_bytes(capture(built[name]))
     else:
         path = FIXTURES / name
-    ours = sorted(
-        (s.record, (s.seq, s.ack)) for c in connections(path.read_bytes()) for s in c.segments
-    )
-    assert [numbers for _, numbers in ours] == tshark_numbers(path)
+    ours = {s.record: (s.seq, s.ack) for c in connections(path.read_bytes()) for s in c.segments}
+    theirs = tshark_numbers(path)
+    # tshark leaves a few encapsulations undecoded without a decode-as hint (MPLS carrying
+    # Ethernet without a control word): those frames are compared only where it decodes them
+    assert theirs
+    assert set(theirs) <= set(ours)
+    assert {record: ours[record] for record in theirs} == theirs

@@ -236,3 +236,38 @@ def test_exact_mode_asked_for_but_impossible_is_one_line_and_exit_2() -> None:
         "tcplens: error: exact mode unavailable: not root: tracefs and its instances need root "
         "(CAP_SYS_ADMIN)"
     ]
+
+
+def test_a_few_closes_are_confirmed_by_lookups_while_many_minisockets_are_followed() -> None:
+    from tcplens.analysis.transitions import ExactTracer
+    from tcplens.views import exact
+
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen()
+    port = lsock.getsockname()[1]
+
+    def connection() -> int:
+        client = socket.create_connection(("127.0.0.1", port))
+        server, _ = lsock.accept()
+        mine: int = client.getsockname()[1]
+        client.close()
+        server.recv(1)
+        server.close()
+        return mine
+
+    tracer = ExactTracer()
+    polls = exact.Polls((port,))
+    with tp.TraceSession(ports=[port]) as session:
+        for _ in range(6):
+            connection()
+        time.sleep(0.05)
+        exact.read_batch(session, tracer, polls)  # nothing followed yet: one dump
+        assert (polls.dumps, polls.lookups, tracer.in_time_wait) == (1, 0, 6)
+        last = connection()
+        time.sleep(exact.CONFIRM_EVERY + 0.05)  # the next full poll is not due yet
+        found = exact.read_batch(session, tracer, polls)
+    lsock.close()
+    assert (polls.dumps, polls.lookups) == (1, 1)
+    moves = [(t.old.name, t.new.name) for t in found if t.sock.local.port == last]
+    assert moves[-1] == ("FIN_WAIT2", "TIME_WAIT") and tracer.in_time_wait == 7

@@ -249,10 +249,11 @@ def read_batch(
 ) -> list[Transition]:
     """The transitions of what the kernel committed since the last call, oldest first.
 
-    Closes that may be handovers to TIME_WAIT are told apart with one
-    TIME_WAIT dump per :data:`CONFIRM_EVERY` seconds (every batch when
-    ``final``), and minisockets followed are looked for every
-    :data:`TIME_WAIT_POLL` seconds.
+    Closes that may be handovers to TIME_WAIT are told apart every
+    :data:`CONFIRM_EVERY` seconds (every batch when ``final``): by exact
+    lookups of their 4-tuples while they are few next to the minisockets
+    followed (:data:`LOOKUP_COST`), else by one TIME_WAIT dump; minisockets
+    followed are looked for in a dump every :data:`TIME_WAIT_POLL` seconds.
     """
     now = time.monotonic()
     found = tracer.feed(session.read(flush=final))
