@@ -103,6 +103,13 @@ def test_text_lines_show_kernel_times_causes_and_processes() -> None:
     assert "Time in state, measured by the kernel (mode: exact" in text
 
 
+def _reap(proc: subprocess.Popen[str] | subprocess.Popen[bytes] | None) -> None:
+    """Leave no tracer behind when an assertion stopped the test half-way."""
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def _instances(root: str) -> set[str]:
     return {n for n in os.listdir(f"{root}/instances") if n.startswith(tp.INSTANCE_PREFIX)}
 
@@ -110,6 +117,7 @@ def _instances(root: str) -> set[str]:
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 0), (signal.SIGTERM, 143)])
 def test_the_instance_goes_on_ctrl_c_and_sigterm(sig: signal.Signals, code: int) -> None:
     root, mounted = tp.find_tracefs()
+    proc: subprocess.Popen[str] | None = None
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tcplens", "trace", "--port", "1", "--mode", "exact"],
@@ -128,6 +136,7 @@ def test_the_instance_goes_on_ctrl_c_and_sigterm(sig: signal.Signals, code: int)
         assert "mode: exact" in out
         assert name not in _instances(root)
     finally:
+        _reap(proc)
         if mounted:
             tp._umount(root)
             with contextlib.suppress(OSError):
@@ -136,6 +145,7 @@ def test_the_instance_goes_on_ctrl_c_and_sigterm(sig: signal.Signals, code: int)
 
 def test_a_killed_runs_instance_is_swept_by_the_next_run() -> None:
     root, mounted = tp.find_tracefs()
+    proc: subprocess.Popen[bytes] | None = None
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tcplens", "trace", "--port", "1", "--mode", "exact"],
@@ -157,6 +167,7 @@ def test_a_killed_runs_instance_is_swept_by_the_next_run() -> None:
         assert name in done.stderr and "removed" in done.stderr
         assert name not in _instances(root)
     finally:
+        _reap(proc)
         if mounted:
             tp._umount(root)
             with contextlib.suppress(OSError):
