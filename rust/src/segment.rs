@@ -1,4 +1,3 @@
-//! TEAM NOTE for R1/R2: read /work/main/rust/TEAM.md first (instructions from the lead).
 //! One decoded TCP segment: the interface between `decode` (which produces it
 //! from a captured frame) and `tracker` (which consumes it). Mirrors
 //! `tcplens.packets.decode.Segment4` field for field.

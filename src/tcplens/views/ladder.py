@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from html import escape
 from typing import Literal
 
 from tcplens.model.scenarios import Step
 from tcplens.model.states import State
 
-__all__ = ["LadderRow", "render_ladder", "render_ladder_svg", "rows_from_steps"]
+__all__ = ["LadderRow", "render_ladder", "rows_from_steps"]
 
 Direction = Literal["->", "<-"]
 
@@ -127,65 +126,3 @@ def render_ladder(
                 text = " " * (tcol + col + 1) + "  " + row.note
         lines.append(text.rstrip())
     return "\n".join(lines) + "\n"
-
-
-def render_ladder_svg(
-    rows: Sequence[LadderRow], *, left_title: str = "client", right_title: str = "server"
-) -> str:
-    """A standalone SVG ladder: two timelines, slanted arrows, states at changes."""
-    row_h = 34
-    x_left, x_right, width = 190, 610, 980
-    top = 70
-    height = top + row_h * (len(rows) + 1)
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="monospace" font-size="13">',
-        '<defs><marker id="head" markerWidth="10" markerHeight="8" refX="9" refY="4" '
-        'orient="auto"><path d="M0,0 L10,4 L0,8 z" fill="#1f4e79"/></marker></defs>',
-        f'<rect width="{width}" height="{height}" fill="white"/>',
-        f'<text x="{x_left}" y="30" text-anchor="middle" font-weight="bold">'
-        f"{escape(left_title)}</text>",
-        f'<text x="{x_right}" y="30" text-anchor="middle" font-weight="bold">'
-        f"{escape(right_title)}</text>",
-        f'<line x1="{x_left}" y1="{top - 20}" x2="{x_left}" y2="{height - 10}" stroke="#888"/>',
-        f'<line x1="{x_right}" y1="{top - 20}" x2="{x_right}" y2="{height - 10}" stroke="#888"/>',
-    ]
-    for i, row in enumerate(rows):
-        y = top + i * row_h
-        out.append(f'<text x="10" y="{y + 4}" fill="#666">{row.time:.3f}</text>')
-        if row.left_changed:
-            out.append(
-                f'<text x="{x_left - 12}" y="{y + 4}" text-anchor="end" fill="#7a1f1f">'
-                f"{escape(row.left)}</text>"
-            )
-        if row.right_changed:
-            out.append(
-                f'<text x="{x_right + 12}" y="{y + 4}" fill="#7a1f1f">{escape(row.right)}</text>'
-            )
-        if row.direction is not None:
-            x1, x2 = (x_left, x_right) if row.direction == "->" else (x_right, x_left)
-            y1 = y - row_h * 0.6
-            if row.lost:
-                x2 = (x1 + x2) // 2
-            dash = ' stroke-dasharray="6,4"' if row.lost else ""
-            out.append(
-                f'<line x1="{x1}" y1="{y1:.0f}" x2="{x2}" y2="{y}" stroke="#1f4e79" '
-                f'stroke-width="1.5" marker-end="url(#head)"{dash}/>'
-            )
-            if row.lost:
-                out.append(
-                    f'<text x="{x2}" y="{y + 5}" text-anchor="middle" fill="red" '
-                    f'font-size="16">✕</text>'
-                )
-            mid = (x_left + x_right) // 2
-            out.append(
-                f'<text x="{mid}" y="{y1 + 10:.0f}" text-anchor="middle" fill="#1f4e79">'
-                f"{escape(row.label)}</text>"
-            )
-        if row.note:
-            out.append(
-                f'<text x="{x_right + 130}" y="{y + 4}" fill="#444" font-size="11">'
-                f"{escape(row.note)}</text>"
-            )
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
