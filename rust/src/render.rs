@@ -50,7 +50,16 @@ pub fn py_float_repr(x: f64, out: &mut String) {
     for part in mantissa.split('.') {
         let _ = digits.write_str(part);
     }
-    let digits = digits.as_str();
+    let mut exp = exp;
+    let mut even = StackText::default();
+    let digits = match tie_to_even(x.abs(), digits.as_str(), exp) {
+        Some((value, new_exp)) => {
+            let _ = write!(even, "{value}");
+            exp = new_exp;
+            even.as_str().trim_end_matches('0')
+        }
+        None => digits.as_str(),
+    };
     if negative {
         out.push('-');
     }
@@ -78,6 +87,66 @@ pub fn py_float_repr(x: f64, out: &mut String) {
         out.push('.');
         out.push_str(&digits[point as usize..]);
     }
+}
+
+/// Python's `repr` and Rust's `{:e}` both give the shortest digits that read back
+/// as `x`; when two such digit strings are equally close to `x` (it lies exactly
+/// half-way, e.g. 18213620322693.8125 between ...693.812 and ...693.813), Python
+/// takes the even last digit and Rust the upper one. Returns the even neighbour
+/// (its digits as an integer and its decimal exponent) in that case, None otherwise.
+///
+/// Exact in integers: `x = m * 2^k`, and the half-way point between the candidate
+/// `c` and its neighbour is `(2c +/- 1) * 10^p / 2` with `p` the last digit's power
+/// of ten; a product too large for u128 cannot be such a tie at the sizes floats
+/// take here, and leaves Rust's answer.
+fn tie_to_even(x: f64, digits: &str, exp: i32) -> Option<(u128, i32)> {
+    let c: u128 = digits.parse().ok()?;
+    if c % 2 == 0 || !x.is_finite() || x == 0.0 {
+        return None;
+    }
+    let bits = x.to_bits();
+    let raw_exp = ((bits >> 52) & 0x7ff) as i32;
+    let frac = bits & ((1u64 << 52) - 1);
+    let (m, k) = if raw_exp == 0 {
+        (u128::from(frac), -1074)
+    } else {
+        (u128::from(frac | (1u64 << 52)), raw_exp - 1075)
+    };
+    let p = exp - (digits.len() as i32 - 1);
+    // is 2x == (2c + side) * 10^p, exactly?
+    let equal = |twice_c_plus: u128| -> Option<bool> {
+        let (mut lhs, mut rhs) = (m, twice_c_plus);
+        let two_exp = k + 1;
+        if two_exp >= 0 {
+            lhs = lhs.checked_mul(1u128.checked_shl(two_exp as u32)?)?;
+        } else {
+            rhs = rhs.checked_mul(1u128.checked_shl((-two_exp) as u32)?)?;
+        }
+        if p >= 0 {
+            rhs = rhs.checked_mul(10u128.checked_pow(p as u32)?)?;
+        } else {
+            lhs = lhs.checked_mul(10u128.checked_pow((-p) as u32)?)?;
+        }
+        Some(lhs == rhs)
+    };
+    let (other, down) = if equal(2 * c - 1) == Some(true) {
+        (c - 1, true)
+    } else if equal(2 * c + 1) == Some(true) {
+        (c + 1, false)
+    } else {
+        return None;
+    };
+    if other == 0 {
+        return None;
+    }
+    let grew = !down && other.to_string().len() > digits.len();
+    let new_exp = if grew { exp + 1 } else { exp };
+    // the even neighbour must read back as x too (it does when both are shortest)
+    let text = format!("{other}e{p}");
+    if text.parse::<f64>().ok()? != x {
+        return None;
+    }
+    Some((other, new_exp))
 }
 
 /// Up to 32 bytes of text on the stack (a float's digits); more is refused.
@@ -637,6 +706,24 @@ mod tests {
             1e300,
         ] {
             assert_eq!(py_round9(x).to_bits(), slow(x).to_bits(), "{x:e}");
+        }
+    }
+
+    #[test]
+    fn shortest_digits_break_a_tie_toward_the_even_digit_as_python() {
+        // Python: repr(18213620322693.8125) == '18213620322693.812' (Rust's {:e}: ...813)
+        for (x, python) in [
+            (18_213_620_322_693.0 + 0.8125, "18213620322693.812"),
+            (-(18_213_620_322_693.0 + 0.8125), "-18213620322693.812"),
+            (18_213_620_322_693.0 + 209.0 / 256.0, "18213620322693.816"),
+            (1_733_410_000.0 + 1.0 / 128.0, "1733410000.0078125"),
+            (0.1, "0.1"),
+            (2.5e-05, "2.5e-05"),
+            (1e16, "1e+16"),
+        ] {
+            let mut out = String::new();
+            py_float_repr(x, &mut out);
+            assert_eq!(out, python, "{x:e}");
         }
     }
 
