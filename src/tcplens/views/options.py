@@ -134,7 +134,7 @@ _SAVED_TEXT = [
         "from_file",
         metavar="FILE",
         default=None,
-        help="Read saved netstat/ss//proc/net text instead of this machine ('-' = stdin).",
+        help="Read saved netstat, ss or /proc/net text instead of this machine ('-' = stdin).",
     ),
     click.option(
         "--format",

@@ -52,7 +52,7 @@ def test_a_control_byte_is_refused_at_its_offset(prefix: str, byte: int) -> None
     data = prefix.encode("ascii") + bytes([byte]) + b"tcp 0 0 1.2.3.4:5 6.7.8.9:10 ESTABLISHED\n"
     assert sniff(data[:SNIFF_BYTES]) == (
         len(prefix),
-        f"binary data (byte 0x{byte:02x}), not netstat/ss//proc/net text",
+        f"binary data (byte 0x{byte:02x}), not netstat, ss or /proc/net text",
     )
     wide = (prefix + chr(byte) + "x").encode("utf-16-le")
     found = sniff(wide[:SNIFF_BYTES])

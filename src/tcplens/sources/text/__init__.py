@@ -211,7 +211,8 @@ def sniff(head: bytes) -> tuple[int, str] | None:
         offset = bom + 2 * found.start() if found else 0
     if found is None:
         return None
-    return offset, f"binary data (byte 0x{ord(found.group()):02x}), not netstat/ss//proc/net text"
+    byte = ord(found.group())
+    return offset, f"binary data (byte 0x{byte:02x}), not netstat, ss or /proc/net text"
 
 
 def _read_up_to(fd: int, limit: int) -> bytes:

@@ -136,7 +136,7 @@ def _print_figure(fig: Figure, placed: LiveMap | None, extra: list[str]) -> None
     "from_file",
     metavar="FILE",
     default=None,
-    help="Put the sockets of saved netstat/ss//proc/net text on the diagram ('-' = stdin).",
+    help="Put the sockets of saved netstat, ss or /proc/net text on the diagram ('-' = stdin).",
 )
 @click.option(
     "--from-format",

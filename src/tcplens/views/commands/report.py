@@ -201,7 +201,7 @@ def command(
 
     For a pcap/pcapng FILE: the capture's summary, connections by final state
     and by Zeek conn_state, a sortable table, and each connection's ladder on
-    click.  For a saved netstat/ss//proc/net dump FILE, or this machine
+    click.  For a saved netstat, ss or /proc/net dump FILE, or this machine
     without FILE: the state diagram with each state's socket count, coloured
     by the doctor's findings, the findings themselves, and the busiest ports
     and processes.  Exit 1 for a truncated capture (the page shows what was
