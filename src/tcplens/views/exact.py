@@ -45,7 +45,7 @@ from tcplens.sources.tracepoints import (
     unavailable_reason,
 )
 from tcplens.views.sockets import show_addr
-from tcplens.views.watch import TRACE_JSON_VERSION
+from tcplens.views.watch import TRACE_JSON_VERSION, state_time_lines
 
 __all__ = [
     "TIME_WAIT_POLL",
@@ -452,30 +452,12 @@ def _exact_summary(
         out.write(f"\n{head}\n  no TCP connections seen\n")
         out.flush()
         return
-    table = [("State", "Stays", "Mean", "Longest", "Total", "Partial", "Now", "Longest now")]
-    for name, t in times.items():
-        table.append(
-            (
-                name.value,
-                str(t.stays),
-                secs(t.mean),
-                secs(t.longest if t.stays else None),
-                secs(t.total if t.stays else None),
-                str(t.partial),
-                str(t.ongoing),
-                secs(t.ongoing_longest if t.ongoing else None),
-            )
-        )
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    lines = [head]
-    for r in table:
-        cells = [r[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
-        ]
-        lines.append("  " + "  ".join(cells))
-    lines.append(
-        "  (Stays: entered and left while tracing, timed by the kernel; Partial: began before "
-        "tracing, so not timed; Now: still in the state; Longest now: since entering it.)"
+    lines = state_time_lines(
+        head,
+        times,
+        secs,
+        "Stays: entered and left while tracing, timed by the kernel; Partial: began before "
+        "tracing, so not timed; Now: still in the state; Longest now: since entering it.",
     )
     out.write("\n" + "\n".join(lines) + "\n")
     out.flush()

@@ -37,7 +37,7 @@ import ipaddress
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -642,25 +642,13 @@ def summary_json(
     )
 
 
-def summary_lines(
-    tracer: Tracer, *, changes: int, off_model: int, states: frozenset[State] = frozenset()
+def state_time_lines(
+    head: str,
+    times: Mapping[State, StateTime],
+    secs: Callable[[float | None], str],
+    note: str,
 ) -> list[str]:
-    """Time spent per TCP state (only ``states`` when given), as aligned plain text."""
-    totals = _totals(tracer, changes, off_model)
-    span = 0.0
-    if totals.started is not None and totals.ended is not None:
-        span = totals.ended - totals.started
-    head = (
-        f"Time in state over {span:.1f}s ({plural(totals.snapshots, 'snapshot')}, "
-        f"{plural(totals.changes, 'change')}, {totals.off_model} outside the state model)"
-    )
-    times = _selected(tracer, states)
-    if not times:
-        return [head, "  no TCP connections seen" + (" in those states" if states else "")]
-
-    def secs(value: float | None) -> str:
-        return "-" if value is None else f"{value:.2f}s"
-
+    """The time-in-state table of ``trace`` in either mode: head, aligned rows, the note."""
     table = [("State", "Stays", "Mean", "Longest", "Total", "Partial", "Now", "Longest now")]
     for state, t in times.items():
         table.append(
@@ -682,8 +670,33 @@ def summary_lines(
             c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
         ]
         lines.append("  " + "  ".join(cells))
-    lines.append(
-        "  (Stays: entered and left while tracing; Partial: began before tracing, so not timed; "
-        "Now: still in the state; Longest now: since first seen in it.)"
-    )
+    lines.append(f"  ({note})")
     return lines
+
+
+def summary_lines(
+    tracer: Tracer, *, changes: int, off_model: int, states: frozenset[State] = frozenset()
+) -> list[str]:
+    """Time spent per TCP state (only ``states`` when given), as aligned plain text."""
+    totals = _totals(tracer, changes, off_model)
+    span = 0.0
+    if totals.started is not None and totals.ended is not None:
+        span = totals.ended - totals.started
+    head = (
+        f"Time in state over {span:.1f}s ({plural(totals.snapshots, 'snapshot')}, "
+        f"{plural(totals.changes, 'change')}, {totals.off_model} outside the state model)"
+    )
+    times = _selected(tracer, states)
+    if not times:
+        return [head, "  no TCP connections seen" + (" in those states" if states else "")]
+
+    def secs(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}s"
+
+    return state_time_lines(
+        head,
+        times,
+        secs,
+        "Stays: entered and left while tracing; Partial: began before tracing, so not timed; "
+        "Now: still in the state; Longest now: since first seen in it.",
+    )
