@@ -379,3 +379,24 @@ def test_source_failing_mid_trace_keeps_the_summary_and_exits_2(tmp_path: Path) 
     assert any(line.startswith("tcplens: error:") for line in run.stderr), run.stderr
     assert not any("Traceback" in line for line in run.stderr)
     assert any(line.startswith("Time in state over") for line in run.lines)
+
+
+def test_ctrl_c_stops_trace_started_with_sigint_ignored() -> None:
+    """`tcplens trace &` from a non-interactive shell inherits SIGINT ignored; Ctrl+C stops it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tcplens", "trace", "--port", "1", "--interval", "0.05",
+         "--mode", "sampled"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        assert proc.stderr is not None
+        while "tracing" not in proc.stderr.readline():  # the loop is running
+            assert time.monotonic() < deadline and proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

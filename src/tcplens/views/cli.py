@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import io
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -185,6 +186,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
         # drawing rather than a UnicodeEncodeError traceback halfway through a table
         if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
             stream.reconfigure(errors="replace")
+    # Ctrl+C stops every verb (watch, trace, capture, exporter run until it), as tcpdump
+    # does, also when started from a non-interactive shell's background list, which hands
+    # its children SIGINT ignored (POSIX): the process would otherwise never stop on it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         result = cli.main(args=argv, prog_name="tcplens", standalone_mode=False)
     except click.exceptions.Exit as exc:
