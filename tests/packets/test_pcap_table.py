@@ -10,15 +10,10 @@ terminal.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import io
 import os
-import pty
-import re
-import struct
 import subprocess
 import sys
-import termios
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +24,7 @@ from click.testing import CliRunner
 from tcplens.packets.pcap import read_frames
 from tcplens.packets.tracker import CaptureSummary, Connection, Tracker, reconstruct
 from tcplens.views.commands import pcap as pcap_command
+from tests.terminal import run_in_terminal
 
 from . import build
 from .build import ACK, FIN, SYN
@@ -133,34 +129,11 @@ def test_streamed_and_whole_tables_show_the_same_rows(tmp_path: Path) -> None:
 
 def in_terminal(columns: int, *args: str) -> str:
     """``tcplens pcap ARGS`` in a real pseudo-terminal ``columns`` wide, styles removed."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     env["TERM"] = "xterm"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tcplens", "pcap", *args],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-        close_fds=True,
-    )
-    os.close(slave)
-    chunks: list[bytes] = []
-    try:
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-    finally:
-        os.close(master)
-    assert proc.wait(timeout=60) == 0
-    text = b"".join(chunks).decode().replace("\r\n", "\n")
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)  # the header is bold
+    screen = run_in_terminal(["pcap", *args], columns=columns, lines=50, env=env, timeout=60)
+    assert screen.code == 0, screen.text
+    return screen.text
 
 
 @pytest.mark.parametrize("columns", [60, 80])

@@ -11,9 +11,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import pty
-import re
-import select
 import socket
 import subprocess
 import sys
@@ -31,10 +28,9 @@ from tcplens.model.states import State
 from tcplens.sources import actions, netlink
 from tcplens.views.commands.kill import explicit_listen
 from tests.netns import run_in_private_netns
+from tests.terminal import run_in_terminal
 
 pytestmark = pytest.mark.root
-
-ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[A-Za-z]|\][^\x07]*\x07|[()][A-Z0-9])")
 
 
 def tcplens_cli(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
@@ -355,44 +351,11 @@ def test_without_cap_net_admin_one_line_says_eperm_and_nothing_is_closed() -> No
 
 def _answer_in_terminal(args: list[str], answer: bytes, timeout: float = 30.0) -> tuple[int, str]:
     """Run ``tcplens ARGS`` in a pseudo-terminal; type ``answer`` at the prompt."""
-    master, slave = pty.openpty()
     env = {**os.environ, "TERM": "xterm", "COLUMNS": "120", "LC_ALL": "C.UTF-8"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tcplens", *args],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-        close_fds=True,
-    )
-    os.close(slave)
-    out = b""
-    answered = False
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not data:
-                    break
-                out += data
-                if not answered and b"[y/N]" in out:
-                    os.write(master, answer + b"\n")
-                    answered = True
-            elif proc.poll() is not None:
-                break
-        code = proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    assert answered, out.decode("utf-8", "replace")
-    return code, ANSI.sub("", out.decode("utf-8", "replace")).replace("\r", "")
+    screen = run_in_terminal(args, env=env, answer=answer, timeout=timeout)
+    assert screen.answered, screen.text
+    assert screen.code is not None, screen.text
+    return screen.code, screen.text
 
 
 def test_on_a_terminal_it_asks_and_no_closes_nothing() -> None:

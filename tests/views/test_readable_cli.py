@@ -9,18 +9,12 @@ columns, over listening and connected sockets this test owns; every
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
 import re
-import select
 import shutil
 import socket
-import struct
 import subprocess
 import sys
-import termios
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,8 +28,8 @@ from tcplens.sources.records import Addr, Snapshot, Socket
 from tcplens.views.cli import COMMANDS
 from tcplens.views.sockets import Columns, render_table
 from tcplens.views.watch import WatchView, render_watch
+from tests.terminal import run_in_terminal
 
-ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[A-Za-z]|\][^\x07]*\x07|[()][A-Z0-9])")
 NETSTAT = Path(__file__).resolve().parents[1] / "fixtures" / "text" / "linux-netstat-anp.txt"
 
 
@@ -52,39 +46,9 @@ def tcplens(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
 
 def in_terminal(columns: int, *args: str, timeout: float = 30.0) -> str:
     """Run ``tcplens ARGS`` in a real pseudo-terminal ``columns`` wide; its plain text."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": "40"}
     env.pop("NO_COLOR", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tcplens", *args],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-        close_fds=True,
-    )
-    os.close(slave)
-    out = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not data:
-                    break
-                out += data
-            elif proc.poll() is not None:
-                break
-    finally:
-        proc.kill()
-        proc.wait()
-        os.close(master)
-    return ANSI.sub("", out.decode("utf-8", "replace")).replace("\r", "")
+    return run_in_terminal(list(args), columns=columns, env=env, timeout=timeout).text
 
 
 @dataclass
