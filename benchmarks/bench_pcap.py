@@ -43,7 +43,15 @@ _MAC_A = b"\x02\x00\x00\x00\x00\x01"
 _MAC_B = b"\x02\x00\x00\x00\x00\x02"
 
 
-def _conversation(rng: random.Random, cid: int, start: float, mean_pkts: int) -> list[tuple]:
+#: sizes of a data segment: mixed by default; ``--full-segments`` makes every one full
+#: size, for a capture of issue 14's shape (2M packets in ~1.5 GB rather than ~0.7 GB)
+_SIZES = (0, 100, 536, 1448, 1448, 1448)
+_FULL_SIZES = (1448,)
+
+
+def _conversation(
+    rng: random.Random, cid: int, start: float, mean_pkts: int, sizes: tuple[int, ...] = _SIZES
+) -> list[tuple]:
     """One connection as (time, from_client, flags, seq, ack, length, window) rows."""
     cseq = rng.getrandbits(32)
     sseq = rng.getrandbits(32)
@@ -77,7 +85,7 @@ def _conversation(rng: random.Random, cid: int, start: float, mean_pkts: int) ->
     add(True, ACK)
     n = max(2, int(rng.expovariate(1 / mean_pkts)))
     for i in range(n // 2):
-        size = rng.choice((0, 100, 536, 1448, 1448, 1448))
+        size = rng.choice(sizes)
         if i % 2:
             add(False, PSH | ACK if size else ACK, size)
             add(True, ACK)
@@ -102,7 +110,9 @@ def _conversation(rng: random.Random, cid: int, start: float, mean_pkts: int) ->
     return rows
 
 
-def generate(path: Path, packets: int, connections: int, seed: int = 1) -> int:
+def generate(
+    path: Path, packets: int, connections: int, seed: int = 1, sizes: tuple[int, ...] = _SIZES
+) -> int:
     """Write the synthetic capture; returns the number of packets written."""
     rng = random.Random(seed)
     mean = max(4, packets // connections - 6)
@@ -112,7 +122,7 @@ def generate(path: Path, packets: int, connections: int, seed: int = 1) -> int:
         start = rng.uniform(0, span)
         client = (0x0A000000 | (cid % 60000 + 2), 1024 + (cid * 7919) % 60000)
         server = (0xC0A80000 | (cid % 50 + 1), rng.choice((80, 443, 8080, 22)))
-        for row in _conversation(rng, cid, start, mean):
+        for row in _conversation(rng, cid, start, mean, sizes):
             meta.append((row[0], cid, client, server, row))
     meta.sort(key=lambda m: m[0])
     payload = bytes(range(256)) * 8
@@ -214,6 +224,34 @@ def generate_concurrent(path: Path, connections: int, data_packets: int = 6) -> 
             put(t + 1, cid, False, FIN | ACK, 5001, 1002)
             put(t + 2, cid, True, ACK, 1002, 5002)
             t += 3
+    return count
+
+
+def generate_replays(path: Path, pairs: int) -> int:
+    """One handshake, then ``pairs`` times "the client's ACK, the SYN+ACK again": each
+    retransmission proves the ACK lost and asks for a replay of the server's inputs,
+    whose number grows with the capture (quadratic without the tracker's replay limit)."""
+    client, server = (0x0A000001, 40000), (0xC0A80001, 443)
+    count = 0
+    with path.open("wb", buffering=1 << 22) as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+
+        def put(from_client: bool, flags: int, seq: int, ack: int) -> None:
+            nonlocal count
+            src, dst = (client, server) if from_client else (server, client)
+            frame = _ETH_IP_TCP.pack(
+                _MAC_A, _MAC_B, 0x0800, 0x45, 0, 40, 0, 0x4000, 64, 6, 0,
+                src[0], dst[0], src[1], dst[1], seq, ack, 0x50, flags, 64240, 0, 0,
+            )  # fmt: skip
+            out.write(_REC.pack(1_600_000_000 + count // 1000, count % 1000 * 1000, 54, 54))
+            out.write(frame)
+            count += 1
+
+        put(True, SYN, 1000, 0)
+        put(False, SYN | ACK, 5000, 1001)
+        for _ in range(pairs):
+            put(True, ACK, 1001, 5001)
+            put(False, SYN | ACK, 5000, 1001)
     return count
 
 
@@ -334,11 +372,23 @@ def main() -> None:
         default=0,
         help="Also time this many connections open at once (12 packets each).",
     )
+    ap.add_argument(
+        "--replays",
+        type=int,
+        default=0,
+        help="Also time a crafted capture: this many (ACK, SYN+ACK retransmitted) pairs.",
+    )
+    ap.add_argument(
+        "--full-segments",
+        action="store_true",
+        help="Every data segment 1448 bytes (issue 14's capture: 2M packets, ~1.5 GB).",
+    )
     ap.add_argument("--generate-only", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.generate_only is not None:
-        print(generate(args.generate_only, args.packets, args.connections, args.seed))
+        sizes = _FULL_SIZES if args.full_segments else _SIZES
+        print(generate(args.generate_only, args.packets, args.connections, args.seed, sizes))
         return
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="tcplens-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -357,6 +407,7 @@ def main() -> None:
         ):
             cmd = [py, __file__, "--generate-only", str(path), "--seed", str(seed)]
             cmd += ["--packets", str(packets), "--connections", str(conns)]
+            cmd += ["--full-segments"] if args.full_segments else []
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             counts.append(int(out.split()[-1]))
         n, nh = counts
@@ -428,6 +479,14 @@ def main() -> None:
             if "tshark" not in args.skip and shutil.which("tshark"):
                 cmd = ["tshark", "-r", str(many), "-q", "-z", "conv,tcp"]
                 record("concurrent: tshark -q -z conv,tcp", cmd, k)
+        if args.replays:
+            crafted = workdir / "replays.pcap"
+            k = generate_replays(crafted, args.replays)
+            cmd = [py, "-m", "tcplens", "pcap", "--zeek", str(crafted)]
+            record(f"replays: tcplens pcap --zeek ({args.replays} pairs)", cmd, k)
+            if args.replays <= 20_000:  # the reference is ~20x slower per packet
+                ref = ["env", "TCPLENS_PACKETS=python", *cmd]
+                record(f"replays: the Python reference ({args.replays} pairs)", ref, k)
         results["rows"] = rows
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))

@@ -15,7 +15,8 @@ the kernel reports lost (the summary line).  The tracers:
 * ``sampled``: ``tcplens trace --mode sampled --interval 0.1 --json -P`` (sock_diag polls);
 * ``text``: ``tcplens trace --mode exact`` (the text lines);
 * ``bpftrace``: benchmarks/tcpstates.bt, bcc's tcpstates as a bpftrace script (when
-  bpftrace is installed and tracefs is mounted where it looks, /sys/kernel/tracing).
+  bpftrace is installed; without tracefs on /sys/kernel/tracing, where it looks, it runs
+  in a mount namespace of its own with tracefs mounted there).
 
 CPU spent in the kernel writing events (ring buffer or BPF) is charged to the
 load's processes, not to the tracer.
@@ -73,22 +74,41 @@ print(done, time.monotonic() - start, flush=True)
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def tracer_argv(mode: str, port: int, seconds: float) -> list[str] | None:
+def tracer_argv(
+    mode: str, port: int, seconds: float, profile: str | None = None, buffer_kb: int | None = None
+) -> list[str] | None:
     if mode == "none":
         return None
     if mode == "bpftrace":
-        return ["bpftrace", os.path.join(HERE, "tcpstates.bt"), str(port)]
+        argv = ["bpftrace", os.path.join(HERE, "tcpstates.bt"), str(port)]
+        if not os.path.isdir("/sys/kernel/tracing/events"):
+            # tracefs where bpftrace looks, mounted in a mount namespace of its own: no
+            # other program sees the mount (sh execs bpftrace: the pid stays the tracer's)
+            script = 'mount -t tracefs nodev /sys/kernel/tracing && exec "$@"'
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
+            argv += ["bpftrace", os.path.join(HERE, "tcpstates.bt"), str(port)]
+        return argv
     args = ["trace", "--port", str(port), "--mode", "exact" if mode == "text" else mode]
     args += ["--interval", "0.1", "--duration", str(seconds + 3)]
+    if buffer_kb is not None and mode != "sampled":
+        args += ["--buffer-kb", str(buffer_kb)]
     if mode != "text":
         args.append("--json")
     if mode == "sampled":
         args.append("-P")
+    if profile:  # cProfile of the tracer process, written when it exits
+        return [sys.executable, "-m", "cProfile", "-o", profile, "-m", "tcplens", *args]
     return [sys.executable, "-m", "tcplens", *args]
 
 
 def run(
-    mode: str, port: int, rate: float, seconds: float, workers: int
+    mode: str,
+    port: int,
+    rate: float,
+    seconds: float,
+    workers: int,
+    profile: str | None = None,
+    buffer_kb: int | None = None,
 ) -> dict[str, float | int | None]:
     loads = [
         subprocess.Popen(
@@ -112,7 +132,7 @@ def run(
         assert load.stdout.readline().strip() == "ready"
     out = tempfile.TemporaryFile("w+")  # noqa: SIM115 - read back after the child ends
     err = tempfile.TemporaryFile("w+")  # noqa: SIM115
-    argv = tracer_argv(mode, port, seconds)
+    argv = tracer_argv(mode, port, seconds, f"{profile}.{mode}" if profile else None, buffer_kb)
     tracer = None
     if argv is not None:
         tracer = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
@@ -129,11 +149,22 @@ def run(
         made, took = made + int(n), max(took, float(t))
         load.wait(timeout=30)
     cpu = None
+    sched = (0.0, 0.0)
     if tracer is not None:
         if mode == "bpftrace":  # runs until told: give it the same span as the others
             time.sleep(max(0.0, seconds + 1 - (time.monotonic() - started)))
             tracer.send_signal(signal.SIGINT)
-        _, status, usage = os.wait4(tracer.pid, 0)
+        asked = time.monotonic()
+        while True:  # what it ran, and waited to run, until it ended (wait4 reaps it)
+            sched = _schedstat(tracer.pid) or sched
+            pid, status, usage = os.wait4(tracer.pid, os.WNOHANG)
+            if pid:
+                break
+            if mode == "bpftrace" and time.monotonic() - asked > 5:
+                # seen once under load: a SIGINT that bpftrace did not act on
+                tracer.send_signal(signal.SIGINT)
+                asked = time.monotonic()
+            time.sleep(0.2)
         tracer.returncode = os.waitstatus_to_exitcode(status)
         cpu = usage.ru_utime + usage.ru_stime
     out.seek(0)
@@ -158,11 +189,23 @@ def run(
         "conn_per_s": round(made / took),
         "tracer_cpu_s": None if cpu is None else round(cpu, 2),
         "tracer_cores": None if cpu is None else round(cpu / (seconds + 3), 3),
+        # /proc/PID/schedstat: seconds on a CPU, and runnable but waiting for one
+        "tracer_ran_s": round(sched[0], 2),
+        "tracer_waited_s": round(sched[1], 2),
         "lines": lines,
         "events": summary.get("events"),  # type: ignore[dict-item]
         "lost": summary.get("lost"),  # type: ignore[dict-item]
         "rc": None if tracer is None else tracer.returncode,
     }
+
+
+def _schedstat(pid: int) -> tuple[float, float] | None:
+    try:
+        with open(f"/proc/{pid}/schedstat") as fh:
+            ran, waited = fh.read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return int(ran) / 1e9, int(waited) / 1e9
 
 
 def main() -> None:
@@ -173,6 +216,10 @@ def main() -> None:
     parser.add_argument(
         "--modes", default="none,exact,text,sampled,bpftrace", help="comma-separated tracers"
     )
+    parser.add_argument(
+        "--profile", metavar="PREFIX", help="run tcplens under cProfile, into PREFIX.MODE"
+    )
+    parser.add_argument("--buffer-kb", type=int, help="exact mode's per-CPU ring buffer")
     args = parser.parse_args()
     seconds = min(args.seconds, 60.0)
     probe = socket.socket()
@@ -181,12 +228,11 @@ def main() -> None:
     probe.close()
     print(f"load: up to {args.rate:g} connections/s for {seconds:g} s, port {port}")
     for mode in args.modes.split(","):
-        if mode == "bpftrace" and not (
-            shutil.which("bpftrace") and os.path.isdir("/sys/kernel/tracing/events")
-        ):
-            print("bpftrace: not installed, or tracefs not mounted on /sys/kernel/tracing")
+        if mode == "bpftrace" and not (shutil.which("bpftrace") and shutil.which("unshare")):
+            print("bpftrace: not installed (or no unshare to mount tracefs for it)")
             continue
-        result = run(mode, port, args.rate, seconds, max(1, min(args.workers, 8)))
+        workers = max(1, min(args.workers, 8))
+        result = run(mode, port, args.rate, seconds, workers, args.profile, args.buffer_kb)
         print(mode, json.dumps(result))
         time.sleep(2)
 

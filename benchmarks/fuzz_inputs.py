@@ -40,16 +40,17 @@ family (a traceback in the CLI), an error that names no file, or no byte
 offset, record or line where the input says where it is, an error or warning
 line over 400 characters, the engine and the reference disagreeing, or a hang
 (each input is checked in a child process the parent kills when it shows no
-progress for ``--hang`` seconds).  Every input is drawn from its own seeded
-generator, so any one of them can be made again from its number.  The first
-input of each kind of finding is written with ``--save`` to
-``tests/fixtures/fuzz/<target>/`` (replayed by the test suite).
+progress while using ``--hang`` seconds of CPU).  Every input is drawn from
+its own seeded generator, so any one of them can be made again from its
+number.  The first input of each kind of finding is written with ``--save``
+to ``tests/fixtures/fuzz/<target>/`` (replayed by the test suite).
 
     python3 benchmarks/fuzz_inputs.py [--seconds 30] [--targets pcap,netlink] \\
-        [--seed 1] [--hang 10] [--save] [--markdown]
+        [--seed 1] [--hang 10] [--inputs N] [--start K] [--save] [--markdown]
     python3 benchmarks/fuzz_inputs.py --record-netlink   # as root, refreshes the seeds
 
-Bounded: ``--seconds`` per target (at most 3600), or ``--inputs`` per target.
+Bounded: ``--seconds`` per target (at most 3600), or ``--inputs`` per target;
+``--start K`` begins at input K (to resume a run where another stopped).
 Exit status 1 on findings.
 """
 
@@ -747,20 +748,45 @@ def worker(name: str, seed: str, start: int, stop: int, deadline: float, out: An
     out.put(tally)
 
 
-def fuzz(name: str, seconds: float, seed: str, hang: float, inputs: int = 1 << 62) -> Tally:
-    """Check inputs of one target for ``seconds`` in a child a watchdog kills if one hangs."""
+#: a child showing no progress for this many times ``--hang`` of wall time is hung even
+#: if it uses no CPU (blocked); otherwise it must have used ``--hang`` seconds of CPU
+WALL_HANG = 30
+
+
+def child_cpu(pid: int | None) -> float:
+    """User and system CPU seconds of a live process (``/proc/PID/stat``), 0.0 when gone.
+
+    The watchdog counts CPU, not wall time: at ``nice -n 15`` on a loaded
+    machine one second of parsing took over ten of wall time, and was
+    reported as a hang.
+    """
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fuzz(
+    name: str, seconds: float, seed: str, hang: float, inputs: int = 1 << 62, start: int = 0
+) -> Tally:
+    """Check inputs ``start`` to ``start + inputs`` of one target for at most ``seconds``,
+    in a child a watchdog kills if one hangs."""
     global _index
     context = multiprocessing.get_context("fork")
     total = Tally()
     started = time.monotonic()
     deadline = started + seconds
-    start = 0
-    while start < inputs and time.monotonic() < deadline:
+    stop = start + inputs
+    while start < stop and time.monotonic() < deadline:
         _index = context.Value("q", start)
         out = context.Queue()
-        child = context.Process(target=worker, args=(name, seed, start, inputs, deadline, out))
+        child = context.Process(target=worker, args=(name, seed, start, stop, deadline, out))
         child.start()
-        last, moved = -1, time.monotonic()
+        last, moved, spent = -1, time.monotonic(), 0.0
         while True:
             try:
                 part: Tally = out.get(timeout=0.2)
@@ -777,15 +803,19 @@ def fuzz(name: str, seconds: float, seed: str, hang: float, inputs: int = 1 << 6
                 total.seconds = time.monotonic() - started
                 return total
             if _index.value != last:
-                last, moved = _index.value, time.monotonic()
-            elif time.monotonic() - moved > hang or not child.is_alive():
+                last, moved, spent = _index.value, time.monotonic(), child_cpu(child.pid)
+            elif (
+                child_cpu(child.pid) - spent > hang
+                or time.monotonic() - moved > WALL_HANG * hang
+                or not child.is_alive()
+            ):
                 alive = child.is_alive()
                 child.kill()
                 child.join(10)
                 index = _index.value
                 target = TARGETS[name]
                 data = make_input(target, target.seeds(), seed, index)
-                key = f"hang: no answer within {hang:g} s" if alive else "worker died"
+                key = f"hang: no answer within {hang:g} s of CPU" if alive else "worker died"
                 total.add(key, data, index)
                 total.tried += index - start + 1
                 start = index + 1
@@ -810,6 +840,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--hang", type=float, default=10.0)
     parser.add_argument("--inputs", type=int, default=1 << 62, help="stop after this many")
+    parser.add_argument("--start", type=int, default=0, help="first input's number (resume)")
     parser.add_argument("--save", action="store_true", help="write findings to the corpus")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--record-netlink", action="store_true", help="record the netlink seeds")
@@ -828,13 +859,15 @@ def main() -> None:
         return
     if not 0 < opts.seconds <= 3600:
         raise SystemExit("refusing: --seconds must be in (0, 3600]")
+    if opts.inputs < 1 or opts.start < 0:
+        raise SystemExit("refusing: --inputs must be positive and --start not negative")
     rows: list[tuple[str, Tally]] = []
     for name in opts.targets.split(","):
         if name not in TARGETS:
             raise SystemExit(f"unknown target {name!r}; known: {', '.join(TARGETS)}")
         if not TARGETS[name].seeds():
             raise SystemExit(f"no seed for {name}")
-        tally = fuzz(name, opts.seconds, str(opts.seed), opts.hang, opts.inputs)
+        tally = fuzz(name, opts.seconds, str(opts.seed), opts.hang, opts.inputs, opts.start)
         rows.append((name, tally))
         print(f"{name}: {tally.tried} inputs, {tally.failed} failing", file=sys.stderr)
         for finding in tally.findings.values():

@@ -145,6 +145,9 @@ pub enum Stop {
     Malformed,
     /// A protocol we do not look inside: a `non_ip` count, reported per type.
     Unsupported(Unsupported),
+    /// A tunnel's UDP checksum is wrong (`udp_checksum_bad`): a `bad_checksums`
+    /// count, and the tunnel is not decapsulated.
+    BadChecksum,
 }
 
 /// What an unsupported frame carried, for "N frames in an unsupported encapsulation: ...".
@@ -420,21 +423,34 @@ fn tunnel(
     push(layers, Layer::Ip { kind, a, b, vni })
 }
 
-/// The IP payload at `at` (protocol `proto`, between `src` and `dst`) when it
-/// is a tunnel; `None` when it is not one (plain non-TCP traffic).
+/// An IP payload that is not TCP, as the IP header describes it.
+#[derive(Clone, Copy, Debug)]
+pub struct IpPayload {
+    pub proto: u8,
+    /// Where the payload starts in the frame.
+    pub at: usize,
+    /// Where the IP length fields say it ends (past the captured bytes when
+    /// the snapshot length cut it; before `at` when the header lies).
+    pub end: usize,
+    pub src: Addr,
+    pub dst: Addr,
+}
+
+/// The IP payload `p` when it is a tunnel; `None` when it is not one (plain
+/// non-TCP traffic). `check`: validate a UDP tunnel's checksum
+/// (`DecodeStats::check_checksums`).
 pub fn ip_payload(
     data: &[u8],
-    at: usize,
-    proto: u8,
-    src: Addr,
-    dst: Addr,
+    p: &IpPayload,
+    check: bool,
     layers: &mut Vec<Layer>,
 ) -> Option<Next> {
-    Some(match proto {
+    let (at, src, dst) = (p.at, p.src, p.dst);
+    Some(match p.proto {
         4 => tunnel(layers, Tunnel::Ip, src, dst, 0).map(|()| (at, ETH_P_IP)),
         41 => tunnel(layers, Tunnel::Ip, src, dst, 0).map(|()| (at, ETH_P_IPV6)),
         47 => tunnel(layers, Tunnel::Gre, src, dst, 0).and_then(|()| gre(data, at, layers)),
-        17 => return udp(data, at, src, dst, layers),
+        17 => return udp(data, p, check, layers),
         _ => return None,
     })
 }
@@ -498,8 +514,10 @@ const TEREDO: u16 = 3544;
 const AYIYA: u16 = 5072;
 const GTPU: u16 = 2152;
 
-/// A UDP tunnel by port (destination first, then source, as Zeek dispatches).
-fn udp(data: &[u8], at: usize, src: Addr, dst: Addr, layers: &mut Vec<Layer>) -> Option<Next> {
+/// A UDP tunnel by port (destination first, then source, as Zeek dispatches);
+/// with `check`, one whose checksum is wrong stops here (`udp_checksum_bad`).
+fn udp(data: &[u8], p: &IpPayload, check: bool, layers: &mut Vec<Layer>) -> Option<Next> {
+    let (at, src, dst) = (p.at, p.src, p.dst);
     let sport = be16(data, at)?;
     let dport = be16(data, at + 2)?;
     let ulen = usize::from(be16(data, at + 4)?);
@@ -507,6 +525,9 @@ fn udp(data: &[u8], at: usize, src: Addr, dst: Addr, layers: &mut Vec<Layer>) ->
     let end = if ulen >= 8 { at + ulen } else { data.len() };
     let known = |p: u16| matches!(p, VXLAN | GENEVE | TEREDO | AYIYA | GTPU);
     let port = if known(dport) { dport } else { sport };
+    if check && known(port) && udp_checksum_bad(data, p, dport) {
+        return Some(Err(Stop::BadChecksum));
+    }
     Some(match port {
         VXLAN => {
             let vni = be32(data, body + 4).map_or(0, |v| v >> 8);
@@ -539,6 +560,44 @@ fn udp(data: &[u8], at: usize, src: Addr, dst: Addr, layers: &mut Vec<Layer>) ->
         }
         _ => return None,
     })
+}
+
+/// Zeek's UDP checksum rule (`UDPAnalyzer::DeliverPacket` in
+/// `src/packet_analysis/protocol/udp/UDP.cc`, Zeek 8.0), which runs before the
+/// datagram is handed to VXLAN, Geneve, Teredo, AYIYA or GTP-U:
+/// - checked only when the datagram was captured whole (`remaining >= len`;
+///   Zeek also skips a frame cut only in its trailer, `pkt->len <= cap_len`,
+///   which the decoder cannot see: the snapshot length would have to end
+///   inside the padding or FCS after a whole datagram);
+/// - over IPv4 a zero checksum means "none sent" (RFC 768) and is not checked;
+///   over IPv6 it is ("checksum is not optional for IPv6", RFC 8200 8.1), so a
+///   zero one fails like any wrong one;
+/// - except VXLAN: a datagram to a `vxlan_ports` port (4789) longer than UDP +
+///   VXLAN + Ethernet headers with the VNI flag set may carry zero (RFC 7348
+///   says it SHOULD); a non-zero one is checked (`Tunnel::validate_vxlan_checksums`
+///   is T by default);
+/// - a bad one is weird `bad_UDP_checksum` and `C`/`c` in the *outer* UDP
+///   connection's history, then `return` before `ForwardPacket`: the tunnel is
+///   not decapsulated and its inner packet is never seen, so the inner TCP
+///   connection gets nothing from that frame, no letter and no count.
+///
+/// Zeek checks every UDP datagram; only tunnels can carry TCP, so only those
+/// are checked here (others stay `non_tcp`).
+fn udp_checksum_bad(data: &[u8], p: &IpPayload, dport: u16) -> bool {
+    let Some(datagram) = data.get(p.at..p.end) else {
+        return false; // cut by the snapshot length (or a lying length): not checked
+    };
+    if datagram.len() < 8 {
+        return false;
+    }
+    if datagram[6] == 0 && datagram[7] == 0 {
+        let vxlan = dport == VXLAN && datagram.len() > 8 + 8 + 14 && datagram[8] & 0x08 != 0;
+        if matches!(p.src, Addr::V4(_)) || vxlan {
+            return false;
+        }
+    }
+    let sum = crate::decode::pseudo_sum(p.src, p.dst, 17, datagram.len());
+    !crate::decode::checksum_ok(crate::decode::ones_sum(datagram, sum))
 }
 
 /// Geneve: base header plus options; protocol an ethertype (Ethernet or IP).
@@ -1027,6 +1086,115 @@ mod tests {
         assert!(decode(Link::Raw, &outer(17, &udp(2152, &echo)), &mut st).is_none());
         assert!(decode(Link::Raw, &outer(17, &udp(3544, b"not ipv6")), &mut st).is_none());
         assert_eq!(st.non_tcp, 2);
+    }
+
+    /// The checksum a header or segment must carry so that it sums right.
+    fn fill(sum: u64) -> [u8; 2] {
+        let mut s = sum;
+        while s >> 16 != 0 {
+            s = (s & 0xFFFF) + (s >> 16);
+        }
+        (!(s as u16)).to_be_bytes()
+    }
+
+    /// An IPv4 + TCP packet with both checksums right (10.0.0.1:1234 -> 10.0.0.2:80).
+    fn v4_tcp_summed() -> Vec<u8> {
+        let mut p = v4_tcp();
+        let sum = crate::decode::ones_sum(&p[..20], 0);
+        p[10..12].copy_from_slice(&fill(sum));
+        let (src, dst) = (Addr::V4([10, 0, 0, 1]), Addr::V4([10, 0, 0, 2]));
+        let sum = crate::decode::ones_sum(&p[20..], crate::decode::pseudo_sum(src, dst, 6, 23));
+        p[36..38].copy_from_slice(&fill(sum));
+        p
+    }
+
+    /// `body` in UDP to `dport`, in an outer IPv4 (192.0.2.2 -> 192.0.2.1) or
+    /// IPv6 (2001:db8::2 -> 2001:db8::1) header, with UDP checksum `csum`
+    /// (`None`: the right one), both headers' other checksums right.
+    fn udp_frame(v6: bool, dport: u16, body: &[u8], csum: Option<u16>) -> Vec<u8> {
+        let mut u = udp(dport, body);
+        let (src, dst) = if v6 {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+            let mut b = a;
+            a[15] = 2;
+            b[15] = 1;
+            (Addr::V6(a), Addr::V6(b))
+        } else {
+            (Addr::V4([192, 0, 2, 2]), Addr::V4([192, 0, 2, 1]))
+        };
+        let right = fill(crate::decode::ones_sum(
+            &u,
+            crate::decode::pseudo_sum(src, dst, 17, u.len()),
+        ));
+        u[6..8].copy_from_slice(&csum.map_or(right, u16::to_be_bytes));
+        if !v6 {
+            let mut p = outer(17, &u);
+            let sum = crate::decode::ones_sum(&p[..20], 0);
+            p[10..12].copy_from_slice(&fill(sum));
+            return eth(ETH_P_IP, &p);
+        }
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&(u.len() as u16).to_be_bytes());
+        p.extend_from_slice(&[17, 64]);
+        for a in [src, dst] {
+            p.extend_from_slice(raw_bytes(&a));
+        }
+        p.extend_from_slice(&u);
+        eth(ETH_P_IPV6, &p)
+    }
+
+    /// (TCP found, bad_checksums, non_tcp) for `frame` decoded with checksums checked.
+    fn checked(frame: &[u8]) -> (bool, u64, u64) {
+        let mut st = DecodeStats {
+            check_checksums: true,
+            ..Default::default()
+        };
+        let seg = decode(Link::Ethernet, frame, &mut st);
+        if let Some(seg) = &seg {
+            assert!(!seg.bad_checksum, "the inner TCP checksum is right");
+        }
+        (seg.is_some(), st.bad_checksums, st.non_tcp)
+    }
+
+    #[test]
+    fn udp_tunnel_checksums_as_zeek_checks_them() {
+        let mut vx = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+        vx.extend(eth(ETH_P_IP, &v4_tcp_summed()));
+        let mut gn = vec![0x00, 0, 0x65, 0x58, 0, 0, 7, 0];
+        gn.extend(eth(ETH_P_IP, &v4_tcp_summed()));
+        let mut gtp = vec![0x30, 0xFF, 0, 43, 0, 0, 0, 9];
+        gtp.extend(v4_tcp_summed());
+        let decapsulated = (true, 0, 0);
+        let dropped = (false, 1, 0);
+        for v6 in [false, true] {
+            for (port, body) in [(4789, &vx), (6081, &gn), (2152, &gtp)] {
+                let good = udp_frame(v6, port, body, None);
+                assert_eq!(checked(&good), decapsulated, "v6 {v6} port {port}");
+                let bad = udp_frame(v6, port, body, Some(0xBEEF));
+                assert_eq!(checked(&bad), dropped, "v6 {v6} port {port}");
+                // off (the default): not looked at
+                let mut st = DecodeStats::default();
+                assert!(decode(Link::Ethernet, &bad, &mut st).is_some());
+                assert_eq!(st.bad_checksums, 0);
+                // cut by the snapshot length: not checked, the headers still decode
+                assert_eq!(checked(&bad[..bad.len() - 1]), decapsulated);
+            }
+            // zero: "no checksum" over IPv4; over IPv6 checked and wrong...
+            let zero = |port, body| checked(&udp_frame(v6, port, body, Some(0)));
+            let zero_v6 = if v6 { dropped } else { decapsulated };
+            assert_eq!(zero(6081, &gn), zero_v6);
+            assert_eq!(zero(2152, &gtp), zero_v6);
+            // ...but VXLAN may send zero over IPv6 too (RFC 7348; Zeek's vxlan_ports rule)
+            assert_eq!(zero(4789, &vx), decapsulated);
+            // only with the VNI flag set
+            let mut no_flag = vx.clone();
+            no_flag[0] = 0;
+            assert_eq!(zero(4789, &no_flag), zero_v6);
+        }
+        // a UDP datagram that is no tunnel is plain UDP, whatever its checksum
+        let dns = udp_frame(true, 53, b"not a tunnel", Some(0xBEEF));
+        assert_eq!(checked(&dns), (false, 0, 1));
     }
 
     #[test]

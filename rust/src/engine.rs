@@ -172,9 +172,18 @@ impl<R: Read> Capture<R> {
         }
         let before = out.len();
         let step = loop {
+            if self.tracker.swept_pending() {
+                // a sweep's connections, a batch at a time, before the next packet
+                let room = batch.saturating_sub(out.len() - before).max(1);
+                self.tracker.finish_swept(out, room);
+                if out.len() - before >= batch {
+                    break Step::More;
+                }
+                continue;
+            }
             match self.packets.next_packet() {
                 Ok(Some(pkt)) => {
-                    self.tracker.feed(&pkt, out);
+                    self.tracker.feed_lazily(&pkt, out);
                     if out.len() - before >= batch {
                         break Step::More;
                     }

@@ -7,7 +7,7 @@
 //! This file writes none itself.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::exceptions::PyTypeError;
@@ -94,6 +94,9 @@ impl Source {
                 "expected a path or a binary file object",
             ));
         }
+        if let Some(file) = reopen_regular(obj) {
+            return Ok(Source::File(file));
+        }
         Ok(Source::Py(PyReader {
             obj: obj.clone().unbind(),
             failure: None,
@@ -107,6 +110,26 @@ impl Source {
             Source::File(_) => None,
         }
     }
+}
+
+/// A Python file object over a regular file (`open(path, "rb")`, stdin
+/// redirected from a file) is read by Rust itself, from where the object
+/// stands: the same bytes, without copying every read through a Python `bytes`
+/// object, and without the interpreter, so the engine's worker thread can read
+/// it (`py_capture`). Opened anew through `/proc/self/fd` (safe Rust cannot
+/// adopt a descriptor); pipes, terminals and objects without a descriptor (a
+/// progress wrapper, `BytesIO`) stay with their `read`: bytes a Python buffer
+/// already took from a pipe would be lost, and Ctrl+C must reach a blocked read.
+fn reopen_regular(obj: &Bound<'_, PyAny>) -> Option<File> {
+    let fd: i32 = obj.call_method0("fileno").ok()?.extract().ok()?;
+    let at: u64 = obj.call_method0("tell").ok()?.extract().ok()?;
+    let link = format!("/proc/self/fd/{fd}");
+    if !std::fs::metadata(&link).ok()?.is_file() {
+        return None;
+    }
+    let mut file = File::open(&link).ok()?;
+    file.seek(SeekFrom::Start(at)).ok()?;
+    Some(file)
 }
 
 /// The same words Python's `OSError.strerror` uses.

@@ -156,7 +156,17 @@ pub struct Side {
     pub frames: Vec<u64>,
     /// Every input, with (event of a "recv", state before, state after).
     log: Vec<Logged>,
+    /// `drop_last_ack` calls so far (see [`REPLAY_LIMIT`]).
+    replays: u32,
 }
+
+/// Replays without a lost ACK one endpoint may take (`tracker.REPLAY_LIMIT`).
+/// Each costs a pass over the endpoint's inputs, so without a limit a crafted
+/// capture (an ACK and a retransmitted SYN+ACK, again and again) costs time
+/// quadratic in its length. A real stack retransmits one SYN, SYN+ACK or FIN at
+/// most 15 times (Linux's largest retry limit, tcp_retries2), and each replay
+/// needs a new ACK before it: 16 covers any real one.
+pub const REPLAY_LIMIT: u32 = 16;
 
 /// (event of a "recv", state before, state after) of one input.
 type Outcome = (Option<EventId>, StateId, StateId);
@@ -241,6 +251,7 @@ impl Side {
                 frames
             },
             log: Vec::new(),
+            replays: 0,
         }
     }
 
@@ -353,6 +364,10 @@ pub struct Tracker {
     flows: FlowTable,
     /// Flows being finished at the end of the capture (`finish_some`), last index first.
     ending: Vec<(FlowKey, Slot)>,
+    /// Flows a sweep of timeouts took out and `finish_swept` has not finished
+    /// yet, last index first (a sweep can take 100k at once: finished a batch at
+    /// a time, they never all exist as `Connection`s together).
+    swept: Vec<(FlowKey, Slot)>,
     /// Latest capture time seen (seconds).
     pub now: f64,
     /// Connections started (the last index handed out).
@@ -374,6 +389,7 @@ impl Tracker {
             },
             flows: FlowTable::default(),
             ending: Vec::new(),
+            swept: Vec::new(),
             now: 0.0,
             count: 0,
             peak: 0,
@@ -399,6 +415,18 @@ impl Tracker {
 
     /// Process one segment; connections that finished because of it go to `out`.
     pub fn feed(&mut self, pkt: &Packet, out: &mut Vec<Connection>) {
+        self.feed_lazily(pkt, out);
+        self.finish_swept(out, usize::MAX);
+    }
+
+    /// As `feed`, but connections a sweep of timeouts took out wait for
+    /// `finish_swept`, which must finish them all before the next packet is fed
+    /// (so the connections come out in the same order as from `feed`).
+    pub fn feed_lazily(&mut self, pkt: &Packet, out: &mut Vec<Connection>) {
+        debug_assert!(
+            self.swept.is_empty(),
+            "a packet fed before the sweep was finished"
+        );
         let t = pkt.ts();
         if t > self.now {
             self.now = t;
@@ -436,7 +464,7 @@ impl Tracker {
         if live > self.core.cfg.max_connections
             || (t >= self.next_sweep && self.since_sweep * 4 >= live as u64)
         {
-            self.sweep(out);
+            self.sweep();
         }
     }
 
@@ -450,6 +478,7 @@ impl Tracker {
     /// a caller can hand a flood's half-million open connections to Python a
     /// batch at a time instead of all at once. No packet may be fed after it.
     pub fn finish_some(&mut self, out: &mut Vec<Connection>, limit: usize) -> bool {
+        self.finish_swept(out, usize::MAX);
         if !self.flows.is_empty() {
             // last index first, so that popping hands them out in order
             self.ending.extend(self.flows.drain());
@@ -465,7 +494,24 @@ impl Tracker {
         self.ending.is_empty()
     }
 
-    fn sweep(&mut self, out: &mut Vec<Connection>) {
+    /// Finish at most `limit` of the connections the last sweep took out, in
+    /// index order; whether none is left.
+    pub fn finish_swept(&mut self, out: &mut Vec<Connection>, limit: usize) -> bool {
+        for _ in 0..limit {
+            let Some((key, slot)) = self.swept.pop() else {
+                break;
+            };
+            out.push(self.core.finish(self.now, key, slot));
+        }
+        self.swept.is_empty()
+    }
+
+    /// Connections the last sweep took out wait for `finish_swept`.
+    pub fn swept_pending(&self) -> bool {
+        !self.swept.is_empty()
+    }
+
+    fn sweep(&mut self) {
         self.since_sweep = 0;
         self.next_sweep = self.now + 1.0;
         let now = self.now;
@@ -494,16 +540,15 @@ impl Tracker {
             let cut = ranked.len().saturating_sub(keep);
             stale = ranked[..cut].iter().map(|x| x.2).collect();
         }
-        let mut done: Vec<(FlowKey, Slot)> = stale
-            .iter()
-            .filter_map(|k| self.flows.remove(k).map(|slot| (*k, slot)))
-            .collect();
-        self.evicted += done.len() as u64;
-        done.sort_unstable_by_key(|(_, slot)| slot.index());
-        out.reserve(done.len());
-        for (key, slot) in done {
-            out.push(self.core.finish(now, key, slot));
-        }
+        self.swept.extend(
+            stale
+                .iter()
+                .filter_map(|k| self.flows.remove(k).map(|slot| (*k, slot))),
+        );
+        self.evicted += self.swept.len() as u64;
+        // last index first, so that popping finishes them in index order
+        self.swept
+            .sort_unstable_by_key(|(_, slot)| std::cmp::Reverse(slot.index()));
     }
 }
 
@@ -716,6 +761,20 @@ impl Core {
         let Some(side) = flow.sides[s].as_mut() else {
             return;
         };
+        side.replays += 1;
+        if side.replays > REPLAY_LIMIT {
+            if side.replays == REPLAY_LIMIT + 1 {
+                note(&mut flow.notes, || {
+                    format!(
+                        "{}: not replayed (tcplens replays an endpoint at most \
+                         {REPLAY_LIMIT} times); its history from here may show a segment \
+                         as delivered that never arrived",
+                        why()
+                    )
+                });
+            }
+            return;
+        }
         if let Some(lost) = side.drop_last_ack(self.table()) {
             note(&mut flow.notes, || {
                 format!("frame {lost} did not arrive: {}", why())
@@ -1449,6 +1508,47 @@ mod tests {
         assert_eq!(calls, 2);
         assert_eq!(a, b);
         assert_eq!(steps.live(), 0);
+    }
+
+    #[test]
+    fn a_sweep_finished_a_batch_at_a_time_gives_what_feed_gives() {
+        // 1,000 unanswered SYNs, 100 per second of capture time: each sweep (once a
+        // second) times out a hundred attempts at once (5 s attempt timeout)
+        let t = Arc::new(table());
+        let pkts: Vec<Packet> = (0..1000u16)
+            .map(|i| {
+                let at = f64::from(i) * 0.01;
+                pkt(
+                    u64::from(i) + 1,
+                    at,
+                    ([10, 0, 1, 1], 1000 + i),
+                    S,
+                    SYN,
+                    7,
+                    0,
+                    0,
+                )
+            })
+            .collect();
+        let mut whole = Tracker::new(TrackerConfig::new(Arc::clone(&t)));
+        let mut lazy = Tracker::new(TrackerConfig::new(Arc::clone(&t)));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut most = 0;
+        for p in &pkts {
+            whole.feed(p, &mut a);
+            lazy.feed_lazily(p, &mut b);
+            while lazy.swept_pending() {
+                let before = b.len();
+                lazy.finish_swept(&mut b, 7);
+                most = most.max(b.len() - before);
+            }
+        }
+        assert!(a.len() > 50, "the sweeps timed attempts out");
+        assert_eq!(most, 7, "never more than the limit at a time");
+        whole.finish(&mut a);
+        lazy.finish(&mut b);
+        assert_eq!(a, b);
+        assert_eq!((whole.evicted, whole.peak), (lazy.evicted, lazy.peak));
     }
 
     #[test]

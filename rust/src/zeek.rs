@@ -13,12 +13,14 @@ use crate::endpoint::{ACK, FIN, RST, SYN};
 
 const TOO_LARGE_SEQ_DELTA: i64 = 1_048_576;
 
-/// TCP ports Zeek treats as likely servers (`zeek.LIKELY_SERVER_PORTS`, which
-/// says where they come from: `base/protocols`' `likely_server_ports` redefs).
-const LIKELY_SERVER_PORTS: [u16; 47] = [
+/// TCP ports Zeek treats as likely servers: Zeek 8.0's `likely_server_ports`
+/// (the `redef likely_server_ports += {...}` lines of
+/// `scripts/base/protocols/*/main.zeek`). `zeek.LIKELY_SERVER_PORTS` lists
+/// them by protocol, with the four (514, 1434, 3306, 5432) Zeek 8.1 adds.
+const LIKELY_SERVER_PORTS: [u16; 44] = [
     21, 22, 25, 53, 79, 80, 81, 88, 135, 139, 143, 389, 443, 445, 502, 563, 585, 587, 614, 631,
-    636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128, 3268, 3306, 3389, 5222, 5223, 5269,
-    5432, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000,
+    636, 989, 990, 992, 993, 995, 1080, 1883, 2811, 3128, 3268, 3389, 5222, 5223, 5269, 6379, 6666,
+    6667, 6668, 6669, 8000, 8080, 8888, 20000,
 ];
 
 fn likely_server(port: u16) -> bool {
@@ -830,7 +832,11 @@ mod tests {
 
     #[test]
     fn likely_server_ports_are_zeeks_list() {
-        assert_eq!(LIKELY_SERVER_PORTS.len(), 47);
+        assert_eq!(LIKELY_SERVER_PORTS.len(), 44);
+        // registered for analysis, but not likely servers in Zeek 8.0
+        for port in [514, 1434, 3306, 5432] {
+            assert!(!should_flip(port, 40000, ACK), "{port}");
+        }
         assert!(should_flip(80, 40000, ACK));
         assert!(!should_flip(80, 40000, SYN));
         assert!(should_flip(80, 443, ACK));

@@ -1,3 +1,3 @@
-from tcplens.views.cli import main
+from tcplens.cli import main
 
 main()

@@ -61,3 +61,25 @@ class TraceDecoder:
 
 # rust/src/diag.rs (sources/columns.py): the heads of a run of sock_diag socket messages
 def socket_heads(buf: bytes, start: int, head: int, msg_type: int) -> tuple[bytes, int, int]: ...
+
+# rust/src/diag.rs (analysis/summary.py): the summary's two counting passes over a
+# columnar dump's blocks (data, stride, count, is TCP, family) at the given field offsets
+def socket_state_counts(
+    blocks: list[tuple[bytes, int, int, bool, int]], layout: tuple[int, ...]
+) -> tuple[list[int], list[int], int, int]: ...
+def socket_details(
+    blocks: list[tuple[bytes, int, int, bool, int]],
+    layout: tuple[int, ...],
+    rank_of_code: bytes,
+    active: list[bool],
+    listen_code: bytes,
+    oldest_of_code: bytes,
+    timewait_timer: int,
+    top: int,
+    found: list[int],
+    head: int,
+) -> tuple[
+    list[tuple[list[tuple[int, int]], list[tuple[bytes, int]], int, int]],
+    list[tuple[int, int]],
+    list[tuple[int, int, tuple[int, bytes] | None]],
+]: ...

@@ -9,11 +9,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tcplens.analysis.diff import model_path
-from tcplens.analysis.transitions import ExactTracer, Transition
+from tcplens.analysis.transitions import TIMEWAIT_LEN, ExactTracer, Transition
 from tcplens.model.states import State as S
 from tcplens.sources.records import Addr, Socket
 from tcplens.sources.tracepoints import KernelEvent
-from tcplens.views.exact import TIME_WAIT_POLL, exact_json
+from tcplens.views.exact import exact_json
 
 CLIENT = (Addr("127.0.0.1", 40000), Addr("127.0.0.1", 80))
 SERVER = (Addr("127.0.0.1", 80), Addr("127.0.0.1", 40000))
@@ -66,7 +66,61 @@ def test_a_close_held_by_a_minisocket_is_time_wait_and_its_end_is_polled() -> No
     (gone,) = tracer.settle({}, 1061.0)
     assert (gone.old, gone.new, gone.exact) == (S.TIME_WAIT, S.CLOSED, False)
     assert gone.spent is not None and abs(gone.spent - (1061.0 - tw.at)) < 1e-9
+    assert gone.since == 1030.0  # the last look that still found it
     assert tracer.in_time_wait == 0
+
+
+def test_a_minisocket_is_asked_for_again_when_its_timer_fires() -> None:
+    tracer = ExactTracer()
+    tracer.feed(client_close())
+    (tw,) = tracer.settle({TW_KEY: S.TIME_WAIT}, 1001.0, partial=True, timers={TW_KEY: 59.0})
+    assert tw.new is S.TIME_WAIT and tracer.due(1059.9) == []
+    assert tracer.due(1060.0) == [TW_KEY] and tracer.due(1060.0) == []  # once per due time
+    # still there (a timer the kernel re-armed): asked again when it says
+    assert tracer.settle({TW_KEY: S.TIME_WAIT}, 1060.1, partial=True, asked=[TW_KEY],
+                         timers={TW_KEY: 2.0}) == []  # fmt: skip
+    assert tracer.due(1062.0) == [] and tracer.due(1062.1) == [TW_KEY]
+    (gone,) = tracer.settle({}, 1062.2, partial=True, asked=[TW_KEY])
+    assert (gone.old, gone.new, gone.exact, gone.at, gone.since) == (
+        S.TIME_WAIT, S.CLOSED, False, 1062.2, 1060.1
+    )  # fmt: skip
+    assert tracer.in_time_wait == 0 and tracer.due(2000.0) == []
+
+
+def test_without_a_timer_a_minisocket_is_asked_for_timewait_len_after_its_handover() -> None:
+    tracer = ExactTracer()
+    tracer.feed(client_close())
+    (tw,) = tracer.settle({TW_KEY: S.TIME_WAIT}, 1001.0)
+    assert tracer.due(tw.at + TIMEWAIT_LEN - 0.001) == []
+    assert tracer.due(tw.at + TIMEWAIT_LEN) == [TW_KEY]
+
+
+def test_a_new_connection_on_a_minisockets_4_tuple_ends_it() -> None:
+    tracer = ExactTracer()
+    tracer.feed(client_close())
+    tracer.settle({TW_KEY: S.TIME_WAIT}, 1001.0)
+    unbound = (Addr("127.0.0.1", 0), CLIENT[1])
+    again = tracer.feed(
+        [
+            ev(2 * 10**9, 5, S.CLOSED, S.SYN_SENT, unbound, irq=False),
+            ev(2 * 10**9 + 50, 5, S.SYN_SENT, S.ESTABLISHED),  # tcp_tw_reuse took the port
+        ]
+    )
+    moves = [(t.conn, t.old, t.new) for t in again]
+    assert moves == [(2, S.CLOSED, S.SYN_SENT), (1, S.TIME_WAIT, S.CLOSED),
+                     (2, S.SYN_SENT, S.ESTABLISHED)]  # fmt: skip
+    end = again[1]
+    assert (end.exact, end.since, end.at) == (False, 1001.0, 1000.0 + (2 * 10**9 + 50) / 1e9)
+    assert end.cause is not None and "new connection" in end.cause
+    assert tracer.in_time_wait == 0
+    # the same on the passive side: a listener's new child with the 4-tuple (a SYN the
+    # minisocket of a server that closed first accepted)
+    server = ExactTracer()
+    server.feed([ev(0, 9, S.FIN_WAIT2, S.CLOSED, SERVER)])
+    server.settle({("127.0.0.1", 80, "127.0.0.1", 40000): S.TIME_WAIT}, 1001.0)
+    moves = [(t.old, t.new) for t in server.feed([ev(10**9, 11, S.LISTEN, S.SYN_RECV, SERVER)])]
+    assert moves == [(S.TIME_WAIT, S.CLOSED), (S.LISTEN, S.SYN_RECV)]
+    assert server.in_time_wait == 0
 
 
 def test_a_close_without_a_minisocket_is_closed_with_its_cause() -> None:
@@ -115,6 +169,7 @@ def test_a_reused_socket_address_is_a_new_connection() -> None:
     exact=st.booleans(),
     pid=st.one_of(st.none(), st.integers(1, 2**22)),
     port=st.one_of(st.none(), st.integers(0, 65535)),
+    since=st.one_of(st.none(), st.floats(min_value=1.6e9, max_value=1.7e9)),
 )
 def test_json_lines_equal_json_dumps_of_the_documented_object(
     process: str | None,
@@ -123,16 +178,17 @@ def test_json_lines_equal_json_dumps_of_the_documented_object(
     exact: bool,
     pid: int | None,
     port: int | None,
+    since: float | None,
 ) -> None:
     sock = Socket("tcp", 6, Addr("::1", port), Addr("::ffff:10.0.0.1", 80), S.TIME_WAIT)
     path = model_path(S.FIN_WAIT2, S.TIME_WAIT)
     t = Transition(3, 1700000000.25, None if not exact else 12345, sock, S.FIN_WAIT2,
-                   S.TIME_WAIT, spent, exact, cause, path, pid, process)  # fmt: skip
+                   S.TIME_WAIT, spent, exact, cause, path, pid, process, since)  # fmt: skip
     want = {
         "version": 1, "type": "change", "mode": "exact", "time": t.at,
         "time_iso": datetime.fromtimestamp(t.at, UTC).isoformat(),
-        "since": t.at if exact else t.at - TIME_WAIT_POLL, "mono_ns": t.mono_ns, "conn": 3,
-        "event": "changed", "proto": "tcp", "family": 6,
+        "since": since if not exact and since is not None else t.at, "mono_ns": t.mono_ns,
+        "conn": 3, "event": "changed", "proto": "tcp", "family": 6,
         "local": {"ip": "::1", "port": port}, "remote": {"ip": "::ffff:10.0.0.1", "port": 80},
         "old": "FIN_WAIT2", "new": "TIME_WAIT", "spent": spent,
         "spent_complete": spent is not None, "exact": exact, "cause": cause, "in_model": True,
@@ -160,3 +216,16 @@ def test_closes_looked_up_one_by_one_never_end_the_minisockets_already_followed(
     (tw,) = tracer.settle({tracer.held_keys()[0]: S.TIME_WAIT}, 1003.0, partial=True)
     assert (tw.conn, tw.new) == (2, S.TIME_WAIT)
     assert tracer.in_time_wait == 2  # the first one, absent from the lookup, is still held
+
+
+def test_whole_table_settles_alone_keep_the_due_times_to_the_minisockets_followed() -> None:
+    """A caller that never asks for due times (the live map, the lab) leaks no heap."""
+    tracer = ExactTracer()
+    for n in range(3000):
+        ends = (Addr("127.0.0.1", 10000 + n), Addr("127.0.0.1", 80))
+        key = ("127.0.0.1", 10000 + n, "127.0.0.1", 80)
+        tracer.feed([ev(n * 1000, 100 + n, S.FIN_WAIT2, S.CLOSED, ends)])
+        tracer.settle({key: S.TIME_WAIT}, 1001.0 + n)  # the one before it is gone
+    assert tracer.in_time_wait == 1
+    assert len(tracer._due) <= 2 * tracer.in_time_wait + 1024
+    assert tracer.due(1e9) == [("127.0.0.1", 12999, "127.0.0.1", 80)]

@@ -306,6 +306,30 @@ CASES: list[Case] = [
 ]
 
 
+#: the cases whose outer layer is UDP (their checksum is what ``--check-checksums`` judges)
+UDP_CASES = [c for c in CASES if c.name in ("vxlan", "geneve", "gtpu", "teredo", "ayiya")]
+
+
+def with_udp_checksum(frame: bytes, csum: str, v6: bool = False) -> bytes:
+    """A UDP-tunnel case's frame (Ethernet, IPv4, UDP, ...) with its outer UDP
+    checksum ``good`` (scapy computes it), ``bad`` (the good one plus 1) or
+    ``zero``; ``v6`` moves the datagram into an outer IPv6 header (fd00::1/2
+    for 192.0.2.1/2).  The inner headers stay byte for byte."""
+    outer = Ether(frame)
+    ip, udp = outer[IP], outer[UDP]
+    payload = bytes(udp.payload)
+    net: Packet = IP(src=ip.src, dst=ip.dst)
+    if v6:
+        net = IPv6(
+            src=ip.src.replace("192.0.2.", "fd00::"), dst=ip.dst.replace("192.0.2.", "fd00::")
+        )
+    good = bytes(eth() / net / UDP(sport=udp.sport, dport=udp.dport) / Raw(payload))
+    at = 14 + (40 if v6 else 20) + 6
+    right = struct.unpack_from("!H", good, at)[0]
+    value = {"good": right, "bad": right % 0xFFFF + 1, "zero": 0}[csum]
+    return good[:at] + struct.pack("!H", value) + good[at + 2 :]
+
+
 def frames(
     case: Case, sport: int = 40123, start_ns: int = 1_700_000_000_000_000_000
 ) -> list[tuple[int, bytes]]:

@@ -201,3 +201,110 @@ def test_nested_encapsulations_give_the_whole_chain_by_both_routes(layers: list[
     assert seg is not None, stats
     assert seg.tunnel == tuple(WRAPPERS[name][1] for name in reversed(layers))
     assert_same(build.pcap([(0, frame)]))
+
+
+# -- UDP checksums (--check-checksums): Zeek's UDPAnalyzer::DeliverPacket ----------------
+def checksummed(case: Case, csum_of: dict[int, str], v6: bool, default: str = "good") -> bytes:
+    """``case``'s conversation with each frame's outer UDP checksum as ``csum_of`` says."""
+    rows = [
+        (t, encap_frames.with_udp_checksum(f, csum_of.get(i, default), v6))
+        for i, (t, f) in enumerate(encap_frames.frames(case))
+    ]
+    return build.pcap(rows, nanos=True)
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+@pytest.mark.parametrize("case", encap_frames.UDP_CASES, ids=lambda c: c.name)
+def test_a_bad_udp_checksum_keeps_the_tunnelled_packet_from_the_inner_connection(
+    case: Case, v6: bool, tmp_path: Path
+) -> None:
+    # Frame 3 is the client's data.  Zeek returns before ForwardPacket on a bad
+    # UDP checksum: the tunnel is not decapsulated, the inner connection never
+    # sees the segment (the server's ACK of it becomes a content gap).
+    path = tmp_path / "bad.pcap"
+    path.write_bytes(checksummed(case, {3: "bad"}, v6))
+    out = json.loads(both_routes(path, "--json", "--check-checksums"))
+    (conn,) = out["connections"]
+    assert (out["summary"]["bad_checksums"], out["summary"]["tcp_segments"]) == (1, 7)
+    assert (conn["orig"]["packets"], conn["orig"]["payload_bytes"]) == (4, 0)
+    assert "D" not in conn["history"]
+    # Off (the default): the datagram is decapsulated as if nothing were wrong.
+    out = json.loads(both_routes(path, "--json"))
+    (conn,) = out["connections"]
+    assert (conn["history"], conn["orig"]["packets"]) == ("ShADaFf", 5)
+    assert "bad_checksums" not in out["summary"]
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+@pytest.mark.parametrize("case", encap_frames.UDP_CASES, ids=lambda c: c.name)
+def test_a_zero_udp_checksum_is_none_over_ipv4_and_wrong_over_ipv6_but_for_vxlan(
+    case: Case, v6: bool, tmp_path: Path
+) -> None:
+    # RFC 768: zero means "not computed" over IPv4.  RFC 8200 8.1: over IPv6 it
+    # is not optional, and Zeek checks it, except a VXLAN datagram to port 4789
+    # (RFC 7348 lets VXLAN send zero; Zeek's vxlan_ports rule).
+    path = tmp_path / "zero.pcap"
+    path.write_bytes(checksummed(case, {}, v6, default="zero"))
+    out = json.loads(both_routes(path, "--json", "--check-checksums"))
+    if v6 and case.name != "vxlan":
+        assert (out["summary"]["bad_checksums"], out["summary"]["connections"]) == (8, 0)
+    else:
+        (conn,) = out["connections"]
+        assert (conn["history"], out["summary"]["bad_checksums"]) == ("ShADaFf", 0)
+
+
+def test_good_udp_checksums_change_nothing_and_plain_udp_is_not_a_checksum_count(
+    tmp_path: Path,
+) -> None:
+    (case,) = [c for c in encap_frames.UDP_CASES if c.name == "geneve"]
+    path = tmp_path / "good.pcap"
+    path.write_bytes(checksummed(case, {}, v6=True))
+    out = json.loads(both_routes(path, "--json", "--check-checksums"))
+    assert out["connections"][0]["tunnel"] == ["geneve fd00::1-fd00::2 vni 7"]
+    assert out["connections"][0]["history"] == "ShADaFf"
+    assert out["summary"]["bad_checksums"] == 0
+    # A datagram on no tunnel port carries no TCP: counted non_tcp, checksum unread.
+    dns = encap_frames.with_udp_checksum(encap_frames.frames(case)[0][1], "bad")
+    dns = dns[:36] + (53).to_bytes(2, "big") + dns[38:]  # destination port 6081 -> 53
+    stats = DecodeStats(check_checksums=True)
+    assert decode(1, dns, stats) is None
+    assert (stats.non_tcp, stats.bad_checksums) == (1, 0)
+
+
+# -- the chain wherever a connection is shown (table, --flow, --states) ------------------
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "pcap"
+
+
+def test_the_table_ends_a_tunnelled_connections_row_with_its_chain() -> None:
+    path = FIXTURES / "encap_ethernet.pcap"
+    chains = {
+        c["index"]: c["tunnel"] for c in json.loads(both_routes(path, "--json"))["connections"]
+    }
+    assert all(chains.values()) and len(chains) == 22
+    # piped (streamed; the engine writes these rows in Rust) and whole (--sort)
+    for args in ((), ("--sort", "duration")):
+        rows = both_routes(path, *args).splitlines()[1:-1]
+        assert len(rows) == len(chains)
+        for row in rows:
+            cells, via = row.split("  via ")
+            index = int(cells.split()[0])
+            assert via == " > ".join(chains[index])
+            assert cells.split()[-2:] == ["0", "0"]  # after the last column: none moved
+    rows = both_routes(path).splitlines()
+    assert "vlan 10 > vlan 20" in rows[3]
+    assert rows[1].endswith("  via vlan 100")
+
+
+def test_flow_and_states_name_the_chain_and_plain_captures_show_none(tmp_path: Path) -> None:
+    path = FIXTURES / "encap_ethernet.pcap"
+    states = both_routes(path, "--states").splitlines()
+    qinq = states.index(next(line for line in states if line.startswith("#3 ")))
+    assert states[qinq + 1] == "  via vlan 10 > vlan 20"
+    ladder = both_routes(path, "--flow", "3").splitlines()
+    assert ladder[0] == "#3 via vlan 10 > vlan 20"
+    svg = both_routes(path, "--flow", "3", "--format", "svg")
+    assert "via vlan 10 &gt; vlan 20" in svg
+    # no chain, no "via": the plain table, states and ladder are what they were
+    for plain in (FIXTURES / "tcp_handshake.pcapng", FIXTURES / "encap_ppp.pcap"):
+        for args in ((), ("--states",), ("--flow", "1"), ("--sort", "duration")):
+            assert "via" not in both_routes(plain, *args)

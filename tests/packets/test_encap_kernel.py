@@ -17,6 +17,13 @@ geneve), so vlan..ip6tnl are refused there and the scapy-built frames of
 ``test_encap.py`` stand in for them; the vxlan captures made here
 are kept as ``tests/fixtures/pcap/encap_kernel_vxlan*.pcap`` for the
 differential tests.
+
+The kernel's VXLAN also shows ``--check-checksums`` real UDP checksums: sent
+over IPv4 unless ``noudpcsum``, over IPv6 unless ``udp6zerocsumtx``, right on the
+wire once ``ethtool -K DEV tx off`` makes the kernel fill in every checksum
+itself, and wrong as captured with offload on (the host hands the NIC partial
+sums, which is why checking is off by default).  Zeek's verdict on each frame
+is worked out in the test without tcplens, and both routes must agree with it.
 """
 
 from __future__ import annotations
@@ -318,3 +325,113 @@ def test_tcp_through_a_kernel_link_is_found_with_its_chain(
     tshark = tshark_conversations(pcap)
     if tshark is not None:
         assert tshark == len(conns)
+
+
+# -- UDP checksums of the kernel's own VXLAN (pcap --check-checksums) ----------------------
+def _sum16(data: bytes) -> int:
+    """RFC 1071 over ``data``: 0xFFFF when a header or datagram with its checksum is right."""
+    data += b"\0" * (len(data) % 2)
+    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def _l4_ok(family: int, src: bytes, dst: bytes, proto: int, segment: bytes) -> bool:
+    del family
+    pseudo = src + dst + len(segment).to_bytes(4, "big") + bytes([0, 0, 0, proto])
+    return _sum16(pseudo + segment) == 0xFFFF
+
+
+def _ip(frame: bytes, at: int) -> tuple[int, bytes, bytes, int, int] | None:
+    """(version, src, dst, protocol, payload offset) of the IP header at ``at``."""
+    if frame[at] >> 4 == 4:
+        ihl = (frame[at] & 0x0F) * 4
+        return 4, frame[at + 12 : at + 16], frame[at + 16 : at + 20], frame[at + 9], at + ihl
+    if frame[at] >> 4 == 6:
+        return 6, frame[at + 8 : at + 24], frame[at + 24 : at + 40], frame[at + 6], at + 40
+    return None
+
+
+def zeek_bad_checksums(pcap: Path) -> tuple[int, int, list[int]]:
+    """Zeek's verdicts on a VXLAN capture, worked out here without tcplens: (VXLAN
+    frames, frames Zeek counts a bad checksum for, the outer UDP checksums seen).
+
+    A bad outer UDP checksum (zero is none over IPv4 and allowed for VXLAN over
+    IPv6) stops the frame; otherwise a bad inner TCP checksum counts."""
+    from scapy.utils import RawPcapReader
+
+    frames = bad = 0
+    sums: list[int] = []
+    for frame, _meta in RawPcapReader(str(pcap)):
+        kind = int.from_bytes(frame[12:14], "big")
+        outer = _ip(frame, 14) if kind in (0x0800, 0x86DD) else None
+        if outer is None or outer[3] != 17:
+            continue
+        version, src, dst, _proto, at = outer
+        if int.from_bytes(frame[at + 2 : at + 4], "big") != 4789:
+            continue
+        frames += 1
+        udp = frame[at:]
+        sums.append(int.from_bytes(udp[6:8], "big"))
+        if sums[-1] != 0 and not _l4_ok(version, src, dst, 17, udp):
+            bad += 1
+            continue
+        inner_kind = int.from_bytes(frame[at + 8 + 8 + 12 : at + 8 + 8 + 14], "big")
+        inner = _ip(frame, at + 8 + 8 + 14) if inner_kind in (0x0800, 0x86DD) else None
+        if inner is None or inner[3] != 6:
+            continue  # ARP, neighbour discovery: no TCP checksum to judge
+        iversion, isrc, idst, _p, tcp_at = inner
+        if not _l4_ok(iversion, isrc, idst, 6, frame[tcp_at:]):
+            bad += 1
+    return frames, bad, sums
+
+
+CSUM_KINDS = [
+    # over IPv4 the kernel sends UDP checksums unless told `noudpcsum` (zero: none);
+    # over IPv6 it sends them unless `udp6zerocsumtx` (the peer must allow zero: rx)
+    (KINDS[2], "udpcsum"),
+    (KINDS[2], "noudpcsum"),
+    (KINDS[3], ""),
+    (KINDS[3], "udp6zerocsumtx udp6zerocsumrx"),
+]
+
+
+@pytest.mark.parametrize("offload", [False, True], ids=["tx-csum-off", "tx-csum-offload"])
+@pytest.mark.parametrize(
+    "kind,options", CSUM_KINDS, ids=[f"{k.name}-{o or 'default'}" for k, o in CSUM_KINDS]
+)
+def test_kernel_vxlan_udp_checksums_are_judged_as_zeek_judges_them(
+    kind: Kind, options: str, offload: bool, underlay: None, tmp_path: Path
+) -> None:
+    if shutil.which("ethtool") is None:
+        pytest.fail("ethtool is needed to turn checksum offload off (scripts/install-system-deps)")
+    kind = Kind(kind.name, (f"{kind.links[0]} {options}".strip(),), kind.inner, kind.chain)
+    make(kind)
+    if not offload:
+        # Checksums filled in by software, inner (t0) and outer (the underlay veth):
+        # what a NIC would have put on the wire.
+        for name in (NS_A, NS_B):
+            for dev in ("t0", "u"):
+                ns(name, "ethtool", "-K", dev, "tx", "off")
+    pcap = tmp_path / "vxlan.pcap"
+    exchange(kind, pcap)
+    frames, bad, sums = zeek_bad_checksums(pcap)
+    assert frames >= 8
+    zero = "noudpcsum" in options or "udp6zerocsumtx" in options
+    assert all(s == 0 for s in sums) if zero else all(s != 0 for s in sums), sums
+    if not offload:
+        assert bad == 0  # a capture whose every checksum is right: nothing may be lost
+    for route in ("engine", "python"):
+        done = subprocess.run(
+            [sys.executable, "-m", "tcplens", "pcap", "--json", "--check-checksums", str(pcap)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TCPLENS_PACKETS": route},
+        )
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout)
+        assert out["summary"]["bad_checksums"] == bad, route
+        if bad == 0:
+            (conn,) = [c for c in out["connections"] if c["resp"]["port"] == PORT]
+            assert (conn["conn_state"], conn["tunnel"]) == ("SF", list(kind.chain))

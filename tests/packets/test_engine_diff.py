@@ -38,7 +38,14 @@ from tcplens.model.states import STATE_GROUPS, State
 from tcplens.packets.decode import DecodeStats, Segment4, decode
 from tcplens.packets.engine import ROUTE_ENV, reconstruct_capture
 from tcplens.packets.pcap import read_frames
-from tcplens.packets.tracker import CaptureSummary, Change, Connection, Timeouts, Tracker
+from tcplens.packets.tracker import (
+    REPLAY_LIMIT,
+    CaptureSummary,
+    Change,
+    Connection,
+    Timeouts,
+    Tracker,
+)
 from tcplens.views.cli import cli
 
 from .build import ACK, FIN, PSH, RST, SYN
@@ -313,6 +320,25 @@ def test_losses_zero_windows_reuse_and_simultaneous_close_agree() -> None:
     conns, _ = assert_same(data, keep_segments=True, watch=True)
     assert len(conns) == 3
     assert any("did not arrive" in n for c in conns for n in c.notes)
+
+
+def test_an_endpoint_is_replayed_at_most_replay_limit_times() -> None:
+    """Each replay is a pass over the endpoint's inputs: a crafted capture repeating
+    "ACK, then the SYN+ACK again" must not make the cost quadratic. Both trackers
+    replay 16 times, then say once that they stopped, and agree on every field."""
+    rows = [(C, S, SYN, 100, 0, 0, 500), (S, C, SYN | ACK, 900, 101, 0, 500)]
+    for _ in range(200):
+        rows += [(C, S, ACK, 101, 901, 0, 500), (S, C, SYN | ACK, 900, 101, 0, 500)]
+    conns, _ = assert_same(timed([(i * 0.001, seg(*row)) for i, row in enumerate(rows)]))
+    (conn,) = conns
+    lost = [n for n in conn.notes if "did not arrive" in n]
+    stopped = [n for n in conn.notes if "not replayed" in n]
+    assert len(lost) == REPLAY_LIMIT == 16
+    assert stopped == [
+        "SYN+ACK retransmitted in frame 36: not replayed (tcplens replays an endpoint at "
+        "most 16 times); its history from here may show a segment as delivered that "
+        "never arrived"
+    ]
 
 
 def busy(seed: int, connections: int = 150) -> list[Row]:

@@ -38,10 +38,10 @@ NAME = "capture.pcap"
 class Recorder:
     """Stands in for the tracker: keeps what ``reconstruct`` feeds it."""
 
-    def __init__(self) -> None:
+    def __init__(self, check: bool = False) -> None:
         self.fed: list[tuple[Any, ...]] = []
         self.peak = 0
-        self.check_checksums = False  # reconstruct() reads it (--check-checksums)
+        self.check_checksums = check  # reconstruct() reads it (--check-checksums)
 
     def feed(self, t: float, seg: Any, frame_len: int = 0, record: int = 0) -> list[Any]:
         self.fed.append((t, astuple(seg), frame_len, record))
@@ -62,8 +62,8 @@ def error_view(exc: BaseException | None) -> tuple[Any, ...] | None:
     )
 
 
-def reference(data: bytes) -> dict[str, Any]:
-    tracker = Recorder()
+def reference(data: bytes, check: bool = False) -> dict[str, Any]:
+    tracker = Recorder(check)
     summary = CaptureSummary()
     error: BaseException | None = None
     try:
@@ -73,7 +73,7 @@ def reference(data: bytes) -> dict[str, Any]:
         error = exc
     # the frames themselves, up to the first link type reconstruct refuses
     frames = []
-    stats = DecodeStats()
+    stats = DecodeStats(check_checksums=check)
     try:
         for f in read_frames(io.BytesIO(data), NAME):
             if not supported_linktype(f.linktype):
@@ -102,8 +102,8 @@ def reference(data: bytes) -> dict[str, Any]:
     }
 
 
-def engine(source: Any) -> dict[str, Any]:
-    frames, count, stats, error = _engine.read_and_decode(source, NAME)
+def engine(source: Any, check: bool = False) -> dict[str, Any]:
+    frames, count, stats, error = _engine.read_and_decode(source, NAME, check)
     fed = [
         (ts_ns / 1e9, seg, wire_len, record)
         for record, _off, ts_ns, _lt, wire_len, _if, _cap, seg in frames
@@ -118,9 +118,10 @@ def engine(source: Any) -> dict[str, Any]:
     }
 
 
-def assert_same(data: bytes) -> dict[str, Any]:
-    ref = reference(data)
-    assert engine(io.BytesIO(data)) == ref
+def assert_same(data: bytes, check: bool = False) -> dict[str, Any]:
+    """``check``: both validate checksums (``--check-checksums``)."""
+    ref = reference(data, check)
+    assert engine(io.BytesIO(data), check) == ref
     return ref
 
 
@@ -139,6 +140,8 @@ def test_every_fixture_reads_and_decodes_the_same(path: Path) -> None:
     assert ref["fed"], "a fixture without TCP tests nothing"
     # the file opened by Rust itself gives the same as the Python file object
     assert engine(str(path)) == {**ref, "error": ref["error"]}
+    # and with every checksum checked (IPv4, UDP tunnels, TCP)
+    assert_same(data, check=True)
 
 
 CORPUS = Path(__file__).parents[2] / "rust" / "fuzz" / "corpus" / "reader_decode"
@@ -287,3 +290,40 @@ def test_damaged_captures_read_and_decode_the_same(
         if at < len(data):
             data[at] = value
     assert_same(bytes(data[: len(data) - cut % max(1, len(data))]))
+
+
+def test_udp_tunnel_checksums_decode_the_same() -> None:
+    """Good, bad and zero outer UDP checksums over IPv4 and IPv6, whole and cut."""
+    from . import encap_frames
+
+    rows: list[tuple[int, bytes]] = []
+    for case in encap_frames.UDP_CASES:
+        for v6 in (False, True):
+            for i, (_t, frame) in enumerate(encap_frames.frames(case)):
+                for csum in ("good", "bad", "zero"):
+                    f = encap_frames.with_udp_checksum(frame, csum, v6)
+                    rows += [(len(rows), f), (len(rows) + 1, f[: len(f) - 1 - i])]
+    data = build.pcap(rows)
+    checked = assert_same(data, check=True)
+    assert checked["stats"] != assert_same(data)["stats"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    case=st.integers(0, 4),
+    v6=st.booleans(),
+    csum=st.sampled_from(["good", "bad", "zero"]),
+    edits=st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=4),
+    cut=st.integers(0, 200),
+)
+def test_damaged_udp_tunnel_frames_with_checksums_checked_decode_the_same(
+    case: int, v6: bool, csum: str, edits: list[tuple[int, int]], cut: int
+) -> None:
+    from . import encap_frames
+
+    frame = encap_frames.frames(encap_frames.UDP_CASES[case])[3][1]
+    data = bytearray(encap_frames.with_udp_checksum(frame, csum, v6))
+    for at, value in edits:
+        if at < len(data):
+            data[at] = value
+    assert_same(build.pcap([(0, bytes(data[: max(0, len(data) - cut)]))]), check=True)

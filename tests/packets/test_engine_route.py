@@ -15,9 +15,11 @@ import io
 import json
 import os
 import re
+import signal
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,36 @@ def test_every_fixture_gives_the_same_connections_by_either_route(
         assert run("engine", fh, monkeypatch) == ref
     # ladder charts keep every segment
     assert same(Path(path).read_bytes(), monkeypatch, keep_segments=True)["connections"]
+
+
+class _RefusingReader(io.BufferedReader):
+    """A file object whose ``read`` must not be called."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        raise AssertionError("read through Python")
+
+
+def test_a_regular_file_object_is_read_by_the_engine_from_where_it_stands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An open regular file is read by Rust itself (its worker thread), not through
+    ``read``, starting at the object's position; a pipe is still read through ``read``
+    (bytes a Python buffer took from it would otherwise be lost)."""
+    data = (FIXTURES / NAMES[0]).read_bytes()
+    ref = run("python", io.BytesIO(data), monkeypatch)
+    assert ref["connections"]
+    junk = tmp_path / "after-junk.pcap"
+    junk.write_bytes(b"not a capture" + data)
+    with _RefusingReader(io.FileIO(junk, "rb")) as fh:
+        fh.seek(len(b"not a capture"))
+        assert run("engine", fh, monkeypatch) == ref
+    read_fd, write_fd = os.pipe()
+    os.close(write_fd)
+    with (
+        _RefusingReader(io.FileIO(read_fd, "rb")) as pipe,
+        pytest.raises(AssertionError, match="read through Python"),
+    ):
+        run("engine", pipe, monkeypatch)
 
 
 CORPUS = Path(__file__).parents[2] / "rust" / "fuzz" / "corpus" / "reader_decode"
@@ -375,6 +407,43 @@ def file_and_stdin(tmp_path: Path, data: bytes, *args: str) -> subprocess.Comple
         stdin_out = stdin_out.replace(b'"file": "-"', b'"file": "F"')
         assert stdin_out == getattr(from_file, out).replace(named, b"F")
     return from_file
+
+
+def test_ctrl_c_stops_a_capture_while_the_engine_works_ahead(tmp_path: Path) -> None:
+    """A million unanswered SYNs within one second of capture time: none times out,
+    so the engine's worker tracks them for a while before any connection finishes,
+    and the view waits for it; Ctrl+C must still stop the run at once (exit 130), as
+    it stops a blocked read or write."""
+    record = struct.Struct("<IIII")
+    frame = struct.Struct(">6s6sH2B3H2BH4s4sHHIIBBHHH")
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    for i in range(1_000_000):
+        ts = i  # microseconds
+        out += record.pack(1_600_000_000 + ts // 1_000_000, ts % 1_000_000, 54, 54)
+        out += frame.pack(
+            b"\0" * 6, b"\1" * 6,
+            0x0800, 0x45, 0, 40, 0, 0x4000, 64, 6, 0,
+            struct.pack(">I", 0x0B000000 | i), b"\xc0\xa8\x00\x01",
+            1024 + i % 60000, 80, i, 0, 0x50, SYN, 64240, 0, 0,
+        )  # fmt: skip
+    path = tmp_path / "flood.pcap"
+    path.write_bytes(out)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tcplens", "pcap", "--json", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        time.sleep(0.6)  # started, and into the SYNs
+        assert proc.poll() is None, "the run ended before Ctrl+C"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+        assert proc.returncode == 130
+        assert time.monotonic() - started < 1.0  # tracking the rest takes seconds
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_pcap_version_0xFF02_is_an_error_from_a_file_and_from_stdin(tmp_path: Path) -> None:

@@ -334,6 +334,11 @@ def test_soups_with_bad_checksums_agree_in_engine_and_reference(
         (993, "^d"),  # imaps (ssl_ports): data from it, so it is the responder
         (2811, "^d"),  # gridftp (ftp ports)
         (8443, "D"),  # not in any base script's likely_server_ports: no flip
+        (1883, "^d"),  # mqtt
+        (20000, "^d"),  # dnp3
+        (3306, "D"),  # mysql: analysed on 3306, never added to likely_server_ports (8.0)
+        (5432, "D"),  # postgresql: likewise
+        (514, "D"),  # syslog over TCP: likewise
         (161, "D"),  # snmp is registered for UDP only
     ],
 )

@@ -260,6 +260,23 @@ def test_split_states_decides_from_the_count_and_the_states() -> None:
     # every kernel code is in exactly one part, also codes newer than the state table
     a, b = columns.split_states(None, big) or (0, 0)
     assert a & b == 0 and a | b == netlink.state_mask(None)
+    # every core busy: the second fill would only wait for a core, and walk the hash again
+    assert columns.split_states(None, big, spare_core=False) is None
+
+
+def test_a_core_is_spare_when_the_load_leaves_one_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    for load, spare in ((0.3, True), (1.0, True), (1.4, True), (1.5, False), (6.5, False)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, 0.0, 0.0))
+        assert columns._spare_core() is spare, load
+    # the dump asks the load when it decides by itself, never when told to split
+    monkeypatch.setattr(columns, "_tcp_sockets", lambda: columns.SPLIT_MIN)
+    tcp4 = [(socket.AF_INET, "tcp")]
+    for load, split, parts in ((6.5, None, False), (6.5, True, True), (0.2, None, True)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, 0.0, 0.0))
+        pending = columns.PendingColumns(tcp4, split=split)
+        pending.result()  # this host's few sockets: reap the receivers
+        assert (pending.parts is not None) is parts, (load, split)
 
 
 @pytest.mark.root
@@ -279,6 +296,7 @@ def test_a_split_dump_holds_the_same_sockets_established_first(
     def body() -> None:
         with population():
             monkeypatch.setattr(columns, "_tcp_sockets", lambda: columns.SPLIT_MIN)
+            monkeypatch.setattr(columns, "_spare_core", lambda: True)  # however busy the host
             pending = columns.PendingColumns()  # decided from the (faked) kernel counters
             assert pending.parts == (est, netlink.state_mask(None) & ~est)
             split = pending.result()

@@ -343,10 +343,15 @@ def test_a_dual_stack_socket_is_shown_in_v6_after_an_ipv4_one_with_the_same_byte
 
 
 @root_only
+@pytest.mark.parametrize("route", ["lookups", "dump"])
 def test_owners_are_looked_up_without_dumping_the_time_wait_minisockets(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, route: str
 ) -> None:
+    """A few connections are asked for one by one; many in a dump without minisockets."""
     from tcplens.sources import netlink
+
+    if route == "dump":
+        monkeypatch.setattr(tp, "_OWNER_LOOKUPS", 1)
 
     asked: list[frozenset[State] | None] = []
     real = netlink.dump
@@ -372,10 +377,16 @@ def test_owners_are_looked_up_without_dumping_the_time_wait_minisockets(
     tw_key = ("127.0.0.1", gone[1], "127.0.0.1", port)
     time.sleep(0.05)
     assert tp.time_wait_table([port]).get(tw_key) is State.TIME_WAIT
-    owners = tp.owners_by_tuple([key, tw_key], [port])
-    assert owners[key][0] == os.getpid() and tw_key not in owners
-    dumped = asked[-1]
-    assert dumped is not None and State.TIME_WAIT not in dumped
+    # the server's closed end: an exact lookup may be answered by the listener
+    server_end = ("127.0.0.1", port, "127.0.0.1", gone[1])
+    asked.clear()
+    owners = tp.owners_by_tuple([key, tw_key, server_end], [port])
+    assert owners[key][0] == os.getpid() and list(owners) == [key]
+    if route == "lookups":
+        assert asked == []
+    else:
+        dumped = asked[-1]
+        assert dumped is not None and State.TIME_WAIT not in dumped
     live.close()
     lsock.close()
 
@@ -400,6 +411,10 @@ def test_closes_are_told_time_wait_by_exact_lookups_as_by_the_table() -> None:
             ("::1", 1, "::1", 2), ("not an address", 1, "::1", 2)]  # fmt: skip
     assert tp.time_wait_of(keys) == {tw: State.TIME_WAIT}
     assert tp.time_wait_table([port]) == {tw: State.TIME_WAIT}
+    # and when its timer fires: TCP_TIMEWAIT_LEN (60 s) after the handover
+    ((state, left),) = tp.time_wait_timers(keys).values()
+    assert state is State.TIME_WAIT and 55.0 < left <= 60.0
+    assert tp.time_wait_count() >= 1
     live.close()
     lsock.close()
 

@@ -277,3 +277,15 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
         done = tcplens(*args)
         assert done.returncode == 2, (args, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_capture_report_shows_each_connections_chain_only_when_there_is_one(
+    tmp_path: Path,
+) -> None:
+    pcap = FIXTURES / "pcap"
+    _out, html = _report(tmp_path, str(pcap / "encap_ethernet.pcap"))
+    assert '<th scope="col">via</th>' in html
+    assert "<td>vlan 10 &gt; vlan 20</td>" in html
+    assert "via vlan 10 &gt; vlan 20" in html  # the ladder's title
+    _out, html = _report(tmp_path, str(pcap / "tcp_handshake.pcapng"))
+    assert '<th scope="col">via</th>' not in html

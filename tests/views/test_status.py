@@ -120,3 +120,84 @@ def test_estimated_process_counts_are_marked_and_explained() -> None:
     summary.busy = [exact]
     assert not _estimate_note(summary, 10, 10)
     assert "    processes nginx[42] (5)" in [str(x) for x in render_status(summary)]
+
+
+# --- the bare command's route (tcplens.cli): no click, the one status, errors said once ----
+
+_BARE_PROBE = """
+import sys
+import tcplens.views.status as status
+status.FULL_LIMIT = {limit}  # this namespace's few hundred sockets count as many
+from tcplens.cli import main
+try:
+    main({argv!r})
+except SystemExit as exc:
+    loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('click', 'rich'))
+    print('exit', exc.code, 'loaded', loaded, file=sys.stderr)
+"""
+
+
+def _probe(argv: list[str], limit: int = 10) -> subprocess.CompletedProcess[str]:
+    code = _BARE_PROBE.format(limit=limit, argv=argv)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd="/"
+    )
+
+
+@pytest.mark.root
+def test_bare_status_on_a_busy_host_loads_no_click_and_prints_the_fast_status() -> None:
+    """``tcplens`` and ``tcplens status`` skip the CLI's imports and say what ``--fast`` says."""
+    from tests.netns import run_in_private_netns
+    from tests.sources.test_columns import population
+
+    def body() -> None:
+        with population():
+            bare, word = _probe([]), _probe(["status"])
+            fast = _probe(["status", "--fast"])  # through click: the same run()
+        for result in (bare, word):
+            assert result.stderr.strip() == "exit 0 loaded []", result.stderr
+        assert "loaded ['click" in fast.stderr
+
+        # ages and the clock move between runs; everything else is the same text
+        def steady(text: str) -> list[str]:
+            lines = text.splitlines()[1:]
+            # the estimate note counts every process's descriptors, this test's included
+            moving = ("  TIME_WAIT: ", "  FIN", "(~: ")
+            return [line for line in lines if not line.startswith(moving)]
+
+        assert steady(bare.stdout) == steady(word.stdout) == steady(fast.stdout)
+        # the fast status (it takes --fast's route): counts from the columns, no top finding
+        assert "Busiest states" in bare.stdout and "Top finding" not in bare.stdout
+
+    run_in_private_netns(body, required=True)
+
+
+def test_an_error_of_the_bare_status_is_said_once_as_the_cli_says_it() -> None:
+    """A failure before output goes to the CLI, which reports it (once, in one line, exit 2)."""
+    env = {**os.environ, "TCPLENS_SOURCE": "bogus"}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-m", "tcplens", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            cwd="/",
+        )
+        for args in ([], ["status"], ["status", "--full"])
+    ]
+    for run in runs:
+        assert run.returncode == 2 and run.stdout == ""
+        assert run.stderr.splitlines() == [
+            "tcplens: error: TCPLENS_SOURCE: unknown source 'bogus' "
+            "(choose from auto, netlink, procfs, psutil)"
+        ]
+
+
+def test_a_reader_that_goes_away_ends_the_bare_status_quietly() -> None:
+    """``tcplens | head -1``: exit 0 and nothing on stderr, as every verb through the CLI."""
+    shell = f"{sys.executable} -m tcplens | head -c1 >/dev/null; echo ${{PIPESTATUS[0]}}"
+    done = subprocess.run(
+        ["bash", "-c", shell], capture_output=True, text=True, timeout=60, cwd="/"
+    )
+    assert done.stdout.strip() == "0" and done.stderr == ""

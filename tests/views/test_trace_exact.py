@@ -249,7 +249,7 @@ def test_exact_mode_asked_for_but_impossible_is_one_line_and_exit_2() -> None:
     ]
 
 
-def test_a_few_closes_are_confirmed_by_lookups_while_many_minisockets_are_followed() -> None:
+def test_closes_are_confirmed_by_exact_lookups_and_never_wait_for_a_table_dump() -> None:
     from tcplens.analysis.transitions import ExactTracer
     from tcplens.views import exact
 
@@ -270,15 +270,52 @@ def test_a_few_closes_are_confirmed_by_lookups_while_many_minisockets_are_follow
     tracer = ExactTracer()
     polls = exact.Polls((port,))
     with tp.TraceSession(ports=[port]) as session:
-        for _ in range(6):
-            connection()
+        mine = {connection() for _ in range(6)}
         time.sleep(0.05)
-        exact.read_batch(session, tracer, polls)  # nothing followed yet: one dump
-        assert (polls.dumps, polls.lookups, tracer.in_time_wait) == (1, 0, 6)
+        found = exact.read_batch(session, tracer, polls)  # nothing followed: no dump
+        assert (polls.dumps, polls.lookups, tracer.in_time_wait) == (0, 1, 6)
         last = connection()
-        time.sleep(exact.CONFIRM_EVERY + 0.05)  # the next full poll is not due yet
-        found = exact.read_batch(session, tracer, polls)
+        time.sleep(exact.CONFIRM_EVERY + 0.05)
+        found += exact.read_batch(session, tracer, polls)
     lsock.close()
-    assert (polls.dumps, polls.lookups) == (1, 1)
-    moves = [(t.old.name, t.new.name) for t in found if t.sock.local.port == last]
-    assert moves[-1] == ("FIN_WAIT2", "TIME_WAIT") and tracer.in_time_wait == 7
+    tw = {t.sock.local.port for t in found if t.new.name == "TIME_WAIT"}
+    assert tw == mine | {last} and tracer.in_time_wait == 7
+
+
+def test_the_whole_table_is_read_only_while_cheap_and_spaced_by_what_it_cost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tcplens.analysis.transitions import ExactTracer
+    from tcplens.views import exact
+
+    assert exact.dump_spacing(0.001) == exact.TIME_WAIT_POLL
+    assert exact.dump_spacing(0.1) == pytest.approx(0.1 / exact.DUMP_SHARE)
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen()
+    port = lsock.getsockname()[1]
+    tracer = ExactTracer()
+    polls = exact.Polls((port,))
+    many = int(exact.DUMP_STALL / exact.DUMP_ENTRY_COST) + 1
+    with tp.TraceSession(ports=[port]) as session:
+        client = socket.create_connection(("127.0.0.1", port))
+        server, _ = lsock.accept()
+        client.close()
+        server.recv(1)
+        server.close()
+        lsock.close()
+        time.sleep(0.05)
+        exact.read_batch(session, tracer, polls)
+        assert (polls.dumps, tracer.in_time_wait) == (0, 1)
+        # too many minisockets in the kernel: reading them all would stall the reads
+        monkeypatch.setattr(exact, "time_wait_count", lambda: many)
+        exact.read_batch(session, tracer, polls)
+        assert polls.dumps == 0
+        monkeypatch.setattr(exact, "time_wait_count", lambda: 10)
+        polls.next_poll = 0.0
+        before = time.monotonic()
+        exact.read_batch(session, tracer, polls)
+        assert polls.dumps == 1 and tracer.in_time_wait == 1
+        assert polls.next_poll >= before + exact.TIME_WAIT_POLL
+        exact.read_batch(session, tracer, polls)  # spaced: not again at once
+        assert polls.dumps == 1

@@ -29,13 +29,14 @@ only show up in the per-state and per-process counts.
 from __future__ import annotations
 
 import heapq
+import os
 import socket
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
 from tcplens.model.states import STATE_BY_CODE, State
 from tcplens.sources.records import Addr, Snapshot, Socket
@@ -165,6 +166,8 @@ def _top_ports(ports: Mapping[int, int], top: int) -> list[tuple[int, int]]:
 
     C-level selection: a TIME_WAIT crowd has tens of thousands of distinct ports.
     """
+    if top <= 0:
+        return []
     if len(ports) > top:
         kth = heapq.nlargest(top, ports.values())[-1]
         keys, values = ports.keys(), ports.values()
@@ -516,6 +519,189 @@ def _round2(value: float) -> int:
     return int(round(value, -digits))
 
 
+class _Busy(NamedTuple):
+    """One busy state's counts from the columns, before owners and ranking.
+
+    NamedTuples, not dataclasses, for these two: every ``tcplens status``
+    imports this module, and a slotted dataclass costs ~0.3 ms to create.
+    """
+
+    #: sockets per local port (for :data:`ACTIVE_CLOSE` states only on listeners); a
+    #: subset holding every port :func:`_top_ports` could name is enough
+    ports: Mapping[int, int]
+    #: sockets per :data:`_KEY`-byte peer (:data:`ACTIVE_CLOSE` states, off listeners);
+    #: a subset holding every peer :func:`_top_peers` could name is enough
+    peers: Mapping[bytes, int]
+    #: sockets without an inode, and of those the ones on a timewait timer
+    ownerless: int
+    ownerless_timed: int
+
+
+class _Details(NamedTuple):
+    busy: list[_Busy]
+    #: socket inode -> rank of its busy state, for the inodes the tally found
+    rank: dict[int, int]
+    #: (state's sockets, of them timed, (ms left, socket) of the first with the fewest)
+    oldest: dict[State, tuple[int, int, tuple[int, Socket] | None]]
+
+
+#: the states whose oldest timed socket is shown, and their slot in the engine's answer
+_TIMED: Final = (State.TIME_WAIT, State.FIN_WAIT2)
+
+
+def _codes_of(state: State) -> list[int]:
+    return [code for code in range(256) if _BY_CODE[code] is state]
+
+
+def _engine_counter() -> tuple[Callable[..., Any], Callable[..., Any]] | None:
+    """The engine's two counting passes (rust/src/diag.rs), or None for the Python ones.
+
+    Why: the per-socket counting (states, ports, peers, owners, timers) is
+    ~50 ms at 100k sockets in C-level Python and ~2 ms compiled.  The
+    Python passes (:func:`_python_codes`, :func:`_python_details`) are the
+    reference; ``tests/analysis/test_summary_engine.py`` holds the two
+    equal.  ``TCPLENS_DIAG=python`` (as for the dump's walk) picks Python.
+    """
+    if os.environ.get("TCPLENS_DIAG", "").strip().lower() == "python":
+        return None
+    try:
+        from tcplens._engine import socket_details, socket_state_counts
+    except ImportError:  # not built, or built before the functions existed
+        return None
+    return socket_state_counts, socket_details
+
+
+def _python_codes(columns: SocketColumns) -> tuple[Counter[int], Counter[int], Counter[int]]:
+    """Sockets per state code (TCP, UDP) and per family: the reference pass."""
+    tcp_parts = [(a, b) for proto, _fam, a, b in columns.ranges if proto == "tcp"]
+    udp_parts = [(a, b) for proto, _fam, a, b in columns.ranges if proto != "tcp"]
+    out: list[Counter[int]] = []
+    for parts in (tcp_parts, udp_parts):
+        codes = b"".join(bytes(columns.state[a:b]) for a, b in parts)
+        out.append(Counter({code: codes.count(code) for code in set(codes)}))
+    by_family: Counter[int] = Counter()
+    for _proto, fam, a, b in columns.ranges:
+        by_family[fam] += b - a
+    return out[0], out[1], by_family
+
+
+def _python_details(columns: SocketColumns, chosen: list[State], owners: Tally | None) -> _Details:
+    """Ports, peers and owners of the ``chosen`` states, and the oldest timers: the reference.
+
+    C-level slices, translations and ``Counter`` s instead of a Python step
+    per socket.
+    """
+    from tcplens.sources.columns import TIMEWAIT_TIMER  # loaded: it made ``columns``
+
+    tcp_parts = [(a, b) for proto, _fam, a, b in columns.ranges if proto == "tcp"]
+
+    def cut(values: bytearray | bytes) -> bytes:
+        return b"".join(bytes(values[a:b]) for a, b in tcp_parts)
+
+    def tcp_column(values: array[int]) -> array[int]:
+        out = array(values.typecode)
+        for a, b in tcp_parts:
+            out.extend(values[a:b])
+        return out
+
+    tcp_codes = cut(columns.state)
+    ports = tcp_column(columns.sport)
+    inodes = tcp_column(columns.inode)
+    expires = tcp_column(columns.expires)
+    timewait_timer = _mask(cut(columns.timer), (TIMEWAIT_TIMER,))
+    no_inode = _zero_mask(inodes)
+    masks = {state: _mask(tcp_codes, _codes_of(state)) for state in chosen}
+    rank: dict[int, int] = {}
+    if owners is not None and owners.inodes:
+        found = {inode for inodes_of in owners.inodes.values() for inode in inodes_of}
+        member = bytes(map(found.__contains__, inodes))
+        for k, state in enumerate(chosen):
+            rank.update(zip(compress(inodes, _both(masks[state], member)), repeat(k)))
+
+    on_listener = b""
+    peer_keys = b""
+    if any(state in ACTIVE_CLOSE for state in chosen):
+        listening = set(compress(ports, _mask(tcp_codes, _codes_of(State.LISTEN))))
+        on_listener = bytes(map(listening.__contains__, ports))
+        peer_keys = _peer_keys(columns)
+
+    busy: list[_Busy] = []
+    for state in chosen:
+        mask = masks[state]
+        peers: Counter[bytes] = Counter()
+        if state in ACTIVE_CLOSE:
+            port_counts = Counter(compress(ports, _both(mask, on_listener)))
+            elsewhere = _both(mask, on_listener.translate(_FLIP))
+            at = compress(range(0, _KEY * len(elsewhere), _KEY), elsewhere)
+            peers = Counter([peer_keys[i : i + _KEY] for i in at])
+        else:
+            port_counts = Counter(compress(ports, mask))
+        ownerless = _both(mask, no_inode)
+        timed = _both(ownerless, timewait_timer).count(1)
+        busy.append(_Busy(port_counts, peers, ownerless.count(1), timed))
+
+    oldest: dict[State, tuple[int, int, tuple[int, Socket] | None]] = {}
+    for state in _TIMED:
+        mask = masks.get(state) or _mask(tcp_codes, _codes_of(state))
+        timed_mask = _both(mask, timewait_timer)
+        first: tuple[int, Socket] | None = None
+        if n_timed := timed_mask.count(1):
+            values = list(compress(expires, timed_mask))
+            where = values.index(min(values))
+            index = list(compress(range(len(timed_mask)), timed_mask))[where]
+            first = (values[where], columns.socket_at(_tcp_index(tcp_parts, index)))
+        oldest[state] = (mask.count(1), n_timed, first)
+    return _Details(busy, rank, oldest)
+
+
+def _engine_details(
+    columns: SocketColumns,
+    chosen: list[State],
+    owners: Tally | None,
+    top: int,
+    passes: Callable[..., Any],
+) -> _Details:
+    """:func:`_python_details` through ``tcplens._engine.socket_details``."""
+    from tcplens.sources.columns import ENGINE_LAYOUT, HEAD, TIMEWAIT_TIMER, head_socket
+
+    rank_of_code = bytearray(b"\xff" * 256)
+    for k, state in enumerate(chosen):
+        for code in _codes_of(state):
+            rank_of_code[code] = k
+    oldest_of_code = bytearray(b"\xff" * 256)
+    for slot, state in enumerate(_TIMED):
+        for code in _codes_of(state):
+            oldest_of_code[code] = slot
+    found: list[int] = []
+    if owners is not None and owners.inodes:
+        # an inode the dump cannot hold (its field is 32 bits) never matches
+        everyone = {inode for inodes_of in owners.inodes.values() for inode in inodes_of}
+        found = [inode for inode in everyone if 0 <= inode < 1 << 32]
+    busy, rank, oldest = passes(
+        columns.blocks(),
+        ENGINE_LAYOUT,
+        bytes(rank_of_code),
+        [state in ACTIVE_CLOSE for state in chosen],
+        _mask(bytes(range(256)), _codes_of(State.LISTEN)),
+        bytes(oldest_of_code),
+        TIMEWAIT_TIMER,
+        top,
+        found,
+        HEAD,
+    )
+    timed: dict[State, tuple[int, int, tuple[int, Socket] | None]] = {}
+    for slot, state in enumerate(_TIMED):
+        total, n_timed, first = oldest[slot] if slot < len(oldest) else (0, 0, None)
+        if first is not None:
+            first = (first[0], head_socket(first[1], "tcp"))
+        timed[state] = (total, n_timed, first)
+    return _Details(
+        [_Busy(dict(ports), dict(peers), a, b) for ports, peers, a, b in busy],
+        dict(rank),
+        timed,
+    )
+
+
 def _from_columns(
     columns: SocketColumns,
     *,
@@ -527,103 +713,71 @@ def _from_columns(
     busy_states: int,
     top: int,
     fin_timeout: float,
+    engine: bool = True,
 ) -> Summary:
     """The summary of a columnar dump (:mod:`tcplens.sources.columns`).
 
     Gives the same :class:`Summary` as building every record and
-    summarising those (tests hold the two together), counting with C-level
-    slices, translations and ``Counter`` s instead of a Python step per
-    socket.  ``owners`` says which process holds which socket inode
-    (:func:`tcplens.sources.processes.tally`); when it sampled descriptors,
-    the busy states' process counts are marked ``estimated`` and the
-    estimates are scaled to the exact number of sockets that have an owner.
+    summarising those (tests hold the two together).  Two counting passes
+    over the sockets (state codes; then the busy states' ports, peers and
+    owners and the oldest timers) run in the engine when it is built
+    (``engine``, :func:`_engine_counter`), else in Python; what follows
+    them is one code for both.  ``owners`` says which process holds which
+    socket inode (:func:`tcplens.sources.processes.tally`); when it sampled
+    descriptors, the busy states' process counts are marked ``estimated``
+    and the estimates are scaled to the exact number of sockets that have
+    an owner.
     """
-    from tcplens.sources.columns import TIMEWAIT_TIMER  # loaded: it made ``columns``
+    counter = _engine_counter() if engine else None
+    if counter is not None:
+        from tcplens.sources.columns import ENGINE_LAYOUT  # loaded: it made ``columns``
 
-    tcp_parts = [(a, b) for proto, _fam, a, b in columns.ranges if proto == "tcp"]
-    udp_parts = [(a, b) for proto, _fam, a, b in columns.ranges if proto != "tcp"]
-
-    def cut(values: bytearray | bytes, parts: list[tuple[int, int]]) -> bytes:
-        return b"".join(bytes(values[a:b]) for a, b in parts)
-
-    tcp_codes = cut(columns.state, tcp_parts)
-    udp_codes = cut(columns.state, udp_parts)
-    by_proto = {"tcp": len(tcp_codes), "udp": len(udp_codes)}
-    by_family: Counter[int] = Counter()
-    for _proto, fam, a, b in columns.ranges:
-        by_family[fam] += b - a
+        tcp_list, udp_list, v4, v6 = counter[0](columns.blocks(), ENGINE_LAYOUT)
+        tcp_codes = Counter({code: n for code, n in enumerate(tcp_list) if n})
+        udp_codes = Counter({code: n for code, n in enumerate(udp_list) if n})
+        by_family = Counter({4: v4, 6: v6})
+    else:
+        tcp_codes, udp_codes, by_family = _python_codes(columns)
     order = list(State)
 
-    def per_state(codes: bytes) -> dict[State, int]:
+    def per_state(codes: Counter[int]) -> dict[State, int]:
         counts: Counter[State] = Counter()
-        for code in set(codes):
-            counts[_BY_CODE[code]] += codes.count(code)
+        for code, n in codes.items():
+            counts[_BY_CODE[code]] += n
         return {s: counts[s] for s in order if counts[s]}
 
     tcp_states = per_state(tcp_codes)
     udp_states = per_state(udp_codes)
-
-    def tcp_column(values: array[int]) -> array[int]:
-        out = array(values.typecode)
-        for a, b in tcp_parts:
-            out.extend(values[a:b])
-        return out
-
-    ports = tcp_column(columns.sport)
-    inodes = tcp_column(columns.inode)
-    expires = tcp_column(columns.expires)
-    timers = cut(columns.timer, tcp_parts)
-    timewait_timer = _mask(timers, (TIMEWAIT_TIMER,))
-    no_inode = _zero_mask(inodes)
-
-    def codes_of(state: State) -> list[int]:
-        return [code for code in range(256) if _BY_CODE[code] is state]
+    by_proto = {"tcp": sum(tcp_codes.values()), "udp": sum(udp_codes.values())}
 
     candidates = [(n, s) for s, n in tcp_states.items() if s is not State.LISTEN]
     candidates.sort(key=lambda item: (-item[0], order.index(item[1])))
     chosen = candidates[:busy_states]
-    masks = {state: _mask(tcp_codes, codes_of(state)) for _n, state in chosen}
+    states: list[State] = [state for _n, state in chosen]
+    if counter is not None:
+        details = _engine_details(columns, states, owners, top, counter[1])
+    else:
+        details = _python_details(columns, states, owners)
+
     held: dict[tuple[int, int], float] = {}  # (busy state's rank, pid) -> sockets
     if owners is not None and owners.inodes:
-        found = {inode for inodes_of in owners.inodes.values() for inode in inodes_of}
-        member = bytes(map(found.__contains__, inodes))
-        rank: dict[int, int] = {}
-        for k, (_n, state) in enumerate(chosen):
-            rank.update(zip(compress(inodes, _both(masks[state], member)), repeat(k)))
         seen: set[int] = set()  # a shared socket counts once, for the lowest pid
         for pid in sorted(owners.inodes):
             weight = owners.scale.get(pid, 1.0)
             for inode in owners.inodes[pid]:
-                k = rank.get(inode, -1)
+                k = details.rank.get(inode, -1)
                 if k >= 0 and inode not in seen:
                     seen.add(inode)
                     held[(k, pid)] = held.get((k, pid), 0.0) + weight
 
-    on_listener = b""
-    peer_keys = b""
-    if any(state in ACTIVE_CLOSE for _n, state in chosen):
-        listening = set(compress(ports, _mask(tcp_codes, codes_of(State.LISTEN))))
-        on_listener = bytes(map(listening.__contains__, ports))
-        peer_keys = _peer_keys(columns)
-
     busy: list[StateDetail] = []
-    for k, (n, state) in enumerate(chosen):
-        mask = masks[state]
-        top_peers: list[tuple[str, int]] = []
-        if state in ACTIVE_CLOSE:
-            port_counts = Counter(compress(ports, _both(mask, on_listener)))
-            elsewhere = _both(mask, on_listener.translate(_FLIP))
-            at = compress(range(0, _KEY * len(elsewhere), _KEY), elsewhere)
-            peers = Counter([peer_keys[i : i + _KEY] for i in at])
-            top_peers = _top_peers(peers, _peer_text, top)
-        else:
-            port_counts = Counter(compress(ports, mask))
-        ownerless = _both(mask, no_inode)
-        orphans = _both(ownerless, timewait_timer).count(1)
+    for k, ((n, state), counted) in enumerate(zip(chosen, details.busy, strict=True)):
+        top_peers = _top_peers(counted.peers, _peer_text, top) if state in ACTIVE_CLOSE else []
+        orphans = counted.ownerless_timed
         if state is State.TIME_WAIT:
-            orphans = ownerless.count(1)
-        unheld = ownerless.count(1) - orphans  # inode 0 but not a timewait orphan: "?"
-        with_inode = n - ownerless.count(1)
+            orphans = counted.ownerless
+        unheld = counted.ownerless - orphans  # inode 0 but not a timewait orphan: "?"
+        with_inode = n - counted.ownerless
         procs: list[tuple[str, int | None, float]] = []
         estimated = False
         if owners is not None:
@@ -649,7 +803,7 @@ def _from_columns(
             StateDetail(
                 state,
                 n,
-                _top_ports(port_counts, top),
+                _top_ports(counted.ports, top),
                 _top_processes([p for p in rounded if p[2]], top),
                 estimated,
                 top_peers,
@@ -659,19 +813,14 @@ def _from_columns(
     oldest: dict[State, Oldest] = {}
     untimed: dict[State, int] = {}
     for state, life in ((State.TIME_WAIT, TIME_WAIT_LEN), (State.FIN_WAIT2, fin_timeout)):
-        mask = masks.get(state) or _mask(tcp_codes, codes_of(state))
-        total = mask.count(1)
-        timed = _both(mask, timewait_timer)
-        n_timed = timed.count(1)
+        total, n_timed, first = details.oldest[state]
         if state is State.FIN_WAIT2 and total > n_timed:
             untimed[state] = total - n_timed
-        if n_timed:
-            values = list(compress(expires, timed))
-            first = values.index(min(values))
-            index = list(compress(range(len(timed)), timed))[first]
-            sock = columns.socket_at(_tcp_index(tcp_parts, index))
-            left = values[first] / 1000.0
-            oldest[state] = Oldest(state, max(0.0, life - left), left, life, sock, total - n_timed)
+        if first is not None:
+            left = first[0] / 1000.0
+            oldest[state] = Oldest(
+                state, max(0.0, life - left), left, life, first[1], total - n_timed
+            )
     return Summary(
         source=source,
         host=host,

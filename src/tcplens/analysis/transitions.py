@@ -23,9 +23,17 @@ and counted apart (``StateTime.partial``).
 tracepoint reports.  Such a move is held until :meth:`ExactTracer.settle`
 gets the sock_diag table of timewait minisockets: a 4-tuple found there
 becomes ``old -> TIME_WAIT`` at the kernel's time of the handover; one not
-found was a real close (RST, or no memory for a minisocket).  Minisockets
-are then looked for at each settle and the move TIME_WAIT -> CLOSED is
-reported when one has gone, timed by the polls (``exact`` False).
+found was a real close (RST, or no memory for a minisocket).  The move
+TIME_WAIT -> CLOSED is reported when a settle no longer finds a followed
+minisocket, timed by the looks at the table (``exact`` False, ``since`` the
+last look that still found it).  A full table says that of every minisocket
+followed; a partial one (lookups) only of the 4-tuples asked for, which
+callers take from :meth:`ExactTracer.due`: the minisockets whose timewait
+timer has fired by now (the kernel says when, in the lookup's answer;
+``TIMEWAIT_LEN`` after the handover until it has).  A minisocket also ends
+when a new connection takes its 4-tuple (``tcp_tw_reuse``, or a SYN the
+minisocket accepts): the new socket's first event with that 4-tuple reports
+the end, no later than that event.
 
 **Process.**  An event fired outside interrupt context was caused by a
 system call on the socket (connect, listen, close, shutdown, or the
@@ -42,7 +50,8 @@ reported with ``in_model`` False and the model's shortest path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import heapq
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -51,11 +60,20 @@ from tcplens.model.states import State
 from tcplens.sources.records import Addr, Socket
 from tcplens.sources.tracepoints import KernelEvent
 
-__all__ = ["ExactTracer", "Transition", "TupleKey"]
+__all__ = ["TIMEWAIT_LEN", "ExactTracer", "Transition", "TupleKey"]
 
 TupleKey = tuple[str, int | None, str, int | None]
 #: old states whose move to CLOSE may be a handover to a TIME_WAIT minisocket
 _HANDOVER: Final = frozenset({State.FIN_WAIT1, State.FIN_WAIT2, State.CLOSING})
+#: seconds a timewait timer runs (``TCP_TIMEWAIT_LEN``, include/net/tcp.h: 60 s in every
+#: version to 6.18); a minisocket is asked for again this long after its handover unless
+#: the kernel said when its timer fires
+TIMEWAIT_LEN: Final = 60.0
+# module constants: ``State.X`` is a class attribute lookup through the enum machinery
+# (~0.2 µs on 3.11), several per event
+_CLOSED: Final = State.CLOSED
+_LISTEN: Final = State.LISTEN
+_SYN_SENT: Final = State.SYN_SENT
 
 
 @dataclass(slots=True)  # not frozen: one per event, and a frozen __init__ costs 2x
@@ -72,13 +90,16 @@ class Transition:
     new: State
     #: seconds in ``old`` measured by the kernel; None when ``old`` began before tracing
     spent: float | None
-    #: False when the time comes from polling the TIME_WAIT table, not an event
+    #: False when the time comes from looks at the TIME_WAIT table (sock_diag), not an event
     exact: bool
     cause: str | None
     path: tuple[State, ...] | None
     #: the process known when the transition happened (see the module docstring)
     pid: int | None = None
     process: str | None = None
+    #: when not ``exact``: the last time the old state was seen to hold (the change
+    #: happened in ``(since, at]``); None for an event, timed by the kernel
+    since: float | None = None
 
     @property
     def in_model(self) -> bool:
@@ -102,6 +123,16 @@ class _Conn:
 class _Held:
     conn: _Conn
     event: KernelEvent
+
+
+@dataclass(slots=True)
+class _Mini:
+    """A followed minisocket: its connection, substate, when last seen, when its timer fires."""
+
+    conn: _Conn
+    state: State
+    seen: float
+    due: float
 
 
 def _cause(conn: _Conn) -> str | None:
@@ -129,7 +160,10 @@ class ExactTracer:
         self.last: float | None = None
         self._by_sk: dict[int, _Conn] = {}
         self._held: list[_Held] = []
-        self._time_wait: dict[TupleKey, tuple[_Conn, State]] = {}
+        self._time_wait: dict[TupleKey, _Mini] = {}
+        #: (due, connection id, 4-tuple) of followed minisockets; entries whose
+        #: minisocket left or got a later due are skipped when popped
+        self._due: list[tuple[float, int, TupleKey]] = []
         self._next = 1
         self._times: dict[State, StateTime] = {}
 
@@ -146,14 +180,14 @@ class ExactTracer:
     def live(self) -> list[Socket]:
         """Sockets in their latest known state: full sockets and held minisockets."""
         out = [c.sock for c in self._by_sk.values()]
-        out += [c.sock for c, _ in self._time_wait.values()]
+        out += [m.conn.sock for m in self._time_wait.values()]
         return out
 
     def state_times(self) -> dict[State, StateTime]:
         """Kernel-timed stays per state, plus the connections still in each state."""
         now = self.last if self.last is not None else 0.0
         out = {s: StateTime(t.stays, t.total, t.longest, t.partial) for s, t in self._times.items()}
-        conns = [*self._by_sk.values(), *(c for c, _ in self._time_wait.values())]
+        conns = [*self._by_sk.values(), *(m.conn for m in self._time_wait.values())]
         for conn in conns:
             times = out.setdefault(conn.sock.state, StateTime())
             times.ongoing += 1
@@ -176,6 +210,7 @@ class ExactTracer:
         mono_ns: int | None,
         exact: bool = True,
         cause: str | None = None,
+        since: float | None = None,
     ) -> Transition:
         old = conn.sock.state
         spent: float | None = None
@@ -183,8 +218,10 @@ class ExactTracer:
             spent = max(0, mono_ns - conn.entered_ns) / 1e9
         elif conn.entered_ns is not None or not exact:
             spent = max(0.0, at - conn.entered_at)
-        times = self._times.setdefault(old, StateTime())
-        if spent is None and old in (State.CLOSED, State.LISTEN) and new is not State.CLOSED:
+        times = self._times.get(old)
+        if times is None:
+            times = self._times[old] = StateTime()
+        if spent is None and (old is _CLOSED or old is _LISTEN) and new is not _CLOSED:
             pass  # a new socket (CLOSED) or a listener's child (LISTEN): no stay to time
         elif spent is None:
             times.partial += 1
@@ -198,12 +235,13 @@ class ExactTracer:
         conn.entered_ns = mono_ns
         conn.entered_at = at
         return Transition(conn.id, at, mono_ns, sock, old, new, spent, exact, cause,
-                          model_path(old, new), conn.pid, conn.process)  # fmt: skip
+                          model_path(old, new), conn.pid, conn.process, since)  # fmt: skip
 
     def feed(self, events: Iterable[KernelEvent]) -> list[Transition]:
         """Transitions the events show; handovers to TIME_WAIT are held for :meth:`settle`."""
         out: list[Transition] = []
         by_sk = self._by_sk
+        time_wait = self._time_wait
         for ev in events:
             self.events += 1
             if self.started is None:
@@ -225,48 +263,82 @@ class ExactTracer:
                 elif ev.kind == "destroy":
                     by_sk.pop(ev.sk, None)
                 continue
-            assert ev.old is not None and ev.new is not None
-            if conn is None or conn.sock.state is not ev.old:
-                sock = Socket("tcp", ev.family, ev.local, ev.remote, ev.old)
+            old = ev.old
+            assert old is not None and ev.new is not None
+            if time_wait and (old is _SYN_SENT or old is _LISTEN):
+                # a new connection's first event with its 4-tuple: the kernel ended any
+                # minisocket holding it (two sockets never share one in the hash table)
+                mini = time_wait.pop(
+                    (ev.local.ip, ev.local.port, ev.remote.ip, ev.remote.port), None
+                )
+                if mini is not None:
+                    out.append(
+                        self._move(mini.conn, _CLOSED, at=ev.at, mono_ns=None,
+                                   exact=False, since=mini.seen,
+                                   cause="minisocket ended by a new connection on its 4-tuple")
+                    )  # fmt: skip
+            if conn is None or conn.sock.state is not old:
+                sock = Socket("tcp", ev.family, ev.local, ev.remote, old)
                 conn = _Conn(self._next, sock, None, ev.at)
                 self._next += 1
                 by_sk[ev.sk] = conn
             elif conn.sock.local.port == 0 and ev.local.port:
                 conn.sock.local = ev.local  # connect() picked the port after SYN_SENT
                 conn.sock.remote = ev.remote
-            self._owner(conn, ev)
-            if ev.new is State.CLOSED:
+            if conn.pid is None and not ev.in_irq and ev.pid > 0:
+                self._owner(conn, ev)
+            if ev.new is _CLOSED:
                 del by_sk[ev.sk]
-                if ev.old in _HANDOVER:
+                if old in _HANDOVER:
                     self._held.append(_Held(conn, ev))
                     continue
-            out.append(self._move(conn, ev.new, at=ev.at, mono_ns=ev.mono_ns, cause=_cause(conn)))
+            cause = _cause(conn) if conn.causes or conn.retransmits else None
+            out.append(self._move(conn, ev.new, at=ev.at, mono_ns=ev.mono_ns, cause=cause))
             if conn.sock.local.port == 0 and ev.local.port:
                 conn.sock.local = ev.local
         return out
 
     def settle(
-        self, table: Mapping[TupleKey, State], now: float, *, partial: bool = False
+        self,
+        table: Mapping[TupleKey, State],
+        now: float,
+        *,
+        partial: bool = False,
+        asked: Collection[TupleKey] = (),
+        timers: Mapping[TupleKey, float] | None = None,
     ) -> list[Transition]:
         """Resolve held moves to CLOSE against the timewait table; report minisockets gone.
 
         ``table`` is every timewait minisocket the kernel holds (at least for
         the ports traced), from sock_diag, taken after the events were read;
         ``now`` is when it was taken.  With ``partial``, ``table`` answers
-        only for the 4-tuples of :meth:`held_keys` (looked up one by one):
-        the held moves are resolved, and no followed minisocket is taken
-        for gone because it is absent.
+        only for the 4-tuples of :meth:`held_keys` and ``asked`` (looked up
+        one by one): the held moves are resolved, followed minisockets in
+        ``asked`` and not in ``table`` are gone, and no other is taken for
+        gone because it is absent.  ``timers``: seconds left on the timer of
+        entries of ``table`` (when they will be asked for again).
         """
         out: list[Transition] = []
-        for gone in [] if partial else [k for k in self._time_wait if k not in table]:
-            conn, _state = self._time_wait.pop(gone)
-            out.append(
-                self._move(conn, State.CLOSED, at=now, mono_ns=None, exact=False,
-                           cause="minisocket gone from the TIME_WAIT table")
-            )  # fmt: skip
+        followed = self._time_wait
+        left = timers or {}
+        checked = [k for k in asked if k in followed] if partial else list(followed)
+        for key in checked:
+            mini = followed[key]
+            if key not in table:
+                del followed[key]
+                out.append(
+                    self._move(mini.conn, State.CLOSED, at=now, mono_ns=None, exact=False,
+                               cause="minisocket gone from the TIME_WAIT table",
+                               since=mini.seen)
+                )  # fmt: skip
+                continue
+            mini.seen = now
+            if key in left or mini.due <= now:
+                # asked again when the kernel says its timer fires (or, not said, later)
+                self._follow(key, mini, now + left.get(key, TIMEWAIT_LEN))
         for held in self._held:
             conn, ev = held.conn, held.event
-            key: TupleKey = (ev.local.ip, ev.local.port, ev.remote.ip, ev.remote.port)
+            key = (ev.local.ip, ev.local.port, ev.remote.ip, ev.remote.port)
             kept = table.get(key)
             cause = _cause(conn)
             if kept is State.TIME_WAIT:
@@ -274,16 +346,41 @@ class ExactTracer:
                     self._move(conn, State.TIME_WAIT, at=ev.at, mono_ns=ev.mono_ns,
                                cause=cause or "handed over to a TIME_WAIT minisocket")
                 )  # fmt: skip
-                self._time_wait[key] = (conn, State.TIME_WAIT)
             elif kept is State.FIN_WAIT2 and conn.sock.state is State.FIN_WAIT2:
-                # an orphan's FIN_WAIT2 continues in a minisocket: no change to report
-                self._time_wait[key] = (conn, State.FIN_WAIT2)
+                pass  # an orphan's FIN_WAIT2 continues in a minisocket: no change to report
             else:
                 out.append(
                     self._move(conn, State.CLOSED, at=ev.at, mono_ns=ev.mono_ns, cause=cause)
                 )
+                continue
+            mini = followed[key] = _Mini(conn, kept, now, 0.0)
+            self._follow(key, mini, now + left[key] if key in left else ev.at + TIMEWAIT_LEN)
         self._held.clear()
+        if len(self._due) > 2 * len(followed) + 1024:
+            # callers that only ever settle against whole tables never pop due times:
+            # keep the heap to the minisockets still followed
+            self._due = [(m.due, m.conn.id, k) for k, m in followed.items()]
+            heapq.heapify(self._due)
         out.sort(key=lambda t: t.at)
+        return out
+
+    def _follow(self, key: TupleKey, mini: _Mini, due: float) -> None:
+        mini.due = due
+        heapq.heappush(self._due, (due, mini.conn.id, key))
+
+    def due(self, now: float) -> list[TupleKey]:
+        """Followed minisockets whose timer has fired by ``now``: to be asked for again.
+
+        Each is returned once per due time; :meth:`settle` with it in
+        ``asked`` then reports it gone or gives it its next due time.
+        """
+        heap, followed = self._due, self._time_wait
+        out: list[TupleKey] = []
+        while heap and heap[0][0] <= now:
+            due, ident, key = heapq.heappop(heap)
+            mini = followed.get(key)
+            if mini is not None and mini.conn.id == ident and mini.due == due:
+                out.append(key)
         return out
 
     def held_keys(self) -> list[TupleKey]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import ssl
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -101,6 +102,9 @@ def _web_config_loader() -> type[Any]:
     PyYAML lets the ``ValueError`` of a number past Python's 4,300-digit
     ``int()`` limit or a date that does not exist (``2001-13-45``) escape
     unlocated; here it becomes a ``ConstructorError`` marking the value.
+    A hexadecimal, octal or binary number escapes that limit (``int(s, 16)``
+    has none) and failed later, unlocated, when ``str()`` wrote it into an
+    error or a header; it is refused here the same way.
     """
     import yaml
 
@@ -114,6 +118,16 @@ def _web_config_loader() -> type[Any]:
                     None, None, f"cannot read this value ({reason})", node.start_mark
                 ) from None
 
+        def construct_yaml_int(self, node: Any) -> int:
+            value: int = super().construct_yaml_int(node)
+            # under 8**limit, so under 10**limit: str() writes it (no web config
+            # number comes near; bit_length is cheap where 10**4300 is not free)
+            limit = sys.get_int_max_str_digits()
+            if limit and value.bit_length() > 3 * limit:
+                raise ValueError("a number too long to write in decimal")
+            return value
+
+    Loader.add_constructor("tag:yaml.org,2002:int", Loader.construct_yaml_int)
     return Loader
 
 

@@ -156,12 +156,14 @@ class DecodeStats:
     malformed: int = 0
     #: the ``non_ip`` frames by what they carried ("ethertype 0x88cc", "GRE protocol 0x880b", ...)
     unsupported: dict[str, int] = field(default_factory=dict)
-    #: a setting, not a count: validate IPv4 header and TCP checksums as Zeek does
+    #: a setting, not a count: validate IPv4 header, UDP and TCP checksums as Zeek does
     #: by default (``pcap --check-checksums``).  Off, like Wireshark: a capture taken
     #: on the sending host carries offloaded checksums the NIC had not filled in yet.
     check_checksums: bool = False
     #: IPv4 headers with a wrong checksum (dropped, as Zeek's IP analyzer drops
-    #: them) plus TCP segments with one (kept, flagged ``bad_checksum``)
+    #: them), UDP tunnel datagrams with one (dropped, not decapsulated:
+    #: ``encap._udp_checksum_bad``) plus TCP segments with one (kept, flagged
+    #: ``bad_checksum``)
     bad_checksums: int = 0
 
 
@@ -189,7 +191,9 @@ def decode(linktype: int, data: bytes, stats: DecodeStats | None = None) -> Segm
                 return ip
             if ip is None:  # counted already
                 return None
-            nxt = encap.ip_payload(data, ip[1], ip[0], ip[2], ip[3], layers)
+            nxt = encap.ip_payload(
+                data, ip[1], ip[0], ip[2], ip[3], layers, ip[4], st.check_checksums
+            )
             if nxt is None:
                 st.non_tcp += 1
                 return None
@@ -199,6 +203,8 @@ def decode(linktype: int, data: bytes, stats: DecodeStats | None = None) -> Segm
     except encap.Unsupported as what:
         st.non_ip += 1
         st.unsupported[str(what)] = st.unsupported.get(str(what), 0) + 1
+    except encap.BadChecksum:
+        st.bad_checksums += 1
     return None
 
 
@@ -243,8 +249,9 @@ LINKTYPES_READ = (
     "Ethernet, Linux SLL/SLL2, BSD NULL/LOOP, raw IP, PPP, Cisco HDLC, FDDI and IEEE 802.11"
 )
 
-#: an IP payload that is not TCP: (protocol, offset, src, dst), maybe a tunnel
-_Other = tuple[int, int, bytes, bytes]
+#: an IP payload that is not TCP: (protocol, offset, src, dst, end as the IP
+#: length fields say), maybe a tunnel
+_Other = tuple[int, int, bytes, bytes, int]
 
 
 def _ipv4(data: bytes, offset: int, st: DecodeStats) -> Segment4 | _Other | None:
@@ -264,10 +271,10 @@ def _ipv4(data: bytes, offset: int, st: DecodeStats) -> Segment4 | _Other | None
     if ipv4_fragment(flags_frag):
         st.fragments += 1
         return None
-    if proto != IPPROTO_TCP:
-        return proto, offset + ihl, src, dst
     if total == 0:  # TSO/GRO: the NIC fills the length in later; use what was captured
         total = len(data) - offset
+    if proto != IPPROTO_TCP:
+        return proto, offset + ihl, src, dst, offset + total
     if total < ihl:
         st.malformed += 1
         return None
@@ -310,7 +317,7 @@ def _ipv6(data: bytes, offset: int, st: DecodeStats) -> Segment4 | _Other | None
             pos += size
             remaining -= size
             continue
-        return nxt, pos, src, dst
+        return nxt, pos, src, dst, offset + _IPV6.size + plen
     st.malformed += 1
     return None
 

@@ -43,6 +43,11 @@ class Unsupported(Exception):
     """A protocol we do not look inside; the message names its type."""
 
 
+class BadChecksum(Exception):
+    """A tunnel's UDP checksum is wrong (:func:`_udp_checksum_bad`): a
+    ``bad_checksums`` count, and the tunnel is not decapsulated."""
+
+
 def _u8(data: bytes, at: int) -> int:
     if at >= len(data):
         raise Malformed
@@ -251,9 +256,21 @@ def _tunnel(layers: list[str], kind: str, src: bytes, dst: bytes, vni: int | Non
 
 
 def ip_payload(
-    data: bytes, at: int, proto: int, src: bytes, dst: bytes, layers: list[str]
+    data: bytes,
+    at: int,
+    proto: int,
+    src: bytes,
+    dst: bytes,
+    layers: list[str],
+    end: int = -1,
+    check: bool = False,
 ) -> Next | None:
-    """The next layer when an IP payload is a tunnel; None when it is not one."""
+    """The next layer when an IP payload is a tunnel; None when it is not one.
+
+    ``end`` is where the IP length fields say the payload ends (past the
+    captured bytes when the snapshot length cut it); ``check`` validates a UDP
+    tunnel's checksum against it (``DecodeStats.check_checksums``).
+    """
     if proto == 4:
         _tunnel(layers, "ip", src, dst)
         return at, ETH_P_IP
@@ -264,7 +281,7 @@ def ip_payload(
         _tunnel(layers, "gre", src, dst)
         return gre(data, at, layers)
     if proto == 17:
-        return _udp(data, at, src, dst, layers)
+        return _udp(data, at, src, dst, layers, end, check)
     return None
 
 
@@ -306,14 +323,19 @@ def gre(data: bytes, at: int, layers: list[str]) -> Next:
     raise Unsupported(f"GRE protocol 0x{proto:04x}")
 
 
-def _udp(data: bytes, at: int, src: bytes, dst: bytes, layers: list[str]) -> Next | None:
-    """A UDP tunnel by port (destination first, then source, as Zeek dispatches)."""
+def _udp(
+    data: bytes, at: int, src: bytes, dst: bytes, layers: list[str], ip_end: int, check: bool
+) -> Next | None:
+    """A UDP tunnel by port (destination first, then source, as Zeek dispatches);
+    with ``check``, one whose checksum is wrong stops here (:func:`_udp_checksum_bad`)."""
     if at + 6 > len(data):
         return None
     sport, dport, ulen = struct.unpack_from("!HHH", data, at)
     body = at + 8
     end = at + ulen if ulen >= 8 else len(data)
     port = dport if dport in _UDP_TUNNELS else sport
+    if check and port in _UDP_TUNNELS and _udp_checksum_bad(data, at, ip_end, src, dst, dport):
+        raise BadChecksum
     if port == _VXLAN:
         _tunnel(layers, "vxlan", src, dst, _vni(data, body))
         return ethernet(data, body + 8, layers)
@@ -343,6 +365,36 @@ def _udp(data: bytes, at: int, src: bytes, dst: bytes, layers: list[str]) -> Nex
         _tunnel(layers, "gtpv1", src, dst)
         return _gtpu(data, body)
     return None
+
+
+def _udp_checksum_bad(data: bytes, at: int, end: int, src: bytes, dst: bytes, dport: int) -> bool:
+    """Zeek's UDP checksum rule, run before a datagram reaches VXLAN, Geneve,
+    Teredo, AYIYA or GTP-U (``UDPAnalyzer::DeliverPacket``,
+    ``src/packet_analysis/protocol/udp/UDP.cc``, Zeek 8.0).
+
+    Checked only when captured whole (``remaining >= len``).  Over IPv4 a zero
+    checksum means none was sent (RFC 768); over IPv6 it is checked ("not
+    optional", RFC 8200 8.1) and so fails, except for VXLAN to port 4789
+    (``vxlan_ports``) longer than UDP + VXLAN + Ethernet headers with the VNI
+    flag set, which RFC 7348 lets send zero (a non-zero one is checked:
+    ``Tunnel::validate_vxlan_checksums`` is T).  A bad one is weird
+    ``bad_UDP_checksum``, ``C``/``c`` on the *outer* UDP connection, and no
+    ``ForwardPacket``: the tunnel is not decapsulated, so the inner TCP
+    connection gets nothing from the frame.  Zeek checks every datagram; only
+    tunnels carry TCP, so only they are checked here.  The engine's
+    ``encap::udp_checksum_bad`` says the same (and what the two leave out).
+    """
+    from tcplens.packets.decode import checksum_ok  # decode imports this module
+
+    if end < at + 8 or end > len(data):
+        return False  # cut by the snapshot length (or a lying length): not checked
+    datagram = data[at:end]
+    if datagram[6:8] == b"\0\0":
+        vxlan = dport == _VXLAN and len(datagram) > 8 + 8 + 14 and bool(datagram[8] & 0x08)
+        if len(src) == 4 or vxlan:
+            return False
+    pseudo = src + dst + struct.pack("!IxxxB", len(datagram), 17)
+    return not checksum_ok(pseudo, datagram)
 
 
 def _vni(data: bytes, body: int) -> int:
@@ -436,6 +488,12 @@ def tunnel_uid(layer: str) -> str:
         number, digit = divmod(number, 62)
         out.append(alphabet[digit])
     return "C" + "".join(out)
+
+
+def chain_text(chain: tuple[str, ...]) -> str:
+    """A chain as the table, ``--flow`` and ``--states`` show it, outermost first:
+    ``vlan 7 > vxlan 192.0.2.1-192.0.2.2 vni 42`` (the engine's ``render::via``)."""
+    return " > ".join(chain)
 
 
 def tunnel_parents(chain: tuple[str, ...]) -> tuple[str, ...]:

@@ -4,7 +4,10 @@ Two implementations do the per-packet work, with one answer:
 
 * the **engine**, ``tcplens._engine`` (Rust, ``rust/`` in the repository):
   reader, decoder and tracker in one compiled loop that hands finished
-  connections to Python in batches;
+  connections to Python in batches.  A regular file (a path, or an open file
+  object, read from where it stands) is read and tracked by threads of the
+  engine's own while Python writes the batch before; a pipe or any other file
+  object is read through its ``read``, between batches;
 * the **reference**, :func:`tcplens.packets.tracker.reconstruct` over
   :func:`tcplens.packets.pcap.read_frames`: readable Python that the engine
   is held equal to by differential tests.

@@ -321,6 +321,12 @@ class Timeouts:
 
 
 # --- per-endpoint input log, so an endpoint can be replayed without a lost segment -----
+#: Replays without a lost ACK one endpoint may take. Each costs a pass over the
+#: endpoint's inputs, so without a limit a crafted capture (an ACK and a retransmitted
+#: SYN+ACK, again and again) costs time quadratic in its length. A real stack
+#: retransmits one SYN, SYN+ACK or FIN at most 15 times (Linux's largest retry limit,
+#: tcp_retries2), and each replay needs a new ACK before it: 16 covers any real one.
+REPLAY_LIMIT = 16
 # ("call", event, size) | ("recv", segment) | ("set", attribute, value)
 _Input = tuple[str, Any, Any, float, int]
 
@@ -342,7 +348,7 @@ class _Init:
 class _Side:
     """One endpoint of a flow: the model endpoint plus what it took to get there."""
 
-    __slots__ = ("endpoint", "frames", "init", "log", "outcomes")
+    __slots__ = ("endpoint", "frames", "init", "log", "outcomes", "replays")
 
     def __init__(self, endpoint: Endpoint, init: _Init, cause: str, record: int) -> None:
         self.endpoint = endpoint
@@ -352,6 +358,7 @@ class _Side:
         self.log: list[_Input] = []
         # for each log entry: (event, state before, state after) of a "recv"
         self.outcomes: list[tuple[Event | None, State, State]] = []
+        self.replays = 0  # drop_last_ack calls so far (see REPLAY_LIMIT)
 
     def run(self, entry: _Input, flow: _Flow | None = None) -> Event | None:
         kind, a, b, t, record = entry
@@ -411,6 +418,15 @@ class _Side:
 
     def drop_last_ack(self, flow: _Flow, why: str) -> bool:
         """Replay this endpoint without the last segment that acknowledged it."""
+        self.replays += 1
+        if self.replays > REPLAY_LIMIT:
+            if self.replays == REPLAY_LIMIT + 1:
+                flow.note(
+                    f"{why}: not replayed (tcplens replays an endpoint at most "
+                    f"{REPLAY_LIMIT} times); its history from here may show a segment "
+                    "as delivered that never arrived"
+                )
+            return False
         for index in range(len(self.log) - 1, -1, -1):
             event, before, after = self.outcomes[index]
             if event in _ACKING and before in _ACKED_FROM and after != before:

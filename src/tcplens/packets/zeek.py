@@ -70,15 +70,22 @@ _HALF = 1 << 31
 _TOO_LARGE_SEQ_DELTA = 1_048_576
 
 #: TCP ports Zeek treats as likely servers when it guesses direction
-#: (``TCPAnalyzer::IsLikelyServerPort``): the union of the ``/tcp`` ports the
-#: scripts under ``base/protocols`` add with ``redef likely_server_ports +=``
-#: (ftp, ssh, smtp, dns, finger, http, krb, dce-rpc, smb, imap, ldap, ssl,
-#: modbus, socks, mysql, mqtt, rdp, xmpp, postgresql, redis, irc, dnp3).  A port
-#: only registered for UDP (snmp 161, syslog 514, sip 5060, ...) is not one.
+#: (``IPBasedAnalyzer::IsLikelyServerPort``, ``/tcp`` entries only): Zeek 8.0's
+#: ``likely_server_ports``, the union of the ``redef likely_server_ports += {...}``
+#: lines in ``scripts/base/protocols/*/main.zeek`` (checked against zeek/zeek's
+#: scripts, e.g. commit 015b935c for ftp, http, ldap, redis, socks): ftp 21 2811,
+#: ssh 22, smtp 25 587, dns 53, finger 79, http 80 81 631 1080 3128 8000 8080 8888,
+#: krb 88, dce-rpc 135, smb 139 445, imap 143, ldap 389 3268, ssl 443 563 585 614
+#: 636 989 990 992 993 995 5223, modbus 502, socks 1080, mqtt 1883, rdp 3389, xmpp
+#: 5222 5269, redis 6379, irc 6666-6669, dnp3 20000.  MySQL (1434, 3306),
+#: PostgreSQL (5432) and syslog-over-TCP (514) register their ports for analysis
+#: but never add them here in 8.0.  Zeek 8.1 (zeek/zeek PR 5093) drops the redefs
+#: and makes every port an analyzer registers as a server port a likely one,
+#: which adds exactly those four; Zeek 8.0 is the long-term-support release.
 LIKELY_SERVER_PORTS: frozenset[int] = frozenset(
     {21, 22, 25, 53, 79, 80, 81, 88, 135, 139, 143, 389, 443, 445, 502, 563, 585, 587, 614}
-    | {631, 636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128, 3268, 3306, 3389}
-    | {5222, 5223, 5269, 5432, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000}
+    | {631, 636, 989, 990, 992, 993, 995, 1080, 1883, 2811, 3128, 3268, 3389}
+    | {5222, 5223, 5269, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000}
 )
 
 

@@ -110,11 +110,24 @@ class SocketColumns:
         """The record of one socket (for the few a summary names), attributes aside."""
         block = self._blocks[bisect.bisect_right([b.first for b in self._blocks], index) - 1]
         offset = (index - block.first) * block.stride
-        head = bytearray(block.data[offset : offset + HEAD])
-        _LEN.pack_into(head, 0, HEAD)  # the attributes were not kept
-        out: list[Socket] = []
-        netlink.parse(bytes(head), block.proto, out, info=False)
-        return out[0]
+        return head_socket(block.data[offset : offset + HEAD], block.proto)
+
+    def blocks(self) -> list[tuple[bytes, int, int, bool, int]]:
+        """The stored messages as (data, stride, count, is TCP, family 4|6), in dump order.
+
+        For the engine's counting passes (``tcplens._engine.socket_state_counts``,
+        ``socket_details``), which read the fields of :data:`ENGINE_LAYOUT` from them.
+        """
+        starts = [start for _proto, _fam, start, _stop in self.ranges]
+        out = []
+        for index, block in enumerate(self._blocks):
+            stop = self._blocks[index + 1].first if index + 1 < len(self._blocks) else len(self)
+            # the last range starting at or before the block (an empty one never holds it)
+            kind = bisect.bisect_right(starts, block.first) - 1
+            family = self.ranges[kind][1] if kind >= 0 else 4
+            count = stop - block.first
+            out.append((block.data, block.stride, count, block.proto == "tcp", family))
+        return out
 
     def field(self, name: str, width: int | None = None) -> bytes:
         """The field ``name`` (:data:`FIELDS`) of every socket, packed in dump order.
@@ -160,6 +173,25 @@ class SocketColumns:
         self.sport.frombytes(_fields(data, _SPORT, end, stride, 2, swap=_LITTLE))
         self.expires.frombytes(_fields(data, _EXPIRES, end, stride, 4))
         self.inode.frombytes(_fields(data, _INODE, end, stride, 4))
+
+
+def head_socket(head: bytes, proto: Proto) -> Socket:
+    """The record of a socket message's first :data:`HEAD` bytes (its attributes aside)."""
+    message = bytearray(head[:HEAD])
+    _LEN.pack_into(message, 0, HEAD)  # the attributes were not kept
+    out: list[Socket] = []
+    netlink.parse(bytes(message), proto, out, info=False)
+    return out[0]
+
+
+#: the offsets ``tcplens._engine``'s counting passes read, from :data:`FIELDS` (state,
+#: timer, sport, dport, dst, expires, inode); the engine takes the ports in network
+#: order and ``expires``/``inode`` in the host's, as the one declaration says
+ENGINE_LAYOUT: Final = tuple(
+    FIELDS[name][0] for name in ("state", "timer", "sport", "dport", "dst", "expires", "inode")
+)
+assert FIELDS["sport"][2] and FIELDS["dport"][2], "ports are in network order"
+assert not FIELDS["expires"][2] and not FIELDS["inode"][2], "timer and inode: host order"
 
 
 def _fields(
@@ -317,7 +349,7 @@ _Request = tuple[int, Proto, frozenset[State] | int | None]
 
 
 def split_states(
-    states: frozenset[State] | None, tcp_sockets: int | None
+    states: frozenset[State] | None, tcp_sockets: int | None, *, spare_core: bool = True
 ) -> tuple[int, int] | None:
     """The state masks (``netlink.state_mask``) a large TCP dump is split into, or None.
 
@@ -327,15 +359,33 @@ def split_states(
     (on the benchmark's mix: 50k sockets each; 0.13 -> 0.09 s at 100k).  Each
     request walks the whole established hash (~0.15 µs a socket), which is
     why small tables are dumped at once.  ``tcp_sockets``: ``TCP.inuse`` plus
-    ``TCP.tw`` from ``sockstat``, None when unknown.
+    ``TCP.tw`` from ``sockstat``, None when unknown.  ``spare_core``: whether
+    another core is free to fill on (:func:`_spare_core`); on a machine whose
+    cores are all busy the two fills take turns, and the extra walk and the two
+    walks' contention only add CPU time (at 100k sockets with the load average
+    at 5-7 on 2 cores: 111 -> 134 ms CPU, and no faster).
     """
-    if tcp_sockets is None or tcp_sockets < SPLIT_MIN:
+    if tcp_sockets is None or tcp_sockets < SPLIT_MIN or not spare_core:
         return None
     apart = netlink.state_mask([_SPLIT_STATE])
     wanted = netlink.state_mask(states)  # None: every code, also ones newer than this table
     if not wanted & apart or not wanted & ~apart:
         return None
     return apart, wanted & ~apart
+
+
+def _spare_core() -> bool:
+    """Whether a core is likely free for the second fill, from the 1-minute load average.
+
+    The load counts runnable tasks, this command (or a benchmark's loop of
+    commands) included, so one busy task on a 2-core host reads ~1.0-1.3 and
+    leaves the other core idle; at more than half a core beyond that
+    (``cores - 0.5``), two fills would mostly take turns.
+    """
+    try:
+        return os.getloadavg()[0] < len(os.sched_getaffinity(0)) - 0.5
+    except (OSError, AttributeError):  # no load average, or no affinity call here
+        return True
 
 
 def _tcp_sockets() -> int | None:
@@ -364,7 +414,8 @@ class PendingColumns:
     finds nothing queued (the kernel queues the next batch before ``recv``
     returns, until NLMSG_DONE), and :meth:`result` checks that DONE was seen.
 
-    ``split``: True or False forces the choice; None decides from ``sockstat``.
+    ``split``: True or False forces the choice; None decides from ``sockstat``
+    and the load average (:func:`split_states`).
     """
 
     def __init__(
@@ -380,7 +431,11 @@ class PendingColumns:
         #: the two state masks of a split TCP dump (:func:`split_states`), or None
         self.parts: tuple[int, int] | None = None
         if split is not False and tcp:
-            self.parts = split_states(self.states, SPLIT_MIN if split else _tcp_sockets())
+            self.parts = split_states(
+                self.states,
+                SPLIT_MIN if split else _tcp_sockets(),
+                spare_core=bool(split) or _spare_core(),
+            )
         self._ipv6_tcp = threading.Event()
         self._skip_ipv6_tcp = False
         v4, v6 = (socket.AF_INET, "tcp"), (socket.AF_INET6, "tcp")

@@ -13,15 +13,13 @@ result (doctor findings, truncated capture), 2 usage or input error.
 from __future__ import annotations
 
 import importlib
-import io
-import os
-import signal
 import sys
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import click
 
+from tcplens.cli import discard_stdout, prepare_process
 from tcplens.errors import TcplensError, Terminated
 
 __all__ = ["COMMANDS", "main"]
@@ -181,15 +179,7 @@ def cli(ctx: click.Context) -> None:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Console entry point: turn every tcplens error into one line and an exit code."""
-    for stream in (sys.stdout, sys.stderr):
-        # a non-UTF-8 terminal or PYTHONIOENCODING=ascii: '?' for 中文 and box
-        # drawing rather than a UnicodeEncodeError traceback halfway through a table
-        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
-            stream.reconfigure(errors="replace")
-    # Ctrl+C stops every verb (watch, trace, capture, exporter run until it), as tcpdump
-    # does, also when started from a non-interactive shell's background list, which hands
-    # its children SIGINT ignored (POSIX): the process would otherwise never stop on it
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    prepare_process()  # streams and Ctrl+C, as for the bare status (tcplens.cli)
     try:
         result = cli.main(args=argv, prog_name="tcplens", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -207,7 +197,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.exit(exc.exit_code)
     except (ReaderGone, BrokenPipeError):
         # `tcplens ls | head`: the reader went away; that is not an error.
-        _discard_stdout()
+        discard_stdout()
         sys.exit(0)
     except Terminated as exc:
         sys.exit(128 + exc.signum)
@@ -218,7 +208,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         # "Exception ignored ... BrokenPipeError" and exit 120.
         sys.stdout.flush()
     except BrokenPipeError:
-        _discard_stdout()
+        discard_stdout()
     # Verbs return an int exit code (doctor: 1 when it has findings) or None.
     sys.exit(result if isinstance(result, int) else 0)
 
@@ -234,13 +224,3 @@ def _one_line(exc: click.ClickException) -> str:
     if ctx is None:
         return f"tcplens: error: {message}"
     return f"{ctx.command_path}: error: {message} (see '{ctx.command_path} --help')"
-
-
-def _discard_stdout() -> None:
-    """Point stdout at /dev/null so the final flush cannot fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass

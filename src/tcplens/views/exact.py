@@ -1,23 +1,29 @@
 """``tcplens trace`` in exact mode: the kernel's transition events, as lines and JSON.
 
 The loop reads the tracepoint session every ``interval`` seconds, feeds the
-:class:`~tcplens.analysis.transitions.ExactTracer`, asks sock_diag for the
-TIME_WAIT table when a close may have been a handover to a minisocket (and
-at most every :data:`TIME_WAIT_POLL` seconds while minisockets are followed),
-and prints what the filters select.  Lost events are read from the kernel's
+:class:`~tcplens.analysis.transitions.ExactTracer`, asks sock_diag about the
+4-tuples of closes that may have been handovers to a minisocket and of
+minisockets whose timer has fired (one exact lookup each), looks at the
+whole TIME_WAIT table only while that is cheap (see :func:`read_batch`), and
+prints what the filters select.  Lost events are read from the kernel's
 per-CPU counters after each read and reported as soon as they grow.
 
 JSON lines keep the ``trace --json`` contract (docs/watch.md): a first line
 of type ``"mode"``, then ``"change"`` lines with every sampled-mode key
-(``since`` equals ``time`` for an event; ``unseen`` is always empty) plus
-``mode``, ``cause``, ``exact`` and ``mono_ns``, ``"lost"`` lines when the
-kernel dropped events, and the ``"summary"`` line with ``mode`` and ``lost``.
+(``since`` equals ``time`` for an event, and is the last look that still
+found the minisocket for a TIME_WAIT end found by looking; ``unseen`` is
+always empty) plus ``mode``, ``cause``, ``exact`` and ``mono_ns``,
+``"lost"`` lines when the kernel dropped events, and the ``"summary"`` line
+with ``mode`` and ``lost``.
 """
 
 from __future__ import annotations
 
 import functools
+import gc
 import json
+import math
+import operator
 import signal
 import sys
 import time
@@ -40,8 +46,9 @@ from tcplens.sources.tracepoints import (
     TraceSession,
     TraceUnavailable,
     owners_by_tuple,
-    time_wait_of,
+    time_wait_count,
     time_wait_table,
+    time_wait_timers,
     unavailable_reason,
 )
 from tcplens.views.sockets import show_addr
@@ -50,6 +57,7 @@ from tcplens.views.watch import TRACE_JSON_VERSION, state_time_lines
 __all__ = [
     "TIME_WAIT_POLL",
     "Polls",
+    "dump_spacing",
     "exact_json",
     "exact_line",
     "kernel_ports",
@@ -59,19 +67,30 @@ __all__ = [
     "why_sampled",
 ]
 
-#: seconds between looks at the TIME_WAIT table while minisockets are followed
+#: shortest time between two looks at the whole TIME_WAIT table while minisockets are
+#: followed (it finds those ended early without an event: a RST, SOCK_DESTROY)
 TIME_WAIT_POLL: Final = 1.0
+#: share of the tracer's time the whole-table looks may take: after a look that cost c
+#: seconds of CPU the next one waits c / DUMP_SHARE (at least TIME_WAIT_POLL)
+DUMP_SHARE: Final = 0.02
+#: longest a whole-table look may hold the reading up (seconds, estimated beforehand
+#: from the kernel's count of minisockets): the ring buffers fill meanwhile
+DUMP_STALL: Final = 0.05
+#: CPU seconds per minisocket in a whole-table look until one was measured (6.18:
+#: ~14 µs, against ~4.4 µs for an exact lookup; benchmarks/README.md)
+DUMP_ENTRY_COST: Final = 14e-6
 #: longest time between two reads of the ring buffers, whatever --interval is
 READ_EVERY: Final = 0.1
 #: seconds between looks for the owners of connections no event named (a /proc scan)
 OWNER_EVERY: Final = 2.0
-#: seconds between looks at it while closes wait to be told TIME_WAIT from CLOSED: one
-#: dump per batch, since a dump walks every minisocket (tens of thousands under load)
+#: lines written at a time: one string per batch of a saturated read (tens of MB) cost
+#: fresh pages from the kernel for every read
+WRITE_LINES: Final = 512
+#: seconds between two passes of the cyclic collector while tracing (see _fewer_collections)
+GC_EVERY: Final = 30.0
+#: seconds between lookups of the closes waiting to be told TIME_WAIT from CLOSED (one
+#: batch of exact requests) and of the minisockets whose timer has fired
 CONFIRM_EVERY: Final = 0.25
-#: one exact sock_diag lookup costs about as much as this many entries of a dump
-#: (20 vs 5 µs, measured on 6.18 under load): closes are looked up one by one while
-#: they are fewer than the followed minisockets over this
-LOOKUP_COST: Final = 4
 
 
 def span(seconds: float) -> str:
@@ -83,12 +102,48 @@ def span(seconds: float) -> str:
     return f"{seconds:.2f}s"
 
 
+@functools.lru_cache(maxsize=8)
+def _local_second(second: int) -> str:
+    return datetime.fromtimestamp(second).strftime("%H:%M:%S")
+
+
+@functools.lru_cache(maxsize=8)
+def _utc_second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).isoformat()[: -len("+00:00")]
+
+
+def _split(at: float) -> tuple[int, int]:
+    """(whole seconds, microseconds) as ``datetime.fromtimestamp`` rounds them.
+
+    CPython takes the fraction with ``modf`` (exact), scales it by 1e6 and
+    rounds half to even (``_PyTime_DoubleToDenominator``); so does this, so
+    the texts below equal datetime's to the microsecond (a test holds them
+    to it) at a fraction of its cost: the lines are written per event.
+    """
+    frac, whole = math.modf(at)
+    micro = round(frac * 1e6)
+    second = int(whole)
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    return second, micro
+
+
 def _clock(at: float) -> str:
-    return datetime.fromtimestamp(at).strftime("%H:%M:%S.%f")
+    """``HH:MM:SS.ffffff`` local time: ``datetime.fromtimestamp(at).strftime(...)``."""
+    if at < 0:
+        return datetime.fromtimestamp(at).strftime("%H:%M:%S.%f")
+    second, micro = _split(at)
+    return f"{_local_second(second)}.{micro:06d}"
 
 
-def _proto(t: Transition) -> str:
-    return "tcp" if t.sock.family == 4 else "tcp6"
+def _iso(at: float) -> str:
+    """``datetime.fromtimestamp(at, UTC).isoformat()``, one second's prefix made once."""
+    if at < 0:
+        return datetime.fromtimestamp(at, UTC).isoformat()
+    second, micro = _split(at)
+    if micro:
+        return f"{_utc_second(second)}.{micro:06d}+00:00"
+    return f"{_utc_second(second)}+00:00"
 
 
 def _process(t: Transition) -> str:
@@ -97,12 +152,18 @@ def _process(t: Transition) -> str:
     return f"{t.pid}/{t.process or '?'}"
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _conn_text(conn: int, family: int, local: Addr, remote: Addr) -> str:
+    proto = "tcp" if family == 4 else "tcp6"
+    return f"#{conn} {proto} {show_addr(local, 'tcp')} <-> {show_addr(remote, 'tcp')}"
+
+
 def exact_line(t: Transition) -> str:
     """One kernel transition: time (µs), connection, OLD -> NEW, time in OLD, cause, process."""
     sock = t.sock
     text = (
-        f"{_clock(t.at)}  #{t.conn} {_proto(t)} {show_addr(sock.local, 'tcp')} <-> "
-        f"{show_addr(sock.remote, 'tcp')}  {t.old.value} -> {t.new.value}"
+        f"{_clock(t.at)}  {_conn_text(t.conn, sock.family, sock.local, sock.remote)}  "
+        f"{t.old.value} -> {t.new.value}"
     )
     if t.spent is None and t.old is State.CLOSED:
         pass  # a new socket: nothing to time
@@ -112,8 +173,10 @@ def exact_line(t: Transition) -> str:
         text += f"  ({t.old.value} began before tracing)"
     elif t.exact:
         text += f"  after {span(t.spent)}"
+    elif t.since is not None:
+        text += f"  after ~{span(t.spent)} (last seen {span(max(0.0, t.at - t.since))} before)"
     else:
-        text += f"  after ~{span(t.spent)} (TIME_WAIT table polled every {TIME_WAIT_POLL:g}s)"
+        text += f"  after ~{span(t.spent)} (not timed by the kernel)"
     if t.cause:
         text += f"  ({t.cause})"
     if not t.in_model:
@@ -126,8 +189,6 @@ def exact_line(t: Transition) -> str:
 
 
 _string = json.JSONEncoder(separators=(",", ":")).encode
-#: State -> name without the enum's attribute machinery (once per line adds up)
-_NAMES_OF: Final = {s: s.value for s in State}
 
 
 def _opt(value: object) -> str:
@@ -143,11 +204,6 @@ def _opt(value: object) -> str:
     return repr(value)
 
 
-@functools.cache
-def _path_json(path: tuple[State, ...] | None) -> str:
-    return "null" if path is None else _string([s.value for s in path])
-
-
 @functools.lru_cache(maxsize=1 << 16)
 def _ends(local: Addr, remote: Addr) -> str:
     """``"local":{…},"remote":{…}`` of a connection, encoded once per connection."""
@@ -157,26 +213,59 @@ def _ends(local: Addr, remote: Addr) -> str:
     )
 
 
+# Each line is cut into parts that repeat (per connection, per pair of states, per
+# owner, per cause) and are encoded once: a busy host writes 100,000 lines a second.
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _conn_json(conn: int, family: int, local: Addr, remote: Addr) -> str:
+    return (
+        f'"conn":{conn},"event":"changed","proto":"tcp","family":{family},{_ends(local, remote)},'
+    )
+
+
+@functools.cache
+def _move_json(old: State, new: State) -> str:
+    return f'"old":{_string(old.value)},"new":{_string(new.value)},'
+
+
+@functools.cache
+def _path_json(path: tuple[State, ...] | None) -> str:
+    """From ``in_model`` to ``inode``: all follow from the model's path."""
+    in_model = path is not None and len(path) == 2
+    chain = "null" if path is None else _string([s.value for s in path])
+    return f'"in_model":{_opt(in_model)},"model_path":{chain},"unseen":[],"inode":null,'
+
+
+@functools.lru_cache(maxsize=4096)
+def _owner_json(pid: int | None, process: str | None) -> str:
+    return f'"pid":{_opt(pid)},"process":{_opt(process)}}}'
+
+
+@functools.lru_cache(maxsize=4096)
+def _cause_json(cause: str | None) -> str:
+    return _opt(cause)
+
+
 def exact_json(t: Transition) -> str:
     """One ``"type": "change"`` line in exact mode (see the module docstring).
 
-    Written out key by key rather than through a dict and json.dumps: this
-    runs once per kernel transition and was half the tracer's time.  A test
-    holds every line equal to what json.dumps of the documented dict gives.
+    Written out from cached parts rather than through a dict and json.dumps:
+    this runs once per kernel transition and was half the tracer's time.  A
+    test holds every line equal to what json.dumps of the documented dict gives.
     """
-    sock = t.sock
-    at = t.at
-    since = at if t.exact else at - TIME_WAIT_POLL
+    at = repr(t.at)
+    since = at if t.exact or t.since is None else repr(t.since)
+    spent, mono, sock = t.spent, t.mono_ns, t.sock
     return (
-        f'{{"version":{TRACE_JSON_VERSION},"type":"change","mode":"exact","time":{at!r},'
-        f'"time_iso":"{datetime.fromtimestamp(at, UTC).isoformat()}","since":{since!r},'
-        f'"mono_ns":{_opt(t.mono_ns)},"conn":{t.conn},"event":"changed","proto":"tcp",'
-        f'"family":{sock.family},{_ends(sock.local, sock.remote)},'
-        f'"old":"{_NAMES_OF[t.old]}","new":"{_NAMES_OF[t.new]}","spent":{_opt(t.spent)},'
-        f'"spent_complete":{_opt(t.spent is not None)},"exact":{_opt(t.exact)},'
-        f'"cause":{_opt(t.cause)},"in_model":{_opt(t.in_model)},'
-        f'"model_path":{_path_json(t.path)},"unseen":[],"inode":null,'
-        f'"pid":{_opt(t.pid)},"process":{_opt(t.process)}}}'
+        f'{{"version":{TRACE_JSON_VERSION},"type":"change","mode":"exact","time":{at},'
+        f'"time_iso":"{_iso(t.at)}","since":{since},'
+        f'"mono_ns":{"null" if mono is None else mono},'
+        f"{_conn_json(t.conn, sock.family, sock.local, sock.remote)}{_move_json(t.old, t.new)}"
+        f'"spent":{"null" if spent is None else repr(spent)},'
+        f'"spent_complete":{"false" if spent is None else "true"},'
+        f'"exact":{"true" if t.exact else "false"},"cause":{_cause_json(t.cause)},'
+        f"{_path_json(t.path)}{_owner_json(t.pid, t.process)}"
     )
 
 
@@ -216,6 +305,28 @@ def _sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """The cyclic collector off while tracing, but for one pass every :data:`GC_EVERY` s.
+
+    Every event makes a few objects (the event, its transition, its line),
+    none in a cycle; at the default threshold (700) the collector ran every
+    few hundred events and walked the tracer's tables and caches each time:
+    16 % of a saturated run's CPU in ``perf`` (gc_collect_main, visit_*), and
+    still 10 % at a threshold of 50,000.  What start-up made is frozen out of
+    the periodic passes, which only bound what an unforeseen cycle could hold.
+    """
+    enabled = gc.isenabled()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+        gc.unfreeze()
+
+
 def why_sampled(mode: str, kwargs: dict[str, Any]) -> str | None:
     """None when exact mode runs; else the one line saying why the trace is sampled."""
     if mode == "sampled":
@@ -234,14 +345,24 @@ def why_sampled(mode: str, kwargs: dict[str, Any]) -> str | None:
 
 
 class Polls:
-    """When the TIME_WAIT table was last asked for (see :func:`read_batch`)."""
+    """When sock_diag was last asked, and what it cost (see :func:`read_batch`)."""
 
     def __init__(self, ports: tuple[int, ...]) -> None:
         self.ports = ports
         self.next_poll = 0.0
         self.next_confirm = 0.0
+        #: CPU seconds per entry of the last whole-table look
+        self.entry_cost = DUMP_ENTRY_COST
         self.dumps = 0
         self.lookups = 0
+
+
+_AT: Final = operator.attrgetter("at")
+
+
+def dump_spacing(cost: float) -> float:
+    """Seconds until the next whole-table look, after one that cost ``cost`` CPU seconds."""
+    return max(TIME_WAIT_POLL, cost / DUMP_SHARE)
 
 
 def read_batch(
@@ -249,28 +370,43 @@ def read_batch(
 ) -> list[Transition]:
     """The transitions of what the kernel committed since the last call, oldest first.
 
-    Closes that may be handovers to TIME_WAIT are told apart every
-    :data:`CONFIRM_EVERY` seconds (every batch when ``final``): by exact
-    lookups of their 4-tuples while they are few next to the minisockets
-    followed (:data:`LOOKUP_COST`), else by one TIME_WAIT dump; minisockets
-    followed are looked for in a dump every :data:`TIME_WAIT_POLL` seconds.
+    Every :data:`CONFIRM_EVERY` seconds (every batch when ``final``) the
+    closes that may be handovers to TIME_WAIT, and the followed minisockets
+    whose timer has fired, are looked up one by one (~4 µs each on 6.18).
+    The whole TIME_WAIT table (~14 µs per minisocket, every minisocket on
+    the ports: a hundred thousand on a busy host) is read only to find
+    minisockets ended early without an event, at most every
+    :data:`TIME_WAIT_POLL` seconds, spaced by its measured cost
+    (:func:`dump_spacing`), and not while the kernel's count of minisockets
+    says it would hold the reading up longer than :data:`DUMP_STALL`.
     """
     now = time.monotonic()
     found = tracer.feed(session.read(flush=final))
-    confirm = tracer.pending and (final or now >= polls.next_confirm)
-    poll = tracer.in_time_wait and (final or now >= polls.next_poll)
-    if confirm and not poll and tracer.pending * LOOKUP_COST < tracer.in_time_wait:
-        # the closes alone, asked one by one, cost less than the whole table
-        table = time_wait_of(tracer.held_keys())
-        found += tracer.settle(table, time.time(), partial=True)
-        found.sort(key=lambda t: t.at)
+    settled: list[Transition] = []
+    if tracer.in_time_wait and now >= polls.next_poll:
+        polls.next_poll = now + TIME_WAIT_POLL
+        held = time_wait_count()
+        if held * polls.entry_cost <= DUMP_STALL:
+            cpu = time.process_time()
+            settled += tracer.settle(time_wait_table(polls.ports), time.time())
+            cost = time.process_time() - cpu
+            polls.entry_cost = cost / max(1, held)
+            polls.next_poll = now + dump_spacing(cost)
+            polls.next_confirm = now + CONFIRM_EVERY
+            polls.dumps += 1
+    if final or now >= polls.next_confirm:
         polls.next_confirm = now + CONFIRM_EVERY
-        polls.lookups += 1
-    elif confirm or poll:
-        found += tracer.settle(time_wait_table(polls.ports), time.time())
-        found.sort(key=lambda t: t.at)
-        polls.next_confirm, polls.next_poll = now + CONFIRM_EVERY, now + TIME_WAIT_POLL
-        polls.dumps += 1
+        wall = time.time()
+        asked = tracer.due(wall)
+        if tracer.pending or asked:
+            answers = time_wait_timers([*tracer.held_keys(), *asked])
+            table = {key: state for key, (state, _left) in answers.items()}
+            timers = {key: left for key, (_state, left) in answers.items()}
+            settled += tracer.settle(table, wall, partial=True, asked=asked, timers=timers)
+            polls.lookups += 1
+    if settled:  # the events' transitions are in time order already
+        found += settled
+        found.sort(key=_AT)
     return found
 
 
@@ -301,8 +437,12 @@ def run_exact(
     tracer = ExactTracer(name_of=_comm if processes else lambda pid: None)
     shown = off_model = 0
     lost_seen = 0
+    line_of = exact_json if as_json else exact_line
+    # the kernel filter already kept only the traced ports (either end): with no other
+    # filter there is nothing left to test line by line
+    select = None if replace(narrow, ports=frozenset()) == SocketFilter() else narrow.matches
     session = TraceSession(ports=ports, buffer_kb=buffer_kb)
-    with _sigterm_unwinds(), session:
+    with _sigterm_unwinds(), _fewer_collections(), session:
         click.echo(
             f"mode: exact (kernel tracepoints in {session.instance}, "
             f"{session.buffer_kb} KB per CPU; Ctrl-C stops and prints the summary)",
@@ -325,24 +465,34 @@ def run_exact(
         stop: KeyboardInterrupt | None = None
 
         next_owners = 0.0
+        next_gc = time.monotonic() + GC_EVERY
 
         def step(final: bool) -> None:
-            nonlocal shown, off_model, lost_seen, next_owners
+            nonlocal shown, off_model, lost_seen, next_owners, next_gc
             found = read_batch(session, tracer, polls, final=final)
             now = time.monotonic()
+            if now >= next_gc:
+                gc.collect()
+                next_gc = now + GC_EVERY
             if processes and now >= next_owners:
                 unowned = tracer.unowned()
                 if unowned:  # a /proc scan: at most every OWNER_EVERY seconds
                     tracer.own(owners_by_tuple(unowned, ports))
                     next_owners = now + OWNER_EVERY
-            lines = []
+            lines: list[str] = []
             for t in found:
-                if narrow.matches(t.sock) and (not states or t.old in states or t.new in states):
+                if (select is None or select(t.sock)) and (
+                    not states or t.old in states or t.new in states
+                ):
                     shown += 1
                     off_model += not t.in_model
-                    lines.append(exact_json(t) if as_json else exact_line(t))
+                    lines.append(line_of(t))
+                    if len(lines) >= WRITE_LINES:
+                        out.write("\n".join(lines) + "\n")
+                        lines = []
             if lines:
                 out.write("\n".join(lines) + "\n")
+            if found:
                 out.flush()
             lost = session.lost().total
             if lost > lost_seen:

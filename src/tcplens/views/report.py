@@ -233,11 +233,17 @@ _CONN_COLUMNS: Sequence[tuple[str, str, bool]] = (
 )
 
 
-def _conn_row(conn: Mapping[str, Any]) -> str:
+#: shown only when a connection came through an encapsulation (issue 15)
+_TUNNEL_COLUMN = ("tunnel", "via", False)
+
+
+def _conn_row(conn: Mapping[str, Any], columns: Sequence[tuple[str, str, bool]]) -> str:
     cells = []
-    for key, _title, numeric in _CONN_COLUMNS:
+    for key, _title, numeric in columns:
         value = conn[key]
-        if key in ("start", "duration"):
+        if key == "tunnel":
+            text = sort = " > ".join(value)  # as the pcap table's "via" (encap.chain_text)
+        elif key in ("start", "duration"):
             text, sort = f"{value:.3f}", f"{value:.9f}"
         elif key in ("packets", "bytes"):
             text, sort = f"{value[0]} / {value[1]}", str(value[0] + value[1])
@@ -286,11 +292,14 @@ def render_capture(report: CaptureReport) -> str:
         )
     body.append(f'<p class="note">{escape(note)}</p>')
     body.append('<div id="ladder" hidden></div>')
+    columns = list(_CONN_COLUMNS)
+    if any(conn.get("tunnel") for conn in report.connections):
+        columns.append(_TUNNEL_COLUMN)
     heads = "".join(
         f'<th{" class=n" if numeric else ""} scope="col">{escape(title)}</th>'
-        for _key, title, numeric in _CONN_COLUMNS
+        for _key, title, numeric in columns
     )
-    rows = "".join(_conn_row(conn) for conn in report.connections)
+    rows = "".join(_conn_row(conn, columns) for conn in report.connections)
     body.append(f'<table id="conns"><thead><tr>{heads}</tr></thead><tbody>{rows}</tbody></table>')
     for index, svg in report.ladders.items():
         body.append(f'<template id="ladder-{index}">{_inline_svg(svg)}</template>')

@@ -32,6 +32,7 @@ import click
 from tcplens.errors import InputError, TcplensError
 from tcplens.model.states import State
 from tcplens.model.words import plural
+from tcplens.packets.encap import chain_text
 from tcplens.packets.engine import Rendering, TableLayout, reconstruct_capture, render_capture
 from tcplens.packets.tracker import CaptureSummary, Connection, Timeouts, Tracker
 from tcplens.packets.zeek import conn_log_header
@@ -241,6 +242,14 @@ def _cells(c: Connection, base: float) -> tuple[str, ...]:
     )
 
 
+def _via(c: Connection) -> str:
+    """What follows a tunnelled connection's row: "  via" and its encapsulation chain,
+    outermost first.  Nothing for a connection without one, so a capture without
+    tunnels prints what it did before the chain was shown (issue 15); after the
+    last column, so no column moves and no header changes."""
+    return f"  via {chain_text(c.tunnel)}" if c.tunnel else ""
+
+
 def _line(cells: Sequence[str], widths: list[int]) -> str:
     """One row, two spaces between columns; a cell is never cut, a wide one pushes the rest."""
     parts = [
@@ -277,7 +286,9 @@ def _footer(count: int, summary: CaptureSummary, out: IO[str]) -> None:
     if d.malformed:
         skipped.append(f"{d.malformed} malformed")
     if d.bad_checksums:
-        skipped.append(f"{d.bad_checksums} with a bad checksum (IPv4 dropped, TCP as Zeek's C)")
+        skipped.append(
+            f"{d.bad_checksums} with a bad checksum (IPv4 and tunnel UDP dropped, TCP as Zeek's C)"
+        )
     out.write(
         f"{plural(count, 'connection')} from {plural(summary.frames, 'frame')} "
         f"({plural(d.tcp, 'TCP segment')}"
@@ -294,7 +305,9 @@ def _table(conns: Sequence[Connection], summary: CaptureSummary, out: IO[str]) -
     for cells in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, cells, strict=True)]
     _header(widths, out)
-    out.writelines(_line(cells, widths) + "\n" for cells in rows)
+    out.writelines(
+        _line(cells, widths) + _via(c) + "\n" for cells, c in zip(rows, conns, strict=True)
+    )
     _footer(len(rows), summary, out)
 
 
@@ -317,7 +330,7 @@ def _table_rows(conns: Iterable[Connection]) -> Iterator[str]:
         if base is None:
             base = conn.start  # connection 1 starts with the capture's first TCP segment
         cells = _cells(conn, base)
-        yield _line(cells, widths)
+        yield _line(cells, widths) + _via(conn)
         widths = [max(w, len(cell)) for w, cell in zip(widths, cells, strict=True)]
 
 
@@ -362,6 +375,8 @@ def _timelines(conns: list[Connection], end: float, out: IO[str]) -> None:
             f"#{c.index} {c.orig} -> {c.resp}  {c.conn_state} {c.history}  "
             f"completeness {c.completeness} ({c.completeness_text})\n"
         )
+        if c.tunnel:
+            out.write(f"  via {chain_text(c.tunnel)}\n")
         for name, addr, hist in (
             ("orig", c.orig, c.orig_history),
             ("resp", c.resp, c.resp_history),
@@ -460,6 +475,8 @@ def _ladder(conn: Connection, out: IO[str]) -> None:
     from tcplens.views.ladder import render_ladder
 
     rows = _ladder_rows(conn)
+    if conn.tunnel:
+        out.write(f"#{conn.index} via {chain_text(conn.tunnel)}\n")
     out.write(
         render_ladder(
             rows,
@@ -482,10 +499,16 @@ def _ladder_svg(conn: Connection, out: IO[str]) -> None:
             _ladder_rows(conn),
             left_title=f"{conn.orig} (orig)",
             right_title=f"{conn.resp} (resp)",
-            title=f"#{conn.index} {conn.orig} -> {conn.resp}  {conn.conn_state} {conn.history}",
+            title=_ladder_title(conn),
             time_format="{:.6f}",
         )
     )
+
+
+def _ladder_title(conn: Connection) -> str:
+    """An SVG ladder's title (``pcap --flow N --format svg``, ``tcplens report``)."""
+    title = f"#{conn.index} {conn.orig} -> {conn.resp}  {conn.conn_state} {conn.history}"
+    return title + (f"  via {chain_text(conn.tunnel)}" if conn.tunnel else "")
 
 
 @click.command(name="pcap")
@@ -518,10 +541,12 @@ def _ladder_svg(conn: Connection, out: IO[str]) -> None:
 @click.option(
     "--check-checksums",
     is_flag=True,
-    help="Validate IPv4 header and TCP checksums as Zeek does by default: a bad IPv4 "
-    "header drops the packet, a bad TCP checksum is Zeek history C/c and changes no "
-    "state. Off by default, as in Wireshark: captures taken on the sending host carry "
-    "checksums the NIC fills in later (offload).",
+    help="Validate IPv4 header, UDP and TCP checksums as Zeek does by default: a bad IPv4 "
+    "header drops the packet, a bad UDP checksum drops a tunnel's packet undecapsulated "
+    "(VXLAN, Geneve, Teredo, AYIYA, GTP-U; zero is none over IPv4, and allowed over IPv6 "
+    "for VXLAN only), a bad TCP checksum is Zeek history C/c and changes no state. Off "
+    "by default, as in Wireshark: captures taken on the sending host carry checksums the "
+    "NIC fills in later (offload).",
 )
 @tracker_options(idle=True)
 def command(

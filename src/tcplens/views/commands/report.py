@@ -39,7 +39,7 @@ def _capture_report(
 ) -> tuple[str, TcplensError | None, str]:
     from tcplens.packets.engine import reconstruct_capture
     from tcplens.packets.tracker import CaptureSummary, Connection, Timeouts, Tracker
-    from tcplens.views.commands.pcap import _ladder_rows
+    from tcplens.views.commands.pcap import _ladder_rows, _ladder_title
     from tcplens.views.ladder_svg import ladder_svg
     from tcplens.views.report import CaptureReport, render_capture
 
@@ -80,6 +80,7 @@ def _capture_report(
                 "conn_state": conn.conn_state,
                 "history": conn.history or "-",
                 "retransmissions": o.retransmissions + r.retransmissions,
+                "tunnel": list(conn.tunnel),
             }
         )
         if len(pictures) < ladders:
@@ -87,7 +88,7 @@ def _capture_report(
                 _ladder_rows(conn),
                 left_title=f"{conn.orig} (orig)",
                 right_title=f"{conn.resp} (resp)",
-                title=f"#{conn.index} {conn.orig} -> {conn.resp}  {conn.conn_state} {conn.history}",
+                title=_ladder_title(conn),
                 time_format="{:.6f}",
             )
     d = summary.decode

@@ -87,7 +87,8 @@ def command(
     kernel, the cause where the kernel gives one (RST sent or received,
     retransmissions) and the process ("unknown" when the kernel did not say).
     A close into TIME_WAIT is confirmed through sock_diag, and its end is
-    seen by polling the TIME_WAIT table. Lost events are counted and shown.
+    seen by asking sock_diag again when its timer is due. Lost events are
+    counted and shown.
 
     Sampled mode: snapshots every --interval. Each line: time, connection,
     OLD -> NEW, time spent in OLD and, when the snapshots missed states in
