@@ -58,6 +58,7 @@ def _bare_status() -> None:
     while the lines are written is not an error (exit 0), as in the CLI.
     """
     prepare_process()
+    collecting = gc.isenabled()
     gc.disable()  # short-lived and acyclic: no collections while ~60 modules load
     try:
         from tcplens.views import status
@@ -67,6 +68,9 @@ def _bare_status() -> None:
         sys.exit(130)
     except Exception:
         return
+    finally:
+        if collecting:  # as it was, for a caller running main() in its own process
+            gc.enable()
     try:
         from tcplens.views.styles import emit
 
