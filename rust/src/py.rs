@@ -121,6 +121,12 @@ impl Source {
 /// progress wrapper, `BytesIO`) stay with their `read`: bytes a Python buffer
 /// already took from a pipe would be lost, and Ctrl+C must reach a blocked read.
 fn reopen_regular(obj: &Bound<'_, PyAny>) -> Option<File> {
+    // binary only: a text file's `tell` is a cookie, not a byte offset (and its
+    // `read` gives the located "must be opened in binary mode" error)
+    let mode: String = obj.getattr("mode").ok()?.extract().ok()?;
+    if !mode.contains('b') {
+        return None;
+    }
     let fd: i32 = obj.call_method0("fileno").ok()?.extract().ok()?;
     let at: u64 = obj.call_method0("tell").ok()?.extract().ok()?;
     let link = format!("/proc/self/fd/{fd}");

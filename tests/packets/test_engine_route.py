@@ -116,6 +116,12 @@ def test_a_regular_file_object_is_read_by_the_engine_from_where_it_stands(
     with _RefusingReader(io.FileIO(junk, "rb")) as fh:
         fh.seek(len(b"not a capture"))
         assert run("engine", fh, monkeypatch) == ref
+    # a text file's position is a cookie, not an offset: its own read, and its error
+    with (
+        open(junk, encoding="latin-1") as text,
+        pytest.raises(TypeError, match="must be opened in binary mode"),
+    ):
+        run("engine", text, monkeypatch)
     read_fd, write_fd = os.pipe()
     os.close(write_fd)
     with (
