@@ -650,12 +650,17 @@ def mutate_webconfig(rng: random.Random, seeds: list[str]) -> bytes:
 _BCRYPT = re.compile(rb"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 
 
+def webconfig_path(pid: int) -> str:
+    """The file a worker writes each web config to (its parent removes it if it is killed)."""
+    return os.path.join(tempfile.gettempdir(), f"tcplens-fuzz-webconfig-{pid}.yml")
+
+
 def check_webconfig(data: bytes) -> str | None:
     from tcplens.exporter import load_web_config
 
     # the loader reads a file (relative names resolve against its folder); one per
     # process, removed again, so a run leaves nothing behind
-    path = os.path.join(tempfile.gettempdir(), f"tcplens-fuzz-webconfig-{os.getpid()}.yml")
+    path = webconfig_path(os.getpid())
     with open(path, "wb") as fh:
         fh.write(data)
     try:
@@ -812,6 +817,8 @@ def fuzz(
                 alive = child.is_alive()
                 child.kill()
                 child.join(10)
+                if child.pid is not None and os.path.exists(webconfig_path(child.pid)):
+                    os.unlink(webconfig_path(child.pid))  # killed before its finally
                 index = _index.value
                 target = TARGETS[name]
                 data = make_input(target, target.seeds(), seed, index)

@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::decode::{decode, linktype_name, DecodeStats, Link};
 use crate::flow::Connection;
@@ -149,8 +151,14 @@ pub struct Capture<R> {
     pub tracker: Tracker,
     /// Connections handed out so far (`CaptureSummary.connections`).
     pub connections: u64,
+    /// Set by whoever waits for this capture on another thread and gives up:
+    /// `run` then stops within a few thousand packets, as if the input ended.
+    pub cancel: Arc<AtomicBool>,
     ended: bool,
 }
+
+/// Packets between two looks at `Capture::cancel`.
+const CANCEL_CHECK: u32 = 4096;
 
 impl<R: Read> Capture<R> {
     pub fn new(src: R, cfg: TrackerConfig) -> Self {
@@ -160,6 +168,7 @@ impl<R: Read> Capture<R> {
             packets,
             tracker: Tracker::new(cfg),
             connections: 0,
+            cancel: Arc::new(AtomicBool::new(false)),
             ended: false,
         }
     }
@@ -171,7 +180,16 @@ impl<R: Read> Capture<R> {
             return Step::End;
         }
         let before = out.len();
+        let mut until_check = CANCEL_CHECK;
         let step = loop {
+            until_check -= 1;
+            if until_check == 0 {
+                until_check = CANCEL_CHECK;
+                if self.cancel.load(Ordering::Relaxed) {
+                    self.ended = true;
+                    break Step::End;
+                }
+            }
             if self.tracker.swept_pending() {
                 // a sweep's connections, a batch at a time, before the next packet
                 let room = batch.saturating_sub(out.len() - before).max(1);

@@ -117,14 +117,23 @@ impl Source {
 /// stands: the same bytes, without copying every read through a Python `bytes`
 /// object, and without the interpreter, so the engine's worker thread can read
 /// it (`py_capture`). Opened anew through `/proc/self/fd` (safe Rust cannot
-/// adopt a descriptor); pipes, terminals and objects without a descriptor (a
-/// progress wrapper, `BytesIO`) stay with their `read`: bytes a Python buffer
-/// already took from a pipe would be lost, and Ctrl+C must reach a blocked read.
+/// adopt a descriptor). Only the exact types `open()` makes, `io.BufferedReader`
+/// over `io.FileIO` or a bare `io.FileIO`, whose bytes are the descriptor's and
+/// whose `tell` is an offset in it: a decompressing file (`gzip.open`: its
+/// `fileno` is the compressed file's), a progress wrapper or a subclass keeps its
+/// `read`, as do pipes and terminals (bytes a Python buffer already took from a
+/// pipe would be lost, and Ctrl+C must reach a blocked read).
 fn reopen_regular(obj: &Bound<'_, PyAny>) -> Option<File> {
-    // binary only: a text file's `tell` is a cookie, not a byte offset (and its
-    // `read` gives the located "must be opened in binary mode" error)
-    let mode: String = obj.getattr("mode").ok()?.extract().ok()?;
-    if !mode.contains('b') {
+    let io = obj.py().import("io").ok()?;
+    let file_io = io.getattr("FileIO").ok()?;
+    let is_exactly = |o: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>| o.get_type().is(t);
+    let plain = if is_exactly(obj, &file_io) {
+        true
+    } else {
+        let buffered = io.getattr("BufferedReader").ok()?;
+        is_exactly(obj, &buffered) && is_exactly(&obj.getattr("raw").ok()?, &file_io)
+    };
+    if !plain {
         return None;
     }
     let fd: i32 = obj.call_method0("fileno").ok()?.extract().ok()?;

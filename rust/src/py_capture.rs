@@ -12,6 +12,7 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -175,6 +176,17 @@ pub struct Capture {
     table: Option<TableWriter>,
     /// The input has ended (cleanly): rows still waiting for a lower number can go.
     over: bool,
+    /// The engine has said its last (the end, the error, or an internal error).
+    done: bool,
+    /// Tells the worker to stop when this is dropped (an early `break`, Ctrl+C, a
+    /// closed pipe in a longer-lived process): it would otherwise read to the end.
+    cancel: Arc<AtomicBool>,
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -234,8 +246,11 @@ impl Capture {
     /// One step of `next_batch`: run the engine when every finished connection
     /// has been handed out, then hand out (at most) one batch.
     fn batch<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        if self.handed == self.pending.len() && self.failure.is_none() && !self.over {
-            match self.next_from_engine(py)? {
+        if self.handed == self.pending.len() && self.failure.is_none() && !self.done {
+            let outcome = self.next_from_engine(py)?;
+            // the engine's last word: asked again, both routes hand out nothing
+            self.done = !matches!(outcome, Outcome::Step(Step::More));
+            match outcome {
                 Outcome::Panicked((record, offset)) => {
                     return Err(input_error(
                         py,
@@ -349,6 +364,7 @@ impl Capture {
         let src = Source::from_python(source, path.as_deref())?;
         let threaded = matches!(src, Source::File(_));
         let run = Box::new(Run::new(src, cfg));
+        let cancel = Arc::clone(&run.cancel);
         let driver = if threaded {
             let (tx, rx) = sync_channel(AHEAD);
             let (spare_tx, spare_rx) = sync_channel(AHEAD + 1);
@@ -377,6 +393,8 @@ impl Capture {
             render,
             table: writer,
             over: false,
+            done: false,
+            cancel,
         })
     }
 

@@ -160,13 +160,14 @@ pub struct Side {
     replays: u32,
 }
 
-/// Replays without a lost ACK one endpoint may take (`tracker.REPLAY_LIMIT`).
+/// Retransmissions one endpoint's history is rechecked for (`drop_last_ack`
+/// calls, whether or not they find an ACK to drop; `tracker.REPLAY_LIMIT`).
 /// Each costs a pass over the endpoint's inputs, so without a limit a crafted
 /// capture (an ACK and a retransmitted SYN+ACK, again and again) costs time
-/// quadratic in its length. A real stack retransmits one SYN, SYN+ACK or FIN at
-/// most 15 times (Linux's largest retry limit, tcp_retries2), and each replay
-/// needs a new ACK before it: 16 covers any real one.
-pub const REPLAY_LIMIT: u32 = 16;
+/// quadratic in its length. An endpoint retransmits its SYN or SYN+ACK and its
+/// FIN; Linux gives up after 6, 5 and at most 15 retransmissions
+/// (tcp_syn_retries, tcp_synack_retries, tcp_retries2): 32 covers any real one.
+pub const REPLAY_LIMIT: u32 = 32;
 
 /// (event of a "recv", state before, state after) of one input.
 type Outcome = (Option<EventId>, StateId, StateId);
@@ -766,9 +767,9 @@ impl Core {
             if side.replays == REPLAY_LIMIT + 1 {
                 note(&mut flow.notes, || {
                     format!(
-                        "{}: not replayed (tcplens replays an endpoint at most \
-                         {REPLAY_LIMIT} times); its history from here may show a segment \
-                         as delivered that never arrived",
+                        "{}: not checked (tcplens rechecks an endpoint's history for at \
+                         most {REPLAY_LIMIT} retransmissions); from here it may show a \
+                         segment as delivered that never arrived",
                         why()
                     )
                 });

@@ -95,6 +95,19 @@ def test_without_a_timer_a_minisocket_is_asked_for_timewait_len_after_its_handov
     assert tracer.due(tw.at + TIMEWAIT_LEN) == [TW_KEY]
 
 
+def test_a_minisocket_found_after_its_expected_end_is_asked_for_again_soon() -> None:
+    """A whole-table read (no timers) that still finds a minisocket past its estimated
+    end: the kernel's timer fires a little later, so it is asked for again within a
+    second or two, not a whole TIMEWAIT_LEN later (a minute-late end)."""
+    tracer = ExactTracer()
+    tracer.feed(client_close())
+    (tw,) = tracer.settle({TW_KEY: S.TIME_WAIT}, 1001.0)
+    due = tw.at + TIMEWAIT_LEN
+    assert tracer.due(due) == [TW_KEY]
+    assert tracer.settle({TW_KEY: S.TIME_WAIT}, due + 0.2) == []  # still held by the kernel
+    assert tracer.due(due + 1.5) == [TW_KEY]
+
+
 def test_a_new_connection_on_a_minisockets_4_tuple_ends_it() -> None:
     tracer = ExactTracer()
     tracer.feed(client_close())

@@ -325,19 +325,19 @@ def test_losses_zero_windows_reuse_and_simultaneous_close_agree() -> None:
 def test_an_endpoint_is_replayed_at_most_replay_limit_times() -> None:
     """Each replay is a pass over the endpoint's inputs: a crafted capture repeating
     "ACK, then the SYN+ACK again" must not make the cost quadratic. Both trackers
-    replay 16 times, then say once that they stopped, and agree on every field."""
+    replay 32 times, then say once that they stopped, and agree on every field."""
     rows = [(C, S, SYN, 100, 0, 0, 500), (S, C, SYN | ACK, 900, 101, 0, 500)]
     for _ in range(200):
         rows += [(C, S, ACK, 101, 901, 0, 500), (S, C, SYN | ACK, 900, 101, 0, 500)]
     conns, _ = assert_same(timed([(i * 0.001, seg(*row)) for i, row in enumerate(rows)]))
     (conn,) = conns
     lost = [n for n in conn.notes if "did not arrive" in n]
-    stopped = [n for n in conn.notes if "not replayed" in n]
-    assert len(lost) == REPLAY_LIMIT == 16
+    stopped = [n for n in conn.notes if "not checked" in n]
+    assert len(lost) == REPLAY_LIMIT == 32
     assert stopped == [
-        "SYN+ACK retransmitted in frame 36: not replayed (tcplens replays an endpoint at "
-        "most 16 times); its history from here may show a segment as delivered that "
-        "never arrived"
+        "SYN+ACK retransmitted in frame 68: not checked (tcplens rechecks an endpoint's "
+        "history for at most 32 retransmissions); from here it may show a segment as "
+        "delivered that never arrived"
     ]
 
 

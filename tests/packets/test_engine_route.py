@@ -11,6 +11,7 @@ are reproduced here.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -27,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tcplens.errors import InputError, TcplensError
+from tcplens.errors import InputError, TcplensError, TruncatedInput
 from tcplens.packets.engine import (
     ROUTE_ENV,
     engine_available,
@@ -105,17 +106,28 @@ class _RefusingReader(io.BufferedReader):
 def test_a_regular_file_object_is_read_by_the_engine_from_where_it_stands(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An open regular file is read by Rust itself (its worker thread), not through
-    ``read``, starting at the object's position; a pipe is still read through ``read``
-    (bytes a Python buffer took from it would otherwise be lost)."""
+    """What ``open(path, "rb")`` gives is read by Rust itself (its worker thread), from
+    the object's position, never through ``read`` (the object does not move); every other
+    file object keeps its ``read``: a subclass, a decompressing file whose descriptor is
+    the compressed file's, a text file, a pipe (whose buffered bytes would be lost)."""
     data = (FIXTURES / NAMES[0]).read_bytes()
     ref = run("python", io.BytesIO(data), monkeypatch)
     assert ref["connections"]
     junk = tmp_path / "after-junk.pcap"
     junk.write_bytes(b"not a capture" + data)
-    with _RefusingReader(io.FileIO(junk, "rb")) as fh:
+    with open(junk, "rb") as fh:
         fh.seek(len(b"not a capture"))
         assert run("engine", fh, monkeypatch) == ref
+        assert fh.tell() == len(b"not a capture")
+    with (
+        _RefusingReader(io.FileIO(junk, "rb")) as sub,
+        pytest.raises(AssertionError, match="read through Python"),
+    ):
+        run("engine", sub, monkeypatch)
+    packed = tmp_path / "capture.pcap.gz"
+    packed.write_bytes(gzip.compress(data))
+    with gzip.open(packed, "rb") as gz:
+        assert run("engine", gz, monkeypatch) == ref
     # a text file's position is a cookie, not an offset: its own read, and its error
     with (
         open(junk, encoding="latin-1") as text,
@@ -123,12 +135,29 @@ def test_a_regular_file_object_is_read_by_the_engine_from_where_it_stands(
     ):
         run("engine", text, monkeypatch)
     read_fd, write_fd = os.pipe()
+    assert len(data) < 65536  # fits the pipe
+    os.write(write_fd, data)
     os.close(write_fd)
-    with (
-        _RefusingReader(io.FileIO(read_fd, "rb")) as pipe,
-        pytest.raises(AssertionError, match="read through Python"),
-    ):
-        run("engine", pipe, monkeypatch)
+    with open(read_fd, "rb") as pipe:
+        assert pipe.peek(1)  # Python's buffer now holds bytes the pipe no longer has
+        assert run("engine", pipe, monkeypatch) == ref
+
+
+def test_asking_again_after_the_error_gives_nothing_by_either_driver(tmp_path: Path) -> None:
+    """After a damaged capture's error the engine has said its last: asked again, the
+    worker's route and the calling thread's route both hand out an empty batch (not an
+    "internal error" because the worker is gone)."""
+    from tcplens import _engine
+
+    cut = (FIXTURES / NAMES[0]).read_bytes()[:300]
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(cut)
+    for source in (str(path), io.BytesIO(cut)):
+        capture = _engine.Capture(source, Tracker(), "cut", None, None)
+        with pytest.raises(TruncatedInput):
+            while capture.next_batch():
+                pass
+        assert [capture.next_batch() for _ in range(3)] == [[], [], []]
 
 
 CORPUS = Path(__file__).parents[2] / "rust" / "fuzz" / "corpus" / "reader_decode"
@@ -415,11 +444,10 @@ def file_and_stdin(tmp_path: Path, data: bytes, *args: str) -> subprocess.Comple
     return from_file
 
 
-def test_ctrl_c_stops_a_capture_while_the_engine_works_ahead(tmp_path: Path) -> None:
-    """A million unanswered SYNs within one second of capture time: none times out,
-    so the engine's worker tracks them for a while before any connection finishes,
-    and the view waits for it; Ctrl+C must still stop the run at once (exit 130), as
-    it stops a blocked read or write."""
+@pytest.fixture(scope="module")
+def syn_flood(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A million unanswered SYNs within one second of capture time: none times out, so
+    the engine's worker tracks them for a second or more before any connection finishes."""
     record = struct.Struct("<IIII")
     frame = struct.Struct(">6s6sH2B3H2BH4s4sHHIIBBHHH")
     out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
@@ -432,8 +460,37 @@ def test_ctrl_c_stops_a_capture_while_the_engine_works_ahead(tmp_path: Path) -> 
             struct.pack(">I", 0x0B000000 | i), b"\xc0\xa8\x00\x01",
             1024 + i % 60000, 80, i, 0, 0x50, SYN, 64240, 0, 0,
         )  # fmt: skip
-    path = tmp_path / "flood.pcap"
+    path = tmp_path_factory.mktemp("flood") / "flood.pcap"
     path.write_bytes(out)
+    return path
+
+
+def _workers() -> int:
+    """The engine's worker threads in this process."""
+    names = (Path(task, "comm").read_text().strip() for task in Path("/proc/self/task").iterdir())
+    return sum(name == "tcplens-capture" for name in names)
+
+
+def test_a_capture_given_up_stops_its_worker(syn_flood: Path) -> None:
+    """A capture dropped before its end (an early ``break``, a closed pipe) stops its
+    worker within a few thousand packets, not at the end of the file."""
+    from tcplens import _engine
+
+    assert _workers() == 0
+    capture = _engine.Capture(str(syn_flood), Tracker(), "flood", None, None)
+    time.sleep(0.05)
+    assert _workers() == 1, "the worker is reading the flood"
+    del capture
+    deadline = time.monotonic() + 0.3  # the rest of the flood takes seconds
+    while _workers() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _workers() == 0
+
+
+def test_ctrl_c_stops_a_capture_while_the_engine_works_ahead(syn_flood: Path) -> None:
+    """The view waits for the worker tracking the flood; Ctrl+C must still stop the run
+    at once (exit 130), as it stops a blocked read or write."""
+    path = syn_flood
     proc = subprocess.Popen(
         [sys.executable, "-m", "tcplens", "pcap", "--json", str(path)],
         stdout=subprocess.DEVNULL,

@@ -250,8 +250,8 @@ def test_exact_mode_asked_for_but_impossible_is_one_line_and_exit_2() -> None:
 
 
 def test_closes_are_confirmed_by_exact_lookups_and_never_wait_for_a_table_dump() -> None:
+    from tcplens.analysis import exact_reads
     from tcplens.analysis.transitions import ExactTracer
-    from tcplens.views import exact
 
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
@@ -268,15 +268,15 @@ def test_closes_are_confirmed_by_exact_lookups_and_never_wait_for_a_table_dump()
         return mine
 
     tracer = ExactTracer()
-    polls = exact.Polls((port,))
+    polls = exact_reads.Polls((port,))
     with tp.TraceSession(ports=[port]) as session:
         mine = {connection() for _ in range(6)}
         time.sleep(0.05)
-        found = exact.read_batch(session, tracer, polls)  # nothing followed: no dump
+        found = exact_reads.read_batch(session, tracer, polls)  # nothing followed: no dump
         assert (polls.dumps, polls.lookups, tracer.in_time_wait) == (0, 1, 6)
         last = connection()
-        time.sleep(exact.CONFIRM_EVERY + 0.05)
-        found += exact.read_batch(session, tracer, polls)
+        time.sleep(exact_reads.CONFIRM_EVERY + 0.05)
+        found += exact_reads.read_batch(session, tracer, polls)
     lsock.close()
     tw = {t.sock.local.port for t in found if t.new.name == "TIME_WAIT"}
     assert tw == mine | {last} and tracer.in_time_wait == 7
@@ -285,18 +285,18 @@ def test_closes_are_confirmed_by_exact_lookups_and_never_wait_for_a_table_dump()
 def test_the_whole_table_is_read_only_while_cheap_and_spaced_by_what_it_cost(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from tcplens.analysis import exact_reads
     from tcplens.analysis.transitions import ExactTracer
-    from tcplens.views import exact
 
-    assert exact.dump_spacing(0.001) == exact.TIME_WAIT_POLL
-    assert exact.dump_spacing(0.1) == pytest.approx(0.1 / exact.DUMP_SHARE)
+    assert exact_reads.dump_spacing(0.001) == exact_reads.TIME_WAIT_POLL
+    assert exact_reads.dump_spacing(0.1) == pytest.approx(0.1 / exact_reads.DUMP_SHARE)
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
     lsock.listen()
     port = lsock.getsockname()[1]
     tracer = ExactTracer()
-    polls = exact.Polls((port,))
-    many = int(exact.DUMP_STALL / exact.DUMP_ENTRY_COST) + 1
+    polls = exact_reads.Polls((port,))
+    many = int(exact_reads.DUMP_STALL / exact_reads.DUMP_ENTRY_COST) + 1
     with tp.TraceSession(ports=[port]) as session:
         client = socket.create_connection(("127.0.0.1", port))
         server, _ = lsock.accept()
@@ -305,17 +305,17 @@ def test_the_whole_table_is_read_only_while_cheap_and_spaced_by_what_it_cost(
         server.close()
         lsock.close()
         time.sleep(0.05)
-        exact.read_batch(session, tracer, polls)
+        exact_reads.read_batch(session, tracer, polls)
         assert (polls.dumps, tracer.in_time_wait) == (0, 1)
         # too many minisockets in the kernel: reading them all would stall the reads
-        monkeypatch.setattr(exact, "time_wait_count", lambda: many)
-        exact.read_batch(session, tracer, polls)
+        monkeypatch.setattr(exact_reads, "time_wait_count", lambda: many)
+        exact_reads.read_batch(session, tracer, polls)
         assert polls.dumps == 0
-        monkeypatch.setattr(exact, "time_wait_count", lambda: 10)
+        monkeypatch.setattr(exact_reads, "time_wait_count", lambda: 10)
         polls.next_poll = 0.0
         before = time.monotonic()
-        exact.read_batch(session, tracer, polls)
+        exact_reads.read_batch(session, tracer, polls)
         assert polls.dumps == 1 and tracer.in_time_wait == 1
-        assert polls.next_poll >= before + exact.TIME_WAIT_POLL
-        exact.read_batch(session, tracer, polls)  # spaced: not again at once
+        assert polls.next_poll >= before + exact_reads.TIME_WAIT_POLL
+        exact_reads.read_batch(session, tracer, polls)  # spaced: not again at once
         assert polls.dumps == 1

@@ -69,6 +69,8 @@ _HANDOVER: Final = frozenset({State.FIN_WAIT1, State.FIN_WAIT2, State.CLOSING})
 #: version to 6.18); a minisocket is asked for again this long after its handover unless
 #: the kernel said when its timer fires
 TIMEWAIT_LEN: Final = 60.0
+#: seconds until a minisocket found after its expected end is asked for again
+OVERDUE_RECHECK: Final = 1.0
 # module constants: ``State.X`` is a class attribute lookup through the enum machinery
 # (~0.2 µs on 3.11), several per event
 _CLOSED: Final = State.CLOSED
@@ -333,9 +335,15 @@ class ExactTracer:
                 )  # fmt: skip
                 continue
             mini.seen = now
-            if key in left or mini.due <= now:
-                # asked again when the kernel says its timer fires (or, not said, later)
-                self._follow(key, mini, now + left.get(key, TIMEWAIT_LEN))
+            if key in left:
+                # asked again when the kernel says its timer fires
+                self._follow(key, mini, now + left[key])
+            elif mini.due <= now:
+                # due, still there, and no timer said (a whole-table read): the kernel's
+                # timer fires a little after the estimate, so ask again soon, not a whole
+                # TIMEWAIT_LEN later (when whole-table reads have stopped, that would be
+                # the end reported a minute late)
+                self._follow(key, mini, now + OVERDUE_RECHECK)
         for held in self._held:
             conn, ev = held.conn, held.event
             key = (ev.local.ip, ev.local.port, ev.remote.ip, ev.remote.port)

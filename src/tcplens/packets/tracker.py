@@ -321,12 +321,13 @@ class Timeouts:
 
 
 # --- per-endpoint input log, so an endpoint can be replayed without a lost segment -----
-#: Replays without a lost ACK one endpoint may take. Each costs a pass over the
-#: endpoint's inputs, so without a limit a crafted capture (an ACK and a retransmitted
-#: SYN+ACK, again and again) costs time quadratic in its length. A real stack
-#: retransmits one SYN, SYN+ACK or FIN at most 15 times (Linux's largest retry limit,
-#: tcp_retries2), and each replay needs a new ACK before it: 16 covers any real one.
-REPLAY_LIMIT = 16
+#: Retransmissions one endpoint's history is rechecked for (``drop_last_ack`` calls,
+#: whether or not they find an ACK to drop). Each costs a pass over the endpoint's
+#: inputs, so without a limit a crafted capture (an ACK and a retransmitted SYN+ACK,
+#: again and again) costs time quadratic in its length. An endpoint retransmits its SYN
+#: or SYN+ACK and its FIN; Linux gives up after 6, 5 and at most 15 retransmissions
+#: (tcp_syn_retries, tcp_synack_retries, tcp_retries2): 32 covers any real one.
+REPLAY_LIMIT = 32
 # ("call", event, size) | ("recv", segment) | ("set", attribute, value)
 _Input = tuple[str, Any, Any, float, int]
 
@@ -422,9 +423,9 @@ class _Side:
         if self.replays > REPLAY_LIMIT:
             if self.replays == REPLAY_LIMIT + 1:
                 flow.note(
-                    f"{why}: not replayed (tcplens replays an endpoint at most "
-                    f"{REPLAY_LIMIT} times); its history from here may show a segment "
-                    "as delivered that never arrived"
+                    f"{why}: not checked (tcplens rechecks an endpoint's history for at "
+                    f"most {REPLAY_LIMIT} retransmissions); from here it may show a "
+                    "segment as delivered that never arrived"
                 )
             return False
         for index in range(len(self.log) - 1, -1, -1):

@@ -23,7 +23,6 @@ import functools
 import gc
 import json
 import math
-import operator
 import signal
 import sys
 import time
@@ -36,6 +35,7 @@ from typing import Any, Final
 
 import click
 
+from tcplens.analysis.exact_reads import Polls, read_batch
 from tcplens.analysis.filters import SocketFilter
 from tcplens.analysis.transitions import ExactTracer, Transition
 from tcplens.errors import Terminated
@@ -46,39 +46,20 @@ from tcplens.sources.tracepoints import (
     TraceSession,
     TraceUnavailable,
     owners_by_tuple,
-    time_wait_count,
-    time_wait_table,
-    time_wait_timers,
     unavailable_reason,
 )
 from tcplens.views.sockets import show_addr
 from tcplens.views.watch import TRACE_JSON_VERSION, state_time_lines
 
 __all__ = [
-    "TIME_WAIT_POLL",
-    "Polls",
-    "dump_spacing",
     "exact_json",
     "exact_line",
     "kernel_ports",
-    "read_batch",
     "run_exact",
     "span",
     "why_sampled",
 ]
 
-#: shortest time between two looks at the whole TIME_WAIT table while minisockets are
-#: followed (it finds those ended early without an event: a RST, SOCK_DESTROY)
-TIME_WAIT_POLL: Final = 1.0
-#: share of the tracer's time the whole-table looks may take: after a look that cost c
-#: seconds of CPU the next one waits c / DUMP_SHARE (at least TIME_WAIT_POLL)
-DUMP_SHARE: Final = 0.02
-#: longest a whole-table look may hold the reading up (seconds, estimated beforehand
-#: from the kernel's count of minisockets): the ring buffers fill meanwhile
-DUMP_STALL: Final = 0.05
-#: CPU seconds per minisocket in a whole-table look until one was measured (6.18:
-#: ~14 µs, against ~4.4 µs for an exact lookup; benchmarks/README.md)
-DUMP_ENTRY_COST: Final = 14e-6
 #: longest time between two reads of the ring buffers, whatever --interval is
 READ_EVERY: Final = 0.1
 #: seconds between looks for the owners of connections no event named (a /proc scan)
@@ -88,9 +69,6 @@ OWNER_EVERY: Final = 2.0
 WRITE_LINES: Final = 512
 #: seconds between two passes of the cyclic collector while tracing (see _fewer_collections)
 GC_EVERY: Final = 30.0
-#: seconds between lookups of the closes waiting to be told TIME_WAIT from CLOSED (one
-#: batch of exact requests) and of the minisockets whose timer has fired
-CONFIRM_EVERY: Final = 0.25
 
 
 def span(seconds: float) -> str:
@@ -342,72 +320,6 @@ def why_sampled(mode: str, kwargs: dict[str, Any]) -> str | None:
     if reason is not None and mode == "exact":
         raise TraceUnavailable(f"exact mode unavailable: {reason}")
     return reason
-
-
-class Polls:
-    """When sock_diag was last asked, and what it cost (see :func:`read_batch`)."""
-
-    def __init__(self, ports: tuple[int, ...]) -> None:
-        self.ports = ports
-        self.next_poll = 0.0
-        self.next_confirm = 0.0
-        #: CPU seconds per entry of the last whole-table look
-        self.entry_cost = DUMP_ENTRY_COST
-        self.dumps = 0
-        self.lookups = 0
-
-
-_AT: Final = operator.attrgetter("at")
-
-
-def dump_spacing(cost: float) -> float:
-    """Seconds until the next whole-table look, after one that cost ``cost`` CPU seconds."""
-    return max(TIME_WAIT_POLL, cost / DUMP_SHARE)
-
-
-def read_batch(
-    session: TraceSession, tracer: ExactTracer, polls: Polls, *, final: bool = False
-) -> list[Transition]:
-    """The transitions of what the kernel committed since the last call, oldest first.
-
-    Every :data:`CONFIRM_EVERY` seconds (every batch when ``final``) the
-    closes that may be handovers to TIME_WAIT, and the followed minisockets
-    whose timer has fired, are looked up one by one (~4 µs each on 6.18).
-    The whole TIME_WAIT table (~14 µs per minisocket, every minisocket on
-    the ports: a hundred thousand on a busy host) is read only to find
-    minisockets ended early without an event, at most every
-    :data:`TIME_WAIT_POLL` seconds, spaced by its measured cost
-    (:func:`dump_spacing`), and not while the kernel's count of minisockets
-    says it would hold the reading up longer than :data:`DUMP_STALL`.
-    """
-    now = time.monotonic()
-    found = tracer.feed(session.read(flush=final))
-    settled: list[Transition] = []
-    if tracer.in_time_wait and now >= polls.next_poll:
-        polls.next_poll = now + TIME_WAIT_POLL
-        held = time_wait_count()
-        if held * polls.entry_cost <= DUMP_STALL:
-            cpu = time.process_time()
-            settled += tracer.settle(time_wait_table(polls.ports), time.time())
-            cost = time.process_time() - cpu
-            polls.entry_cost = cost / max(1, held)
-            polls.next_poll = now + dump_spacing(cost)
-            polls.next_confirm = now + CONFIRM_EVERY
-            polls.dumps += 1
-    if final or now >= polls.next_confirm:
-        polls.next_confirm = now + CONFIRM_EVERY
-        wall = time.time()
-        asked = tracer.due(wall)
-        if tracer.pending or asked:
-            answers = time_wait_timers([*tracer.held_keys(), *asked])
-            table = {key: state for key, (state, _left) in answers.items()}
-            timers = {key: left for key, (_state, left) in answers.items()}
-            settled += tracer.settle(table, wall, partial=True, asked=asked, timers=timers)
-            polls.lookups += 1
-    if settled:  # the events' transitions are in time order already
-        found += settled
-        found.sort(key=_AT)
-    return found
 
 
 def kernel_ports(selection: SocketFilter) -> tuple[int, ...]:

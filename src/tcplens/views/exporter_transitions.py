@@ -134,8 +134,8 @@ def trace_transitions(
     counts.why = unavailable_reason()
     if counts.why is not None:
         return None
+    from tcplens.analysis.exact_reads import Polls, read_batch
     from tcplens.analysis.transitions import ExactTracer
-    from tcplens.views.exact import Polls, read_batch
 
     session = TraceSession(buffer_kb=EXPORTER_BUFFER_KB)
     try:

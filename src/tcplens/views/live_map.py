@@ -83,9 +83,9 @@ def seen_transitions(duration: float, *, poll: float = 0.25) -> dict[tuple[State
     tracer's ``path``) counts once on each of the model's edges, so the
     weights fall on edges the diagram has.
     """
+    from tcplens.analysis.exact_reads import Polls, read_batch
     from tcplens.analysis.transitions import ExactTracer
     from tcplens.sources.tracepoints import TraceSession
-    from tcplens.views.exact import Polls, read_batch
 
     tracer = ExactTracer()
     polls = Polls(())

@@ -117,9 +117,10 @@ def _exact(
     view: WatchView, take: Callable[[], Snapshot], selection: SocketFilter
 ) -> Iterator[Callable[[], Snapshot]]:
     """A snapshot taker that first hands the view the kernel's transitions since the last."""
+    from tcplens.analysis.exact_reads import Polls, read_batch
     from tcplens.analysis.transitions import ExactTracer
     from tcplens.sources.tracepoints import TraceSession
-    from tcplens.views.exact import Polls, kernel_ports, read_batch
+    from tcplens.views.exact import kernel_ports
 
     ports = kernel_ports(selection)
     with TraceSession(ports=ports) as session:
