@@ -125,9 +125,10 @@ fn work(mut run: Box<Run<Source>>, tx: SyncSender<Message>, spare: Receiver<Vec<
         let outcome = step(&mut run, &mut conns);
         let last = !matches!(outcome, Outcome::Step(Step::More));
         let counters = Counters::of(&run);
-        // One sweep of timeouts can finish 100k connections at once: hand them over
-        // a batch at a time, so that no more than one such lot waits (as it would
-        // in `pending` without the worker), not one per queued message.
+        // A damaged capture's end finishes every live connection at once (a flood
+        // leaves 600k): hand them over a batch at a time, so that no more than one
+        // such lot waits (as it would in `pending` without the worker), not one per
+        // queued message. (Sweeps of timeouts come a batch at a time already.)
         if conns.len() > BATCH {
             conns.reverse();
             while conns.len() > BATCH {
