@@ -81,6 +81,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from fuzz_text import WALL_HANG, child_cpu  # noqa: E402  (this directory: one watchdog)
+
 from tcplens.errors import InputError, SourceError, TcplensError  # noqa: E402
 
 CORPUS = ROOT / "tests" / "fixtures" / "fuzz"
@@ -751,28 +753,6 @@ def worker(name: str, seed: str, start: int, stop: int, deadline: float, out: An
         index += 1
     tally.tried = index - start
     out.put(tally)
-
-
-#: a child showing no progress for this many times ``--hang`` of wall time is hung even
-#: if it uses no CPU (blocked); otherwise it must have used ``--hang`` seconds of CPU
-WALL_HANG = 30
-
-
-def child_cpu(pid: int | None) -> float:
-    """User and system CPU seconds of a live process (``/proc/PID/stat``), 0.0 when gone.
-
-    The watchdog counts CPU, not wall time: at ``nice -n 15`` on a loaded
-    machine one second of parsing took over ten of wall time, and was
-    reported as a hang.
-    """
-    if pid is None:
-        return 0.0
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fuzz(
