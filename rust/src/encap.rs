@@ -774,6 +774,11 @@ pub fn intern_texts(texts: Vec<String>) -> u32 {
 
 /// The texts of an interned chain's layers, outermost first (`Connection.tunnel`).
 pub fn chain_texts(id: u32) -> Arc<[String]> {
+    if id == 0 {
+        // no chain, the common case: neither the lock nor an allocation per row
+        static NONE: OnceLock<Arc<[String]>> = OnceLock::new();
+        return Arc::clone(NONE.get_or_init(|| Arc::from(Vec::new())));
+    }
     let c = chains().lock().unwrap_or_else(|p| p.into_inner());
     match id.checked_sub(1).and_then(|i| c.texts.get(i as usize)) {
         Some(t) => Arc::clone(t),

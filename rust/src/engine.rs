@@ -3,11 +3,19 @@
 //! with the same counts (`CaptureSummary.frames`, `DecodeStats`), the same
 //! error for a link type we cannot decode, and the same ending for a capture
 //! cut short: every connection so far is finished, then the error.
+//!
+//! The packets come from a [`PacketSource`]: [`Packets`] decodes each frame
+//! when it is asked for, [`Prefetched`] has a thread of its own decode chunks
+//! ahead (a file on two cores: reading and decoding overlap tracking). Both
+//! hand out the same packets, counts and errors (`cargo test` holds them equal).
 
 #![forbid(unsafe_code)]
 
-use std::io::Read;
+use std::any::Any;
+use std::io::{self, Read};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
 use crate::decode::{decode, linktype_name, DecodeStats, Link};
@@ -132,6 +140,213 @@ impl<R: Read> Packets<R> {
     }
 }
 
+/// Where [`Capture`] takes its packets from: decoded here, frame by frame
+/// ([`Packets`]), or decoded ahead on a thread of their own ([`Prefetched`]).
+pub trait PacketSource {
+    /// The next TCP packet; frames without one are only counted.
+    fn next_packet(&mut self) -> Result<Option<Packet>, ReadError>;
+    /// Record number and byte offset of the frame handed out last.
+    fn last(&self) -> (u64, u64);
+    /// Frames seen (`CaptureSummary.frames`) and the decoder's counts.
+    fn counts(&self) -> (u64, &DecodeStats);
+}
+
+impl<R: Read> PacketSource for Packets<R> {
+    fn next_packet(&mut self) -> Result<Option<Packet>, ReadError> {
+        Packets::next_packet(self)
+    }
+
+    fn last(&self) -> (u64, u64) {
+        self.last
+    }
+
+    fn counts(&self) -> (u64, &DecodeStats) {
+        (self.decoder.frames, &self.decoder.stats)
+    }
+}
+
+/// Packets per chunk handed from the decoding thread to the tracking one:
+/// large enough that handing over costs nothing per packet (a chunk is 224 KiB).
+const CHUNK_PACKETS: usize = 2048;
+/// Chunks the decoding thread may finish ahead of the tracking one (with the
+/// batches `py_capture` lets wait, what keeps three threads on two cores from
+/// waiting for each other; see `py_capture::AHEAD`).
+const CHUNKS_AHEAD: usize = 8;
+
+/// A packet with the byte offset of its frame (where a fault is located).
+#[derive(Clone, Copy)]
+struct Decoded {
+    pkt: Packet,
+    offset: u64,
+}
+
+/// How the decoding thread's input stood after a chunk.
+enum Ending {
+    More,
+    End,
+    Failed(ReadError),
+    /// Decoding panicked at this (record, offset): re-raised on the tracking
+    /// thread, where `Capture::run`'s caller catches it, as if it had happened there.
+    Panicked(Box<dyn Any + Send>, (u64, u64)),
+}
+
+/// One chunk of decoded packets, with the decoder's counts and its last frame
+/// (TCP or not) as they stood after it.
+struct Chunk {
+    packets: Vec<Decoded>,
+    frames: u64,
+    stats: DecodeStats,
+    last: (u64, u64),
+    ending: Ending,
+}
+
+/// Packets read and decoded by a thread of their own, so that reading and
+/// decoding the next chunk overlaps tracking this one. (`perf` of
+/// `pcap --json` on two cores: the kernel's copy of the file, reading
+/// records and decoding took about a third of the thread that did all three
+/// with tracking, while the second core idled half of the time.)
+/// The packets, their order, the errors and the counts at the end are those
+/// of [`Packets`]; before the end the counts are those after the chunk being
+/// taken (up to `CHUNK_PACKETS` TCP packets ahead), and `last` is the packet
+/// handed out last, until the end or an error moves it where `Packets` has it.
+pub struct Prefetched {
+    chunks: Receiver<Chunk>,
+    /// Used vectors going back to the decoding thread to be filled again.
+    spare: SyncSender<Vec<Decoded>>,
+    current: Vec<Decoded>,
+    at: usize,
+    ending: Option<Ending>,
+    last: (u64, u64),
+    /// The decoder's last frame after the chunk being taken.
+    chunk_last: (u64, u64),
+    frames: u64,
+    stats: DecodeStats,
+    /// The input has ended cleanly: `next_packet` keeps answering `Ok(None)`.
+    over: bool,
+}
+
+impl Prefetched {
+    /// Start decoding `packets` on a new thread named `name`. The thread ends
+    /// at the end of the input, at its first error, or once this is dropped.
+    pub fn spawn<R: Read + Send + 'static>(packets: Packets<R>, name: &str) -> io::Result<Self> {
+        let (tx, rx) = sync_channel(CHUNKS_AHEAD);
+        let (spare_tx, spare_rx) = sync_channel(CHUNKS_AHEAD + 2);
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || decode_ahead(packets, tx, spare_rx))?;
+        Ok(Prefetched {
+            chunks: rx,
+            spare: spare_tx,
+            current: Vec::new(),
+            at: 0,
+            ending: None,
+            last: (0, 0),
+            chunk_last: (0, 0),
+            frames: 0,
+            stats: DecodeStats::default(),
+            over: false,
+        })
+    }
+}
+
+/// The decoding thread: chunks until the input ends or fails, or nobody listens.
+fn decode_ahead<R: Read>(
+    mut packets: Packets<R>,
+    tx: SyncSender<Chunk>,
+    spare: Receiver<Vec<Decoded>>,
+) {
+    loop {
+        let mut chunk = match spare.try_recv() {
+            Ok(mut used) => {
+                used.clear();
+                used
+            }
+            Err(_) => Vec::with_capacity(CHUNK_PACKETS),
+        };
+        let filled = catch_unwind(AssertUnwindSafe(|| {
+            while chunk.len() < CHUNK_PACKETS {
+                match packets.next_packet() {
+                    Ok(Some(pkt)) => chunk.push(Decoded {
+                        pkt,
+                        offset: packets.last.1,
+                    }),
+                    Ok(None) => return Ending::End,
+                    Err(err) => return Ending::Failed(err),
+                }
+            }
+            Ending::More
+        }));
+        let ending = filled.unwrap_or_else(|payload| Ending::Panicked(payload, packets.last));
+        let more = matches!(ending, Ending::More);
+        let sent = tx.send(Chunk {
+            packets: chunk,
+            frames: packets.decoder.frames,
+            stats: packets.decoder.stats.clone(),
+            last: packets.last,
+            ending,
+        });
+        if sent.is_err() || !more {
+            return;
+        }
+    }
+}
+
+impl PacketSource for Prefetched {
+    fn next_packet(&mut self) -> Result<Option<Packet>, ReadError> {
+        loop {
+            if let Some(d) = self.current.get(self.at) {
+                self.at += 1;
+                self.last = (d.pkt.record, d.offset);
+                return Ok(Some(d.pkt));
+            }
+            if self.over {
+                return Ok(None);
+            }
+            match self.ending.take() {
+                // a chunk used up, or none yet: the next one
+                Some(Ending::More) | None => {}
+                Some(Ending::End) => {
+                    self.over = true;
+                    self.last = self.chunk_last;
+                    return Ok(None);
+                }
+                Some(Ending::Failed(err)) => {
+                    self.over = true;
+                    self.last = self.chunk_last;
+                    return Err(err);
+                }
+                Some(Ending::Panicked(payload, at)) => {
+                    self.over = true;
+                    self.last = at;
+                    resume_unwind(payload);
+                }
+            }
+            let used = std::mem::take(&mut self.current);
+            if used.capacity() > 0 {
+                let _ = self.spare.try_send(used);
+            }
+            let Ok(chunk) = self.chunks.recv() else {
+                self.over = true;
+                panic!("the decoding thread ended early");
+            };
+            self.current = chunk.packets;
+            self.at = 0;
+            self.frames = chunk.frames;
+            self.stats = chunk.stats;
+            self.chunk_last = chunk.last;
+            self.ending = Some(chunk.ending);
+        }
+    }
+
+    fn last(&self) -> (u64, u64) {
+        self.last
+    }
+
+    fn counts(&self) -> (u64, &DecodeStats) {
+        (self.frames, &self.stats)
+    }
+}
+
 /// How far [`Capture::run`] got.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
@@ -146,8 +361,8 @@ pub enum Step {
 }
 
 /// A whole capture on its way to connections: packets in, finished connections out.
-pub struct Capture<R> {
-    pub packets: Packets<R>,
+pub struct Capture<S> {
+    pub packets: S,
     pub tracker: Tracker,
     /// Connections handed out so far (`CaptureSummary.connections`).
     pub connections: u64,
@@ -160,10 +375,18 @@ pub struct Capture<R> {
 /// Packets between two looks at `Capture::cancel`.
 const CANCEL_CHECK: u32 = 4096;
 
-impl<R: Read> Capture<R> {
+impl<R: Read> Capture<Packets<R>> {
     pub fn new(src: R, cfg: TrackerConfig) -> Self {
         let mut packets = Packets::new(src);
         packets.decoder.stats.check_checksums = cfg.check_checksums;
+        Capture::with_source(packets, cfg)
+    }
+}
+
+impl<S: PacketSource> Capture<S> {
+    /// Track the packets of `packets`. (Whether its decoder checks checksums is
+    /// set on it before, as [`Capture::new`] sets it from `cfg`.)
+    pub fn with_source(packets: S, cfg: TrackerConfig) -> Self {
         Capture {
             packets,
             tracker: Tracker::new(cfg),
@@ -288,6 +511,181 @@ mod tests {
             v.extend_from_slice(f);
         }
         v
+    }
+
+    /// IPv4 + TCP, 40 bytes, a different 4-tuple for each `i`.
+    fn ipv4_tcp(i: u32) -> Vec<u8> {
+        let mut f = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0];
+        f.extend_from_slice(&[10, 0, (i >> 8) as u8, i as u8, 10, 1, 0, 1]);
+        f.extend_from_slice(&(1024 + (i % 60_000) as u16).to_be_bytes());
+        f.extend_from_slice(&80u16.to_be_bytes());
+        f.extend_from_slice(&i.to_be_bytes()); // seq
+        f.extend_from_slice(&[0, 0, 0, 0, 0x50, 0x02, 0xFA, 0xF0, 0, 0, 0, 0]);
+        f
+    }
+
+    /// Everything a packet source hands out, in order, how it ended, the counts
+    /// and the frame `last` names then.
+    type Drained = (
+        Vec<(Packet, (u64, u64))>,
+        Result<(), ReadError>,
+        u64,
+        DecodeStats,
+        (u64, u64),
+    );
+
+    fn drain(src: &mut impl PacketSource) -> Drained {
+        let mut got = Vec::new();
+        let end = loop {
+            match src.next_packet() {
+                Ok(Some(p)) => got.push((p, src.last())),
+                Ok(None) => break Ok(()),
+                Err(err) => break Err(err),
+            }
+        };
+        let (frames, stats) = src.counts();
+        (got, end, frames, stats.clone(), src.last())
+    }
+
+    /// Decoded here and decoded ahead on a thread of its own, with the same result.
+    fn same_both_ways(bytes: &[u8]) -> Drained {
+        let here = drain(&mut Packets::new(bytes));
+        let packets = Packets::new(std::io::Cursor::new(bytes.to_vec()));
+        let mut ahead = Prefetched::spawn(packets, "test-decode").unwrap();
+        let there = drain(&mut ahead);
+        assert_eq!(here.0.len(), there.0.len());
+        assert!(here.0 == there.0, "the same packets at the same places");
+        assert_eq!(here.1, there.1);
+        assert_eq!((here.2, &here.3), (there.2, &there.3));
+        assert_eq!(here.4, there.4, "the same last frame");
+        if here.1.is_ok() {
+            // asked again after the end, both keep answering "no more"
+            assert_eq!(ahead.next_packet(), Ok(None));
+        }
+        here
+    }
+
+    /// Several chunks of packets, frames without TCP among them (the last frame
+    /// too): the thread that decodes ahead hands out what decoding here gives,
+    /// located alike, with the same counts and the same error for a capture cut
+    /// inside a record; also when the last chunk is full and the end comes alone.
+    #[test]
+    fn packets_decoded_ahead_are_those_decoded_here() {
+        let n = 3 * CHUNK_PACKETS as u32 + 77;
+        let frames: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                if i % 7 == 3 || i == n - 1 {
+                    vec![0x45]
+                } else {
+                    ipv4_tcp(i)
+                }
+            })
+            .collect();
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let whole = capture(101, &refs);
+        let here = same_both_ways(&whole);
+        assert!(here.1.is_ok() && here.0.len() > 2 * CHUNK_PACKETS);
+        assert_eq!(
+            here.4 .0,
+            u64::from(n),
+            "the last frame, which carries no TCP"
+        );
+        let mut cut = whole.clone();
+        cut.truncate(whole.len() - 30); // the last record loses its tail
+        assert!(same_both_ways(&cut).1.is_err());
+        let exact: Vec<Vec<u8>> = (0..2 * CHUNK_PACKETS as u32).map(ipv4_tcp).collect();
+        let refs: Vec<&[u8]> = exact.iter().map(Vec::as_slice).collect();
+        assert_eq!(
+            same_both_ways(&capture(101, &refs)).0.len(),
+            2 * CHUNK_PACKETS
+        );
+        // a link type nobody decodes: the error at the first frame, both ways
+        let refused = same_both_ways(&capture(147, &refs));
+        assert!(refused.0.is_empty() && refused.1.is_err());
+        assert_eq!(refused.4, (1, 24));
+    }
+
+    /// A panic while decoding ahead reaches the tracking thread (whose caller
+    /// catches it, as it catches one there), located at the last frame handed out.
+    #[test]
+    fn a_panic_while_decoding_ahead_is_raised_where_the_packets_are_taken() {
+        struct Fails(std::io::Cursor<Vec<u8>>);
+        impl Read for Fails {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                match self.0.read(buf)? {
+                    0 => panic!("deliberate, at the end of the input"),
+                    n => Ok(n),
+                }
+            }
+        }
+        let frames: Vec<Vec<u8>> = (0..100).map(ipv4_tcp).collect();
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let bytes = capture(101, &refs);
+        let packets = Packets::new(Fails(std::io::Cursor::new(bytes.clone())));
+        let mut ahead = Prefetched::spawn(packets, "test-panic").unwrap();
+        let mut got = 0;
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            while ahead.next_packet().unwrap().is_some() {
+                got += 1;
+            }
+        }));
+        assert!(caught.is_err(), "the panic came through");
+        assert_eq!(got, 100, "every packet before it was handed out");
+        let last_offset = (bytes.len() - (16 + 40)) as u64;
+        assert_eq!(ahead.last(), (100, last_offset));
+    }
+
+    /// Endless input: dropping the source stops the thread that decodes it.
+    #[test]
+    fn a_dropped_source_stops_its_thread() {
+        struct Endless {
+            header: Vec<u8>,
+            record: Vec<u8>,
+            at: usize,
+            reads: Arc<std::sync::atomic::AtomicU64>,
+        }
+        impl Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.reads.fetch_add(1, Ordering::Relaxed);
+                let mut n = 0;
+                while n < buf.len() {
+                    let src = if self.at < self.header.len() {
+                        &self.header[self.at..]
+                    } else {
+                        let at = (self.at - self.header.len()) % self.record.len();
+                        &self.record[at..]
+                    };
+                    let k = src.len().min(buf.len() - n);
+                    buf[n..n + k].copy_from_slice(&src[..k]);
+                    n += k;
+                    self.at += k;
+                }
+                Ok(n)
+            }
+        }
+        let one = capture(101, &[&ipv4_tcp(1)]);
+        let reads = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let src = Endless {
+            header: one[..24].to_vec(),
+            record: one[24..].to_vec(),
+            at: 0,
+            reads: Arc::clone(&reads),
+        };
+        let mut ahead = Prefetched::spawn(Packets::new(src), "test-endless").unwrap();
+        for _ in 0..10_000 {
+            assert!(ahead.next_packet().unwrap().is_some());
+        }
+        drop(ahead);
+        // the thread ends, dropping its input (and its clone of `reads`)
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while Arc::strong_count(&reads) > 1 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(
+            Arc::strong_count(&reads),
+            1,
+            "the decoding thread still runs"
+        );
     }
 
     #[test]

@@ -11,6 +11,8 @@
 
 #![forbid(unsafe_code)]
 
+use std::cmp::Ordering;
+
 use crate::endpoint::{Cause, StateId};
 use crate::segment::Addr;
 use crate::tracker::Side;
@@ -29,11 +31,16 @@ pub struct FlowKey {
 
 /// Python compares raw address bytes lexicographically (a 4-byte IPv4 address
 /// sorts before any 16-byte one that it prefixes); the order only has to be
-/// canonical, but following it costs nothing.
-fn addr_bytes(a: &Addr) -> &[u8] {
-    match a {
-        Addr::V4(b) => b,
-        Addr::V6(b) => b,
+/// canonical, but following it costs nothing. Compared as big-endian integers
+/// when both are the same family: the same order as the bytes, without the
+/// call to `memcmp` a slice comparison makes for every packet (7 % of the
+/// tracking thread in `perf`).
+fn addr_order(a: &Addr, b: &Addr) -> Ordering {
+    match (a, b) {
+        (Addr::V4(x), Addr::V4(y)) => u32::from_be_bytes(*x).cmp(&u32::from_be_bytes(*y)),
+        (Addr::V6(x), Addr::V6(y)) => u128::from_be_bytes(*x).cmp(&u128::from_be_bytes(*y)),
+        (Addr::V4(x), Addr::V6(y)) => x[..].cmp(&y[..]),
+        (Addr::V6(x), Addr::V4(y)) => x[..].cmp(&y[..]),
     }
 }
 
@@ -63,7 +70,7 @@ impl std::hash::Hash for FlowKey {
 
 impl FlowKey {
     pub fn new(src: Addr, sport: u16, dst: Addr, dport: u16) -> FlowKey {
-        if (addr_bytes(&src), sport) <= (addr_bytes(&dst), dport) {
+        if addr_order(&src, &dst).then(sport.cmp(&dport)) != Ordering::Greater {
             FlowKey {
                 a: src,
                 a_port: sport,
@@ -282,4 +289,45 @@ pub struct Change {
     pub time: f64,
     pub state: StateId,
     pub cause: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(a: &Addr) -> &[u8] {
+        match a {
+            Addr::V4(b) => b,
+            Addr::V6(b) => b,
+        }
+    }
+
+    /// The integer comparison is the byte order Python's tuples compare in.
+    #[test]
+    fn address_order_is_the_order_of_the_bytes() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let addr = |next: &mut dyn FnMut() -> u64| {
+            let r = next();
+            // few distinct bytes, so that long common prefixes and ties occur
+            let byte = |i: u32| [0u8, 1, 0x7F, 0x80, 0xFF][((r >> (i * 3)) % 5) as usize];
+            if r >> 63 == 0 {
+                Addr::V4(std::array::from_fn(|i| byte(i as u32)))
+            } else {
+                Addr::V6(std::array::from_fn(|i| byte(i as u32)))
+            }
+        };
+        for _ in 0..200_000 {
+            let (a, b) = (addr(&mut next), addr(&mut next));
+            assert_eq!(addr_order(&a, &b), bytes(&a).cmp(bytes(&b)), "{a:?} {b:?}");
+        }
+        let v4 = Addr::V4([10, 0, 0, 1]);
+        let v6 = Addr::V6([10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(addr_order(&v4, &v6), Ordering::Less, "a prefix sorts first");
+    }
 }

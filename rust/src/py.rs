@@ -115,7 +115,7 @@ impl Source {
 /// A Python file object over a regular file (`open(path, "rb")`, stdin
 /// redirected from a file) is read by Rust itself, from where the object
 /// stands: the same bytes, without copying every read through a Python `bytes`
-/// object, and without the interpreter, so the engine's worker thread can read
+/// object, and without the interpreter, so the engine's own threads can read
 /// it (`py_capture`). Opened anew through `/proc/self/fd` (safe Rust cannot
 /// adopt a descriptor). Only the exact types `open()` makes, `io.BufferedReader`
 /// over `io.FileIO` or a bare `io.FileIO`, whose bytes are the descriptor's and

@@ -27,9 +27,11 @@
 use std::io::{self, Read};
 
 /// The window starts small (a tiny capture, or a fuzz input, costs little) and
-/// doubles with each refill up to `CHUNK`, the read size for large files.
+/// doubles with each refill up to `CHUNK`, the read size for large files
+/// (256 KiB: the headers read after each refill are still in the core's 1 MiB
+/// L2 cache; 128 KiB and 1 MiB measured no faster).
 const FIRST_CHUNK: usize = 64 << 10;
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 256 << 10;
 /// A record longer than this is garbage, not a packet: four times libpcap's
 /// MAXIMUM_SNAPLEN, the largest snapshot of the link types we decode.
 pub const MAX_RECORD: u32 = 262_144 * 4;

@@ -40,15 +40,20 @@ pub fn py_float_repr(x: f64, out: &mut String) {
     let negative = x.is_sign_negative();
     let mut ryu_buf = ryu::Buffer::new();
     let text = ryu_buf.format_finite(x.abs());
-    let (mantissa, exp) = match text.split_once('e') {
-        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
-        None => (text, 0),
-    };
-    let int_len = mantissa.find('.').unwrap_or(mantissa.len()) as i32;
+    // one pass over ryu's text: its digits, where the point was, the exponent
     let mut digits = StackText::default();
-    for part in mantissa.split('.') {
-        let _ = digits.write_str(part);
+    let (mut int_len, mut exp) = (None, 0);
+    for (i, b) in text.bytes().enumerate() {
+        match b {
+            b'.' => int_len = Some(digits.len),
+            b'e' => {
+                exp = text[i + 1..].parse::<i32>().unwrap_or(0);
+                break;
+            }
+            _ => digits.push(b),
+        }
     }
+    let int_len = int_len.unwrap_or(digits.len) as i32;
     let all = digits.as_str();
     let lead = all.len() - all.trim_start_matches('0').len();
     let digits = all[lead..].trim_end_matches('0');
@@ -106,9 +111,13 @@ pub fn py_float_repr(x: f64, out: &mut String) {
 /// `c` and its neighbour is `(2c +/- 1) * 10^p / 2` with `p` the last digit's power
 /// of ten; a product too large for u128 cannot be such a tie at the sizes floats
 /// take here, and leaves Rust's answer.
+///
+/// Most floats are rejected before any of that: with `m` odd, `x = m * 2^k` and
+/// `(2c +/- 1) * 10^p / 2` (an odd number times `5^p * 2^(p-1)`) are equal only if
+/// `k = p - 1`, and a timestamp's `k` is far below its shortest digits' `p - 1`.
 fn tie_to_even(x: f64, digits: &str, exp: i32) -> Option<(u128, i32)> {
-    let c: u128 = digits.parse().ok()?;
-    if c % 2 == 0 || !x.is_finite() || x == 0.0 {
+    let last = digits.bytes().last()?;
+    if (last - b'0') % 2 == 0 || !x.is_finite() || x == 0.0 {
         return None;
     }
     let bits = x.to_bits();
@@ -120,6 +129,10 @@ fn tie_to_even(x: f64, digits: &str, exp: i32) -> Option<(u128, i32)> {
         (u128::from(frac | (1u64 << 52)), raw_exp - 1075)
     };
     let p = exp - (digits.len() as i32 - 1);
+    if k + m.trailing_zeros() as i32 != p - 1 {
+        return None;
+    }
+    let c: u128 = digits.parse().ok()?;
     // is 2x == (2c + side) * 10^p, exactly?
     let equal = |twice_c_plus: u128| -> Option<bool> {
         let (mut lhs, mut rhs) = (m, twice_c_plus);
@@ -164,6 +177,14 @@ struct StackText {
 }
 
 impl StackText {
+    /// One ASCII byte; past 32 bytes the text is cut (a float has at most 17 digits).
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
     fn as_str(&self) -> &str {
         std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
     }
@@ -231,6 +252,13 @@ pub fn json_str(s: &str, out: &mut String) {
 
 /// The inside of [`json_str`]'s string.
 fn json_chars(s: &str, out: &mut String) {
+    // state names, causes, Zeek histories: printable ASCII with nothing to escape
+    if s.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -306,7 +334,9 @@ impl Renderer<'_> {
         out.push('"');
         json_chars(text, out);
         if h.frame != 0 {
-            let _ = write!(out, " (frame {})", h.frame);
+            out.push_str(" (frame ");
+            out.push_str(itoa::Buffer::new().format(h.frame));
+            out.push(')');
         }
         out.push('"');
     }
@@ -322,24 +352,25 @@ impl Renderer<'_> {
         out.push_str("{\"ip\": \"");
         ip_text(addr, out); // digits, letters, dots and colons: nothing to escape
         out.push('"');
-        let _ = write!(
-            out,
-            ", \"port\": {port}, \"packets\": {}, \"payload_bytes\": {}, \"ip_bytes\": {}, \
-             \"frame_bytes\": {}, \"flags\": {{\"syn\": {}, \"fin\": {}, \"rst\": {}, \
-             \"ack\": {}, \"psh\": {}}}, \"retransmissions\": {}, \"zero_windows\": {}, \
-             \"final_state\": ",
-            s.packets,
-            s.payload_bytes,
-            s.ip_bytes,
-            s.frame_bytes,
-            s.syn,
-            s.fin,
-            s.rst,
-            s.ack,
-            s.psh,
-            s.retransmissions,
-            s.zero_windows,
-        );
+        let mut num = itoa::Buffer::new();
+        for (key, value) in [
+            (", \"port\": ", u64::from(port)),
+            (", \"packets\": ", s.packets),
+            (", \"payload_bytes\": ", s.payload_bytes),
+            (", \"ip_bytes\": ", s.ip_bytes),
+            (", \"frame_bytes\": ", s.frame_bytes),
+            (", \"flags\": {\"syn\": ", s.syn),
+            (", \"fin\": ", s.fin),
+            (", \"rst\": ", s.rst),
+            (", \"ack\": ", s.ack),
+            (", \"psh\": ", s.psh),
+            ("}, \"retransmissions\": ", s.retransmissions),
+            (", \"zero_windows\": ", s.zero_windows),
+        ] {
+            out.push_str(key);
+            out.push_str(num.format(value));
+        }
+        out.push_str(", \"final_state\": ");
         json_str(hist.last().map_or("UNKNOWN", |h| self.state(h.state)), out);
         out.push_str(", \"history\": [");
         for (i, h) in hist.iter().enumerate() {
@@ -821,6 +852,91 @@ mod tests {
             py_float_repr(x, &mut out);
             assert_eq!(out, python, "{x:e}");
         }
+    }
+
+    /// `tie_to_even` as it was before its early rejection (parse, then the exact test).
+    fn tie_without_shortcut(x: f64, digits: &str, exp: i32) -> Option<(u128, i32)> {
+        let c: u128 = digits.parse().ok()?;
+        if c % 2 == 0 {
+            return None;
+        }
+        let bits = x.to_bits();
+        let raw_exp = ((bits >> 52) & 0x7ff) as i32;
+        let frac = bits & ((1u64 << 52) - 1);
+        let (m, k) = if raw_exp == 0 {
+            (u128::from(frac), -1074)
+        } else {
+            (u128::from(frac | (1u64 << 52)), raw_exp - 1075)
+        };
+        let p = exp - (digits.len() as i32 - 1);
+        let equal = |twice: u128| -> Option<bool> {
+            let (mut lhs, mut rhs) = (m, twice);
+            if k + 1 >= 0 {
+                lhs = lhs.checked_mul(1u128.checked_shl((k + 1) as u32)?)?;
+            } else {
+                rhs = rhs.checked_mul(1u128.checked_shl((-k - 1) as u32)?)?;
+            }
+            if p >= 0 {
+                rhs = rhs.checked_mul(10u128.checked_pow(p as u32)?)?;
+            } else {
+                lhs = lhs.checked_mul(10u128.checked_pow((-p) as u32)?)?;
+            }
+            Some(lhs == rhs)
+        };
+        let (other, down) = if equal(2 * c - 1) == Some(true) {
+            (c - 1, true)
+        } else if equal(2 * c + 1) == Some(true) {
+            (c + 1, false)
+        } else {
+            return None;
+        };
+        if other == 0 {
+            return None;
+        }
+        let grew = !down && other.to_string().len() > digits.len();
+        let text = format!("{other}e{p}");
+        (text.parse::<f64>().ok()? == x).then_some((other, if grew { exp + 1 } else { exp }))
+    }
+
+    /// The early rejection (`k = p - 1`) never rejects a tie. ryu breaks exact
+    /// ties toward the even digit already, so the candidates come from core's
+    /// `{:e}`, which breaks them upward (`repr_by_core_fmt`): dyadic numbers with
+    /// few bits (where ties live) and arbitrary doubles.
+    #[test]
+    fn tie_shortcut_rejects_no_tie() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut ties = 0;
+        for i in 0..400_000u32 {
+            let r = next();
+            let v = if i % 2 == 0 {
+                // odd n / 2^j has j decimals, the last a 5; with about
+                // 54 + j - (j - 1) log2(10) bits its shortest digits have j - 1: a tie's place
+                let j = 1 + (r % 12) as u32;
+                let bits = 54.0 + f64::from(j) - std::f64::consts::LOG2_10 * f64::from(j - 1);
+                let bits = (bits.round() as u32 + ((r >> 8) % 3) as u32 - 1).clamp(2, 53);
+                let n = (((r >> 11) | 1 << 52) >> (53 - bits)) | 1;
+                n as f64 / (1u64 << j) as f64
+            } else {
+                f64::from_bits(r & !(1 << 63))
+            };
+            if !v.is_finite() || v == 0.0 {
+                continue;
+            }
+            let sci = format!("{v:e}");
+            let (mantissa, exp) = sci.split_once('e').unwrap();
+            let digits: String = mantissa.split('.').collect();
+            let exp: i32 = exp.parse().unwrap();
+            let slow = tie_without_shortcut(v, &digits, exp);
+            ties += usize::from(slow.is_some());
+            assert_eq!(tie_to_even(v, &digits, exp), slow, "{v:e}");
+        }
+        assert!(ties > 100, "the sample holds ties ({ties})");
     }
 
     #[test]

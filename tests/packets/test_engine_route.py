@@ -466,20 +466,20 @@ def syn_flood(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _workers() -> int:
-    """The engine's worker threads in this process."""
+    """The engine's threads in this process: the tracking worker and the decoder ahead of it."""
     names = (Path(task, "comm").read_text().strip() for task in Path("/proc/self/task").iterdir())
-    return sum(name == "tcplens-capture" for name in names)
+    return sum(name in ("tcplens-capture", "tcplens-decode") for name in names)
 
 
 def test_a_capture_given_up_stops_its_worker(syn_flood: Path) -> None:
     """A capture dropped before its end (an early ``break``, a closed pipe) stops its
-    worker within a few thousand packets, not at the end of the file."""
+    threads within a few thousand packets, not at the end of the file."""
     from tcplens import _engine
 
     assert _workers() == 0
     capture = _engine.Capture(str(syn_flood), Tracker(), "flood", None, None)
     time.sleep(0.05)
-    assert _workers() == 1, "the worker is reading the flood"
+    assert _workers() == 2, "the worker is tracking the flood, the decoder reading it"
     del capture
     deadline = time.monotonic() + 0.3  # the rest of the flood takes seconds
     while _workers() and time.monotonic() < deadline:
@@ -561,3 +561,62 @@ def test_a_bad_route_name_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert res.stderr.decode().count("\n") == 1
     assert b"Traceback" not in res.stderr
+
+
+def test_a_pipe_given_by_name_hands_out_connections_before_it_ends(tmp_path: Path) -> None:
+    """A FIFO named on the command line (``<(tcpdump -w -)``) is read as it comes: 600
+    refused attempts (1,200 packets, fewer than the 2,048 a regular file is decoded
+    ahead by) are handed out while the writer still holds the pipe open."""
+    import threading
+
+    from tcplens import _engine
+
+    fifo = tmp_path / "live.pcap"
+    os.mkfifo(fifo)
+    frames = []
+    for i in range(600):
+        client = f"10.0.{i // 250}.{i % 250 + 1}"
+        frames.append(
+            (
+                i * 1_000_000,
+                build.ether(build.ipv4(client, "10.9.9.9", build.tcp(40000, 80, 1, 0, SYN))),
+            )
+        )
+        frames.append(
+            (
+                i * 1_000_000 + 1000,
+                build.ether(
+                    build.ipv4("10.9.9.9", client, build.tcp(80, 40000, 0, 2, build.RST | ACK))
+                ),
+            )
+        )
+    # much later in capture time: every refused attempt has timed out by then
+    frames.append(
+        (10**12, build.ether(build.ipv4("10.8.8.8", "10.9.9.9", build.tcp(1, 80, 1, 0, SYN))))
+    )
+    handed_out = threading.Event()
+
+    def write() -> None:
+        with fifo.open("wb") as out:
+            out.write(build.pcap(frames))
+            out.flush()
+            handed_out.wait(timeout=10)  # the pipe stays open until then
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        capture = _engine.Capture(str(fifo), Tracker(), "live", None, None)
+        started = time.monotonic()
+        batch = capture.next_batch()
+        waited = time.monotonic() - started
+        names = {
+            Path(task, "comm").read_text().strip() for task in Path("/proc/self/task").iterdir()
+        }
+        handed_out.set()
+        assert len(batch) >= 512
+        assert waited < 5, "the connections waited for the writer to close the pipe"
+        # the worker (still waiting for the pipe's end) decodes what it reads itself
+        assert "tcplens-capture" in names and "tcplens-decode" not in names
+    finally:
+        handed_out.set()
+        writer.join()
