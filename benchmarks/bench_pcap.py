@@ -13,9 +13,11 @@ attempts, retransmissions, zero windows), then times, in one run:
 
 each as a separate process whose peak RSS is read from ``wait4``.  Memory
 independence is checked by running ``tcplens pcap`` on a half-size capture too.
+Then issue 14's floor: ``cat F > /dev/null`` and ``tcplens pcap --json``/``--zeek``
+to /dev/null, alternating ``--repeat`` times, medians and the ratio.
 
     python3 benchmarks/bench_pcap.py [--packets 2000000] [--connections 50000] \
-        [--dir /tmp/tcplens-bench] [--keep] [--json out.json]
+        [--full-segments] [--repeat 7] [--dir /tmp/tcplens-bench] [--keep] [--json out.json]
 
 Never run by pytest.
 """
@@ -27,6 +29,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import struct
 import subprocess
 import sys
@@ -255,16 +258,23 @@ def generate_replays(path: Path, pairs: int) -> int:
     return count
 
 
-def _peak_rss(cmd: list[str]) -> tuple[float, float, float, bytes]:
+def _peak_rss(cmd: list[str], *, to_null: bool = False) -> tuple[float, float, float, bytes]:
     """Wall seconds, CPU seconds (user+sys), peak RSS (MiB) of one process, and its output.
 
     Started with ``posix_spawn``: with a shared address space until exec, the
     child's peak RSS starts at this parent's high-water mark, so the parent
-    keeps only the first 4 KiB of output and stays small.
+    keeps only the first 4 KiB of output and stays small.  ``to_null``: the
+    output goes to ``/dev/null`` as in ``cat F > /dev/null`` (issue 14's floor),
+    not through a pipe this parent reads (which made ``cat`` of 717 MiB take 0.6 s).
     """
     read_fd, write_fd = os.pipe()
+    out: tuple[int, int, int] | tuple[int, int, str, int, int] = (
+        (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0)
+        if to_null
+        else (os.POSIX_SPAWN_DUP2, write_fd, 1)
+    )
     actions = [
-        (os.POSIX_SPAWN_DUP2, write_fd, 1),
+        out,
         (os.POSIX_SPAWN_OPEN, 2, "/dev/null", os.O_WRONLY, 0),
         (os.POSIX_SPAWN_CLOSE, read_fd),
     ]
@@ -354,6 +364,26 @@ def _ratios(ours: dict[str, float], theirs: dict[str, float]) -> str:
     return f"{wall:.2f}x by wall time, {cpu:.2f}x by CPU time"
 
 
+def _floor(py: str, capture: Path, repeat: int) -> dict[str, float]:
+    """Issue 14's "<= 6x ``cat F > /dev/null``": both write to /dev/null, alternating
+    ``repeat`` times (a single run of either varies by 10-20 % on a shared machine);
+    the medians and their ratio."""
+    modes = {"cat": ["cat"], "--json": [py, "-m", "tcplens", "pcap", "--json"]}
+    modes["--zeek"] = [py, "-m", "tcplens", "pcap", "--zeek"]
+    walls: dict[str, list[float]] = {name: [] for name in modes}
+    for _ in range(repeat):
+        for name, cmd in modes.items():
+            walls[name].append(_peak_rss([*cmd, str(capture)], to_null=True)[0])
+    med = {name: statistics.median(times) for name, times in walls.items()}
+    for name in ("--json", "--zeek"):
+        print(
+            f"  tcplens pcap {name} > /dev/null: median {med[name]:.3f} s of {repeat}, "
+            f"cat {med['cat']:.3f} s: {med[name] / med['cat']:.1f}x cat",
+            flush=True,
+        )
+    return med
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--packets", type=int, default=2_000_000)
@@ -382,6 +412,12 @@ def main() -> None:
         "--full-segments",
         action="store_true",
         help="Every data segment 1448 bytes (issue 14's capture: 2M packets, ~1.5 GB).",
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=7,
+        help="Alternating runs of cat and tcplens for the ratio to cat (medians).",
     )
     ap.add_argument("--generate-only", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
@@ -414,6 +450,7 @@ def main() -> None:
         size = big.stat().st_size / 2**20
         print(f"generated {n} packets ({size:.0f} MiB) and {nh} packets", end=" ")
         print(f"in {time.perf_counter() - t0:.1f} s", flush=True)
+        os.sync()  # written back now, not while the runs below read the captures
         subprocess.run(["cat", str(big), str(half)], stdout=subprocess.DEVNULL, check=True)
         rows = []
 
@@ -437,8 +474,8 @@ def main() -> None:
             results[name] = row | {"output_head": out[:300].decode(errors="replace")}
             return row
 
-        wall, _cpu, _rss, _ = _peak_rss(["cat", str(big)])
-        print(f"{'cat':<40} {wall:7.2f} s wall", flush=True)
+        wall, _cpu, _rss, _ = _peak_rss(["cat", str(big)], to_null=True)
+        print(f"{'cat > /dev/null':<40} {wall:7.2f} s wall", flush=True)
         tcplens = [py, "-m", "tcplens", "pcap", "--zeek"]
         ours = record("tcplens pcap --zeek", [*tcplens, str(big)], n)
         ours_half = record("tcplens pcap --zeek (half-size file)", [*tcplens, str(half)], nh)
@@ -459,6 +496,7 @@ def main() -> None:
             record(f"scapy PcapReader ({k} packets)", cmd, k)
         print(f"  tcplens peak RSS: {ours_half['rss_mib']:.0f} MiB for {nh} packets,", end=" ")
         print(f"{ours['rss_mib']:.0f} MiB for {n} packets")
+        results["floor"] = _floor(py, big, args.repeat)
         if args.flood:
             flood = workdir / "flood.pcap"
             generate_flood(flood, args.flood)

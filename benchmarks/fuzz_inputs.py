@@ -343,19 +343,22 @@ def run_route(route: str, data: bytes) -> tuple[Any, ...]:
 
 def render_route(rendering: str, data: bytes) -> list[str]:
     """The lines ``tcplens pcap --json`` or ``--zeek`` writes (up to an error)."""
-    from tcplens.packets.engine import render_capture
+    from tcplens.packets.engine import ROW_SEPARATORS, render_capture
     from tcplens.packets.tracker import CaptureSummary, Tracker
 
     lines: list[str] = []
+    sep = ROW_SEPARATORS[rendering]  # type: ignore[index]
     try:
-        for line in render_capture(
+        for block in render_capture(
             io.BytesIO(data),
             Tracker(),
             CaptureSummary(),
             "fuzz",
             rendering,  # type: ignore[arg-type]
         ):
-            lines.append(line)
+            # blocks of rows: a row's own text never holds the separator (json.dumps
+            # and conn.log escape newlines)
+            lines.extend(block.split(sep))
     except TcplensError:
         pass  # the same error as reconstruct_capture's, compared there
     return lines

@@ -39,6 +39,9 @@ const BATCH: usize = 512;
 /// each other: `pcap --json` of the 2M-packet capture took 0.66 s (median of
 /// 7); with 4 batches and 8 chunks 0.56 s, with 16 and 32 0.55 s.
 const AHEAD: usize = 4;
+/// Rendered rows per Python string, about (see `Capture::batch`): well below
+/// glibc's 128 KiB threshold for serving an allocation by its own mmap.
+const BLOCK_BYTES: usize = 32 << 10;
 /// How often a writer waiting for the worker looks for Ctrl+C.
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
@@ -206,6 +209,8 @@ pub struct Capture {
     render: Option<Render>,
     /// The table's rows in capture order (`render="table"`).
     table: Option<TableWriter>,
+    /// The rendered rows of the batch being handed out (reused).
+    text: String,
     /// The input has ended (cleanly): rows still waiting for a lower number can go.
     over: bool,
     /// The engine has said its last (the end, the error, or an internal error).
@@ -304,27 +309,54 @@ impl Capture {
         let end = self.pending.len().min(self.handed + BATCH);
         let batch = &self.pending[self.handed..end];
         if let Some(render) = self.render {
+            // Rows joined into blocks as the view joins them (",\n" between `--json`
+            // objects, a newline otherwise): one Python string, one step of the
+            // view's loop and one write per block, not per row. A block ends past
+            // `BLOCK_BYTES`: a whole batch (~0.9 MiB of JSON) made every string and
+            // its encoded copy a fresh mmap, whose page faults cost more than the rows saved.
             let renderer = Renderer { table: &self.model };
-            let (mut row, mut lines) = (String::new(), Vec::new());
+            let sep = if matches!(render, Render::Json) {
+                ",\n"
+            } else {
+                "\n"
+            };
+            let text = &mut self.text;
+            text.clear();
+            let mut lines = Vec::new();
             for conn in batch {
-                row.clear();
-                match (render, &mut self.table) {
-                    (Render::Table, Some(table)) => {
-                        table.push(&renderer, conn, &mut lines);
-                        continue;
-                    }
-                    (Render::Json, _) => renderer.json(conn, &mut row),
-                    _ => renderer.zeek(conn, &mut row),
+                if let (Render::Table, Some(table)) = (render, &mut self.table) {
+                    table.push(&renderer, conn, &mut lines);
+                    continue;
                 }
-                out.append(row.as_str())?;
+                if !text.is_empty() {
+                    text.push_str(sep);
+                }
+                match render {
+                    Render::Json => renderer.json(conn, text),
+                    _ => renderer.zeek(conn, text),
+                }
+                if text.len() >= BLOCK_BYTES {
+                    out.append(text.as_str())?;
+                    text.clear();
+                }
             }
             if let Some(table) = &mut self.table {
                 if end == self.pending.len() && (self.over || self.failure.is_some()) {
                     table.flush(&mut lines);
                 }
                 for line in lines.drain(..) {
-                    out.append(line)?;
+                    if !text.is_empty() {
+                        text.push('\n');
+                    }
+                    text.push_str(&line);
+                    if text.len() >= BLOCK_BYTES {
+                        out.append(text.as_str())?;
+                        text.clear();
+                    }
                 }
+            }
+            if !text.is_empty() {
+                out.append(text.as_str())?;
             }
         } else {
             for conn in batch {
@@ -351,10 +383,11 @@ impl Capture {
     /// `Capture(source, tracker, path=None, render=None)`: `source` is a path or
     /// a binary file object; `tracker` a `tcplens.packets.tracker.Tracker` giving
     /// the settings; `path` names the input in error messages; `render` "json" or
-    /// "zeek" makes `next_batch` return each connection's `--json` object or
-    /// conn.log row as a string instead of a `Connection`; "table" the rows of
-    /// the streamed `tcplens pcap` table, laid out by `columns` (right-aligned,
-    /// starting width of each column, from the view), in capture order.
+    /// "zeek" makes `next_batch` return the batch's connections written as
+    /// `--json` objects (joined by ",\n") or conn.log rows (joined by newlines), in
+    /// strings of about 32 KiB, instead of `Connection`s; "table" the rows of the streamed
+    /// `tcplens pcap` table (joined by newlines), laid out by `columns`
+    /// (right-aligned, starting width of each column, from the view), in capture order.
     #[new]
     #[pyo3(signature = (source, tracker, path = None, render = None, columns = None))]
     fn new(
@@ -423,6 +456,7 @@ impl Capture {
             failure: None,
             render,
             table: writer,
+            text: String::new(),
             over: false,
             done: false,
             cancel,

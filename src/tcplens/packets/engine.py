@@ -34,6 +34,7 @@ from tcplens.packets.tracker import CaptureSummary, Connection, Tracker, reconst
 
 __all__ = [
     "ROUTE_ENV",
+    "ROW_SEPARATORS",
     "Rendering",
     "Route",
     "TableLayout",
@@ -48,6 +49,8 @@ Route = Literal["engine", "python"]
 #: the streamed outputs: ``json.dumps(Connection.as_dict())``, one conn.log row, or
 #: one row of the piped table (laid out by a :class:`TableLayout`)
 Rendering = Literal["json", "zeek", "table"]
+#: how :func:`render_capture` joins the rows of one block, as the view writes them
+ROW_SEPARATORS: dict[Rendering, str] = {"json": ",\n", "zeek": "\n", "table": "\n"}
 #: environment variable that forces a route ("engine" or "python")
 ROUTE_ENV = "TCPLENS_PACKETS"
 
@@ -127,13 +130,17 @@ def render_capture(
     rendering: Rendering,
     table: TableLayout | None = None,
 ) -> Iterator[str]:
-    """Each connection of a capture as the text ``tcplens pcap --json`` or ``--zeek`` writes.
+    """The connections of a capture as the text ``tcplens pcap --json`` or ``--zeek`` writes.
 
     ``"json"`` gives ``json.dumps(conn.as_dict())``, ``"zeek"`` the conn.log row
     (``"\\t".join(conn.zeek.values())``), ``"table"`` the rows of ``table`` (in
-    capture order, so not one per connection as it finishes).  On the engine route
-    the text is written in Rust with no Python object per connection; otherwise
-    as :func:`reconstruct_capture`.
+    capture order, so not one per connection as it finishes).  Yielded in blocks
+    of one or more rows joined by ``ROW_SEPARATORS[rendering]`` (",\\n" between
+    JSON objects, a newline otherwise), so that writing them as the view writes
+    rows gives the same text.  On the engine route a block is a whole batch,
+    written in Rust with no Python object per connection (a Python string, loop
+    step and write per row cost ~0.5 µs, a third of a million-connection flood's
+    Python time); otherwise one row, as :func:`reconstruct_capture` gives them.
     """
     if rendering == "table" and table is None:
         raise ValueError("rendering='table' needs the table's layout")

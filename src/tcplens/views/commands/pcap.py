@@ -82,7 +82,8 @@ def _connections(
 def _rows(
     path: str, tracker: Tracker, summary: CaptureSummary, rendering: Rendering
 ) -> Iterator[str]:
-    """Each connection already written as its --json object, conn.log row or table row."""
+    """The connections already written as --json objects, conn.log rows or table rows, in
+    blocks of rows joined as they are written (``engine.ROW_SEPARATORS``)."""
     return _from_capture(
         path,
         False,
@@ -354,11 +355,11 @@ def _streamed_table(
     count = 0
     failure: TcplensError | None = None
     try:
-        for row in rows:
+        for block in rows:  # one or more rows, joined by newlines
             if not count:
                 _header(list(_START_WIDTHS), out)
-            out.write(row + "\n")
-            count += 1
+            out.write(block + "\n")
+            count += block.count("\n") + 1
     except TcplensError as exc:
         if summary.frames == 0 and not count:
             raise
@@ -597,8 +598,8 @@ def command(
         for line in conn_log_header():
             out.write(line + "\n")
         try:
-            for row in _rows(file, tracker, summary, "zeek"):
-                out.write(row + "\n")
+            for block in _rows(file, tracker, summary, "zeek"):
+                out.write(block + "\n")
         except TcplensError as exc:
             failure = exc
         out.write("#close\t-\n")
@@ -606,8 +607,8 @@ def command(
         out.write(f'{{"version": {JSON_VERSION}, "file": {json.dumps(file)}, "connections": [')
         first = True
         try:
-            for row in _rows(file, tracker, summary, "json"):
-                out.write(("\n" if first else ",\n") + row)
+            for block in _rows(file, tracker, summary, "json"):
+                out.write(("\n" if first else ",\n") + block)
                 first = False
         except TcplensError as exc:
             failure = exc
