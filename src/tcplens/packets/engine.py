@@ -137,10 +137,11 @@ def render_capture(
     capture order, so not one per connection as it finishes).  Yielded in blocks
     of one or more rows joined by ``ROW_SEPARATORS[rendering]`` (",\\n" between
     JSON objects, a newline otherwise), so that writing them as the view writes
-    rows gives the same text.  On the engine route a block is a whole batch,
-    written in Rust with no Python object per connection (a Python string, loop
-    step and write per row cost ~0.5 µs, a third of a million-connection flood's
-    Python time); otherwise one row, as :func:`reconstruct_capture` gives them.
+    rows gives the same text.  On the engine route a block holds about 32 KiB
+    of rows, written in Rust with no Python object per connection (a Python
+    string, loop step and write per row cost ~0.5 µs, a third of a
+    million-connection flood's Python time); otherwise one row, as
+    :func:`reconstruct_capture` gives them.
     """
     if rendering == "table" and table is None:
         raise ValueError("rendering='table' needs the table's layout")
