@@ -41,13 +41,18 @@ CORPUS = sorted([*(FUZZ / "pcap").glob("*.pcap"), *(FUZZ / "pcapng").glob("*.pca
 pytestmark = pytest.mark.skipif(not engine_available(), reason="the engine is not built")
 
 
-def by_route(route: str, data: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, ...]:
+def by_route(
+    route: str, data: bytes, monkeypatch: pytest.MonkeyPatch, file: Path | None = None
+) -> tuple[Any, ...]:
+    """What a route makes of ``data``: read from memory, or from ``file`` (holding the
+    same bytes) by name, which the engine reads and decodes on threads of its own."""
     monkeypatch.setenv(ROUTE_ENV, route)
     tracker, summary = Tracker(), CaptureSummary()
     conns, error = [], None
     texts: dict[str, list[str]] = {"json": [], "zeek": []}
+    source: str | io.BytesIO = io.BytesIO(data) if file is None else str(file)
     try:
-        for conn in reconstruct_capture(io.BytesIO(data), tracker, summary, path="fuzz"):
+        for conn in reconstruct_capture(source, tracker, summary, path="fuzz"):
             conns.append(json.dumps(conn.as_dict(), sort_keys=True))
             texts["json"].append(json.dumps(conn.as_dict()))
             texts["zeek"].append("\t".join(conn.zeek.values()))
@@ -86,6 +91,9 @@ def test_every_corpus_capture_gives_one_answer_by_either_route(
     engine = by_route("engine", data, monkeypatch)
     reference = by_route("python", data, monkeypatch)
     assert engine[:4] == reference[:4]
+    # by name: decoded ahead on the engine's own thread, tracked on another
+    threaded = by_route("engine", data, monkeypatch, file=path)
+    assert threaded[:4] == reference[:4]
     # `pcap --json` and `--zeek` lines, written in Rust on the engine route
     monkeypatch.setenv(ROUTE_ENV, "engine")
     for rendering in ("json", "zeek"):
