@@ -249,6 +249,19 @@ impl Prefetched {
     }
 }
 
+/// A vector sent back by the thread that used it, emptied, or a new one: each
+/// thread frees what it allocated (a thread freeing another's memory makes
+/// glibc give pages back and fault them in again).
+pub fn reused<T>(spare: &Receiver<Vec<T>>, capacity: usize) -> Vec<T> {
+    match spare.try_recv() {
+        Ok(mut used) => {
+            used.clear();
+            used
+        }
+        Err(_) => Vec::with_capacity(capacity),
+    }
+}
+
 /// The decoding thread: chunks until the input ends or fails, or nobody listens.
 fn decode_ahead<R: Read>(
     mut packets: Packets<R>,
@@ -256,13 +269,7 @@ fn decode_ahead<R: Read>(
     spare: Receiver<Vec<Decoded>>,
 ) {
     loop {
-        let mut chunk = match spare.try_recv() {
-            Ok(mut used) => {
-                used.clear();
-                used
-            }
-            Err(_) => Vec::with_capacity(CHUNK_PACKETS),
-        };
+        let mut chunk = reused(&spare, CHUNK_PACKETS);
         let filled = catch_unwind(AssertUnwindSafe(|| {
             while chunk.len() < CHUNK_PACKETS {
                 match packets.next_packet() {

@@ -305,13 +305,7 @@ mod tests {
     /// The integer comparison is the byte order Python's tuples compare in.
     #[test]
     fn address_order_is_the_order_of_the_bytes() {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::testing::xorshift(0x9E37_79B9_7F4A_7C15);
         let addr = |next: &mut dyn FnMut() -> u64| {
             let r = next();
             // few distinct bytes, so that long common prefixes and ties occur

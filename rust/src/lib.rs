@@ -56,6 +56,20 @@ pub mod segment;
 pub mod tracker;
 pub mod zeek;
 
+/// What several modules' tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Marsaglia's xorshift64: reproducible draws without a crate for them.
+    pub fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+}
+
 #[cfg(feature = "python")]
 pub mod py;
 #[cfg(feature = "python")]

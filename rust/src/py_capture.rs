@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::decode::DecodeStats;
 use crate::endpoint::Table;
-use crate::engine::{Capture as Run, Decoder, PacketSource, Packets, Prefetched, Step};
+use crate::engine::{reused, Capture as Run, Decoder, PacketSource, Packets, Prefetched, Step};
 use crate::flow::Connection;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -149,13 +149,7 @@ fn work<S: PacketSource>(
     spare: Receiver<Vec<Connection>>,
 ) {
     loop {
-        let mut conns = match spare.try_recv() {
-            Ok(mut used) => {
-                used.clear();
-                used
-            }
-            Err(_) => Vec::with_capacity(BATCH),
-        };
+        let mut conns = reused(&spare, BATCH);
         let outcome = step(&mut run, &mut conns);
         let last = !matches!(outcome, Outcome::Step(Step::More));
         let counters = Counters::of(&run);
