@@ -74,7 +74,7 @@ import time
 import traceback
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from fuzz_text import WALL_HANG, child_cpu  # noqa: E402  (this directory: one watchdog)
+from fuzz_text import Tally as TextTally  # noqa: E402  (and one tally)
 
 from tcplens.errors import InputError, SourceError, TcplensError  # noqa: E402
 
@@ -722,14 +723,8 @@ class Finding:
 
 
 @dataclass
-class Tally:
-    tried: int = 0
-    seconds: float = 0.0
-    findings: dict[str, Finding] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> int:
-        return sum(f.count for f in self.findings.values())
+class Tally(TextTally):
+    """fuzz_text's tally (counts, merging) of this script's findings: inputs as bytes."""
 
     def add(self, key: str, data: bytes, index: int) -> None:
         if key in self.findings:
@@ -782,12 +777,7 @@ def fuzz(
                 pass
             else:
                 child.join(10)
-                total.tried += part.tried
-                for key, finding in part.findings.items():
-                    if key in total.findings:
-                        total.findings[key].count += finding.count
-                    else:
-                        total.findings[key] = finding
+                total.merge(part)
                 total.seconds = time.monotonic() - started
                 return total
             if _index.value != last:
